@@ -1,0 +1,49 @@
+# Orchestrion. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# uv is run as a module of the system Python, installed there if missing.
+UV := python3 -m uv
+STAMP := $(VENV)/.installed
+REQS := requirements/dev.txt
+
+.PHONY: help install up test test-fast lint fmt lock clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): $(REQS) pyproject.toml
+	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	@test -x $(PY) || $(UV) venv --quiet --python python3 $(VENV)
+	$(UV) pip sync --quiet --python $(PY) --require-hashes $(REQS)
+	$(UV) pip install --quiet --python $(PY) --no-deps -e .
+	@touch $(STAMP)
+
+install: $(STAMP) ## Install everything into .venv (hash-checked pins)
+
+up: install ## Start the whole platform on :8000 (SQLite, in-process bus)
+	$(VENV)/bin/orchestrion up
+
+test: install ## Run the test suite (SQLite and the local PostgreSQL)
+	$(VENV)/bin/pytest -q
+
+test-fast: install ## Run the tests on SQLite only
+	$(VENV)/bin/pytest -q -m "not postgres"
+
+lint: install ## ruff, ruff format --check, mypy
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
+
+fmt: install ## Format and fix what ruff can
+	$(VENV)/bin/ruff format src tests bench
+	$(VENV)/bin/ruff check --fix src tests bench
+
+lock: ## Re-pin dependencies with hashes after editing pyproject.toml
+	$(UV) pip compile --quiet pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o $(REQS)
+	$(UV) pip compile --quiet pyproject.toml --generate-hashes --python-version 3.11 -o requirements/main.txt
+
+clean: ## Remove the virtualenv and local data
+	rm -rf $(VENV) .orchestrion .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,5 @@
+"""``python -m orchestrion``."""
+
+from orchestrion.cli import main
+
+main()

@@ -1,0 +1,168 @@
+"""The ``orchestrion`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+
+from orchestrion import __version__
+from orchestrion.settings import Settings, open_database
+
+app = typer.Typer(
+    help="Orchestrion: a frontend-ready backend for AI workflows.", no_args_is_help=True
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+users_app = typer.Typer(help="Users.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
+console = Console()
+err = Console(stderr=True)
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    except ValueError as exc:
+        err.print(f"[red]invalid settings:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _prepare(settings: Settings) -> None:
+    """Migrate the schema, then create the first admin if the database is empty."""
+    from orchestrion.migrations import upgrade
+    from orchestrion.services.auth.bootstrap import ensure_bootstrap
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.database_url)
+
+    async def bootstrap() -> None:
+        database = open_database(settings)
+        try:
+            result = await ensure_bootstrap(database, settings)
+        finally:
+            await database.dispose()
+        if result.generated_password:
+            console.print(
+                Panel(
+                    f"email:    [bold]{result.email}[/bold]\n"
+                    f"password: [bold]{result.generated_password}[/bold]\n\n"
+                    "Shown once. Set ORCHESTRION_ADMIN_PASSWORD to choose it yourself.",
+                    title="First start: admin account created",
+                )
+            )
+        elif result.created:
+            console.print(f"Admin account created: [bold]{result.email}[/bold]")
+
+    asyncio.run(bootstrap())
+
+
+@app.command()
+def up(
+    host: Annotated[str | None, typer.Option(help="Address to bind (ORCHESTRION_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind (ORCHESTRION_PORT).")] = None,
+) -> None:
+    """Start the whole platform in one process (embedded: SQLite, in-process bus)."""
+    import uvicorn
+
+    from orchestrion.kernel.observability.logging import configure_logging
+    from orchestrion.platform import create_embedded_app
+
+    settings = _settings(host=host, port=port)
+    configure_logging(
+        level=settings.observability.log_level, json_logs=settings.observability.log_json
+    )
+    _prepare(settings)
+    console.print(
+        f"Orchestrion {__version__} on [bold]{settings.base_url}[/bold]  "
+        f"(docs: {settings.base_url}/docs, health: {settings.base_url}/health)"
+    )
+    config = uvicorn.Config(
+        create_embedded_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        proxy_headers=False,
+    )
+    try:
+        uvicorn.Server(config).run()
+    except KeyboardInterrupt:
+        # uvicorn re-raises Ctrl-C after a graceful shutdown; stopping is not an error.
+        console.print("stopped")
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+    """Apply schema migrations to the configured database."""
+    from orchestrion.migrations import upgrade
+
+    settings = _settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.database_url, revision)
+    console.print(f"database at revision {revision}")
+
+
+@users_app.command("create")
+def users_create(
+    email: Annotated[str, typer.Option(help="Login email.")],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
+    role: Annotated[
+        list[str] | None, typer.Option(help="Role (repeatable): admin, editor, viewer.")
+    ] = None,
+    tenant: Annotated[
+        str | None, typer.Option(help="Tenant name (default: the default tenant).")
+    ] = None,
+    platform_admin: Annotated[bool, typer.Option(help="May act across tenants.")] = False,
+) -> None:
+    """Create a user directly in the database."""
+    from orchestrion.kernel.errors import OrchestrionError
+    from orchestrion.services.auth.bootstrap import ensure_bootstrap
+    from orchestrion.services.auth.service import create_user, tenant_by_name
+
+    if role is None:
+        role = ["viewer"]
+    settings = _settings()
+    _prepare(settings)
+
+    async def run() -> str:
+        database = open_database(settings)
+        try:
+            await ensure_bootstrap(database, settings)
+            async with database.session() as session:
+                found = await tenant_by_name(session, name=tenant or settings.default_tenant)
+                user = await create_user(
+                    session,
+                    tenant_id=found.id,
+                    email=email,
+                    password=password,
+                    roles=role or ["viewer"],
+                    platform_admin=platform_admin,
+                )
+                return str(user.id)
+        finally:
+            await database.dispose()
+
+    try:
+        user_id = asyncio.run(run())
+    except OrchestrionError as exc:
+        err.print(f"[red]{exc.detail}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"user {email} created: {user_id}")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    console.print(__version__)
+
+
+def main() -> None:
+    """Entry point of the ``orchestrion`` script."""
+    app()

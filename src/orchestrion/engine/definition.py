@@ -1,0 +1,289 @@
+"""Workflow definitions: the Pydantic models and the checks that make one runnable.
+
+:func:`validate_definition` turns a request body into a :class:`WorkflowDefinition` or
+raises :class:`DefinitionError` listing every problem at once, each as
+``{"loc": ["body", "steps", 2, "with", "url"], "msg": "step 'fetch': ..."}``: the shape of
+the API's 422 ``errors`` and always naming the step.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator, Mapping, Sequence
+from graphlib import CycleError, TopologicalSorter
+from typing import Any, Literal
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError, ValidationError, best_match
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
+
+from orchestrion.engine.expressions import (
+    ExpressionError,
+    iter_expressions,
+    parse,
+    parse_expression,
+)
+from orchestrion.engine.registry import StepTypeRegistry, default_registry
+
+STEP_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"
+
+Loc = list[str | int]
+
+
+class _Model(BaseModel):
+    # JSON has no NaN or infinity, and a definition is JSON.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
+
+
+class RetryPolicy(_Model):
+    """How a failing step is retried: attempts and the wait between them, in seconds."""
+
+    max_attempts: int = Field(default=1, ge=1, le=100)
+    backoff: Literal["fixed", "exponential"] = "exponential"
+    delay: float = Field(default=1.0, ge=0)
+    max_delay: float = Field(default=60.0, ge=0)
+
+
+class StepBody(_Model):
+    """What a step does: its type and ``with``; also the shape of ``compensate``."""
+
+    type: str = Field(min_length=1, max_length=100)
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+    retry: RetryPolicy | None = None
+    timeout: float | None = Field(default=None, gt=0)
+
+
+class StepDefinition(StepBody):
+    """One step of a workflow (see "Step fields" in the API contract)."""
+
+    id: str = Field(pattern=STEP_ID_PATTERN)
+    needs: list[str] = Field(default_factory=list)
+    when: str | None = None
+    for_each: str | None = None
+    concurrency: int | None = Field(default=None, ge=1, le=100)
+    compensate: StepBody | None = None
+
+
+class WorkflowDefinition(_Model):
+    """A workflow as written by its author; serialise with ``by_alias=True`` for ``with``."""
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str = ""
+    tags: list[str] = Field(default_factory=list)
+    status: Literal["draft", "active", "archived"] = "active"
+    inputs: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
+    steps: list[StepDefinition] = Field(min_length=1, max_length=1000)
+    outputs: dict[str, Any] = Field(default_factory=dict)
+
+
+class DefinitionError(Exception):
+    """An invalid definition; ``errors`` lists every problem as ``{"loc", "msg"}``."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        self.errors = errors
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        first = errors[0]["msg"] if errors else "no details"
+        super().__init__(f"invalid workflow definition: {first}{more}")
+
+
+def _error(loc: Sequence[str | int], msg: str) -> dict[str, Any]:
+    return {"loc": ["body", *loc], "msg": msg}
+
+
+def _pydantic_errors(exc: PydanticValidationError, raw: Any) -> list[dict[str, Any]]:
+    errors = []
+    for err in exc.errors(include_url=False):
+        loc, msg = list(err["loc"]), err["msg"]
+        if len(loc) >= 2 and loc[0] == "steps" and isinstance(loc[1], int):
+            try:
+                step_id = raw["steps"][loc[1]]["id"]
+            except (KeyError, IndexError, TypeError):
+                step_id = None
+            if isinstance(step_id, str) and step_id:
+                msg = f"step {step_id!r}: {msg}"
+        errors.append(_error(loc, msg))
+    return errors
+
+
+def _schema_message(error: ValidationError | SchemaError) -> tuple[Loc, str]:
+    """A readable (path, message) for one jsonschema error."""
+    path: Loc = list(error.absolute_path)
+    if error.validator == "anyOf" and error.context:
+        # expr_or() puts the real schema first and the expression fallback second: the
+        # first branch's complaint is the useful one.
+        first = [e for e in error.context if list(e.relative_schema_path)[:1] == [0]]
+        error = best_match(first or error.context)
+        path = list(error.absolute_path)
+    if error.validator == "required":
+        # jsonschema reports one missing property per error but only names it in the text.
+        names: Any = error.validator_value
+        name = next((p for p in names if error.message.startswith(repr(p))), None)
+        return [*path, name] if isinstance(name, str) else path, error.message
+    if error.validator == "not" and isinstance(error.validator_value, dict):
+        fields = error.validator_value.get("required", [])
+        return path, "only one of " + ", ".join(map(repr, fields)) + " may be given"
+    return path, error.message
+
+
+def _graph(steps: Sequence[StepDefinition]) -> dict[str, list[str]]:
+    ids = {step.id for step in steps}
+    graph: dict[str, list[str]] = {}
+    for step in steps:
+        graph.setdefault(step.id, [need for need in step.needs if need in ids])
+    return graph
+
+
+def _closure(graph: Mapping[str, list[str]], start: str) -> set[str]:
+    """Every step start needs, directly or not (cycles tolerated)."""
+    seen: set[str] = set()
+    stack = list(graph.get(start, []))
+    while stack:
+        node = stack.pop()
+        if node not in seen:
+            seen.add(node)
+            stack.extend(graph.get(node, []))
+    return seen
+
+
+def topological_order(defn: WorkflowDefinition) -> list[str]:
+    """Step ids in an order where each comes after what it needs; ties keep file order."""
+    position = {step.id: i for i, step in reversed(list(enumerate(defn.steps)))}
+    sorter = TopologicalSorter(_graph(defn.steps))
+    try:
+        sorter.prepare()
+    except CycleError as exc:
+        raise DefinitionError([_error(["steps"], _cycle_message(exc))]) from None
+    order: list[str] = []
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready(), key=position.__getitem__)
+        order.extend(ready)
+        sorter.done(*ready)
+    return order
+
+
+def _cycle_message(exc: CycleError) -> str:
+    # graphlib lists each node before the one that needs it; read it the other way.
+    cycle = list(reversed(exc.args[1]))
+    return f"step {cycle[0]!r}: needs form a cycle: {' -> '.join(cycle)}"
+
+
+class _Checker:
+    """The checks after the models parse; collects every error instead of stopping."""
+
+    def __init__(self, defn: WorkflowDefinition, registry: StepTypeRegistry) -> None:
+        self.defn, self.registry = defn, registry
+        self.errors: list[dict[str, Any]] = []
+        self.index: dict[str, int] = {}
+        self.graph = _graph(defn.steps)
+
+    def add(self, loc: Sequence[str | int], msg: str) -> None:
+        self.errors.append(_error(loc, msg))
+
+    def run(self) -> list[dict[str, Any]]:
+        self.check_graph()
+        for i, step in enumerate(self.defn.steps):
+            self.check_step(i, step)
+        self.check_inputs()
+        for path, _text, refs in self.expressions(["outputs"], self.defn.outputs):
+            for ref in sorted(refs - self.index.keys()):
+                self.add(path, f"outputs use steps.{ref}, which is not a step")
+        return self.errors
+
+    def check_graph(self) -> None:
+        for i, step in enumerate(self.defn.steps):
+            if step.id in self.index:
+                first = self.index[step.id]
+                self.add(["steps", i, "id"], f"step {step.id!r}: duplicate id (see steps[{first}])")
+            else:
+                self.index[step.id] = i
+        for i, step in enumerate(self.defn.steps):
+            for k, need in enumerate(step.needs):
+                if need not in self.index:
+                    self.add(
+                        ["steps", i, "needs", k], f"step {step.id!r}: needs unknown step {need!r}"
+                    )
+        try:
+            TopologicalSorter(self.graph).prepare()
+        except CycleError as exc:
+            first = exc.args[1][-1]
+            self.add(["steps", self.index[first], "needs"], _cycle_message(exc))
+
+    def check_step(self, i: int, step: StepDefinition) -> None:
+        allowed = _closure(self.graph, step.id)
+        self.check_body(["steps", i], step, step.id, allowed)
+        for field in ("when", "for_each"):
+            text = getattr(step, field)
+            if text is None:
+                continue
+            try:
+                refs = parse_expression(text).references
+            except ExpressionError as exc:
+                self.add(["steps", i, field], f"step {step.id!r}: {exc.message}")
+            else:
+                self.check_references(["steps", i, field], step.id, refs, allowed)
+        if step.compensate is not None:
+            # Compensation runs after the step succeeded, so it may read its own output.
+            loc: Loc = ["steps", i, "compensate"]
+            self.check_body(loc, step.compensate, step.id, allowed | {step.id})
+
+    def check_body(self, loc: Loc, body: StepBody, step_id: str, allowed: set[str]) -> None:
+        step_type = self.registry.get(body.type)
+        if step_type is None:
+            close = difflib.get_close_matches(body.type, self.registry.names(), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            self.add([*loc, "type"], f"step {step_id!r}: unknown step type {body.type!r}{hint}")
+        else:
+            validator = step_type.with_validator()
+            for error in validator.iter_errors(body.with_):
+                path, message = _schema_message(error)
+                self.add([*loc, "with", *path], f"step {step_id!r}: {message}")
+        for path, _text, refs in self.expressions([*loc, "with"], body.with_, step_id):
+            self.check_references(path, step_id, refs, allowed)
+
+    def check_references(
+        self, loc: Loc, step_id: str, refs: frozenset[str], allowed: set[str]
+    ) -> None:
+        """A step may only read the outputs of steps it needs, directly or not."""
+        for ref in sorted(refs - allowed):
+            if ref == step_id:
+                msg = f"step {step_id!r} uses steps.{ref}, its own output, before it exists"
+            elif ref not in self.index:
+                msg = f"step {step_id!r} uses steps.{ref}, which is not a step"
+            else:
+                msg = f"step {step_id!r} uses steps.{ref} but does not need it"
+            self.add(loc, msg)
+
+    def expressions(
+        self, loc: Loc, value: Any, step_id: str | None = None
+    ) -> Iterator[tuple[Loc, str, frozenset[str]]]:
+        """Parse every expression string in value, reporting those that fail."""
+        for path, text in iter_expressions(value):
+            try:
+                refs = parse(text).references
+            except ExpressionError as exc:
+                prefix = f"step {step_id!r}: " if step_id else ""
+                self.add([*loc, *path], prefix + exc.message)
+            else:
+                yield [*loc, *path], text, refs
+
+    def check_inputs(self) -> None:
+        try:
+            Draft202012Validator.check_schema(self.defn.inputs)
+        except SchemaError as exc:
+            path, message = _schema_message(exc)
+            self.add(["inputs", *path], f"inputs is not a valid JSON Schema: {message}")
+
+
+def validate_definition(
+    raw: Mapping[str, Any], *, registry: StepTypeRegistry = default_registry
+) -> WorkflowDefinition:
+    """Parse and check a definition; raises DefinitionError listing every problem."""
+    try:
+        defn = WorkflowDefinition.model_validate(raw)
+    except PydanticValidationError as exc:
+        raise DefinitionError(_pydantic_errors(exc, raw)) from None
+    errors = _Checker(defn, registry).run()
+    if errors:
+        raise DefinitionError(errors)
+    return defn

@@ -1,0 +1,229 @@
+"""Workflow expressions: ``{{ ... }}`` strings in definitions.
+
+A string that is exactly one ``{{ expr }}`` (whitespace around it allowed) evaluates to the
+expression's own type: ``"{{ inputs.x * 2 }}"`` gives an ``int``. Any other string holding
+expressions renders as text, each piece through ``str()``. Expressions see the context they
+are given (``inputs``, ``steps``, ``item``, ``index``, ``env``, ``execution``) and run in the
+bounded sandbox of :mod:`orchestrion.engine.sandbox`.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import re
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Final, cast
+
+import jinja2
+from jinja2 import nodes
+from jinja2.environment import TemplateExpression
+from jinja2.exceptions import TemplateSyntaxError
+
+from orchestrion.engine.sandbox import Missing, create_environment
+
+MAX_EXPRESSION_LENGTH: Final = 4096
+
+Path = tuple[str | int, ...]
+_ENV: Final = create_environment()
+_PIECE: Final = re.compile(r"\{\{.*?\}\}", re.DOTALL)
+
+
+class ExpressionError(ValueError):
+    """An expression that does not parse, fails, or is refused while evaluating.
+
+    ``str(exc)`` is a message for people; ``path`` locates the failing string inside the
+    value given to :func:`evaluate` (empty otherwise).
+    """
+
+    def __init__(self, message: str, path: Path = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+
+
+def _quote(source: str) -> str:
+    return repr(source if len(source) <= 120 else source[:117] + "...")
+
+
+def _find_path(target: Any, context: Mapping[str, Any]) -> str | None:
+    """Where target sits in the context ("steps.fetch.output"), searched a few levels deep."""
+    queue: deque[tuple[str, Any, int]] = deque((k, v, 0) for k, v in context.items())
+    for _ in range(10_000):
+        if not queue:
+            break
+        path, value, depth = queue.popleft()
+        if value is target:
+            return path
+        if depth < 4 and isinstance(value, Mapping):
+            for key, child in itertools.islice(value.items(), 1000):
+                step = f".{key}" if str(key).isidentifier() else f"[{key!r}]"
+                queue.append((path + step, child, depth + 1))
+    return None
+
+
+def _to_native(value: Any) -> Any:
+    """JSON-like data out of what Jinja returns: no Undefined, Markup, tuples or generators."""
+    if isinstance(value, jinja2.Undefined):
+        value._fail_with_undefined_error()
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {_to_native(k): _to_native(v) for k, v in value.items()}
+    if isinstance(value, Iterable) and not isinstance(value, bytes | bytearray):
+        return [_to_native(item) for item in value]
+    return value
+
+
+def _step_references(ast: nodes.Node) -> frozenset[str]:
+    found: set[str] = set()
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+        target = getattr(node, "node", None)
+        if not (isinstance(target, nodes.Name) and target.name == "steps"):
+            continue
+        if isinstance(node, nodes.Getattr):
+            found.add(node.attr)
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            found.update([node.arg.value] if isinstance(node.arg.value, str) else [])
+    return frozenset(found)
+
+
+class Template:
+    """A compiled string: plain text, one typed expression, or text with expressions."""
+
+    __slots__ = ("_native", "_text", "is_single", "references", "source")
+
+    def __init__(self, source: str, ast: nodes.Template | None = None) -> None:
+        self.source = source
+        self._native: TemplateExpression | None = None
+        self._text: jinja2.Template | None = None
+        #: The step ids this string reads as ``steps.<id>`` (best effort).
+        self.references = _step_references(ast) if ast is not None else frozenset[str]()
+        if ast is None:
+            self.is_single = False
+            return
+        parts = [part for output in ast.body for part in output.iter_child_nodes()]
+        exprs = [part for part in parts if not isinstance(part, nodes.TemplateData)]
+        blank = all(p.data.strip() == "" for p in parts if isinstance(p, nodes.TemplateData))
+        #: Whether the string is exactly one ``{{ expr }}`` and so keeps its type.
+        self.is_single = len(exprs) == 1 and blank
+        if self.is_single:
+            expr = cast(nodes.Expr, exprs[0])
+            body: list[nodes.Node] = [nodes.Assign(nodes.Name("result", "store"), expr, lineno=1)]
+            compiled = _ENV.from_string(nodes.Template(body, lineno=1))
+            self._native = TemplateExpression(compiled, undefined_to_none=False)
+        else:
+            self._text = _ENV.from_string(ast)
+
+    @property
+    def is_expression(self) -> bool:
+        """Whether the string contains any ``{{`` (otherwise it renders as itself)."""
+        return self._native is not None or self._text is not None
+
+    def render(self, context: Mapping[str, Any]) -> Any:
+        """Evaluate against context (``inputs``, ``steps``...); raises ExpressionError."""
+        scope = dict(context)
+        try:
+            if self._native is not None:
+                return _to_native(self._native(scope))
+            if self._text is not None:
+                return self._text.render(scope)
+        except Missing as exc:
+            # Only containers: small ints and strings are shared objects, found anywhere.
+            found = isinstance(exc.obj, Mapping | list)
+            where = _find_path(exc.obj, scope) if found else None
+            has = "attribute" if isinstance(exc.name, str) else "item"
+            reason = f"{where!r} has no {has} {exc.name!r}" if where else str(exc)
+            raise ExpressionError(f"{reason} in {_quote(self.source)}") from exc
+        except Exception as exc:  # tenant-written code may raise anything; report, never crash
+            reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+            raise ExpressionError(f"{reason} in {_quote(self.source)}") from exc
+        return self.source
+
+
+@functools.lru_cache(maxsize=4096)
+def parse(value: str) -> Template:
+    """Compile a string once; raises ExpressionError naming the expression on bad syntax."""
+    if "{{" not in value:
+        return Template(value)
+    if any(len(piece) > MAX_EXPRESSION_LENGTH for piece in _PIECE.findall(value)):
+        raise ExpressionError(
+            f"expression longer than {MAX_EXPRESSION_LENGTH} characters in {_quote(value)}"
+        )
+    try:
+        ast = _ENV.parse(value)
+        if not all(isinstance(node, nodes.Output) for node in ast.body):
+            raise ExpressionError(f"only {{{{ }}}} expressions are allowed in {_quote(value)}")
+        return Template(value, ast)
+    except TemplateSyntaxError as exc:
+        raise ExpressionError(f"invalid expression {_quote(value)}: {exc.message}") from None
+    except RecursionError:
+        raise ExpressionError(f"expression nested too deeply in {_quote(value)}") from None
+
+
+def parse_expression(value: str) -> Template:
+    """Compile a condition or list expression: bare (``x > 1``) or wrapped (``{{ x > 1 }}``).
+
+    Used for ``when`` and ``for_each``, whose value is one expression, never text.
+    """
+    template = parse(value if "{{" in value else "{{ " + value + " }}")
+    if not template.is_single:
+        raise ExpressionError(f"{_quote(value)} must be a single expression")
+    return template
+
+
+def iter_expressions(obj: Any, path: Path = ()) -> Iterator[tuple[Path, str]]:
+    """Yield (path, string) for every string holding ``{{`` inside a JSON-like value."""
+    if isinstance(obj, str):
+        if "{{" in obj:
+            yield path, obj
+    elif isinstance(obj, Mapping):
+        for key, value in obj.items():
+            yield from iter_expressions(value, (*path, key))
+    elif isinstance(obj, list | tuple):
+        for index, value in enumerate(obj):
+            yield from iter_expressions(value, (*path, index))
+
+
+def validate(obj: Any) -> list[tuple[Path, str]]:
+    """(path, message) for each string in a JSON-like value whose expressions do not parse."""
+    errors: list[tuple[Path, str]] = []
+    for path, text in iter_expressions(obj):
+        try:
+            parse(text)
+        except ExpressionError as exc:
+            errors.append((path, exc.message))
+    return errors
+
+
+def evaluate(obj: Any, context: Mapping[str, Any]) -> Any:
+    """Deep-render a JSON-like value: strings are evaluated, dict keys are left as they are.
+
+    A failure raises ExpressionError whose ``path`` locates the string inside obj.
+    """
+    return _evaluate(obj, context, ())
+
+
+def _evaluate(obj: Any, context: Mapping[str, Any], path: Path) -> Any:
+    if isinstance(obj, str):
+        if "{{" not in obj:
+            return obj
+        try:
+            return parse(obj).render(context)
+        except ExpressionError as exc:
+            exc.path = path
+            raise
+    if isinstance(obj, Mapping):
+        return {key: _evaluate(value, context, (*path, key)) for key, value in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_evaluate(value, context, (*path, i)) for i, value in enumerate(obj)]
+    return obj
+
+
+def references(value: str) -> set[str]:
+    """Best effort: the step ids a string reads as ``steps.<id>`` or ``steps['<id>']``."""
+    try:
+        return set(parse(value).references)
+    except ExpressionError:
+        return set()

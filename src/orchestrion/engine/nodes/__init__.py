@@ -1,0 +1,1 @@
+"""Step type implementations; :mod:`.builtin` holds the ones every installation has."""

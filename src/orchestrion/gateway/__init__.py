@@ -1,0 +1,1 @@
+"""The single entry point: route table, authentication, policies and dispatch to services."""

@@ -1,0 +1,1 @@
+"""Gateway policies applied on the request path: authentication, authorization, CORS."""

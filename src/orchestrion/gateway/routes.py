@@ -1,0 +1,107 @@
+"""The route table: which service answers a path, and what a caller needs to reach it.
+
+Routes are matched by longest path prefix. Each route names the public paths that need
+no credentials and the permission each method/path needs; services check finer rules
+themselves (defence in depth), the gateway refuses early and cheaply.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from orchestrion.kernel.auth.permissions import Permission
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True)
+class Rule:
+    """``permission`` is needed for ``methods`` on paths matching ``pattern``."""
+
+    methods: frozenset[str]
+    pattern: re.Pattern[str]
+    permission: str | None
+
+
+def rule(methods: str, pattern: str, permission: str | None) -> Rule:
+    """A rule from a method list (``"GET,HEAD"`` or ``"*"``) and a path regex."""
+    wanted = frozenset({"*"}) if methods == "*" else frozenset(methods.split(","))
+    return Rule(wanted, re.compile(pattern), permission)
+
+
+@dataclass(frozen=True)
+class Route:
+    """Paths starting with ``prefix`` go to ``service``."""
+
+    prefix: str
+    service: str
+    public: tuple[Rule, ...] = ()
+    rules: tuple[Rule, ...] = field(default_factory=tuple)
+
+    def matches(self, path: str) -> bool:
+        """Whether ``path`` is this prefix or below it."""
+        return path == self.prefix or path.startswith(self.prefix.rstrip("/") + "/")
+
+    def is_public(self, method: str, path: str) -> bool:
+        """Whether ``method path`` needs no credentials."""
+        return any(_applies(r, method, path) for r in self.public)
+
+    def permission_for(self, method: str, path: str) -> str | None:
+        """The permission the first matching rule asks for (None: any authenticated caller)."""
+        for r in self.rules:
+            if _applies(r, method, path):
+                return r.permission
+        return None
+
+
+def _applies(r: Rule, method: str, path: str) -> bool:
+    return ("*" in r.methods or method in r.methods) and r.pattern.fullmatch(path) is not None
+
+
+class RouteTable:
+    """Routes ordered by prefix length so the most specific wins."""
+
+    def __init__(self, routes: list[Route]) -> None:
+        self.routes = sorted(routes, key=lambda r: len(r.prefix), reverse=True)
+
+    def match(self, path: str) -> Route | None:
+        """The route for ``path``, if any."""
+        for route in self.routes:
+            if route.matches(path):
+                return route
+        return None
+
+    @property
+    def services(self) -> list[str]:
+        """The services the table routes to, in a stable order."""
+        return sorted({r.service for r in self.routes})
+
+
+_WF = Permission
+DEFAULT_ROUTES = [
+    Route(prefix="/.well-known", service="auth", public=(rule("GET,HEAD", r".*", None),)),
+    Route(
+        prefix="/api/v1/auth",
+        service="auth",
+        public=(rule("POST", r"/api/v1/auth/(login|refresh)", None),),
+    ),
+    Route(
+        prefix="/api/v1/workflows",
+        service="workflows",
+        rules=(
+            rule("POST", r"/api/v1/workflows/[^/]+/executions", _WF.EXECUTIONS_RUN),
+            rule("GET,HEAD", r"/api/v1/workflows/[^/]+/executions", _WF.EXECUTIONS_READ),
+            rule("GET,HEAD", r".*", _WF.WORKFLOWS_READ),
+            rule("*", r".*", _WF.WORKFLOWS_WRITE),
+        ),
+    ),
+    Route(
+        prefix="/api/v1/executions",
+        service="workflows",
+        rules=(
+            rule("GET,HEAD", r".*", _WF.EXECUTIONS_READ),
+            rule("*", r".*", _WF.EXECUTIONS_RUN),
+        ),
+    ),
+]

@@ -1,0 +1,58 @@
+"""Permissions and the roles that grant them.
+
+Permissions are ``<resource>:<action>`` strings. A role is a named set of them;
+``platform:admin`` is granted to platform administrators only (the bootstrap admin),
+never by a tenant role.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+
+class Permission(StrEnum):
+    """Every permission the platform checks."""
+
+    WORKFLOWS_READ = "workflows:read"
+    WORKFLOWS_WRITE = "workflows:write"
+    EXECUTIONS_READ = "executions:read"
+    EXECUTIONS_RUN = "executions:run"
+    USERS_READ = "users:read"
+    USERS_WRITE = "users:write"
+    TENANTS_READ = "tenants:read"
+    API_KEYS_READ = "api_keys:read"
+    API_KEYS_WRITE = "api_keys:write"
+    AUDIT_READ = "audit:read"
+    PLATFORM_ADMIN = "platform:admin"
+
+
+_VIEWER = {Permission.WORKFLOWS_READ, Permission.EXECUTIONS_READ}
+_EDITOR = _VIEWER | {
+    Permission.WORKFLOWS_WRITE,
+    Permission.EXECUTIONS_RUN,
+    Permission.API_KEYS_READ,
+    Permission.API_KEYS_WRITE,
+}
+_ADMIN = _EDITOR | {
+    Permission.USERS_READ,
+    Permission.USERS_WRITE,
+    Permission.TENANTS_READ,
+    Permission.AUDIT_READ,
+}
+
+ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
+    "viewer": frozenset(_VIEWER),
+    "editor": frozenset(_EDITOR),
+    "admin": frozenset(_ADMIN),
+}
+
+
+def permissions_for_roles(roles: Iterable[str], *, platform_admin: bool = False) -> list[str]:
+    """The sorted union of the permissions of ``roles``; unknown roles grant nothing."""
+    granted: set[str] = set()
+    for role in roles:
+        granted |= ROLE_PERMISSIONS.get(role, frozenset())
+    if platform_admin:
+        granted.add(Permission.PLATFORM_ADMIN)
+    return sorted(granted)

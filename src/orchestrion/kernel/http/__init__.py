@@ -1,0 +1,1 @@
+"""HTTP conventions of API.md shared by every service."""

@@ -1,0 +1,65 @@
+"""The common shape of every service's ASGI app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from orchestrion.kernel.db.engine import Database
+from orchestrion.kernel.errors import ServiceUnavailable, install_error_handlers
+from orchestrion.kernel.http.requestid import RequestIdMiddleware
+from orchestrion.kernel.observability.metrics import MetricsMiddleware
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def create_service_app(
+    *,
+    name: str,
+    title: str,
+    version: str,
+    database: Database,
+    identity_secret: bytes,
+    lifespan: Lifespan | None = None,
+    **fastapi_kwargs: Any,
+) -> FastAPI:
+    """A FastAPI app with the platform's conventions; its lifespan disposes ``database``.
+
+    ``lifespan`` runs inside the database's lifetime, for a service's own start-up
+    (bootstrap data, background tasks).
+    """
+
+    @asynccontextmanager
+    async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            if lifespan is None:
+                yield
+            else:
+                async with lifespan(app):
+                    yield
+        finally:
+            await database.dispose()
+
+    app = FastAPI(title=title, version=version, lifespan=_lifespan, **fastapi_kwargs)
+    app.state.service_name = name
+    app.state.database = database
+    app.state.identity_secret = identity_secret
+    install_error_handlers(app)
+
+    @app.get("/health", include_in_schema=False)
+    async def service_health() -> dict[str, str]:
+        """Healthy when the database answers."""
+        try:
+            async with database.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception as exc:
+            raise ServiceUnavailable(f"database unreachable: {type(exc).__name__}") from exc
+        return {"status": "ok", "database": "ok"}
+
+    app.add_middleware(MetricsMiddleware, component=name)
+    app.add_middleware(RequestIdMiddleware)
+    return app

@@ -1,0 +1,243 @@
+"""List conventions of API.md: page, limit, sort, fields, filters and cursors.
+
+``?page=2&limit=20&sort=created_at:desc,name:asc&fields=id,name&status=active``. Unknown
+sort or filter fields are a 400, never silently ignored. ``cursor=`` switches to keyset
+pagination (stable under inserts, fast deep into a large collection): the cursor is the
+sort key of the last row seen, with ``id`` as the tie-breaker.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
+
+from orchestrion.kernel.errors import BadRequest
+
+Filter = Callable[[str], ColumnElement[bool]]
+RESERVED = frozenset({"page", "limit", "sort", "fields", "cursor"})
+MAX_LIMIT = 100
+
+
+def equals(column: Any) -> Filter:
+    """A filter matching ``column == value``."""
+
+    def build(value: str) -> ColumnElement[bool]:
+        return column == value  # type: ignore[no-any-return]
+
+    return build
+
+
+@dataclass(frozen=True)
+class ListSpec:
+    """What a collection allows: sortable columns, filters and selectable fields."""
+
+    sortable: Mapping[str, Any]
+    filters: Mapping[str, Filter]
+    fields: frozenset[str]
+    default_sort: str = "created_at:desc"
+    id_column: Any = None
+
+
+@dataclass
+class ListQuery:
+    """A parsed and checked list request."""
+
+    page: int = 1
+    limit: int = 20
+    sort: list[tuple[str, bool]] = field(default_factory=list)  # (name, descending)
+    fields: list[str] | None = None
+    filters: dict[str, str] = field(default_factory=dict)
+    cursor: list[Any] | None = None
+    cursor_mode: bool = False
+
+
+def _positive_int(raw: str | None, name: str, default: int) -> int:
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(
+            f"'{name}' must be an integer",
+            errors=[{"loc": ["query", name], "msg": "not an integer"}],
+        ) from None
+    if value < 1:
+        raise BadRequest(
+            f"'{name}' must be at least 1", errors=[{"loc": ["query", name], "msg": "must be >= 1"}]
+        )
+    return value
+
+
+def _decode_value(value: Any) -> Any:
+    if isinstance(value, dict) and "$dt" in value:
+        return datetime.fromisoformat(value["$dt"])
+    return value
+
+
+def _encode_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return {"$dt": value.isoformat()}
+    return value
+
+
+def encode_cursor(values: Sequence[Any]) -> str:
+    """An opaque cursor for the row whose sort key is ``values``."""
+    raw = json.dumps([_encode_value(v) for v in values], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(raw: str, expected: int) -> list[Any]:
+    try:
+        values = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+        if not isinstance(values, list) or len(values) != expected:
+            raise ValueError("cursor shape")
+        return [_decode_value(v) for v in values]
+    except (ValueError, binascii.Error, TypeError):
+        raise BadRequest(
+            "invalid cursor", errors=[{"loc": ["query", "cursor"], "msg": "not a cursor"}]
+        ) from None
+
+
+def parse_list_query(request: Request, spec: ListSpec) -> ListQuery:
+    """Read the list parameters from ``request``; 400 on anything unknown."""
+    params = request.query_params
+    errors: list[dict[str, Any]] = []
+    query = ListQuery(
+        page=_positive_int(params.get("page"), "page", 1),
+        limit=min(_positive_int(params.get("limit"), "limit", 20), MAX_LIMIT),
+    )
+    for item in (params.get("sort") or spec.default_sort).split(","):
+        name, _, direction = item.strip().partition(":")
+        direction = direction or "asc"
+        if name not in spec.sortable:
+            errors.append({"loc": ["query", "sort"], "msg": f"cannot sort by '{name}'"})
+        elif direction not in ("asc", "desc"):
+            errors.append(
+                {
+                    "loc": ["query", "sort"],
+                    "msg": f"direction must be asc or desc, not '{direction}'",
+                }
+            )
+        else:
+            query.sort.append((name, direction == "desc"))
+    if params.get("fields"):
+        wanted = [f.strip() for f in params["fields"].split(",") if f.strip()]
+        unknown = [f for f in wanted if f not in spec.fields]
+        errors.extend({"loc": ["query", "fields"], "msg": f"unknown field '{f}'"} for f in unknown)
+        query.fields = ["id", *[f for f in wanted if f != "id"]]
+    for name in params:
+        if name in RESERVED:
+            continue
+        if name not in spec.filters:
+            errors.append({"loc": ["query", name], "msg": f"unknown filter '{name}'"})
+        else:
+            query.filters[name] = params[name]
+    if errors:
+        raise BadRequest("; ".join(e["msg"] for e in errors), errors=errors)
+    if "cursor" in params:
+        query.cursor_mode = True
+        if params["cursor"]:
+            query.cursor = _decode_cursor(params["cursor"], len(query.sort) + 1)
+    return query
+
+
+def _keyset_after(columns: Sequence[Any], descending: Sequence[bool], values: Sequence[Any]) -> Any:
+    """Rows strictly after ``values`` in the sort order (a lexicographic OR-chain)."""
+    clauses = []
+    for i, (column, desc) in enumerate(zip(columns, descending, strict=True)):
+        prefix = [columns[j] == values[j] for j in range(i)]
+        step = column < values[i] if desc else column > values[i]
+        clauses.append(and_(*prefix, step))
+    return or_(*clauses)
+
+
+@dataclass
+class Page:
+    """One page of rows and what the response's ``meta`` needs."""
+
+    rows: list[Any]
+    total: int
+    next_cursor: str | None
+
+
+async def fetch_page(
+    session: AsyncSession, stmt: Select[Any], spec: ListSpec, query: ListQuery
+) -> Page:
+    """Apply filters, sort and pagination to ``stmt`` (which selects one entity) and run it."""
+    for name, value in query.filters.items():
+        stmt = stmt.where(spec.filters[name](value))
+    total = (await session.execute(select(func.count()).select_from(stmt.subquery()))).scalar_one()
+    id_column = spec.id_column
+    columns = [spec.sortable[name] for name, _ in query.sort] + [id_column]
+    descending = [desc for _, desc in query.sort] + [query.sort[-1][1] if query.sort else False]
+    stmt = stmt.order_by(
+        *[c.desc() if d else c.asc() for c, d in zip(columns, descending, strict=True)]
+    )
+    if query.cursor_mode:
+        if query.cursor is not None:
+            stmt = stmt.where(_keyset_after(columns, descending, query.cursor))
+        rows = list((await session.execute(stmt.limit(query.limit + 1))).scalars())
+        next_cursor = None
+        if len(rows) > query.limit:
+            rows = rows[: query.limit]
+            last = rows[-1]
+            keys = [name for name, _ in query.sort] + ["id"]
+            next_cursor = encode_cursor([getattr(last, _attr(spec, k)) for k in keys])
+        return Page(rows=rows, total=total, next_cursor=next_cursor)
+    offset = (query.page - 1) * query.limit
+    rows = list((await session.execute(stmt.offset(offset).limit(query.limit))).scalars())
+    return Page(rows=rows, total=total, next_cursor=None)
+
+
+def _attr(spec: ListSpec, name: str) -> str:
+    column = spec.id_column if name == "id" else spec.sortable[name]
+    return str(getattr(column, "key", name))
+
+
+def _link(request: Request, **changes: Any) -> str:
+    params = dict(request.query_params)
+    for key, value in changes.items():
+        if value is None:
+            params.pop(key, None)
+        else:
+            params[key] = str(value)
+    return str(request.url.replace_query_params(**params))
+
+
+def trim(item: Mapping[str, Any], fields: list[str] | None) -> dict[str, Any]:
+    """``item`` reduced to ``fields`` (all of it when None)."""
+    if fields is None:
+        return dict(item)
+    return {k: item[k] for k in fields if k in item}
+
+
+def list_body(
+    request: Request, items: Sequence[Mapping[str, Any]], query: ListQuery, page: Page
+) -> dict[str, Any]:
+    """The ``{"data", "meta", "links"}`` envelope of API.md."""
+    data = [trim(item, query.fields) for item in items]
+    meta: dict[str, Any] = {"page": query.page, "limit": query.limit, "total": page.total}
+    if query.cursor_mode:
+        meta["next_cursor"] = page.next_cursor
+        next_link = _link(request, cursor=page.next_cursor) if page.next_cursor else None
+        return {
+            "data": data,
+            "meta": meta,
+            "links": {"self": str(request.url), "next": next_link, "prev": None},
+        }
+    has_next = query.page * query.limit < page.total
+    links = {
+        "self": str(request.url),
+        "next": _link(request, page=query.page + 1) if has_next else None,
+        "prev": _link(request, page=query.page - 1) if query.page > 1 else None,
+    }
+    return {"data": data, "meta": meta, "links": links}

@@ -1,0 +1,52 @@
+"""``X-Request-ID`` on every request and response, bound into the logs."""
+
+from __future__ import annotations
+
+import re
+
+import structlog
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from orchestrion.kernel.ids import new_id
+
+HEADER = "x-request-id"
+# Client ids are echoed into logs and headers: keep them short and printable.
+_VALID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+def request_id_from(scope: Scope) -> str:
+    """The client's request id if it is sane, else a new one."""
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            text: str = value.decode("latin-1")
+            if _VALID.match(text):
+                return text
+    return new_id()
+
+
+class RequestIdMiddleware:
+    """Pure ASGI middleware: cheap, and it does not buffer streamed bodies."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Assign the id, expose it on ``request.state`` and the logs, echo it back."""
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        request_id = request_id_from(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers[HEADER] = request_id
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id")

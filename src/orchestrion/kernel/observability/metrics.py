@@ -1,0 +1,68 @@
+"""Prometheus metrics for HTTP traffic, labelled by route template, not raw path.
+
+Raw paths would create one series per id and exhaust the server's memory; the route
+template (``/api/v1/workflows/{id}``) keeps cardinality bounded.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+REQUESTS = Counter(
+    "orchestrion_http_requests_total",
+    "HTTP requests handled, by component, method, route template and status.",
+    ["component", "method", "route", "status"],
+)
+LATENCY = Histogram(
+    "orchestrion_http_request_duration_seconds",
+    "Time to the end of the response, by component, method and route template.",
+    ["component", "method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template, or ``unmatched``."""
+    route = scope.get("route")
+    path = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return str(path) if path else "unmatched"
+
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request of one component."""
+
+    def __init__(self, app: ASGIApp, *, component: str) -> None:
+        self.app = app
+        self.component = component
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Observe the request once its response is complete (or it failed)."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def observe(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observe)
+        finally:
+            route = scope.get("orchestrion.route") or route_template(scope)
+            method = scope["method"]
+            REQUESTS.labels(self.component, method, route, str(status)).inc()
+            LATENCY.labels(self.component, method, route).observe(time.perf_counter() - start)
+
+
+async def metrics_endpoint(_: Request) -> Response:
+    """The Prometheus text exposition of this process's metrics."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,50 @@
+"""The embedded shape: every service in this process, behind the gateway.
+
+This module composes parts that must not know each other (services never import one
+another; the gateway knows services only as upstreams), so it is the one place that
+names them all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp
+
+from orchestrion.gateway.app import create_gateway
+from orchestrion.gateway.upstream import InProcessUpstream, Upstream
+from orchestrion.settings import Settings
+
+ServiceFactory = Callable[[Settings], FastAPI]
+
+
+def service_factories() -> dict[str, ServiceFactory]:
+    """Every service's ``create_app``, by service name."""
+    from orchestrion.services.auth.app import create_app as auth
+    from orchestrion.services.workflows.app import create_app as workflows
+
+    return {"auth": auth, "workflows": workflows}
+
+
+def create_embedded_app(settings: Settings) -> ASGIApp:
+    """The gateway with every service called in-process; its lifespan runs theirs.
+
+    Starlette does not run a mounted app's lifespan, so the gateway enters each
+    service's lifespan itself, in order, and leaves them in reverse.
+    """
+    secret = settings.secret_key.get_secret_value().encode()
+    apps = {name: factory(settings) for name, factory in service_factories().items()}
+    upstreams: dict[str, Upstream] = {
+        name: InProcessUpstream(name, app, secret=secret) for name, app in apps.items()
+    }
+
+    @asynccontextmanager
+    async def lifespan() -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            for app in apps.values():
+                await stack.enter_async_context(app.router.lifespan_context(app))
+            yield
+
+    return create_gateway(settings, upstreams, lifespan=lifespan)

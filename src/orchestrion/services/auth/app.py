@@ -1,0 +1,70 @@
+"""The auth service's ASGI app."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from fastapi import FastAPI
+
+from orchestrion import __version__
+from orchestrion.kernel.http.app import create_service_app
+from orchestrion.services.auth.bootstrap import ensure_bootstrap
+from orchestrion.services.auth.crypto import fernet_for
+from orchestrion.services.auth.endpoints import router
+from orchestrion.services.auth.keys import KeyRing
+from orchestrion.services.auth.service import AuthRuntime
+from orchestrion.services.auth.throttle import LoginThrottle
+from orchestrion.settings import Settings, open_database
+
+logger = logging.getLogger("orchestrion.auth")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The auth service, on the configured database."""
+    secret = settings.secret_key.get_secret_value().encode()
+    access_ttl = timedelta(seconds=settings.auth.access_token_ttl_seconds)
+    runtime = AuthRuntime(
+        issuer=settings.auth.issuer,
+        audience=settings.auth.audience,
+        access_ttl=access_ttl,
+        refresh_ttl=timedelta(seconds=settings.auth.refresh_token_ttl_seconds),
+        keys=KeyRing(
+            fernet=fernet_for(secret),
+            rotation=timedelta(days=settings.auth.signing_key_rotation_days),
+            token_ttl=access_ttl,
+        ),
+        throttle=LoginThrottle(
+            max_attempts=settings.auth.login_max_attempts,
+            window_seconds=settings.auth.login_window_seconds,
+        ),
+    )
+    database = open_database(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        result = await ensure_bootstrap(database, settings)
+        if result.generated_password:
+            logger.warning(
+                "admin account %s created with a generated password (shown once): %s",
+                result.email,
+                result.generated_password,
+            )
+        async with database.session() as session:
+            await runtime.keys.active(session)  # the first key exists before the first login
+        yield
+
+    app = create_service_app(
+        name="auth",
+        title="Orchestrion auth",
+        version=__version__,
+        database=database,
+        identity_secret=secret,
+        lifespan=lifespan,
+    )
+    app.state.auth = runtime
+    app.state.settings = settings
+    app.include_router(router)
+    return app

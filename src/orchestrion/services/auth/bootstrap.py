@@ -1,0 +1,57 @@
+"""The first admin: created once, when the platform has no user at all."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from orchestrion.kernel.db.engine import Database
+from orchestrion.services.auth import repository, service
+from orchestrion.settings import Settings, generate_password
+
+logger = logging.getLogger("orchestrion.auth")
+
+
+@dataclass(frozen=True)
+class BootstrapResult:
+    """What :func:`ensure_bootstrap` did; ``generated_password`` is shown once, never stored."""
+
+    created: bool
+    email: str
+    generated_password: str | None = None
+
+
+async def ensure_bootstrap(database: Database, settings: Settings) -> BootstrapResult:
+    """Create the default tenant and a platform admin in it if there are no users yet.
+
+    The password is ``ORCHESTRION_ADMIN_PASSWORD`` or, when unset, generated and
+    returned so the caller can print it once.
+    """
+    async with database.session() as session:
+        if await repository.count_users(session) > 0:
+            return BootstrapResult(created=False, email=settings.admin_email)
+        tenant = await repository.tenant_by_name(session, settings.default_tenant)
+        if tenant is None:
+            tenant = await service.create_tenant(session, name=settings.default_tenant)
+        generated = None
+        if settings.admin_password is not None:
+            password = settings.admin_password.get_secret_value()
+        else:
+            password = generated = generate_password()
+        user = await service.create_user(
+            session,
+            tenant_id=tenant.id,
+            email=settings.admin_email,
+            password=password,
+            roles=["admin"],
+            platform_admin=True,
+        )
+        service.audit(
+            session,
+            action="admin.bootstrapped",
+            tenant_id=tenant.id,
+            actor_id=None,
+            target_type="user",
+            target_id=user.id,
+        )
+    return BootstrapResult(created=True, email=user.email, generated_password=generated)

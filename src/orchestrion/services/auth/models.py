@@ -1,0 +1,117 @@
+"""Tables of the auth service (prefixed ``auth_``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean, ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from orchestrion.kernel.db.base import Base, IdMixin, JSONType, TimestampMixin
+from orchestrion.kernel.ids import utcnow
+
+
+class Tenant(IdMixin, Base):
+    """An isolated organisation: every other row belongs to exactly one."""
+
+    __tablename__ = "auth_tenants"
+
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class User(IdMixin, TimestampMixin, Base):
+    """A person who logs in with an email (unique across tenants) and a password."""
+
+    __tablename__ = "auth_users"
+
+    tenant_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("auth_tenants.id", ondelete="CASCADE"), index=True
+    )
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(Text)
+    roles: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    platform_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    last_login_at: Mapped[datetime | None] = mapped_column()
+
+
+class AuthSession(IdMixin, Base):
+    """A login: the family of refresh tokens it issues, revoked as one."""
+
+    __tablename__ = "auth_sessions"
+
+    user_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("auth_users.id", ondelete="CASCADE"), index=True
+    )
+    tenant_id: Mapped[str] = mapped_column(String(36))
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column()
+    revoked_reason: Mapped[str | None] = mapped_column(String(50))
+
+
+class RefreshToken(IdMixin, Base):
+    """One opaque refresh token (its SHA-256 only); used once, then replaced."""
+
+    __tablename__ = "auth_refresh_tokens"
+
+    session_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("auth_sessions.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column()
+
+
+class SigningKey(Base):
+    """An Ed25519 key pair; the private half encrypted under the platform secret."""
+
+    __tablename__ = "auth_signing_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    private_key: Mapped[str] = mapped_column(Text)
+    public_jwk: Mapped[dict[str, Any]] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    retired_at: Mapped[datetime | None] = mapped_column()
+
+
+class ApiKey(IdMixin, Base):
+    """``orn_<prefix>_<secret>``: the prefix finds the row, the secret's hash proves it."""
+
+    __tablename__ = "auth_api_keys"
+    __table_args__ = (Index("ix_auth_api_keys_tenant_created", "tenant_id", "created_at"),)
+
+    tenant_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("auth_tenants.id", ondelete="CASCADE")
+    )
+    user_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("auth_users.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    prefix: Mapped[str] = mapped_column(String(32), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    scopes: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    expires_at: Mapped[datetime | None] = mapped_column()
+    last_used_at: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEvent(IdMixin, Base):
+    """Something security-relevant that happened, kept for review."""
+
+    __tablename__ = "auth_audit_events"
+    __table_args__ = (Index("ix_auth_audit_events_tenant_created", "tenant_id", "created_at"),)
+
+    tenant_id: Mapped[str | None] = mapped_column(String(36))
+    actor_id: Mapped[str | None] = mapped_column(String(36))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    target_type: Mapped[str | None] = mapped_column(String(32))
+    target_id: Mapped[str | None] = mapped_column(String(64))
+    ip: Mapped[str | None] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,134 @@
+"""Request and response bodies of the auth service."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoginRequest(_Body):
+    """Credentials for ``POST /login``."""
+
+    email: str = Field(min_length=3, max_length=320)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class RefreshRequest(_Body):
+    """A refresh token to exchange for a new pair."""
+
+    refresh_token: str = Field(min_length=1, max_length=512)
+
+
+class LogoutRequest(_Body):
+    """Optionally the refresh token whose session should end (default: the caller's)."""
+
+    refresh_token: str | None = Field(default=None, max_length=512)
+
+
+class TokenPair(BaseModel):
+    """An access token and the refresh token that renews it."""
+
+    access_token: str
+    refresh_token: str
+    token_type: str = "Bearer"  # noqa: S105 - a scheme name, not a secret
+    expires_in: int
+
+
+class Me(BaseModel):
+    """The caller."""
+
+    id: str
+    email: str | None
+    tenant_id: str
+    roles: list[str]
+    permissions: list[str]
+    kind: str
+    platform_admin: bool
+
+
+class TenantCreate(_Body):
+    """A new tenant."""
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\- ]*$")
+
+
+class TenantRead(BaseModel):
+    """A tenant."""
+
+    id: str
+    name: str
+    created_at: datetime
+
+
+class UserCreate(_Body):
+    """A new user; ``tenant_id`` other than the caller's needs platform admin."""
+
+    email: str = Field(min_length=3, max_length=320)
+    password: str = Field(min_length=8, max_length=1024)
+    roles: list[str] = Field(default_factory=lambda: ["viewer"])
+    tenant_id: str | None = None
+    platform_admin: bool = False
+
+
+class UserUpdate(_Body):
+    """Changes to a user; absent fields stay as they are."""
+
+    email: str | None = Field(default=None, min_length=3, max_length=320)
+    password: str | None = Field(default=None, min_length=8, max_length=1024)
+    roles: list[str] | None = None
+    is_active: bool | None = None
+
+
+class UserRead(BaseModel):
+    """A user (never the password hash)."""
+
+    id: str
+    tenant_id: str
+    email: str
+    roles: list[str]
+    permissions: list[str]
+    platform_admin: bool
+    is_active: bool
+    last_login_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ApiKeyCreate(_Body):
+    """A new API key; its scopes must be permissions the owner holds."""
+
+    name: str = Field(min_length=1, max_length=200)
+    scopes: list[str] = Field(min_length=1)
+    expires_at: datetime | None = None
+
+
+class ApiKeyRead(BaseModel):
+    """An API key's metadata (the secret is never shown again)."""
+
+    id: str
+    name: str
+    prefix: str
+    scopes: list[str]
+    user_id: str
+    tenant_id: str
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+    created_at: datetime
+
+
+class ApiKeyCreated(ApiKeyRead):
+    """A new or rotated key: ``key`` is shown this once."""
+
+    key: str
+
+
+class ApiKeyVerify(_Body):
+    """A raw key for the gateway's internal check."""
+
+    key: str = Field(min_length=1, max_length=512)

@@ -1,0 +1,1 @@
+"""The workflows service: definitions and their versions (executions come with the engine)."""

@@ -1,0 +1,198 @@
+"""HTTP routes of the workflows service: they map requests to service calls, nothing more."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+from fastapi import APIRouter, Request, Response
+
+from orchestrion.engine.definition import WorkflowDefinition
+from orchestrion.engine.registry import default_registry
+from orchestrion.kernel.auth.permissions import Permission
+from orchestrion.kernel.http.deps import CurrentPrincipal, Session
+from orchestrion.kernel.http.etag import check_if_match, resource_response
+from orchestrion.kernel.http.idempotency import run_idempotent
+from orchestrion.kernel.http.lists import fetch_page, list_body, parse_list_query
+from orchestrion.services.workflows import repository, service
+from orchestrion.services.workflows.errors import UnreadableBody
+from orchestrion.services.workflows.schemas import StepTypeRead, WorkflowRead, WorkflowVersionRead
+
+router = APIRouter(prefix="/api/v1/workflows", tags=["workflows"])
+_YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
+_DEFINITION_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": WorkflowDefinition.model_json_schema(by_alias=True)},
+            "application/yaml": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+async def _read_object(request: Request) -> dict[str, Any]:
+    """The body as a mapping, from JSON or (by Content-Type) YAML."""
+    raw = await request.body()
+    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
+    try:
+        data = yaml.safe_load(raw) if content_type in _YAML_TYPES else json.loads(raw)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise UnreadableBody(
+            f"the body is not valid {'YAML' if content_type in _YAML_TYPES else 'JSON'}: {exc}"
+        ) from None
+    if not isinstance(data, dict):
+        raise UnreadableBody("the body must be an object")
+    return data
+
+
+def _can_write(principal: CurrentPrincipal) -> None:
+    principal.require(Permission.WORKFLOWS_WRITE)
+
+
+@router.get(
+    "/step-types", response_model=list[StepTypeRead], summary="Step types a definition may use"
+)
+async def list_step_types(principal: CurrentPrincipal) -> list[dict[str, Any]]:
+    """Every registered step type and the schema of its ``with``, for definition editors."""
+    principal.require(Permission.WORKFLOWS_READ)
+    return [
+        {"name": name, "description": step.description, "with_schema": step.with_schema}
+        for name in default_registry.names()
+        if (step := default_registry.get(name)) is not None
+    ]
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=WorkflowRead,
+    openapi_extra=_DEFINITION_BODY,
+    summary="Create a workflow",
+)
+async def create_workflow(
+    request: Request, session: Session, principal: CurrentPrincipal
+) -> Response:
+    """Validate and store a definition as version 1 (``Idempotency-Key`` honoured)."""
+    _can_write(principal)
+    raw = await _read_object(request)
+
+    async def produce() -> tuple[int, Any]:
+        definition = service.parse_definition(raw)
+        workflow = await service.create_workflow(
+            session, principal=principal, definition=definition
+        )
+        return 201, service.to_dict(workflow)
+
+    response = await run_idempotent(
+        session,
+        request=request,
+        scope=f"{principal.tenant_id}:{principal.subject}:POST:/api/v1/workflows",
+        payload=raw,
+        produce=produce,
+    )
+    body = json.loads(bytes(response.body))
+    response.headers["Location"] = f"/api/v1/workflows/{body['id']}"
+    return response
+
+
+@router.get("", summary="List workflows")
+async def list_workflows(
+    request: Request, session: Session, principal: CurrentPrincipal
+) -> dict[str, Any]:
+    """Workflows of the caller's tenant; filters `status`, `tag`, `name`."""
+    principal.require(Permission.WORKFLOWS_READ)
+    query = parse_list_query(request, repository.WORKFLOW_LIST)
+    page = await fetch_page(
+        session, repository.workflows_of(principal.tenant_id), repository.WORKFLOW_LIST, query
+    )
+    return list_body(request, [service.to_dict(w) for w in page.rows], query, page)
+
+
+@router.get("/{workflow_id}", response_model=WorkflowRead, summary="Get a workflow")
+async def get_workflow(
+    workflow_id: str, request: Request, session: Session, principal: CurrentPrincipal
+) -> Response:
+    """One workflow, with its ETag."""
+    principal.require(Permission.WORKFLOWS_READ)
+    workflow = await service.get_workflow(session, principal=principal, workflow_id=workflow_id)
+    return resource_response(request, service.to_dict(workflow))
+
+
+@router.put(
+    "/{workflow_id}",
+    response_model=WorkflowRead,
+    openapi_extra=_DEFINITION_BODY,
+    summary="Replace a workflow",
+)
+async def replace_workflow(
+    workflow_id: str, request: Request, session: Session, principal: CurrentPrincipal
+) -> Response:
+    """A full definition; a changed definition makes a new version (`If-Match` honoured)."""
+    _can_write(principal)
+    workflow = await service.get_workflow(session, principal=principal, workflow_id=workflow_id)
+    check_if_match(request, service.to_dict(workflow))
+    definition = service.parse_definition(await _read_object(request))
+    workflow = await service.update_workflow(
+        session, principal=principal, workflow=workflow, definition=definition
+    )
+    return resource_response(request, service.to_dict(workflow))
+
+
+@router.patch("/{workflow_id}", response_model=WorkflowRead, summary="Change part of a workflow")
+async def patch_workflow(
+    workflow_id: str, request: Request, session: Session, principal: CurrentPrincipal
+) -> Response:
+    """Top-level keys replace the current ones (e.g. `{"status": "archived"}`)."""
+    _can_write(principal)
+    workflow = await service.get_workflow(session, principal=principal, workflow_id=workflow_id)
+    check_if_match(request, service.to_dict(workflow))
+    changes = await _read_object(request)
+    definition = service.parse_definition(service.merged_definition(workflow, changes))
+    workflow = await service.update_workflow(
+        session, principal=principal, workflow=workflow, definition=definition
+    )
+    return resource_response(request, service.to_dict(workflow))
+
+
+@router.delete("/{workflow_id}", status_code=204, summary="Delete a workflow")
+async def delete_workflow(
+    workflow_id: str, request: Request, session: Session, principal: CurrentPrincipal
+) -> Response:
+    """Remove a workflow from view; executions keep their versions."""
+    _can_write(principal)
+    workflow = await service.get_workflow(session, principal=principal, workflow_id=workflow_id)
+    check_if_match(request, service.to_dict(workflow))
+    await service.delete_workflow(session, workflow=workflow)
+    return Response(status_code=204)
+
+
+@router.get("/{workflow_id}/versions", summary="List a workflow's versions")
+async def list_versions(
+    workflow_id: str, request: Request, session: Session, principal: CurrentPrincipal
+) -> dict[str, Any]:
+    """Every version, newest first by default."""
+    principal.require(Permission.WORKFLOWS_READ)
+    await service.get_workflow(session, principal=principal, workflow_id=workflow_id)
+    query = parse_list_query(request, repository.VERSION_LIST)
+    page = await fetch_page(
+        session, repository.versions_of(workflow_id), repository.VERSION_LIST, query
+    )
+    return list_body(request, [service.version_to_dict(v) for v in page.rows], query, page)
+
+
+@router.get(
+    "/{workflow_id}/versions/{version}",
+    response_model=WorkflowVersionRead,
+    summary="Get one version",
+)
+async def get_version(
+    workflow_id: str, version: int, request: Request, session: Session, principal: CurrentPrincipal
+) -> Response:
+    """One immutable version."""
+    principal.require(Permission.WORKFLOWS_READ)
+    found = await service.get_version(
+        session, principal=principal, workflow_id=workflow_id, version=version
+    )
+    return resource_response(request, service.version_to_dict(found))

@@ -1,0 +1,19 @@
+"""Errors of the workflows service."""
+
+from orchestrion.kernel.errors import BadRequest, NotFound, ValidationFailed
+
+
+class WorkflowNotFound(NotFound):
+    """No such workflow in the caller's tenant."""
+
+
+class VersionNotFound(NotFound):
+    """The workflow has no such version."""
+
+
+class InvalidDefinition(ValidationFailed):
+    """The definition breaks a rule; ``errors`` name the steps."""
+
+
+class UnreadableBody(BadRequest):
+    """The body is neither JSON nor YAML, or not an object."""

@@ -1,0 +1,95 @@
+"""Queries of the workflows service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Select, delete, exists, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orchestrion.kernel.http.lists import ListSpec, equals
+from orchestrion.services.workflows.models import Workflow, WorkflowTag, WorkflowVersion
+
+
+def _has_tag(value: str) -> Any:
+    return exists().where(WorkflowTag.workflow_id == Workflow.id, WorkflowTag.tag == value)
+
+
+WORKFLOW_LIST = ListSpec(
+    sortable={
+        "created_at": Workflow.created_at,
+        "updated_at": Workflow.updated_at,
+        "name": Workflow.name,
+        "status": Workflow.status,
+        "version": Workflow.version,
+    },
+    filters={"status": equals(Workflow.status), "name": equals(Workflow.name), "tag": _has_tag},
+    fields=frozenset(
+        {
+            "id",
+            "tenant_id",
+            "name",
+            "description",
+            "status",
+            "tags",
+            "version",
+            "inputs",
+            "steps",
+            "outputs",
+            "created_by",
+            "created_at",
+            "updated_at",
+        }
+    ),
+    id_column=Workflow.id,
+)
+
+VERSION_LIST = ListSpec(
+    sortable={"version": WorkflowVersion.version, "created_at": WorkflowVersion.created_at},
+    filters={},
+    fields=frozenset(
+        {
+            "id",
+            "workflow_id",
+            "version",
+            "name",
+            "description",
+            "inputs",
+            "steps",
+            "outputs",
+            "created_by",
+            "created_at",
+        }
+    ),
+    default_sort="version:desc",
+    id_column=WorkflowVersion.version,
+)
+
+
+def workflows_of(tenant_id: str) -> Select[Workflow]:
+    """Live workflows of a tenant."""
+    return select(Workflow).where(Workflow.tenant_id == tenant_id, Workflow.deleted_at.is_(None))
+
+
+async def get(session: AsyncSession, *, tenant_id: str, workflow_id: str) -> Workflow | None:
+    """A live workflow of the tenant, or None (another tenant's is None too)."""
+    result = await session.execute(workflows_of(tenant_id).where(Workflow.id == workflow_id))
+    return result.scalar_one_or_none()
+
+
+def versions_of(workflow_id: str) -> Select[WorkflowVersion]:
+    """Every version of a workflow."""
+    return select(WorkflowVersion).where(WorkflowVersion.workflow_id == workflow_id)
+
+
+async def get_version(
+    session: AsyncSession, *, workflow_id: str, version: int
+) -> WorkflowVersion | None:
+    """One version, or None."""
+    return await session.get(WorkflowVersion, (workflow_id, version))
+
+
+async def set_tags(session: AsyncSession, *, workflow_id: str, tags: list[str]) -> None:
+    """Replace the tag rows of a workflow."""
+    await session.execute(delete(WorkflowTag).where(WorkflowTag.workflow_id == workflow_id))
+    session.add_all(WorkflowTag(workflow_id=workflow_id, tag=tag) for tag in dict.fromkeys(tags))

@@ -1,0 +1,143 @@
+"""Root settings, built from one section per part of the platform.
+
+Every value can come from the environment with the ``ORCHESTRION_`` prefix, nested
+sections joined by ``__`` (``ORCHESTRION_DATABASE__URL``), or from a ``.env`` file.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from orchestrion.kernel.db.engine import Database
+
+_DEV_SECRET = "orchestrion-development-secret-change-me"  # noqa: S105 - refused outside development
+
+
+class DatabaseSettings(BaseModel):
+    """Where the platform keeps its data."""
+
+    url: str | None = Field(
+        default=None,
+        description="SQLAlchemy async URL; empty means SQLite in the data directory. "
+        "Example: postgresql+asyncpg://user@127.0.0.1:5432/orchestrion",
+    )
+    echo: bool = Field(default=False, description="Log every SQL statement.")
+    pool_size: int = Field(
+        default=10, ge=1, description="Connections kept per process (PostgreSQL)."
+    )
+    busy_timeout_ms: int = Field(default=5000, ge=0, description="SQLite lock wait before failing.")
+
+
+class AuthSettings(BaseModel):
+    """Tokens, passwords and throttling."""
+
+    issuer: str = Field(default="orchestrion", description="`iss` claim of issued tokens.")
+    audience: str = Field(default="orchestrion-api", description="`aud` claim of access tokens.")
+    access_token_ttl_seconds: int = Field(default=900, ge=30, description="Access token lifetime.")
+    refresh_token_ttl_seconds: int = Field(
+        default=30 * 24 * 3600, ge=60, description="Refresh token lifetime."
+    )
+    signing_key_rotation_days: int = Field(
+        default=30,
+        ge=1,
+        description="Age after which a new signing key is made (old ones stay in JWKS).",
+    )
+    login_max_attempts: int = Field(
+        default=10, ge=1, description="Failed logins allowed per account and per IP in the window."
+    )
+    login_window_seconds: int = Field(default=900, ge=1, description="Login throttling window.")
+    api_key_cache_seconds: float = Field(
+        default=10.0, ge=0, description="How long the gateway trusts an API key lookup."
+    )
+
+
+class GatewaySettings(BaseModel):
+    """The single entry point."""
+
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed by CORS; empty disables CORS headers."
+    )
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1, description="Largest request body.")
+    jwks_cache_seconds: float = Field(default=300.0, ge=0, description="How long JWKS is cached.")
+
+
+class ObservabilitySettings(BaseModel):
+    """Logs, metrics and traces."""
+
+    log_level: str = Field(default="INFO", description="Root log level.")
+    log_json: bool = Field(default=True, description="JSON logs (false: human-readable console).")
+
+
+class Settings(BaseSettings):
+    """Everything the platform can be told, in one typed object."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ORCHESTRION_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    environment: Literal["development", "test", "production"] = Field(
+        default="development", description="Production refuses development defaults."
+    )
+    host: str = Field(default="127.0.0.1", description="Address `orchestrion up` binds.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port `orchestrion up` binds.")
+    public_url: str | None = Field(
+        default=None, description="Base URL clients use (defaults to http://host:port)."
+    )
+    data_dir: Path = Field(default=Path(".orchestrion"), description="Embedded data directory.")
+    secret_key: SecretStr = Field(
+        default=SecretStr(_DEV_SECRET),
+        description="Secret for internal signatures (identity headers, key encryption).",
+    )
+    admin_email: str = Field(
+        default="admin@orchestrion.local", description="Bootstrap admin email."
+    )
+    admin_password: SecretStr | None = Field(
+        default=None, description="Bootstrap admin password; generated and printed once if unset."
+    )
+    default_tenant: str = Field(default="default", description="Name of the bootstrap tenant.")
+
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+
+    @model_validator(mode="after")
+    def _refuse_development_secret(self) -> Settings:
+        if self.environment == "production" and self.secret_key.get_secret_value() == _DEV_SECRET:
+            raise ValueError("ORCHESTRION_SECRET_KEY must be set in production")
+        return self
+
+    @property
+    def database_url(self) -> str:
+        """The configured database URL, or the embedded SQLite file."""
+        if self.database.url:
+            return self.database.url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'orchestrion.db').resolve()}"
+
+    @property
+    def base_url(self) -> str:
+        """The URL clients reach the gateway at."""
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+def generate_password() -> str:
+    """A strong random password for the bootstrap admin."""
+    return secrets.token_urlsafe(18)
+
+
+def open_database(settings: Settings) -> Database:
+    """A :class:`Database` on the configured URL with the configured pool and timeouts."""
+    return Database(
+        settings.database_url,
+        echo=settings.database.echo,
+        pool_size=settings.database.pool_size,
+        busy_timeout_ms=settings.database.busy_timeout_ms,
+    )

@@ -1,0 +1,117 @@
+"""Shared fixtures: settings, the platform behind its gateway, and an authenticated client.
+
+API tests run through the gateway (``client``), once on SQLite and once on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from pydantic import SecretStr
+
+from orchestrion.platform import create_embedded_app
+from orchestrion.settings import Settings
+from tests.fixtures.databases import (
+    copy_template,
+    in_thread,
+    postgres_url,
+    sqlite_template,
+    truncate_all,
+)
+
+__all__ = ["postgres_url", "sqlite_template"]
+
+ADMIN_EMAIL = "admin@example.com"
+ADMIN_PASSWORD = "admin-password-1"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated, empty database of each backend."""
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("postgres_url")
+        in_thread(asyncio.run, truncate_all(url))
+        return url
+    template: Path = request.getfixturevalue("sqlite_template")
+    return f"sqlite+aiosqlite:///{copy_template(template, tmp_path / 'data')}"
+
+
+def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settings:
+    """Settings isolated from the environment and any ``.env`` file."""
+    values: dict[str, Any] = {
+        "environment": "test",
+        "data_dir": tmp_path / "data",
+        "admin_email": ADMIN_EMAIL,
+        "admin_password": SecretStr(ADMIN_PASSWORD),
+        "secret_key": SecretStr("test-secret-key-0123456789abcdef"),
+        "database": {"url": database_url},
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    """Test settings on the parametrized database."""
+    return make_settings(tmp_path, database_url)
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[Any]:
+    """The embedded platform with every service's lifespan running."""
+    application = create_embedded_app(settings)
+    async with LifespanManager(application, startup_timeout=30) as manager:
+        yield manager.app
+
+
+@pytest.fixture
+async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client talking to the gateway in-process."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+async def login(client: httpx.AsyncClient, email: str, password: str) -> dict[str, Any]:
+    """Log in and return the token pair, failing the test on anything but 200."""
+    response = await client.post("/api/v1/auth/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    tokens: dict[str, Any] = response.json()
+    return tokens
+
+
+@pytest.fixture
+async def admin_tokens(client: httpx.AsyncClient) -> dict[str, Any]:
+    """The bootstrap admin's token pair."""
+    return await login(client, ADMIN_EMAIL, ADMIN_PASSWORD)
+
+
+@pytest.fixture
+def admin_headers(admin_tokens: dict[str, Any]) -> dict[str, str]:
+    """``Authorization`` for the bootstrap admin (a platform admin in the default tenant)."""
+    return {"Authorization": f"Bearer {admin_tokens['access_token']}"}
+
+
+async def user_headers(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    *,
+    email: str,
+    roles: list[str],
+    tenant_id: str | None = None,
+    password: str = "user-password-1",
+) -> dict[str, str]:
+    """Create a user through the API and return its ``Authorization`` header."""
+    body: dict[str, Any] = {"email": email, "password": password, "roles": roles}
+    if tenant_id:
+        body["tenant_id"] = tenant_id
+    created = await client.post("/api/v1/auth/users", json=body, headers=admin_headers)
+    assert created.status_code == 201, created.text
+    tokens = await login(client, email, password)
+    return {"Authorization": f"Bearer {tokens['access_token']}"}

@@ -1,0 +1,80 @@
+"""The step-type registry and the built-in declarations."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import pytest
+from jsonschema.exceptions import SchemaError
+
+from orchestrion.engine import (
+    DefinitionError,
+    StepType,
+    StepTypeRegistry,
+    default_registry,
+    expr_or,
+    validate_definition,
+)
+
+
+def definition(*steps: dict[str, Any]) -> dict[str, Any]:
+    return {"name": "test", "steps": list(steps)}
+
+
+def test_default_registry_has_the_builtins() -> None:
+    names = default_registry.names()
+    for name in ("transform", "http", "delay", "approval", "sub_workflow", "fail"):
+        assert name in default_registry
+        assert name in names
+    assert {"switch", "loop", "wait_for_event"} <= set(names)
+    assert default_registry.get("nope") is None
+    http = default_registry.get("http")
+    assert http is not None
+    assert http.with_schema["required"] == ["url"]
+
+
+def test_registering_a_step_type() -> None:
+    registry = StepTypeRegistry()
+
+    @registry.register
+    class Echo(StepType):
+        name = "echo"
+        description = "echo"
+        with_schema: ClassVar[dict[str, Any]] = {
+            "type": "object",
+            "properties": {"n": expr_or({"type": "integer"})},
+        }
+
+    assert registry.get("echo") is Echo
+    assert registry.names() == ["echo"]
+    assert "transform" not in registry
+    raw = definition({"id": "e", "type": "echo", "with": {"n": "x"}})
+    with pytest.raises(DefinitionError) as caught:
+        validate_definition(raw, registry=registry)
+    assert caught.value.errors[0]["loc"] == ["body", "steps", 0, "with", "n"]
+    validate_definition(
+        definition({"id": "e", "type": "echo", "with": {"n": 3}}), registry=registry
+    )
+
+    class Again(StepType):
+        name = "echo"
+
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register(Again)
+
+
+def test_a_step_type_needs_a_name_and_a_valid_schema() -> None:
+    registry = StepTypeRegistry()
+
+    class Nameless(StepType):
+        pass
+
+    class BadSchema(StepType):
+        name = "bad"
+        with_schema: ClassVar[dict[str, Any]] = {"type": "objekt"}
+
+    with pytest.raises(ValueError, match="no name"):
+        registry.register(Nameless)
+    with pytest.raises(SchemaError, match="objekt"):
+        registry.register(BadSchema)
+    assert registry.names() == []
