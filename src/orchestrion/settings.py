@@ -47,6 +47,13 @@ class AuthSettings(BaseModel):
         ge=1,
         description="Age after which a new signing key is made (old ones stay in JWKS).",
     )
+    signing_key_publish_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="How long a new signing key is published in JWKS before it signs, so "
+        "every gateway can verify its first token (keep above the gateway's JWKS refresh "
+        "interval).",
+    )
     login_max_attempts: int = Field(
         default=10, ge=1, description="Failed logins allowed per account and per IP in the window."
     )
@@ -64,6 +71,12 @@ class GatewaySettings(BaseModel):
     )
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1, description="Largest request body.")
     jwks_cache_seconds: float = Field(default=300.0, ge=0, description="How long JWKS is cached.")
+    jwks_min_refresh_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="Least time between JWKS fetches triggered by unknown key ids "
+        "(bounds the load forged tokens can cause).",
+    )
 
 
 class ObservabilitySettings(BaseModel):

@@ -81,6 +81,7 @@ class Gateway:
             issuer=settings.auth.issuer,
             audience=settings.auth.audience,
             jwks_cache_seconds=settings.gateway.jwks_cache_seconds,
+            jwks_min_refresh_seconds=settings.gateway.jwks_min_refresh_seconds,
             api_key_cache_seconds=settings.auth.api_key_cache_seconds,
         )
         self._openapi: dict[str, Any] | None = None

@@ -24,7 +24,6 @@ from orchestrion.kernel.auth.principal import Principal
 from orchestrion.kernel.errors import ServiceUnavailable, Unauthenticated
 
 API_KEY_PREFIX = "orn_"
-_MIN_JWKS_REFRESH_SECONDS = 5.0
 _MAX_CACHED = 10_000
 
 
@@ -65,11 +64,13 @@ class Authenticator:
         audience: str,
         jwks_cache_seconds: float,
         api_key_cache_seconds: float,
+        jwks_min_refresh_seconds: float = 5.0,
     ) -> None:
         self.auth = auth
         self.issuer = issuer
         self.audience = audience
         self.jwks_cache_seconds = jwks_cache_seconds
+        self.jwks_min_refresh_seconds = jwks_min_refresh_seconds
         self.api_key_cache_seconds = api_key_cache_seconds
         self._keys: dict[str, PyJWK] = {}
         self._keys_fetched_at = float("-inf")
@@ -133,7 +134,7 @@ class Authenticator:
         stale = time.monotonic() - self._keys_fetched_at > self.jwks_cache_seconds
         if stale or (
             kid not in self._keys
-            and time.monotonic() - self._keys_fetched_at > _MIN_JWKS_REFRESH_SECONDS
+            and time.monotonic() - self._keys_fetched_at >= self.jwks_min_refresh_seconds
         ):
             await self.refresh_keys()
         jwk = self._keys.get(kid)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 19:06:46.472635
+Create Date: 2026-11-25 19:10:34.499231
 """
 
 from collections.abc import Sequence
@@ -45,6 +45,7 @@ def upgrade() -> None:
         sa.Column("private_key", sa.Text(), nullable=False),
         sa.Column("public_jwk", JSONType, nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("activates_at", UTCDateTime(), nullable=False),
         sa.Column("retired_at", UTCDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("kid", name=op.f("pk_auth_signing_keys")),
     )

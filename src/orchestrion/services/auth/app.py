@@ -35,6 +35,7 @@ def create_app(settings: Settings) -> FastAPI:
             fernet=fernet_for(secret),
             rotation=timedelta(days=settings.auth.signing_key_rotation_days),
             token_ttl=access_ttl,
+            publish_ahead=timedelta(seconds=settings.auth.signing_key_publish_seconds),
         ),
         throttle=LoginThrottle(
             max_attempts=settings.auth.login_max_attempts,

@@ -169,7 +169,7 @@ async def me(principal: LivePrincipal) -> dict[str, Any]:
 async def rotate_signing_key(
     session: Session, runtime: Runtime, request: Request, principal: CurrentPrincipal
 ) -> dict[str, Any]:
-    """A new key signs from now on; the old one stays in the JWKS until its tokens expire."""
+    """Publish a new key; it signs from ``activates_at`` and the old one retires then."""
     _platform_admin(principal)
     row = await runtime.keys.rotate(session)
     service.audit(
@@ -181,7 +181,11 @@ async def rotate_signing_key(
         target_id=row.kid,
         ip=client_ip(request),
     )
-    return {"kid": row.kid, "created_at": isoformat(row.created_at)}
+    return {
+        "kid": row.kid,
+        "created_at": isoformat(row.created_at),
+        "activates_at": isoformat(row.activates_at),
+    }
 
 
 # --- tenants -----------------------------------------------------------------------

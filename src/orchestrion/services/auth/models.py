@@ -76,6 +76,7 @@ class SigningKey(Base):
     private_key: Mapped[str] = mapped_column(Text)
     public_jwk: Mapped[dict[str, Any]] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    activates_at: Mapped[datetime] = mapped_column(default=utcnow)
     retired_at: Mapped[datetime | None] = mapped_column()
 
 
