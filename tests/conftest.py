@@ -24,8 +24,9 @@ from tests.fixtures.databases import (
     sqlite_template,
     truncate_all,
 )
+from tests.fixtures.upstream import upstream
 
-__all__ = ["postgres_url", "sqlite_template"]
+__all__ = ["postgres_url", "sqlite_template", "upstream"]
 
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "admin-password-1"
@@ -51,6 +52,8 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settin
         "admin_password": SecretStr(ADMIN_PASSWORD),
         "secret_key": SecretStr("test-secret-key-0123456789abcdef"),
         "database": {"url": database_url},
+        # Tests call a loopback server (tests/fixtures/upstream.py) from http steps.
+        "engine": {"http_allowlist": ["127.0.0.1"], "poll_seconds": 0.2},
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

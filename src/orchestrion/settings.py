@@ -6,12 +6,13 @@ sections joined by ``__`` (``ORCHESTRION_DATABASE__URL``), or from a ``.env`` fi
 
 from __future__ import annotations
 
+import json
 import secrets
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from orchestrion.kernel.db.engine import Database
 
@@ -79,6 +80,45 @@ class GatewaySettings(BaseModel):
     )
 
 
+class EngineSettings(BaseModel):
+    """The workflow engine and its workers."""
+
+    http_allowlist: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Hosts or CIDRs `http` steps may reach although private or loopback "
+        "(comma-separated in the environment).",
+    )
+    env_allowlist: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Environment variables expressions may read as `env.<NAME>`.",
+    )
+    embedded_workers: bool = Field(
+        default=True,
+        description="Run workers inside the workflows service (the embedded shape); "
+        "false when `orchestrion worker` processes do the work.",
+    )
+    worker_concurrency: int = Field(
+        default=16, ge=1, le=1000, description="Tasks one worker runs at a time."
+    )
+    lease_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a claimed task is a worker's before others retry it.",
+    )
+    poll_seconds: float = Field(
+        default=1.0, gt=0, description="Longest sleep of an idle worker between checks."
+    )
+
+    @field_validator("http_allowlist", "env_allowlist", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value.strip().startswith("["):
+                return json.loads(value)
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+
 class ObservabilitySettings(BaseModel):
     """Logs, metrics and traces."""
 
@@ -120,6 +160,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    engine: EngineSettings = Field(default_factory=EngineSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
 
     @model_validator(mode="after")

@@ -1,8 +1,10 @@
 """Step types and the registry that names them.
 
-A step type is one class: its ``name`` (the ``type`` of a step), a ``description`` and
-``with_schema``, the JSON Schema of the step's ``with`` as written in the definition, before
-expressions are evaluated. Execution is added by the runtime, not declared here.
+A step type is one class: its ``name`` (the ``type`` of a step), a ``description``,
+``with_schema`` (the JSON Schema of the step's ``with`` as written in the definition, before
+expressions are evaluated) and ``run``, which turns one attempt into an outcome. ``instant``
+types are pure and quick (``transform``, ``switch``): the runtime runs them inside the
+transaction that schedules them instead of through the task queue.
 
 ``default_registry`` holds the built-in types of :mod:`orchestrion.engine.nodes.builtin`;
 other step types (``llm``, ``mcp``...) register themselves on it with
@@ -13,9 +15,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from jsonschema import Draft202012Validator
+
+if TYPE_CHECKING:
+    from orchestrion.engine.outcomes import Outcome, StepCall
 
 T = TypeVar("T", bound=type["StepType"])
 
@@ -33,6 +38,13 @@ class StepType:
     name: ClassVar[str]
     description: ClassVar[str] = ""
     with_schema: ClassVar[dict[str, Any]] = {"type": "object"}
+    instant: ClassVar[bool] = False
+
+    async def run(self, call: StepCall) -> Outcome:
+        """Run one attempt; the default says the type cannot run (a definition-only type)."""
+        from orchestrion.engine.outcomes import Failed
+
+        return Failed(f"step type {self.name!r} cannot run here", retryable=False)
 
     @classmethod
     def with_validator(cls) -> Draft202012Validator:

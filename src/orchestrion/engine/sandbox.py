@@ -165,6 +165,12 @@ class ExpressionEnvironment(ImmutableSandboxedEnvironment):
 
     intercepted_binops = frozenset({"*", "**", "%"})
 
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        """Keys before methods on JSON objects: ``inputs.items`` is the key, not ``dict.items``."""
+        if isinstance(obj, dict) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         """Apply ``*``, ``**`` or ``%`` unless the result would be too large."""
         if operator == "*":

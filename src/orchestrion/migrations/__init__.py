@@ -17,7 +17,9 @@ HERE = Path(__file__).parent
 
 def target_metadata() -> MetaData:
     """The metadata of every table, after importing every model module."""
+    import orchestrion.engine.models
     import orchestrion.kernel.http.idempotency
+    import orchestrion.kernel.queue.models
     import orchestrion.services.auth.models
     import orchestrion.services.workflows.models  # noqa: F401
     from orchestrion.kernel.db.base import Base

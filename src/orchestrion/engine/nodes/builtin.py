@@ -1,4 +1,4 @@
-"""The built-in step types: their names, descriptions and ``with`` schemas.
+"""The built-in step types: their names, descriptions, ``with`` schemas and ``run``.
 
 The schemas describe ``with`` as written, so every typed field also accepts a ``{{ }}``
 string (:func:`expr_or`); the value is checked again by the step once evaluated. Fields are
@@ -7,9 +7,18 @@ closed (``additionalProperties: false``) so a typo such as ``heders`` is a 422, 
 
 from __future__ import annotations
 
+import json
+from datetime import timedelta
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
+import httpx
+
+from orchestrion.engine.expressions import evaluate, parse_expression
+from orchestrion.engine.netguard import BlockedDestination, check_destination
+from orchestrion.engine.outcomes import Failed, Outcome, StepCall, Succeeded, Waiting
 from orchestrion.engine.registry import StepType, StepTypeRegistry, expr_or
+from orchestrion.kernel.ids import utcnow
 
 _STRING: dict[str, Any] = {"type": "string"}
 _TIMEOUT: dict[str, Any] = expr_or({"type": "number", "exclusiveMinimum": 0})
@@ -30,6 +39,11 @@ class Transform(StepType):
     name = "transform"
     description = "Evaluate the expressions in `with` and output the result."
     with_schema: ClassVar[dict[str, Any]] = {"type": "object"}
+    instant = True
+
+    async def run(self, call: StepCall) -> Outcome:
+        """The evaluated ``with``."""
+        return Succeeded(call.evaluated())
 
 
 class Http(StepType):
@@ -54,6 +68,62 @@ class Http(StepType):
         "not": {"required": ["json", "body"]},
     }
 
+    async def run(self, call: StepCall) -> Outcome:
+        """Send the request; 5xx, 429 and network errors are retryable, 4xx are not."""
+        spec = call.evaluated()
+        method = str(spec.get("method") or "GET").upper()
+        url = str(spec["url"])
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return Failed(f"not an http(s) URL: {url!r}", retryable=False)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            await check_destination(parts.hostname, port, call.services.http_allowlist)
+        except BlockedDestination as exc:
+            return Failed(str(exc), retryable=False)
+        headers = {str(k): str(v) for k, v in (spec.get("headers") or {}).items()}
+        headers.setdefault("Idempotency-Key", call.idempotency_key)
+        timeout = float(spec.get("timeout") or 30.0)
+        try:
+            response = await call.services.http.request(
+                method,
+                url,
+                headers=headers,
+                json=spec.get("json"),
+                content=spec.get("body"),
+                timeout=timeout,
+            )
+        except httpx.TimeoutException:
+            return Failed(f"{method} {url} timed out after {timeout:g}s")
+        except httpx.HTTPError as exc:
+            return Failed(f"{method} {url} failed: {type(exc).__name__}: {exc}")
+        output = {
+            "status": response.status_code,
+            "headers": dict(response.headers),
+            "body": _body(response),
+        }
+        if response.status_code >= 400:
+            retryable = response.status_code >= 500 or response.status_code in (408, 429)
+            return Failed(
+                f"{method} {url} answered {response.status_code}",
+                retryable=retryable,
+                details={"response": output},
+            )
+        return Succeeded(output)
+
+
+def _body(response: httpx.Response) -> Any:
+    if "json" in response.headers.get("content-type", ""):
+        try:
+            return json.loads(response.content)
+        except ValueError:
+            pass
+    return response.text
+
+
+def _deadline(seconds: Any) -> Any:
+    return None if seconds in (None, "") else utcnow() + timedelta(seconds=float(seconds))
+
 
 class Delay(StepType):
     """Wait a number of seconds on a durable timer."""
@@ -64,6 +134,13 @@ class Delay(StepType):
         {"seconds": expr_or({"type": "number", "minimum": 0})}, "seconds"
     )
 
+    async def run(self, call: StepCall) -> Outcome:
+        """A timer the task queue fires: it survives restarts."""
+        seconds = call.evaluated().get("seconds")
+        if not isinstance(seconds, int | float) or seconds < 0:
+            return Failed(f"'seconds' must be a number >= 0, got {seconds!r}", retryable=False)
+        return Waiting("timer", resume_at=_deadline(seconds))
+
 
 class Approval(StepType):
     """Wait until someone approves or rejects; a rejection fails the step."""
@@ -73,6 +150,15 @@ class Approval(StepType):
     with_schema: ClassVar[dict[str, Any]] = _closed(
         {"schema": {"type": "object"}, "timeout": _TIMEOUT}
     )
+
+    async def run(self, call: StepCall) -> Outcome:
+        """Wait for ``POST .../approve``; the data must match ``schema``."""
+        spec = call.evaluated()
+        return Waiting(
+            "approval",
+            timeout_at=_deadline(spec.get("timeout")),
+            data={"schema": spec.get("schema") or {}},
+        )
 
 
 class SubWorkflow(StepType):
@@ -85,6 +171,14 @@ class SubWorkflow(StepType):
         "workflow_id",
     )
 
+    async def run(self, call: StepCall) -> Outcome:
+        """Ask the runtime to start the child; the step waits for its end."""
+        spec = call.evaluated()
+        inputs = spec.get("inputs") or {}
+        if not isinstance(inputs, dict):
+            return Failed("'inputs' must be an object", retryable=False)
+        return Waiting("child", data={"workflow_id": str(spec["workflow_id"]), "inputs": inputs})
+
 
 class Fail(StepType):
     """Fail the step with a message."""
@@ -92,6 +186,11 @@ class Fail(StepType):
     name = "fail"
     description = "Fail with `message`."
     with_schema: ClassVar[dict[str, Any]] = _closed({"message": _STRING}, "message")
+    instant = True
+
+    async def run(self, call: StepCall) -> Outcome:
+        """Always a failure, never retried."""
+        return Failed(str(call.evaluated().get("message")), retryable=False)
 
 
 class Switch(StepType):
@@ -109,6 +208,16 @@ class Switch(StepType):
         },
         "cases",
     )
+    instant = True
+
+    async def run(self, call: StepCall) -> Outcome:
+        """Conditions are evaluated in order; only the chosen value is evaluated."""
+        for position, case in enumerate(call.raw_with.get("cases") or []):
+            if parse_expression(case["when"]).render(call.context):
+                value = evaluate(case.get("value"), call.context)
+                return Succeeded({"case": position, "value": value})
+        default = evaluate(call.raw_with.get("default"), call.context)
+        return Succeeded({"case": None, "value": default})
 
 
 class Loop(StepType):
@@ -125,6 +234,44 @@ class Loop(StepType):
         "max_iterations",
     )
 
+    async def run(self, call: StepCall) -> Outcome:
+        """Run ``body`` with ``loop.index`` and ``loop.output`` in scope until ``until``."""
+        from orchestrion.engine.registry import default_registry
+
+        limit = evaluate(call.raw_with.get("max_iterations"), call.context)
+        if not isinstance(limit, int) or not 1 <= limit <= 1000:
+            return Failed(f"max_iterations must be 1..1000, got {limit!r}", retryable=False)
+        body = call.raw_with.get("body") or {"type": "transform", "with": {}}
+        body_type = default_registry.get(str(body.get("type")))
+        if body_type is None or body_type.name == "loop":
+            return Failed(f"loop body type {body.get('type')!r} cannot run", retryable=False)
+        until = call.raw_with.get("until")
+        outputs: list[Any] = []
+        for index in range(limit):
+            previous = outputs[-1] if outputs else None
+            state = {"index": index, "output": previous, "outputs": list(outputs)}
+            scope = {**call.context, "loop": state}
+            inner = StepCall(
+                execution_id=call.execution_id,
+                tenant_id=call.tenant_id,
+                step_id=f"{call.step_id}.{index}",
+                index=call.index,
+                attempt=call.attempt,
+                raw_with=body.get("with") or {},
+                context=scope,
+                services=call.services,
+            )
+            outcome = await body_type().run(inner)
+            if isinstance(outcome, Waiting):
+                return Failed("a loop body cannot wait", retryable=False)
+            if isinstance(outcome, Failed):
+                return Failed(f"iteration {index}: {outcome.message}", outcome.retryable)
+            outputs.append(outcome.output)
+            done_scope = {**scope, "loop": {**scope["loop"], "output": outcome.output}}
+            if until and parse_expression(until).render(done_scope):
+                break
+        return Succeeded({"iterations": len(outputs), "output": outputs[-1], "outputs": outputs})
+
 
 class WaitForEvent(StepType):
     """Wait until a named event is delivered to the execution."""
@@ -134,6 +281,13 @@ class WaitForEvent(StepType):
     with_schema: ClassVar[dict[str, Any]] = _closed(
         {"event": {"type": "string", "minLength": 1}, "timeout": _TIMEOUT}, "event"
     )
+
+    async def run(self, call: StepCall) -> Outcome:
+        """Wait for ``POST /executions/{id}/signal`` with this event name."""
+        spec = call.evaluated()
+        return Waiting(
+            "event", timeout_at=_deadline(spec.get("timeout")), data={"event": str(spec["event"])}
+        )
 
 
 BUILTIN_STEP_TYPES: tuple[type[StepType], ...] = (

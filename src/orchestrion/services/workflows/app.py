@@ -1,23 +1,81 @@
-"""The workflows service's ASGI app."""
+"""The workflows service's ASGI app: definitions, executions and the engine's workers."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+import httpx
 from fastapi import FastAPI
 
 from orchestrion import __version__
+from orchestrion.engine.outcomes import StepServices
+from orchestrion.engine.runtime import Engine
+from orchestrion.engine.worker import Worker
+from orchestrion.kernel.db.engine import Database
 from orchestrion.kernel.http.app import create_service_app
+from orchestrion.kernel.queue import TaskQueue
 from orchestrion.services.workflows.endpoints import router
+from orchestrion.services.workflows.execution_endpoints import router as execution_router
+from orchestrion.services.workflows.executions import resolve_workflow
 from orchestrion.settings import Settings, open_database
 
 
+def create_engine(settings: Settings, database: Database, http: httpx.AsyncClient) -> Engine:
+    """The engine on ``database`` with the configured step services."""
+    config = settings.engine
+    return Engine(
+        database,
+        services=StepServices(
+            http=http,
+            http_allowlist=tuple(config.http_allowlist),
+            env={name: os.environ[name] for name in config.env_allowlist if name in os.environ},
+        ),
+        queue=TaskQueue(database, lease=timedelta(seconds=config.lease_seconds)),
+        resolver=resolve_workflow,
+    )
+
+
 def create_app(settings: Settings) -> FastAPI:
-    """The workflows service, on the configured database."""
+    """The workflows service, on the configured database, with embedded workers if set."""
+    database = open_database(settings)
+    http = httpx.AsyncClient(follow_redirects=False)
+    engine = create_engine(settings, database, http)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        worker: Worker | None = None
+        running: asyncio.Task[None] | None = None
+        if settings.engine.embedded_workers:
+            worker = Worker(
+                engine,
+                concurrency=settings.engine.worker_concurrency,
+                poll_seconds=settings.engine.poll_seconds,
+            )
+            running = asyncio.create_task(worker.run())
+        try:
+            yield
+        finally:
+            if worker is not None and running is not None:
+                worker.stop()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running
+            await engine.queue.close()
+            await http.aclose()
+
     app = create_service_app(
         name="workflows",
         title="Orchestrion workflows",
         version=__version__,
-        database=open_database(settings),
+        database=database,
         identity_secret=settings.secret_key.get_secret_value().encode(),
+        lifespan=lifespan,
     )
+    app.state.engine = engine
     app.include_router(router)
+    app.include_router(execution_router)
     return app

@@ -17,3 +17,7 @@ class InvalidDefinition(ValidationFailed):
 
 class UnreadableBody(BadRequest):
     """The body is neither JSON nor YAML, or not an object."""
+
+
+class ExecutionNotFound(NotFound):
+    """No such execution in the caller's tenant."""

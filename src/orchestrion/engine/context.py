@@ -1,0 +1,54 @@
+"""What expressions see, and how internal states read in the API."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from orchestrion.engine.models import Execution, StepState
+
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+STEP_DONE = frozenset({"succeeded", "skipped"})
+STEP_TERMINAL = frozenset({"succeeded", "skipped", "failed", "cancelled"})
+
+
+def public_step_status(status: str) -> str:
+    """Internal ``queued`` (scheduled, not yet picked up) reads as ``pending``."""
+    return "pending" if status == "queued" else status
+
+
+def expression_context(
+    execution: Execution,
+    states: Mapping[str, StepState],
+    *,
+    env: Mapping[str, str],
+    item: Any = None,
+    index: int | None = None,
+    iterating: bool = False,
+) -> dict[str, Any]:
+    """``inputs``, ``steps.<id>.output``/``status``, ``execution``, ``env``, ``item``, ``index``."""
+    context: dict[str, Any] = {
+        "inputs": execution.inputs,
+        "steps": {
+            step_id: {"output": state.output, "status": public_step_status(state.status)}
+            for step_id, state in states.items()
+        },
+        "execution": {
+            "id": execution.id,
+            "workflow_id": execution.workflow_id,
+            "workflow_version": execution.workflow_version,
+            "tenant_id": execution.tenant_id,
+        },
+        "env": dict(env),
+    }
+    if iterating:
+        context["item"] = item
+        context["index"] = index
+    return context
+
+
+def backoff_seconds(*, attempt: int, backoff: str, delay: float, max_delay: float) -> float:
+    """The wait before attempt ``attempt + 1``."""
+    if backoff == "fixed":
+        return min(delay, max_delay)
+    return float(min(delay * (2 ** (attempt - 1)), max_delay))

@@ -1,0 +1,136 @@
+"""Tables of durable execution: the event log and the read models folded from it.
+
+``wf_execution_events`` is the source of truth: an append-only log per execution,
+numbered by ``seq``. ``wf_executions`` and ``wf_step_states`` are read models kept in
+step with it in the same transaction. ``wf_step_results`` holds the one recorded
+outcome of each step (or iteration): its primary key is what makes a completion happen
+once even when two workers race after a lost lease.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from orchestrion.kernel.db.base import Base, IdMixin, JSONType
+from orchestrion.kernel.ids import utcnow
+
+
+class Execution(IdMixin, Base):
+    """One run of one workflow version."""
+
+    __tablename__ = "wf_executions"
+    __table_args__ = (
+        Index("ix_wf_executions_tenant_created", "tenant_id", "created_at"),
+        Index("ix_wf_executions_workflow", "workflow_id", "status"),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(String(36))
+    workflow_id: Mapped[str] = mapped_column(String(36))
+    workflow_version: Mapped[int] = mapped_column(Integer)
+    definition: Mapped[dict[str, Any]] = mapped_column()
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    inputs: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    outputs: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    usage: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    parent_execution_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    parent_step_id: Mapped[str | None] = mapped_column(String(64))
+    parent_index: Mapped[int | None] = mapped_column(Integer)
+    created_by: Mapped[str | None] = mapped_column(String(36))
+    last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+
+class ExecutionEvent(Base):
+    """One transition of an execution; ``seq`` is gap-free per execution."""
+
+    __tablename__ = "wf_execution_events"
+
+    execution_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("wf_executions.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    type: Mapped[str] = mapped_column(String(40))
+    step_id: Mapped[str | None] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StepState(Base):
+    """The current state of one step of an execution."""
+
+    __tablename__ = "wf_step_states"
+
+    execution_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("wf_executions.id", ondelete="CASCADE"), primary_key=True
+    )
+    step_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    output: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    #: ``for_each`` items once evaluated; iteration outcomes live in ``wf_step_results``.
+    items: Mapped[list[Any] | None] = mapped_column(JSONType)
+    #: How many ``for_each`` iterations have been started (at most ``concurrency`` run).
+    launched: Mapped[int] = mapped_column(Integer, default=0)
+    #: Log position of the success: compensation runs in reverse of this order.
+    completed_seq: Mapped[int | None] = mapped_column(Integer)
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+
+class StepResult(Base):
+    """The recorded outcome of a step (``iteration`` -1) or of one ``for_each`` iteration."""
+
+    __tablename__ = "wf_step_results"
+
+    execution_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("wf_executions.id", ondelete="CASCADE"), primary_key=True
+    )
+    step_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    iteration: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    attempt: Mapped[int] = mapped_column(Integer)
+    output: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Wait(Base):
+    """A step (or iteration) waiting for an approval, an event, a timer or a child."""
+
+    __tablename__ = "wf_waits"
+
+    execution_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("wf_executions.id", ondelete="CASCADE"), primary_key=True
+    )
+    step_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    iteration: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    attempt: Mapped[int] = mapped_column(Integer)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    child_execution_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    timeout_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Signal(IdMixin, Base):
+    """An event delivered to an execution (``wait_for_event``), kept until consumed."""
+
+    __tablename__ = "wf_signals"
+
+    execution_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("wf_executions.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    data: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    consumed_by: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,82 @@
+"""What running a step produces, and what a step type's ``run`` receives."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+import httpx
+
+
+@dataclass(frozen=True)
+class Succeeded:
+    """The step finished; ``output`` is recorded once."""
+
+    output: Any
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The step failed; ``retryable`` failures are retried under the step's policy."""
+
+    message: str
+    retryable: bool = True
+    details: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """The step waits: for a timer, an approval, an event or a child execution.
+
+    ``resume_at`` wakes a timer; ``timeout_at`` fails the wait when it passes.
+    """
+
+    kind: Literal["timer", "approval", "event", "child"]
+    resume_at: datetime | None = None
+    timeout_at: datetime | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+Outcome = Succeeded | Failed | Waiting
+
+
+@dataclass(frozen=True)
+class StepServices:
+    """What the runtime lends step types: clients and policy, never the database."""
+
+    http: httpx.AsyncClient
+    http_allowlist: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StepCall:
+    """One attempt of one step (or iteration), with its ``with`` as written.
+
+    ``context`` is what expressions see (``inputs``, ``steps``, ``item``...);
+    :meth:`evaluated` renders ``with`` against it.
+    """
+
+    execution_id: str
+    tenant_id: str
+    step_id: str
+    index: int | None
+    attempt: int
+    raw_with: Mapping[str, Any]
+    context: Mapping[str, Any]
+    services: StepServices
+
+    @property
+    def idempotency_key(self) -> str:
+        """Stable for this attempt: a re-run after a crash presents the same key."""
+        iteration = "" if self.index is None else f":{self.index}"
+        return f"{self.execution_id}:{self.step_id}{iteration}:{self.attempt}"
+
+    def evaluated(self) -> dict[str, Any]:
+        """``with`` with every expression evaluated (raises ExpressionError)."""
+        from orchestrion.engine.expressions import evaluate
+
+        value = evaluate(dict(self.raw_with), self.context)
+        return value if isinstance(value, dict) else {}

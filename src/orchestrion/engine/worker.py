@@ -1,0 +1,135 @@
+"""Workers: claim engine tasks, run them concurrently, keep their leases alive.
+
+A worker runs inside ``orchestrion up`` (embedded) or as ``orchestrion worker``
+processes (distributed). It sleeps until a task is enqueued (an in-process event, or
+PostgreSQL ``NOTIFY`` from any process), a timer falls due, or the poll interval
+passes. While a task runs, a heartbeat renews its lease; a worker that dies stops
+renewing, and after the lease expires another worker claims the task again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+
+from sqlalchemy import select
+
+from orchestrion.engine.context import TERMINAL
+from orchestrion.engine.models import Execution
+from orchestrion.engine.runtime import Engine
+from orchestrion.kernel.ids import new_id, utcnow
+from orchestrion.kernel.queue import ClaimedTask
+
+logger = logging.getLogger("orchestrion.worker")
+
+
+class Worker:
+    """Runs up to ``concurrency`` engine tasks at a time until stopped."""
+
+    def __init__(self, engine: Engine, *, concurrency: int = 8, poll_seconds: float = 1.0) -> None:
+        self.engine = engine
+        self.concurrency = concurrency
+        self.poll_seconds = poll_seconds
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{new_id()[-12:]}"
+        self._inflight: dict[str, tuple[ClaimedTask, asyncio.Task[None]]] = {}
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        """Claim and run tasks until :meth:`stop`."""
+        queue = self.engine.queue
+        await queue.listen()
+        heartbeat = asyncio.create_task(self._heartbeat())
+        try:
+            while not self._stopping.is_set():
+                free = self.concurrency - len(self._inflight)
+                claimed: list[ClaimedTask] = []
+                if free > 0:
+                    try:
+                        claimed = await queue.claim(
+                            queue=self.engine.queue_name, owner=self.owner, limit=free
+                        )
+                    except Exception:
+                        logger.exception("claiming tasks failed; retrying")
+                        await asyncio.sleep(self.poll_seconds)
+                        continue
+                for task in claimed:
+                    runner = asyncio.create_task(self._process(task))
+                    self._inflight[task.id] = (task, runner)
+                if claimed and len(self._inflight) < self.concurrency:
+                    continue  # there may be more due right now
+                await queue.wait(queue=self.engine.queue_name, seconds=await self._idle_wait())
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            await self._drain()
+
+    async def _idle_wait(self) -> float:
+        if len(self._inflight) >= self.concurrency:
+            return self.poll_seconds
+        try:
+            due = await self.engine.queue.next_due(queue=self.engine.queue_name)
+        except Exception:
+            return self.poll_seconds
+        if due is None:
+            return self.poll_seconds
+        return max(0.0, min(self.poll_seconds, (due - utcnow()).total_seconds()))
+
+    async def _process(self, task: ClaimedTask) -> None:
+        try:
+            await self.engine.process(task, owner=self.owner)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The lease runs out and the task is claimed again: at-least-once.
+            logger.exception("task %s (%s) failed", task.id, task.payload.get("kind"))
+        finally:
+            self._inflight.pop(task.id, None)
+            self.engine.queue.wake(self.engine.queue_name)
+
+    async def _heartbeat(self) -> None:
+        interval = max(0.5, min(2.0, self.engine.queue.lease.total_seconds() / 3))
+        while True:
+            await asyncio.sleep(interval)
+            if not self._inflight:
+                continue
+            try:
+                held = await self.engine.queue.renew(
+                    owner=self.owner, task_ids=list(self._inflight)
+                )
+                await self._cancel_stopped()
+            except Exception:
+                logger.exception("heartbeat failed")
+                continue
+            for task_id in list(self._inflight):
+                if task_id not in held:
+                    logger.warning("lease lost for task %s; another worker has it", task_id)
+
+    async def _cancel_stopped(self) -> None:
+        """Stop local attempts of executions cancelled by another process."""
+        running = self.engine.running_executions()
+        if not running:
+            return
+        async with self.engine.database.session() as session:
+            rows = await session.execute(
+                select(Execution.id).where(
+                    Execution.id.in_(running), Execution.status.in_(TERMINAL)
+                )
+            )
+            stopped = set(rows.scalars())
+        self.engine.cancel_local(stopped)
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return once the tasks in flight finish."""
+        self._stopping.set()
+        self.engine.queue.wake(self.engine.queue_name)
+
+    async def _drain(self) -> None:
+        runners = [runner for _, runner in self._inflight.values()]
+        if runners:
+            await asyncio.wait(runners, timeout=10)
+        for runner in runners:
+            runner.cancel()

@@ -1,0 +1,242 @@
+"""A durable task queue in the database: leases, heartbeats and wake-ups.
+
+Enqueueing happens in the caller's transaction, so work and the tasks it implies commit
+together or not at all (never "enqueue, then commit"). Workers claim due tasks with a
+lease; a worker that dies stops renewing, its lease expires and another worker claims
+the task again. Completing a task deletes it, again in the caller's transaction.
+
+PostgreSQL claims with ``FOR UPDATE SKIP LOCKED`` so workers never block each other,
+and wakes idle workers with ``NOTIFY`` sent at commit. SQLite serialises writers
+(``BEGIN IMMEDIATE``) and wakes workers of the same process with an in-memory event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, event, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orchestrion.kernel.db.engine import Database, is_sqlite
+from orchestrion.kernel.ids import new_id, utcnow
+from orchestrion.kernel.queue.models import Task
+
+logger = logging.getLogger("orchestrion.queue")
+NOTIFY_CHANNEL = "orchestrion_tasks"
+
+
+@dataclass(frozen=True)
+class ClaimedTask:
+    """A task leased to this worker until ``lease_expires_at``."""
+
+    id: str
+    queue: str
+    key: str | None
+    payload: dict[str, Any]
+    attempts: int
+    lease_expires_at: datetime
+
+
+class TaskQueue:
+    """Enqueue, claim, renew and complete tasks of named queues on one database."""
+
+    def __init__(self, database: Database, *, lease: timedelta = timedelta(seconds=30)) -> None:
+        self.database = database
+        self.lease = lease
+        self.postgres = not is_sqlite(database.url)
+        self._wakeups: dict[str, asyncio.Event] = {}
+        self._listener: Any = None
+
+    # --- producing ------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        session: AsyncSession,
+        *,
+        queue: str,
+        payload: dict[str, Any],
+        key: str | None = None,
+        run_at: datetime | None = None,
+        priority: int = 0,
+    ) -> None:
+        """Add a task in the caller's transaction; a duplicate ``key`` is ignored."""
+        values = {
+            "id": new_id(),
+            "queue": queue,
+            "key": key,
+            "payload": payload,
+            "priority": priority,
+            "run_at": run_at or utcnow(),
+            "attempts": 0,
+            "created_at": utcnow(),
+        }
+        dialect = postgresql if self.postgres else sqlite
+        stmt = dialect.insert(Task).values(**values)
+        if key is not None:
+            stmt = stmt.on_conflict_do_nothing(index_elements=["key"])
+        await session.execute(stmt)
+        self._wake_after_commit(session, queue)
+        if self.postgres:
+            # Delivered by PostgreSQL at commit, to every listening worker process.
+            await session.execute(select(_pg_notify(queue)))
+
+    def _wake_after_commit(self, session: AsyncSession, queue: str) -> None:
+        pending: set[str] = session.info.setdefault("orchestrion.wake", set())
+        if not pending:
+            event.listen(session.sync_session, "after_commit", self._on_commit, once=True)
+        pending.add(queue)
+
+    def _on_commit(self, sync_session: Any) -> None:
+        for queue in sync_session.info.pop("orchestrion.wake", set()):
+            self.wake(queue)
+
+    def wake(self, queue: str) -> None:
+        """Wake this process's workers waiting on ``queue``."""
+        self._event(queue).set()
+
+    def _event(self, queue: str) -> asyncio.Event:
+        found = self._wakeups.get(queue)
+        if found is None:
+            found = self._wakeups[queue] = asyncio.Event()
+        return found
+
+    # --- consuming ------------------------------------------------------------------
+
+    async def claim(self, *, queue: str, owner: str, limit: int = 1) -> list[ClaimedTask]:
+        """Lease up to ``limit`` due tasks (highest priority, then oldest) to ``owner``."""
+        now = utcnow()
+        expires = now + self.lease
+        due = (
+            select(Task.id)
+            .where(
+                Task.queue == queue,
+                Task.run_at <= now,
+                or_(Task.lease_expires_at.is_(None), Task.lease_expires_at < now),
+            )
+            .order_by(Task.priority.desc(), Task.run_at)
+            .limit(limit)
+        )
+        if self.postgres:
+            due = due.with_for_update(skip_locked=True)
+        async with self.database.session() as session:
+            ids = list((await session.execute(due)).scalars())
+            if not ids:
+                return []
+            await session.execute(
+                update(Task)
+                .where(Task.id.in_(ids))
+                .values(lease_owner=owner, lease_expires_at=expires, attempts=Task.attempts + 1)
+            )
+            rows = (await session.execute(select(Task).where(Task.id.in_(ids)))).scalars()
+            return [
+                ClaimedTask(
+                    id=row.id,
+                    queue=row.queue,
+                    key=row.key,
+                    payload=row.payload,
+                    attempts=row.attempts,
+                    lease_expires_at=expires,
+                )
+                for row in rows
+            ]
+
+    async def renew(self, *, owner: str, task_ids: Sequence[str]) -> set[str]:
+        """Extend the leases ``owner`` still holds; returns the ids it still holds."""
+        if not task_ids:
+            return set()
+        async with self.database.session() as session:
+            await session.execute(
+                update(Task)
+                .where(Task.id.in_(task_ids), Task.lease_owner == owner)
+                .values(lease_expires_at=utcnow() + self.lease)
+            )
+            held = await session.execute(
+                select(Task.id).where(Task.id.in_(task_ids), Task.lease_owner == owner)
+            )
+            return set(held.scalars())
+
+    async def complete(self, session: AsyncSession, *, task_id: str, owner: str) -> bool:
+        """Delete a finished task in the caller's transaction; False if the lease was lost."""
+        result = await session.execute(
+            delete(Task).where(Task.id == task_id, Task.lease_owner == owner)
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def release(
+        self, session: AsyncSession, *, task_id: str, owner: str, run_at: datetime
+    ) -> None:
+        """Give a task back, to be claimed again from ``run_at`` (in the caller's transaction)."""
+        await session.execute(
+            update(Task)
+            .where(Task.id == task_id, Task.lease_owner == owner)
+            .values(lease_owner=None, lease_expires_at=None, run_at=run_at)
+        )
+
+    async def next_due(self, *, queue: str) -> datetime | None:
+        """When the earliest task of ``queue`` becomes claimable, if there is one."""
+        async with self.database.session() as session:
+            now = utcnow()
+            leased_until = select(Task.lease_expires_at).where(
+                Task.queue == queue, Task.lease_expires_at.is_not(None)
+            )
+            waiting = select(Task.run_at).where(
+                Task.queue == queue,
+                or_(Task.lease_expires_at.is_(None), Task.lease_expires_at < now),
+            )
+            times = [
+                (await session.execute(waiting.order_by(Task.run_at).limit(1))).scalar(),
+                (
+                    await session.execute(leased_until.order_by(Task.lease_expires_at).limit(1))
+                ).scalar(),
+            ]
+            present = [t for t in times if t is not None]
+            return min(present) if present else None
+
+    async def wait(self, *, queue: str, seconds: float) -> None:
+        """Sleep until a task is enqueued on ``queue`` (here or, on PostgreSQL, anywhere)."""
+        wakeup = self._event(queue)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wakeup.wait(), seconds)
+        wakeup.clear()
+
+    async def count(self, *, queue: str) -> int:
+        """How many tasks ``queue`` holds (due or not)."""
+        async with self.database.session() as session:
+            stmt = select(func.count()).select_from(Task).where(Task.queue == queue)
+            return int((await session.execute(stmt)).scalar_one())
+
+    # --- PostgreSQL wake-ups ---------------------------------------------------------
+
+    async def listen(self) -> None:
+        """On PostgreSQL, wake this process's workers on every other process's enqueue."""
+        if not self.postgres or self._listener is not None:
+            return
+        import asyncpg
+
+        url = make_url(self.database.url).set(drivername="postgresql")
+        connection = await asyncpg.connect(url.render_as_string(hide_password=False))
+
+        def on_notify(_connection: Any, _pid: int, _channel: str, queue: str) -> None:
+            self.wake(queue)
+
+        await connection.add_listener(NOTIFY_CHANNEL, on_notify)
+        self._listener = connection
+
+    async def close(self) -> None:
+        """Stop listening for wake-ups."""
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close()
+            self._listener = None
+
+
+def _pg_notify(queue: str) -> Any:
+    return func.pg_notify(NOTIFY_CHANNEL, queue)
