@@ -158,6 +158,51 @@ def users_create(
 
 
 @app.command()
+def worker(
+    concurrency: Annotated[
+        int | None,
+        typer.Option(help="Tasks run at a time (ORCHESTRION_ENGINE__WORKER_CONCURRENCY)."),
+    ] = None,
+) -> None:
+    """Run workflow steps from the shared database until stopped (SIGINT or SIGTERM)."""
+    import signal
+
+    import httpx
+
+    from orchestrion.engine.worker import Worker
+    from orchestrion.kernel.observability.logging import configure_logging
+    from orchestrion.services.workflows.app import create_engine
+
+    settings = _settings()
+    configure_logging(
+        level=settings.observability.log_level, json_logs=settings.observability.log_json
+    )
+
+    async def serve() -> None:
+        database = open_database(settings)
+        http = httpx.AsyncClient(follow_redirects=False)
+        engine = create_engine(settings, database, http)
+        running = Worker(
+            engine,
+            concurrency=concurrency or settings.engine.worker_concurrency,
+            poll_seconds=settings.engine.poll_seconds,
+        )
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, running.stop)
+        console.print(f"worker {running.owner} on {database.engine.url.render_as_string()}")
+        try:
+            await running.run()
+        finally:
+            await engine.queue.close()
+            await http.aclose()
+            await database.dispose()
+
+    asyncio.run(serve())
+    console.print("worker stopped")
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     console.print(__version__)

@@ -418,9 +418,12 @@ class Transition:
             timeout_at=wait.timeout_at,
         )
         self.session.add(row)
-        state.status = "waiting"
         self.emit("step.waiting", step.id, index=index, kind=wait.kind, **_public(wait))
         await self.session.flush()
+        if index is None:
+            state.status = "waiting"
+        else:
+            await self._refresh_iterations_status(step)
         if wait.kind == "child":
             # The child may finish inside start_child (instant steps only) and resolve
             # this wait at once, so the wait must exist before the child starts.
@@ -441,6 +444,21 @@ class Transition:
             await self.enqueue(
                 "timeout", step.id, index=index, attempt=attempt, run_at=wait.timeout_at
             )
+
+    async def _refresh_iterations_status(self, step: StepDefinition) -> None:
+        """An iterated step waits only when every unfinished iteration waits."""
+        state = self.states[step.id]
+        if state.status not in ("running", "waiting"):
+            return
+        finished = len(await self._results(step.id))
+        unfinished = state.launched - finished
+        waiting = len(await self.waits(step_id=step.id))
+        all_launched = state.launched >= len(state.items or []) or unfinished >= (
+            step.concurrency or unfinished
+        )
+        state.status = (
+            "waiting" if unfinished and waiting >= unfinished and all_launched else "running"
+        )
 
     async def _take_signal(self, name: str, step_id: str) -> Any:
         row = (
