@@ -62,6 +62,9 @@ class Transition:
     definition: WorkflowDefinition
     states: dict[str, StepState]
     events: list[dict[str, Any]] = field(default_factory=list)
+    #: True while an instant step runs inside this transaction: nobody else can be
+    #: recording it, so its result is added to the session instead of raced for.
+    inline: bool = False
 
     @classmethod
     async def open(
@@ -193,6 +196,20 @@ class Transition:
         self, step_id: str, index: int | None, *, status: str, attempt: int, output: Any, error: Any
     ) -> bool:
         """Record an outcome once; False when one was already recorded."""
+        if self.inline:
+            self.session.add(
+                StepResult(
+                    execution_id=self.execution.id,
+                    step_id=step_id,
+                    iteration=NO_ITERATION if index is None else index,
+                    status=status,
+                    attempt=attempt,
+                    output=output,
+                    error=error,
+                    recorded_at=utcnow(),
+                )
+            )
+            return True
         dialect = postgresql if self.engine.postgres else sqlite
         stmt = (
             dialect.insert(StepResult)
@@ -212,6 +229,7 @@ class Transition:
         return bool(getattr(result, "rowcount", 0))
 
     async def _results(self, step_id: str) -> list[StepResult]:
+        await self.session.flush()
         rows = await self.session.execute(
             select(StepResult)
             .where(StepResult.execution_id == self.execution.id, StepResult.step_id == step_id)
@@ -228,18 +246,21 @@ class Transition:
 
     async def advance(self) -> None:
         """Schedule every step whose needs are met, run instant ones, then settle status."""
-        progressed = True
-        while progressed and self.active:
-            progressed = False
-            for step in self.definition.steps:
-                state = self.states[step.id]
-                if state.status != "pending":
-                    continue
-                if not all(self.states[need].status in STEP_DONE for need in step.needs):
-                    continue
-                await self._start_step(step)
-                progressed = True
-        await self.settle()
+        # Changes are flushed once at commit (or where a query needs them), not
+        # before every statement: a chain of instant steps is a handful of round trips.
+        with self.session.no_autoflush:
+            progressed = True
+            while progressed and self.active:
+                progressed = False
+                for step in self.definition.steps:
+                    state = self.states[step.id]
+                    if state.status != "pending":
+                        continue
+                    if not all(self.states[need].status in STEP_DONE for need in step.needs):
+                        continue
+                    await self._start_step(step)
+                    progressed = True
+            await self.settle()
 
     async def _start_step(self, step: StepDefinition) -> None:
         state = self.states[step.id]
@@ -305,7 +326,11 @@ class Transition:
             if index is None:
                 state.started_at = utcnow()
                 self.emit("step.started", step.id, attempt=attempt)
-            await self.record(step, index, attempt, outcome)
+            self.inline = True
+            try:
+                await self.record(step, index, attempt, outcome)
+            finally:
+                self.inline = False
             return
         await self.enqueue("run", step.id, index=index, attempt=attempt)
 

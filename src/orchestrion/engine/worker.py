@@ -68,12 +68,10 @@ class Worker:
             await self._drain()
 
     async def _idle_wait(self) -> float:
-        if len(self._inflight) >= self.concurrency:
-            return self.poll_seconds
-        try:
-            due = await self.engine.queue.next_due(queue=self.engine.queue_name)
-        except Exception:
-            return self.poll_seconds
+        # Local enqueues wake us at commit and PostgreSQL NOTIFY wakes us for other
+        # processes'; only future tasks (timers, retries) need a deadline, and those
+        # enqueued elsewhere are found within the poll interval.
+        due = self.engine.queue.next_local_due(self.engine.queue_name)
         if due is None:
             return self.poll_seconds
         return max(0.0, min(self.poll_seconds, (due - utcnow()).total_seconds()))
@@ -105,8 +103,10 @@ class Worker:
                 logger.exception("heartbeat failed")
                 continue
             for task_id in list(self._inflight):
-                if task_id not in held:
-                    logger.warning("lease lost for task %s; another worker has it", task_id)
+                if task_id not in held and task_id in self._inflight:
+                    # Usually the task just completed; a real loss is harmless too
+                    # (outcomes are recorded once), so this is not a warning.
+                    logger.debug("lease lost or released for task %s", task_id)
 
     async def _cancel_stopped(self) -> None:
         """Stop local attempts of executions cancelled by another process."""

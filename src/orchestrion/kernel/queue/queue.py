@@ -53,6 +53,7 @@ class TaskQueue:
         self.lease = lease
         self.postgres = not is_sqlite(database.url)
         self._wakeups: dict[str, asyncio.Event] = {}
+        self._due: dict[str, datetime] = {}
         self._listener: Any = None
 
     # --- producing ------------------------------------------------------------------
@@ -83,16 +84,33 @@ class TaskQueue:
         if key is not None:
             stmt = stmt.on_conflict_do_nothing(index_elements=["key"])
         await session.execute(stmt)
-        self._wake_after_commit(session, queue)
-        if self.postgres:
+        due = values["run_at"]
+        if due > utcnow():
+            self._note_due(queue, due)
+        if self._wake_after_commit(session, queue) and self.postgres:
             # Delivered by PostgreSQL at commit, to every listening worker process.
             await session.execute(select(_pg_notify(queue)))
 
-    def _wake_after_commit(self, session: AsyncSession, queue: str) -> None:
+    def _wake_after_commit(self, session: AsyncSession, queue: str) -> bool:
+        """Wake local workers at commit; True the first time ``queue`` is seen in it."""
         pending: set[str] = session.info.setdefault("orchestrion.wake", set())
         if not pending:
             event.listen(session.sync_session, "after_commit", self._on_commit, once=True)
+        first = queue not in pending
         pending.add(queue)
+        return first
+
+    def _note_due(self, queue: str, due: datetime) -> None:
+        current = self._due.get(queue)
+        if current is None or due < current:
+            self._due[queue] = due
+
+    def next_local_due(self, queue: str) -> datetime | None:
+        """The earliest future task this process enqueued on ``queue`` (timers, retries)."""
+        due = self._due.get(queue)
+        if due is not None and due <= utcnow():
+            self._due.pop(queue, None)
+        return due
 
     def _on_commit(self, sync_session: Any) -> None:
         for queue in sync_session.info.pop("orchestrion.wake", set()):
@@ -179,26 +197,6 @@ class TaskQueue:
             .where(Task.id == task_id, Task.lease_owner == owner)
             .values(lease_owner=None, lease_expires_at=None, run_at=run_at)
         )
-
-    async def next_due(self, *, queue: str) -> datetime | None:
-        """When the earliest task of ``queue`` becomes claimable, if there is one."""
-        async with self.database.session() as session:
-            now = utcnow()
-            leased_until = select(Task.lease_expires_at).where(
-                Task.queue == queue, Task.lease_expires_at.is_not(None)
-            )
-            waiting = select(Task.run_at).where(
-                Task.queue == queue,
-                or_(Task.lease_expires_at.is_(None), Task.lease_expires_at < now),
-            )
-            times = [
-                (await session.execute(waiting.order_by(Task.run_at).limit(1))).scalar(),
-                (
-                    await session.execute(leased_until.order_by(Task.lease_expires_at).limit(1))
-                ).scalar(),
-            ]
-            present = [t for t in times if t is not None]
-            return min(present) if present else None
 
     async def wait(self, *, queue: str, seconds: float) -> None:
         """Sleep until a task is enqueued on ``queue`` (here or, on PostgreSQL, anywhere)."""
