@@ -65,6 +65,18 @@ class StepDefinition(StepBody):
     compensate: StepBody | None = None
 
 
+class ConcurrencyPolicy(_Model):
+    """At most ``limit`` executions of the workflow run at once, per value of ``key``.
+
+    ``key`` is an expression over ``inputs`` (e.g. ``inputs.customer_id``); without it the
+    limit is for the whole workflow. Executions over the limit wait as ``pending`` and
+    start, highest ``priority`` first, as running ones finish.
+    """
+
+    limit: int = Field(ge=1, le=10_000)
+    key: str | None = Field(default=None, min_length=1, max_length=1000)
+
+
 class WorkflowDefinition(_Model):
     """A workflow as written by its author; serialise with ``by_alias=True`` for ``with``."""
 
@@ -75,6 +87,7 @@ class WorkflowDefinition(_Model):
     inputs: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
     steps: list[StepDefinition] = Field(min_length=1, max_length=1000)
     outputs: dict[str, Any] = Field(default_factory=dict)
+    concurrency: ConcurrencyPolicy | None = None
 
 
 class DefinitionError(Exception):
@@ -185,6 +198,7 @@ class _Checker:
         for i, step in enumerate(self.defn.steps):
             self.check_step(i, step)
         self.check_inputs()
+        self.check_concurrency()
         for path, _text, refs in self.expressions(["outputs"], self.defn.outputs):
             for ref in sorted(refs - self.index.keys()):
                 self.add(path, f"outputs use steps.{ref}, which is not a step")
@@ -266,6 +280,15 @@ class _Checker:
                 self.add([*loc, *path], prefix + exc.message)
             else:
                 yield [*loc, *path], text, refs
+
+    def check_concurrency(self) -> None:
+        policy = self.defn.concurrency
+        if policy is None or policy.key is None:
+            return
+        try:
+            parse_expression(policy.key)
+        except ExpressionError as exc:
+            self.add(["concurrency", "key"], f"concurrency key: {exc.message}")
 
     def check_inputs(self) -> None:
         try:

@@ -19,6 +19,7 @@ _STEP_STATUS = {
     "step.retry_scheduled": "pending",
 }
 _EXECUTION_STATUS = {
+    "execution.queued": "pending",
     "execution.started": "running",
     "execution.running": "running",
     "execution.waiting": "waiting",
@@ -51,7 +52,7 @@ def fold(events: Iterable[Mapping[str, Any]], step_ids: Iterable[str] = ()) -> d
         state["seq"] = event["seq"]
         if kind in _EXECUTION_STATUS:
             state["status"] = _EXECUTION_STATUS[kind]
-        if kind == "execution.started":
+        if kind in ("execution.started", "execution.queued") and "inputs" in data:
             state["inputs"] = data.get("inputs")
         elif kind == "execution.succeeded":
             state["outputs"] = data.get("outputs")

@@ -26,6 +26,7 @@ class Execution(IdMixin, Base):
     __table_args__ = (
         Index("ix_wf_executions_tenant_created", "tenant_id", "created_at"),
         Index("ix_wf_executions_workflow", "workflow_id", "status"),
+        Index("ix_wf_executions_slots", "workflow_id", "concurrency_key", "status"),
     )
 
     tenant_id: Mapped[str] = mapped_column(String(36))
@@ -38,6 +39,8 @@ class Execution(IdMixin, Base):
     error: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     usage: Mapped[dict[str, Any]] = mapped_column(default=dict)
     priority: Mapped[int] = mapped_column(Integer, default=0)
+    #: Set when the workflow limits concurrency: the evaluated key ("" for the whole workflow).
+    concurrency_key: Mapped[str | None] = mapped_column(String(255))
     parent_execution_id: Mapped[str | None] = mapped_column(String(36), index=True)
     parent_step_id: Mapped[str | None] = mapped_column(String(64))
     parent_index: Mapped[int | None] = mapped_column(Integer)

@@ -18,12 +18,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from jsonschema import Draft202012Validator
-from sqlalchemy import event, select
+from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orchestrion.engine.context import TERMINAL
 from orchestrion.engine.definition import StepBody, StepDefinition, WorkflowDefinition
-from orchestrion.engine.expressions import ExpressionError
+from orchestrion.engine.expressions import ExpressionError, parse_expression
 from orchestrion.engine.models import Execution, Signal, StepResult, StepState, Wait
 from orchestrion.engine.outcomes import Failed, Outcome, StepCall, StepServices, Succeeded
 from orchestrion.engine.registry import StepTypeRegistry, default_registry
@@ -170,9 +170,16 @@ class Engine:
         )
         if parent is not None:
             execution.parent_execution_id, execution.parent_step_id, execution.parent_index = parent
+        parsed = self.definition_of(execution)
+        has_slot = True
+        if parsed.concurrency is not None:
+            execution.concurrency_key = _concurrency_key(parsed, inputs)
+            has_slot = await self._slot_free(session, execution, parsed.concurrency.limit)
+        if not has_slot:
+            execution.status = "pending"
+            execution.started_at = None
         session.add(execution)
         await session.flush()
-        parsed = self.definition_of(execution)
         states = {s.id: StepState(execution_id=execution.id, step_id=s.id) for s in parsed.steps}
         for state in states.values():
             state.status = "pending"
@@ -181,9 +188,85 @@ class Engine:
         session.add_all(states.values())
         transition = Transition(self, session, execution, parsed, states)
         self.track(session, transition)
+        if not has_slot:
+            transition.emit(
+                "execution.queued",
+                inputs=inputs,
+                workflow_version=version,
+                concurrency_key=execution.concurrency_key,
+            )
+            return execution
         transition.emit("execution.started", inputs=inputs, workflow_version=version)
         await transition.advance()
         return execution
+
+    # --- concurrency limits --------------------------------------------------------
+
+    async def _lock_slots(self, session: AsyncSession, workflow_id: str, key: str) -> None:
+        # Two starts must not both see a free slot: PostgreSQL serialises them on an
+        # advisory lock for (workflow, key); SQLite already serialises writers.
+        if self.postgres:
+            await session.execute(
+                select(
+                    func.pg_advisory_xact_lock(func.hashtext(f"orchestrion:{workflow_id}:{key}"))
+                )
+            )
+
+    async def _slot_free(self, session: AsyncSession, execution: Execution, limit: int) -> bool:
+        key = execution.concurrency_key or ""
+        await self._lock_slots(session, execution.workflow_id, key)
+        busy = await session.execute(
+            select(func.count())
+            .select_from(Execution)
+            .where(
+                Execution.workflow_id == execution.workflow_id,
+                Execution.concurrency_key == key,
+                Execution.status.in_(("running", "waiting", "paused")),
+            )
+        )
+        return int(busy.scalar_one()) < limit
+
+    async def release_slot(self, finished: Transition) -> None:
+        """An execution ended: start those waiting for a slot while slots are free."""
+        execution = finished.execution
+        policy = finished.definition.concurrency
+        if execution.concurrency_key is None or policy is None:
+            return
+        session = finished.session
+        await self._lock_slots(session, execution.workflow_id, execution.concurrency_key)
+        await session.flush()  # the count must see this execution's end
+        busy = await session.execute(
+            select(func.count())
+            .select_from(Execution)
+            .where(
+                Execution.workflow_id == execution.workflow_id,
+                Execution.concurrency_key == execution.concurrency_key,
+                Execution.status.in_(("running", "waiting", "paused")),
+            )
+        )
+        free = policy.limit - int(busy.scalar_one())
+        if free <= 0:
+            return
+        waiting = await session.execute(
+            select(Execution.id)
+            .where(
+                Execution.workflow_id == execution.workflow_id,
+                Execution.concurrency_key == execution.concurrency_key,
+                Execution.status == "pending",
+            )
+            .order_by(Execution.priority.desc(), Execution.created_at)
+            .limit(free)
+        )
+        for next_id in list(waiting.scalars()):
+            transition = await Transition.open(self, session, next_id)
+            if transition is None or transition.execution.status != "pending":
+                continue
+            transition.execution.status = "running"
+            transition.execution.started_at = utcnow()
+            transition.emit(
+                "execution.started", workflow_version=transition.execution.workflow_version
+            )
+            await transition.advance()
 
     async def start_child(
         self, parent: Transition, *, step: StepDefinition, index: int | None, spec: dict[str, Any]
@@ -570,6 +653,20 @@ class Engine:
                 return True
         session.add(Signal(execution_id=execution_id, name=name, data=data))
         return False
+
+
+def _concurrency_key(definition: WorkflowDefinition, inputs: dict[str, Any]) -> str:
+    policy = definition.concurrency
+    if policy is None or policy.key is None:
+        return ""
+    try:
+        value = parse_expression(policy.key).render({"inputs": inputs})
+    except ExpressionError as exc:
+        raise ValidationFailed(
+            f"the concurrency key cannot be computed from these inputs: {exc}",
+            errors=[{"loc": ["inputs"], "msg": str(exc)}],
+        ) from None
+    return str(value)[:255]
 
 
 def _current_task_cancelling() -> bool:

@@ -583,6 +583,7 @@ class Transition:
         elif execution.error:
             data["error"] = execution.error
         self.emit(f"execution.{status}", **data)
+        await self.engine.release_slot(self)
         if execution.parent_execution_id:
             await self.engine.child_finished(self)
 
@@ -592,6 +593,7 @@ class Transition:
         self.execution.status = "cancelled"
         self.execution.finished_at = utcnow()
         self.emit("execution.cancelled", by=by)
+        await self.engine.release_slot(self)
         if self.execution.parent_execution_id:
             await self.engine.child_finished(self)
 

@@ -635,3 +635,52 @@ async def test_other_tenants_executions_are_404(client, admin_headers) -> None:
         headers=viewer,
     )
     assert refused.status_code == 403
+
+
+async def test_concurrency_limit_per_key_with_priorities(client, admin_headers) -> None:
+    workflow_id = await create_workflow(
+        client,
+        admin_headers,
+        [{"id": "hold", "type": "approval", "with": {}}],
+        concurrency={"limit": 1, "key": "inputs.customer"},
+    )
+    url = f"/api/v1/workflows/{workflow_id}/executions"
+
+    async def begin(customer: str, priority: int = 0) -> str:
+        response = await client.post(
+            url,
+            json={"inputs": {"customer": customer}, "priority": priority},
+            headers=admin_headers,
+        )
+        assert response.status_code == 202, response.text
+        return str(response.json()["id"])
+
+    first = await begin("acme")
+    await wait_until(client, admin_headers, first, lambda e: e["status"] == "waiting")
+    low = await begin("acme")
+    high = await begin("acme", priority=5)
+    other = await begin("globex")
+    await wait_until(client, admin_headers, other, lambda e: e["status"] == "waiting")
+    assert (await get(client, admin_headers, low))["status"] == "pending"
+    assert (await get(client, admin_headers, high))["status"] == "pending"
+    queued = await events(client, admin_headers, low)
+    assert [e["type"] for e in queued] == ["execution.queued"]
+
+    async def approve(execution_id: str) -> None:
+        response = await client.post(
+            f"/api/v1/executions/{execution_id}/steps/hold/approve",
+            json={"approved": True},
+            headers=admin_headers,
+        )
+        assert response.status_code == 200, response.text
+
+    await approve(first)
+    await wait_until(client, admin_headers, high, lambda e: e["status"] == "waiting")
+    assert (await get(client, admin_headers, low))["status"] == "pending"
+    cancelled = await client.post(f"/api/v1/executions/{high}/cancel", headers=admin_headers)
+    assert cancelled.status_code == 200
+    await wait_until(client, admin_headers, low, lambda e: e["status"] == "waiting")
+    await approve(low)
+    await wait_until(client, admin_headers, low, lambda e: e["status"] == "succeeded")
+    workflow = await client.get(f"/api/v1/workflows/{workflow_id}", headers=admin_headers)
+    assert workflow.json()["concurrency"] == {"limit": 1, "key": "inputs.customer"}

@@ -23,7 +23,7 @@ from orchestrion.services.workflows.errors import (
 )
 from orchestrion.services.workflows.models import Workflow, WorkflowVersion
 
-_CONTENT_KEYS = ("inputs", "steps", "outputs")
+_CONTENT_KEYS = ("inputs", "steps", "outputs", "concurrency")
 _DEFINITION_KEYS = ("name", "description", "tags", "status", *_CONTENT_KEYS)
 
 
@@ -44,7 +44,14 @@ def _content(definition: WorkflowDefinition) -> dict[str, Any]:
         {"id": s.id, **s.model_dump(mode="json", by_alias=True, exclude_unset=True)}
         for s in definition.steps
     ]
-    return {"inputs": definition.inputs, "steps": steps, "outputs": definition.outputs}
+    content: dict[str, Any] = {
+        "inputs": definition.inputs,
+        "steps": steps,
+        "outputs": definition.outputs,
+    }
+    if definition.concurrency is not None:
+        content["concurrency"] = definition.concurrency.model_dump(mode="json", exclude_none=True)
+    return content
 
 
 async def create_workflow(
