@@ -69,13 +69,14 @@ class TaskQueue:
         priority: int = 0,
     ) -> None:
         """Add a task in the caller's transaction; a duplicate ``key`` is ignored."""
-        values = {
+        due = run_at or utcnow()
+        values: dict[str, Any] = {
             "id": new_id(),
             "queue": queue,
             "key": key,
             "payload": payload,
             "priority": priority,
-            "run_at": run_at or utcnow(),
+            "run_at": due,
             "attempts": 0,
             "created_at": utcnow(),
         }
@@ -84,7 +85,6 @@ class TaskQueue:
         if key is not None:
             stmt = stmt.on_conflict_do_nothing(index_elements=["key"])
         await session.execute(stmt)
-        due = values["run_at"]
         if due > utcnow():
             self._note_due(queue, due)
         if self._wake_after_commit(session, queue) and self.postgres:
