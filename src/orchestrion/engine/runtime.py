@@ -39,6 +39,8 @@ logger = logging.getLogger("orchestrion.engine")
 WorkflowResolver = Callable[[AsyncSession, str, str], Awaitable[tuple[int, dict[str, Any]] | None]]
 #: Called after commit with the execution and the events it just got.
 EventListener = Callable[[Execution, list[dict[str, Any]]], Awaitable[None]]
+#: Runs one claimed task of a kind registered in :attr:`Engine.handlers`.
+TaskHandler = Callable[[ClaimedTask, str], Awaitable[None]]
 MAX_DEPTH = 8
 
 
@@ -72,6 +74,8 @@ class Engine:
         self.resolver = resolver
         self.postgres = not is_sqlite(database.url)
         self.listeners: list[EventListener] = []
+        #: Handlers for task kinds the engine does not know (e.g. ``schedule``).
+        self.handlers: dict[str, TaskHandler] = {}
         self._definitions: dict[tuple[str, int], WorkflowDefinition] = {}
         self._changed: dict[str, asyncio.Event] = {}
         self._running: dict[str, set[asyncio.Task[Outcome]]] = {}
@@ -381,7 +385,10 @@ class Engine:
     async def process(self, task: ClaimedTask, *, owner: str) -> None:
         """Carry out one claimed task."""
         kind = task.payload.get("kind")
-        if kind == "run":
+        handler = self.handlers.get(str(kind))
+        if handler is not None:
+            await handler(task, owner)
+        elif kind == "run":
             await self._run(task, owner)
         elif kind in ("resume", "timeout"):
             await self._timer(task, owner)

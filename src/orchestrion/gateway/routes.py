@@ -96,6 +96,12 @@ DEFAULT_ROUTES = [
             rule("*", r".*", _WF.WORKFLOWS_WRITE),
         ),
     ),
+    # Webhook triggers prove themselves with an HMAC signature, not a token.
+    Route(
+        prefix="/api/v1/hooks",
+        service="workflows",
+        public=(rule("POST", r"/api/v1/hooks/[^/]+", None),),
+    ),
     Route(
         prefix="/api/v1/executions",
         service="workflows",

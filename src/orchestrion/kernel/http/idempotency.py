@@ -67,12 +67,14 @@ async def run_idempotent(
     scope: str,
     payload: Any,
     produce: Callable[[], Awaitable[tuple[int, Any]]],
+    key: str | None = None,
 ) -> Response:
     """Run ``produce`` once per key; replay its ``(status, body)`` for a repeat.
 
-    Without an ``Idempotency-Key`` header this is just ``produce``.
+    The key is ``key`` when given (e.g. a webhook's own id), else the request's
+    ``Idempotency-Key`` header; without either this is just ``produce``.
     """
-    key = idempotency_key(request)
+    key = key or idempotency_key(request)
     if key is None:
         status, body = await produce()
         return JSONResponse(body, status_code=status)

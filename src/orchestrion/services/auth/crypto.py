@@ -9,13 +9,14 @@ encrypted with Fernet under a key derived from the platform secret.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import secrets
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.fernet import Fernet
+
+from orchestrion.kernel.crypto import fernet_for as kernel_fernet
 
 _hasher = PasswordHasher()
 # Verified when the email is unknown, so a login takes as long whether or not it exists.
@@ -50,6 +51,5 @@ def random_token(nbytes: int = 32) -> str:
 
 
 def fernet_for(secret: bytes) -> Fernet:
-    """A Fernet cipher keyed by the platform secret (domain-separated)."""
-    key = hashlib.sha256(b"orchestrion-auth-keys-v1:" + secret).digest()
-    return Fernet(base64.urlsafe_b64encode(key))
+    """The cipher of signing keys at rest."""
+    return kernel_fernet(secret, purpose="orchestrion-auth-keys-v1")

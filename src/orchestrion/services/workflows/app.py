@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,9 +17,12 @@ from orchestrion import __version__
 from orchestrion.engine.outcomes import StepServices
 from orchestrion.engine.runtime import Engine
 from orchestrion.engine.worker import Worker
+from orchestrion.kernel.crypto import fernet_for
 from orchestrion.kernel.db.engine import Database
 from orchestrion.kernel.http.app import create_service_app
 from orchestrion.kernel.queue import TaskQueue
+from orchestrion.services.workflows import automation
+from orchestrion.services.workflows.automation_endpoints import router as automation_router
 from orchestrion.services.workflows.endpoints import router
 from orchestrion.services.workflows.execution_endpoints import router as execution_router
 from orchestrion.services.workflows.executions import resolve_workflow
@@ -28,7 +32,7 @@ from orchestrion.settings import Settings, open_database
 def create_engine(settings: Settings, database: Database, http: httpx.AsyncClient) -> Engine:
     """The engine on ``database`` with the configured step services."""
     config = settings.engine
-    return Engine(
+    engine = Engine(
         database,
         services=StepServices(
             http=http,
@@ -38,6 +42,8 @@ def create_engine(settings: Settings, database: Database, http: httpx.AsyncClien
         queue=TaskQueue(database, lease=timedelta(seconds=config.lease_seconds)),
         resolver=resolve_workflow,
     )
+    engine.handlers[automation.SCHEDULE_TASK] = functools.partial(automation.fire, engine)
+    return engine
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -76,6 +82,10 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.engine = engine
+    app.state.fernet = fernet_for(
+        settings.secret_key.get_secret_value().encode(), purpose="orchestrion-webhook-secrets-v1"
+    )
     app.include_router(router)
     app.include_router(execution_router)
+    app.include_router(automation_router)
     return app
