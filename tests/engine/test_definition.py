@@ -13,25 +13,9 @@ from orchestrion.engine import (
     topological_order,
     validate_definition,
 )
+from tests.fixtures.definitions import DOUBLE_THEN_ADD
 
-# The example of API.md, "Workflows".
-EXAMPLE: dict[str, Any] = {
-    "name": "double-then-add",
-    "description": "demo",
-    "tags": ["demo"],
-    "status": "active",
-    "inputs": {"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]},
-    "steps": [
-        {"id": "double", "type": "transform", "with": {"value": "{{ inputs.x * 2 }}"}},
-        {
-            "id": "add",
-            "type": "transform",
-            "needs": ["double"],
-            "with": {"value": "{{ steps.double.output.value + 1 }}"},
-        },
-    ],
-    "outputs": {"result": "{{ steps.add.output.value }}"},
-}
+EXAMPLE = DOUBLE_THEN_ADD
 
 
 def definition(*steps: dict[str, Any], **fields: Any) -> dict[str, Any]:

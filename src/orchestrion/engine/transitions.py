@@ -196,35 +196,21 @@ class Transition:
         self, step_id: str, index: int | None, *, status: str, attempt: int, output: Any, error: Any
     ) -> bool:
         """Record an outcome once; False when one was already recorded."""
+        values = {
+            "execution_id": self.execution.id,
+            "step_id": step_id,
+            "iteration": NO_ITERATION if index is None else index,
+            "status": status,
+            "attempt": attempt,
+            "output": output,
+            "error": error,
+            "recorded_at": utcnow(),
+        }
         if self.inline:
-            self.session.add(
-                StepResult(
-                    execution_id=self.execution.id,
-                    step_id=step_id,
-                    iteration=NO_ITERATION if index is None else index,
-                    status=status,
-                    attempt=attempt,
-                    output=output,
-                    error=error,
-                    recorded_at=utcnow(),
-                )
-            )
+            self.session.add(StepResult(**values))
             return True
         dialect = postgresql if self.engine.postgres else sqlite
-        stmt = (
-            dialect.insert(StepResult)
-            .values(
-                execution_id=self.execution.id,
-                step_id=step_id,
-                iteration=NO_ITERATION if index is None else index,
-                status=status,
-                attempt=attempt,
-                output=output,
-                error=error,
-                recorded_at=utcnow(),
-            )
-            .on_conflict_do_nothing()
-        )
+        stmt = dialect.insert(StepResult).values(**values).on_conflict_do_nothing()
         result = await self.session.execute(stmt)
         return bool(getattr(result, "rowcount", 0))
 

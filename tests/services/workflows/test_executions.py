@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 
+from tests.fixtures.definitions import DOUBLE_THEN_ADD
 from tests.services.workflows.helpers import (
     create_workflow,
     events,
@@ -13,21 +14,6 @@ from tests.services.workflows.helpers import (
     step,
     wait_until,
 )
-
-DOUBLE_THEN_ADD = {
-    "name": "double-then-add",
-    "inputs": {"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]},
-    "steps": [
-        {"id": "double", "type": "transform", "with": {"value": "{{ inputs.x * 2 }}"}},
-        {
-            "id": "add",
-            "type": "transform",
-            "needs": ["double"],
-            "with": {"value": "{{ steps.double.output.value + 1 }}"},
-        },
-    ],
-    "outputs": {"result": "{{ steps.add.output.value }}"},
-}
 
 
 async def test_api_example_runs_to_its_outputs(client: httpx.AsyncClient, admin_headers) -> None:

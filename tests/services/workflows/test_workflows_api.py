@@ -9,24 +9,9 @@ import httpx
 import pytest
 
 from tests.conftest import user_headers
+from tests.fixtures.definitions import DOUBLE_THEN_ADD
 
-EXAMPLE: dict[str, Any] = {
-    "name": "double-then-add",
-    "description": "demo",
-    "tags": ["demo"],
-    "status": "active",
-    "inputs": {"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]},
-    "steps": [
-        {"id": "double", "type": "transform", "with": {"value": "{{ inputs.x * 2 }}"}},
-        {
-            "id": "add",
-            "type": "transform",
-            "needs": ["double"],
-            "with": {"value": "{{ steps.double.output.value + 1 }}"},
-        },
-    ],
-    "outputs": {"result": "{{ steps.add.output.value }}"},
-}
+EXAMPLE = DOUBLE_THEN_ADD
 
 
 def example(**changes: Any) -> dict[str, Any]:

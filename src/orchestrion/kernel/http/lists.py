@@ -60,7 +60,8 @@ class ListQuery:
     cursor_mode: bool = False
 
 
-def _positive_int(raw: str | None, name: str, default: int) -> int:
+def query_int(raw: str | None, name: str, *, default: int, minimum: int = 1) -> int:
+    """An integer query parameter, ``default`` when absent; 400 when malformed or too small."""
     if raw is None or raw == "":
         return default
     try:
@@ -70,9 +71,10 @@ def _positive_int(raw: str | None, name: str, default: int) -> int:
             f"'{name}' must be an integer",
             errors=[{"loc": ["query", name], "msg": "not an integer"}],
         ) from None
-    if value < 1:
+    if value < minimum:
         raise BadRequest(
-            f"'{name}' must be at least 1", errors=[{"loc": ["query", name], "msg": "must be >= 1"}]
+            f"'{name}' must be at least {minimum}",
+            errors=[{"loc": ["query", name], "msg": f"must be >= {minimum}"}],
         )
     return value
 
@@ -112,8 +114,8 @@ def parse_list_query(request: Request, spec: ListSpec) -> ListQuery:
     params = request.query_params
     errors: list[dict[str, Any]] = []
     query = ListQuery(
-        page=_positive_int(params.get("page"), "page", 1),
-        limit=min(_positive_int(params.get("limit"), "limit", 20), MAX_LIMIT),
+        page=query_int(params.get("page"), "page", default=1),
+        limit=min(query_int(params.get("limit"), "limit", default=20), MAX_LIMIT),
     )
     for item in (params.get("sort") or spec.default_sort).split(","):
         name, _, direction = item.strip().partition(":")

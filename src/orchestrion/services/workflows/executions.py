@@ -15,8 +15,8 @@ from orchestrion.engine.fold import fold
 from orchestrion.engine.models import Execution, ExecutionEvent, StepState
 from orchestrion.engine.runtime import Engine
 from orchestrion.kernel.auth.principal import Principal
-from orchestrion.kernel.errors import BadRequest, Conflict
-from orchestrion.kernel.http.lists import ListSpec, equals
+from orchestrion.kernel.errors import Conflict
+from orchestrion.kernel.http.lists import ListSpec, equals, query_int
 from orchestrion.kernel.ids import isoformat
 from orchestrion.services.workflows import repository
 from orchestrion.services.workflows.errors import ExecutionNotFound, WorkflowNotFound
@@ -172,29 +172,12 @@ def event_to_dict(event: ExecutionEvent) -> dict[str, Any]:
     }
 
 
-def _int_param(raw: str | None, name: str, *, default: int | None, minimum: int = 0) -> int | None:
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(
-            f"'{name}' must be an integer",
-            errors=[{"loc": ["query", name], "msg": "not an integer"}],
-        ) from None
-    if value < minimum:
-        raise BadRequest(
-            f"'{name}' must be at least {minimum}",
-            errors=[{"loc": ["query", name], "msg": f"must be >= {minimum}"}],
-        )
-    return value
-
-
 def event_window(params: Any) -> tuple[int, int | None, int]:
     """``after``, ``until`` and ``limit`` from a query string (400 when malformed)."""
-    after = _int_param(params.get("after"), "after", default=0) or 0
-    until = _int_param(params.get("until"), "until", default=None, minimum=1)
-    limit = _int_param(params.get("limit"), "limit", default=100, minimum=1) or 100
+    after = query_int(params.get("after"), "after", default=0, minimum=0)
+    raw_until = params.get("until")
+    until = query_int(raw_until, "until", default=1) if raw_until else None
+    limit = query_int(params.get("limit"), "limit", default=100)
     return after, until, min(limit, MAX_EVENTS_PAGE)
 
 
