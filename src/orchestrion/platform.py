@@ -15,6 +15,7 @@ from starlette.types import ASGIApp
 
 from orchestrion.gateway.app import create_gateway
 from orchestrion.gateway.upstream import InProcessUpstream, Upstream
+from orchestrion.kernel.http.peers import Peers
 from orchestrion.settings import Settings
 
 ServiceFactory = Callable[[Settings], FastAPI]
@@ -23,9 +24,10 @@ ServiceFactory = Callable[[Settings], FastAPI]
 def service_factories() -> dict[str, ServiceFactory]:
     """Every service's ``create_app``, by service name."""
     from orchestrion.services.auth.app import create_app as auth
+    from orchestrion.services.realtime.app import create_app as realtime
     from orchestrion.services.workflows.app import create_app as workflows
 
-    return {"auth": auth, "workflows": workflows}
+    return {"auth": auth, "workflows": workflows, "realtime": realtime}
 
 
 def create_embedded_app(settings: Settings) -> ASGIApp:
@@ -39,6 +41,10 @@ def create_embedded_app(settings: Settings) -> ASGIApp:
     upstreams: dict[str, Upstream] = {
         name: InProcessUpstream(name, app, secret=secret) for name, app in apps.items()
     }
+    # Services call each other through the same in-process clients the gateway uses.
+    peers = Peers({name: upstream.client for name, upstream in upstreams.items()})
+    for app in apps.values():
+        app.state.peers = peers
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:

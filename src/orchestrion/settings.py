@@ -119,6 +119,78 @@ class EngineSettings(BaseModel):
         return value
 
 
+class RedisSettings(BaseModel):
+    """The shared Redis of the distributed shape."""
+
+    url: str | None = Field(
+        default=None,
+        description="redis://host:port/db for rate limits, presence and realtime fan-out; "
+        "empty keeps that state in each process (embedded shape).",
+    )
+
+
+class RealtimeSettings(BaseModel):
+    """Limits, history and the shared backend of the realtime service."""
+
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis for history, sequence numbers, presence and fan-out across "
+        "instances; empty keeps everything in this process (embedded shape).",
+    )
+    redis_prefix: str = Field(default="orn:rt:", description="Prefix of every Redis key.")
+    history_size: int = Field(
+        default=1000, ge=0, description="Messages kept per channel for resume after reconnect."
+    )
+    history_ttl_seconds: int = Field(
+        default=24 * 3600, ge=1, description="An idle channel's history and seq expire after this."
+    )
+    max_channels: int = Field(
+        default=10_000, ge=1, description="Channel histories kept in memory (embedded shape)."
+    )
+    max_connections: int = Field(
+        default=20_000, ge=1, description="Open sockets per process; more are closed with 1013."
+    )
+    max_connections_per_user: int = Field(
+        default=100, ge=1, description="Open sockets per user per process; more get 4429."
+    )
+    max_subscriptions: int = Field(default=200, ge=1, description="Channels per connection.")
+    max_frame_bytes: int = Field(
+        default=64 * 1024, ge=256, description="Largest client frame; larger ones get an error."
+    )
+    send_queue_size: int = Field(
+        default=1000,
+        ge=1,
+        description="Frames queued per connection; a client that falls further behind is "
+        "disconnected with 4408 (slow consumer).",
+    )
+    auth_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Time an unauthenticated socket has to send its auth frame."
+    )
+    heartbeat_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="A client silent for this long (no frame, not even a ping) is closed with "
+        "4410 and leaves presence.",
+    )
+    presence_ttl_seconds: float = Field(
+        default=45.0, gt=0, description="Presence of a crashed instance disappears after this."
+    )
+    close_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Time a closing socket gets to flush its close frame."
+    )
+    tune_gc: bool | None = Field(
+        default=None,
+        description="Freeze start-up objects out of the garbage collector and collect less "
+        "often (process-wide; avoids 100+ ms pauses under fan-out). Empty: on, except "
+        "when the environment is `test`.",
+    )
+    peers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Base URLs of other services (auth, workflows) for a standalone instance; "
+        "they override in-process peers.",
+    )
+
+
 class ObservabilitySettings(BaseModel):
     """Logs, metrics and traces."""
 
@@ -161,6 +233,8 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    realtime: RealtimeSettings = Field(default_factory=RealtimeSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
 
     @model_validator(mode="after")

@@ -129,7 +129,9 @@ class Gateway:
                 headers.get("authorization"), headers.get("x-api-key")
             )
         except Unauthenticated:
-            if public:  # a stale token must not lock anyone out of login
+            # A stale token must not lock anyone out of login; a socket with bad
+            # credentials is refused (4401) rather than passed on anonymous.
+            if public and scope["type"] == "http":
                 return None
             raise
         if public:
@@ -218,8 +220,12 @@ class Gateway:
         self, scope: Scope, receive: Receive, send: Send, exc: OrchestrionError
     ) -> None:
         if scope["type"] == "websocket":
+            # Accept, then close: a close before the handshake reaches a browser as a bare
+            # failure, while the code (4401, 4403, 4404...) tells it what went wrong.
             code = 4401 if isinstance(exc, Unauthenticated) else 4000 + exc.status_code
-            await send({"type": "websocket.close", "code": code, "reason": exc.detail[:120]})
+            if (await receive())["type"] == "websocket.connect":
+                await send({"type": "websocket.accept"})
+                await send({"type": "websocket.close", "code": code, "reason": exc.detail[:120]})
             return
         response = problem_response(
             status=exc.status_code,

@@ -96,6 +96,9 @@ DEFAULT_ROUTES = [
             rule("*", r".*", _WF.WORKFLOWS_WRITE),
         ),
     ),
+    # The socket authenticates itself too (subprotocol or first frame), so an upgrade
+    # without credentials passes; a bad Authorization header is still refused here.
+    Route(prefix="/ws", service="realtime", public=(rule("GET", r"/ws", None),)),
     # Webhook triggers prove themselves with an HMAC signature, not a token.
     Route(
         prefix="/api/v1/hooks",

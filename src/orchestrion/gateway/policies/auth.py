@@ -1,60 +1,22 @@
-"""Authentication at the gateway: JWTs verified locally, API keys checked with auth.
+"""Authentication at the gateway: request headers to a :class:`Principal`.
 
-JWTs are verified against the auth service's JWKS, fetched once and refreshed when a
-token names an unknown ``kid`` (key rotation) at most every few seconds, so a flood of
-forged kids cannot hammer the auth service. Verified tokens are cached until they
-expire: the hot path for a repeated token is a dict lookup. API keys are looked up
-through auth's internal endpoint and the answer is cached briefly, so revocation takes
-effect within ``api_key_cache_seconds``.
+The verification itself (JWTs against the JWKS, API keys with the auth service, and
+their caches) is :class:`orchestrion.kernel.auth.tokens.TokenVerifier`, shared with the
+services that authenticate clients themselves; this module only reads the headers.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import time
-from collections import OrderedDict
-from typing import Any
-
-import jwt
-from jwt import PyJWK
-
 from orchestrion.gateway.upstream import Upstream
 from orchestrion.kernel.auth.principal import Principal
-from orchestrion.kernel.errors import ServiceUnavailable, Unauthenticated
+from orchestrion.kernel.auth.tokens import API_KEY_PREFIX, TokenVerifier
+from orchestrion.kernel.errors import Unauthenticated
 
-API_KEY_PREFIX = "orn_"
-_MAX_CACHED = 10_000
-
-
-class _TTLCache:
-    """A bounded map whose entries expire; oldest evicted first."""
-
-    def __init__(self, max_items: int = _MAX_CACHED) -> None:
-        self.items: OrderedDict[str, tuple[float, Any]] = OrderedDict()
-        self.max_items = max_items
-
-    def get(self, key: str) -> Any | None:
-        entry = self.items.get(key)
-        if entry is None:
-            return None
-        if entry[0] <= time.monotonic():
-            self.items.pop(key, None)
-            return None
-        return entry[1]
-
-    def put(self, key: str, value: Any, ttl: float) -> None:
-        self.items[key] = (time.monotonic() + ttl, value)
-        self.items.move_to_end(key)
-        while len(self.items) > self.max_items:
-            self.items.popitem(last=False)
-
-    def clear(self) -> None:
-        self.items.clear()
+__all__ = ["API_KEY_PREFIX", "Authenticator"]
 
 
 class Authenticator:
-    """Turns request credentials into a :class:`Principal`."""
+    """Turns request credentials (``Authorization``, ``X-API-Key``) into a :class:`Principal`."""
 
     def __init__(
         self,
@@ -67,124 +29,33 @@ class Authenticator:
         jwks_min_refresh_seconds: float = 5.0,
     ) -> None:
         self.auth = auth
-        self.issuer = issuer
-        self.audience = audience
-        self.jwks_cache_seconds = jwks_cache_seconds
-        self.jwks_min_refresh_seconds = jwks_min_refresh_seconds
-        self.api_key_cache_seconds = api_key_cache_seconds
-        self._keys: dict[str, PyJWK] = {}
-        self._keys_fetched_at = float("-inf")
-        self._tokens = _TTLCache()
-        self._api_keys = _TTLCache()
+        self.verifier = TokenVerifier(
+            auth.client,
+            issuer=issuer,
+            audience=audience,
+            jwks_cache_seconds=jwks_cache_seconds,
+            jwks_min_refresh_seconds=jwks_min_refresh_seconds,
+            api_key_cache_seconds=api_key_cache_seconds,
+        )
 
     async def authenticate(
         self, authorization: str | None, api_key: str | None
     ) -> Principal | None:
         """The principal for the credentials given; None when there are none; 401 when bad."""
         if api_key:
-            return await self._api_key(api_key)
+            return await self.verifier.verify_api_key(api_key)
         if not authorization:
             return None
         scheme, _, credentials = authorization.partition(" ")
         credentials = credentials.strip()
         if scheme.lower() != "bearer" or not credentials:
             raise Unauthenticated("use 'Authorization: Bearer <token or API key>'")
-        if credentials.startswith(API_KEY_PREFIX):
-            return await self._api_key(credentials)
-        return await self._jwt(credentials)
-
-    async def _jwt(self, token: str) -> Principal:
-        cached = self._tokens.get(token)
-        if cached is not None:
-            return cached  # type: ignore[no-any-return]
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise Unauthenticated("malformed token") from None
-        kid = header.get("kid")
-        if header.get("alg") != "EdDSA" or not isinstance(kid, str):
-            raise Unauthenticated("unsupported token algorithm or missing key id")
-        key = await self._signing_key(kid)
-        try:
-            claims = jwt.decode(
-                token,
-                key,
-                algorithms=["EdDSA"],
-                audience=self.audience,
-                issuer=self.issuer,
-                options={"require": ["exp", "iat", "sub", "tid"]},
-            )
-        except jwt.ExpiredSignatureError:
-            raise Unauthenticated("token expired") from None
-        except jwt.PyJWTError as exc:
-            raise Unauthenticated(f"invalid token: {exc}") from None
-        principal = Principal(
-            subject=str(claims["sub"]),
-            tenant_id=str(claims["tid"]),
-            kind="user",
-            roles=tuple(claims.get("roles") or ()),
-            permissions=frozenset(claims.get("perms") or ()),
-            email=claims.get("email"),
-            session_id=claims.get("sid"),
-        )
-        self._tokens.put(token, principal, max(0.0, float(claims["exp"]) - time.time()))
-        return principal
-
-    async def _signing_key(self, kid: str) -> Any:
-        stale = time.monotonic() - self._keys_fetched_at > self.jwks_cache_seconds
-        if stale or (
-            kid not in self._keys
-            and time.monotonic() - self._keys_fetched_at >= self.jwks_min_refresh_seconds
-        ):
-            await self.refresh_keys()
-        jwk = self._keys.get(kid)
-        if jwk is None:
-            raise Unauthenticated("token signed with an unknown key")
-        return jwk.key
+        return await self.verifier.verify(credentials)
 
     async def refresh_keys(self) -> None:
         """Fetch the auth service's JWKS now."""
-        try:
-            response = await self.auth.client.get("/.well-known/jwks.json")
-            response.raise_for_status()
-            document = response.json()
-        except Exception as exc:
-            if self._keys:  # keep verifying with the keys we have
-                return
-            raise ServiceUnavailable("cannot reach the auth service to verify tokens") from exc
-        keys: dict[str, PyJWK] = {}
-        for entry in document.get("keys", []):
-            try:
-                keys[entry["kid"]] = PyJWK(entry)
-            except (jwt.PyJWTError, KeyError, ValueError):
-                continue
-        self._keys = keys
-        self._keys_fetched_at = time.monotonic()
-
-    async def _api_key(self, key: str) -> Principal:
-        # Cache by digest: raw keys should not sit in memory longer than needed.
-        cache_key = hashlib.sha256(key.encode()).hexdigest()
-        cached = self._api_keys.get(cache_key)
-        if cached is not None:
-            if cached is False:
-                raise Unauthenticated("invalid API key")
-            return cached  # type: ignore[no-any-return]
-        try:
-            response = await self.auth.client.post(
-                "/internal/auth/api-keys/verify", json={"key": key}
-            )
-        except Exception as exc:
-            raise ServiceUnavailable("cannot reach the auth service to check the API key") from exc
-        if response.status_code in (401, 403, 404, 422):
-            self._api_keys.put(cache_key, False, self.api_key_cache_seconds)
-            raise Unauthenticated("invalid API key")
-        if response.status_code != 200:
-            raise ServiceUnavailable("the auth service could not check the API key")
-        principal = Principal.from_claims(json.loads(response.content)["principal"])
-        self._api_keys.put(cache_key, principal, self.api_key_cache_seconds)
-        return principal
+        await self.verifier.refresh_keys()
 
     def forget(self) -> None:
         """Drop cached verifications (tests and key revocation hooks)."""
-        self._tokens.clear()
-        self._api_keys.clear()
+        self.verifier.forget()

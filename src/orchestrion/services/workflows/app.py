@@ -26,6 +26,7 @@ from orchestrion.services.workflows.automation_endpoints import router as automa
 from orchestrion.services.workflows.endpoints import router
 from orchestrion.services.workflows.execution_endpoints import router as execution_router
 from orchestrion.services.workflows.executions import resolve_workflow
+from orchestrion.services.workflows.live import LivePublisher
 from orchestrion.settings import Settings, open_database
 
 
@@ -53,7 +54,13 @@ def create_app(settings: Settings) -> FastAPI:
     engine = create_engine(settings, database, http)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        publisher: LivePublisher | None = None
+        peers = getattr(app.state, "peers", None) or {}
+        if "realtime" in peers:
+            publisher = LivePublisher(peers["realtime"])
+            engine.listeners.append(publisher.listen)
+            publisher.start()
         worker: Worker | None = None
         running: asyncio.Task[None] | None = None
         if settings.engine.embedded_workers:
@@ -70,6 +77,9 @@ def create_app(settings: Settings) -> FastAPI:
                 worker.stop()
                 with contextlib.suppress(asyncio.CancelledError):
                     await running
+            if publisher is not None:
+                await publisher.stop()
+                engine.listeners.remove(publisher.listen)
             await engine.queue.close()
             await http.aclose()
 

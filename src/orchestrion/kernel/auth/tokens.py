@@ -1,0 +1,196 @@
+"""Verifying bearer credentials: JWTs against the auth service's JWKS, API keys with auth.
+
+Used by the gateway for every request and by services that authenticate clients
+themselves (the realtime service's WebSocket subprotocol and ``auth`` frame). It only
+needs an HTTP client to the auth service, so it works in-process and across hosts alike.
+
+JWTs are verified locally against the JWKS, fetched once and refreshed when a token
+names an unknown ``kid`` (key rotation) at most every ``jwks_min_refresh_seconds``, so a
+flood of forged kids cannot hammer the auth service. Verified tokens are cached until
+they expire: the hot path for a repeated token is a dict lookup. API keys are looked up
+through auth's internal endpoint and the answer is cached briefly, so revocation takes
+effect within ``api_key_cache_seconds``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import OrderedDict
+from typing import Any
+
+import httpx
+import jwt
+from jwt import PyJWK
+
+from orchestrion.kernel.auth.principal import Principal
+from orchestrion.kernel.errors import ServiceUnavailable, Unauthenticated
+
+API_KEY_PREFIX = "orn_"
+JWKS_PATH = "/.well-known/jwks.json"
+API_KEY_VERIFY_PATH = "/internal/auth/api-keys/verify"
+_MAX_CACHED = 10_000
+
+
+class TTLCache:
+    """A bounded map whose entries expire; the oldest is evicted first."""
+
+    def __init__(self, max_items: int = _MAX_CACHED) -> None:
+        self.items: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+        self.max_items = max_items
+
+    def get(self, key: str) -> Any | None:
+        """The live value under ``key``, or None."""
+        entry = self.items.get(key)
+        if entry is None:
+            return None
+        if entry[0] <= time.monotonic():
+            self.items.pop(key, None)
+            return None
+        return entry[1]
+
+    def put(self, key: str, value: Any, ttl: float) -> None:
+        """Keep ``value`` under ``key`` for ``ttl`` seconds."""
+        self.items[key] = (time.monotonic() + ttl, value)
+        self.items.move_to_end(key)
+        while len(self.items) > self.max_items:
+            self.items.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget everything."""
+        self.items.clear()
+
+
+class TokenVerifier:
+    """Turns a bearer credential (access token or ``orn_`` API key) into a :class:`Principal`.
+
+    ``auth`` is an HTTP client whose base URL is the auth service and whose default
+    headers carry the internal token (API-key lookups are internal calls).
+    """
+
+    def __init__(
+        self,
+        auth: httpx.AsyncClient,
+        *,
+        issuer: str,
+        audience: str,
+        jwks_cache_seconds: float = 300.0,
+        jwks_min_refresh_seconds: float = 5.0,
+        api_key_cache_seconds: float = 10.0,
+    ) -> None:
+        self.auth = auth
+        self.issuer = issuer
+        self.audience = audience
+        self.jwks_cache_seconds = jwks_cache_seconds
+        self.jwks_min_refresh_seconds = jwks_min_refresh_seconds
+        self.api_key_cache_seconds = api_key_cache_seconds
+        self._keys: dict[str, PyJWK] = {}
+        self._keys_fetched_at = float("-inf")
+        self._tokens = TTLCache()
+        self._api_keys = TTLCache()
+
+    async def verify(self, credential: str) -> Principal:
+        """The principal of a JWT or API key; :class:`Unauthenticated` when it is not valid."""
+        credential = credential.strip()
+        if not credential:
+            raise Unauthenticated("empty credential")
+        if credential.startswith(API_KEY_PREFIX):
+            return await self.verify_api_key(credential)
+        return await self.verify_jwt(credential)
+
+    async def verify_jwt(self, token: str) -> Principal:
+        """The principal of an access token signed by one of the auth service's keys."""
+        cached = self._tokens.get(token)
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise Unauthenticated("malformed token") from None
+        kid = header.get("kid")
+        if header.get("alg") != "EdDSA" or not isinstance(kid, str):
+            raise Unauthenticated("unsupported token algorithm or missing key id")
+        key = await self._signing_key(kid)
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=["EdDSA"],
+                audience=self.audience,
+                issuer=self.issuer,
+                options={"require": ["exp", "iat", "sub", "tid"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("token expired") from None
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated(f"invalid token: {exc}") from None
+        principal = Principal(
+            subject=str(claims["sub"]),
+            tenant_id=str(claims["tid"]),
+            kind="user",
+            roles=tuple(claims.get("roles") or ()),
+            permissions=frozenset(claims.get("perms") or ()),
+            email=claims.get("email"),
+            session_id=claims.get("sid"),
+        )
+        self._tokens.put(token, principal, max(0.0, float(claims["exp"]) - time.time()))
+        return principal
+
+    async def _signing_key(self, kid: str) -> Any:
+        stale = time.monotonic() - self._keys_fetched_at > self.jwks_cache_seconds
+        if stale or (
+            kid not in self._keys
+            and time.monotonic() - self._keys_fetched_at >= self.jwks_min_refresh_seconds
+        ):
+            await self.refresh_keys()
+        jwk = self._keys.get(kid)
+        if jwk is None:
+            raise Unauthenticated("token signed with an unknown key")
+        return jwk.key
+
+    async def refresh_keys(self) -> None:
+        """Fetch the auth service's JWKS now (keeps the old keys if auth is unreachable)."""
+        try:
+            response = await self.auth.get(JWKS_PATH)
+            response.raise_for_status()
+            document = response.json()
+        except Exception as exc:
+            if self._keys:  # keep verifying with the keys we have
+                return
+            raise ServiceUnavailable("cannot reach the auth service to verify tokens") from exc
+        keys: dict[str, PyJWK] = {}
+        for entry in document.get("keys", []):
+            try:
+                keys[entry["kid"]] = PyJWK(entry)
+            except (jwt.PyJWTError, KeyError, ValueError):
+                continue
+        self._keys = keys
+        self._keys_fetched_at = time.monotonic()
+
+    async def verify_api_key(self, key: str) -> Principal:
+        """The principal of an API key, as the auth service answers for it (cached briefly)."""
+        # Cache by digest: raw keys should not sit in memory longer than needed.
+        cache_key = hashlib.sha256(key.encode()).hexdigest()
+        cached = self._api_keys.get(cache_key)
+        if cached is not None:
+            if cached is False:
+                raise Unauthenticated("invalid API key")
+            return cached  # type: ignore[no-any-return]
+        try:
+            response = await self.auth.post(API_KEY_VERIFY_PATH, json={"key": key})
+        except Exception as exc:
+            raise ServiceUnavailable("cannot reach the auth service to check the API key") from exc
+        if response.status_code in (401, 403, 404, 422):
+            self._api_keys.put(cache_key, False, self.api_key_cache_seconds)
+            raise Unauthenticated("invalid API key")
+        if response.status_code != 200:
+            raise ServiceUnavailable("the auth service could not check the API key")
+        principal = Principal.from_claims(json.loads(response.content)["principal"])
+        self._api_keys.put(cache_key, principal, self.api_key_cache_seconds)
+        return principal
+
+    def forget(self) -> None:
+        """Drop cached verifications (tests and key revocation hooks)."""
+        self._tokens.clear()
+        self._api_keys.clear()

@@ -1,0 +1,1 @@
+"""The realtime service: WebSocket channels, presence and resumable delivery (``GET /ws``)."""

@@ -1,0 +1,99 @@
+"""The realtime service's ASGI app."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from orchestrion import __version__
+from orchestrion.kernel.auth.tokens import TokenVerifier
+from orchestrion.kernel.http.app import create_service_app
+from orchestrion.kernel.http.peers import Peers
+from orchestrion.services.realtime.backends import open_backend
+from orchestrion.services.realtime.config import RealtimeSettings, realtime_settings
+from orchestrion.services.realtime.endpoints import router
+from orchestrion.services.realtime.executions import HttpExecutionSource
+from orchestrion.services.realtime.service import Realtime
+from orchestrion.settings import Settings, open_database
+
+
+def _verifier(settings: Settings, peers: Peers) -> TokenVerifier | None:
+    auth = peers.get("auth")
+    if auth is None:
+        return None  # only gateway-signed identities are accepted then
+    return TokenVerifier(
+        auth,
+        issuer=settings.auth.issuer,
+        audience=settings.auth.audience,
+        jwks_cache_seconds=settings.gateway.jwks_cache_seconds,
+        jwks_min_refresh_seconds=settings.gateway.jwks_min_refresh_seconds,
+        api_key_cache_seconds=settings.auth.api_key_cache_seconds,
+    )
+
+
+_collector_tuned = False
+
+
+def _tune_collector() -> None:
+    """Keep garbage-collector pauses off the fan-out path (measured by bench/realtime.py).
+
+    Everything alive after start-up (modules, apps, settings) lives as long as the
+    process, so it is frozen out of the collector's sight; and a fan-out allocates a few
+    objects per socket, so collections are made rarer. Without this, full collections
+    walking every object stalled the whole process for 100+ ms every few seconds under
+    fan-out. Process-wide, hence once per process, and not under tests.
+    """
+    global _collector_tuned
+    if _collector_tuned:
+        return
+    _collector_tuned = True
+    gc.collect()  # garbage frozen now would never be freed
+    gc.freeze()
+    gen0, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(max(gen0, 50_000), max(gen1, 20), max(gen2, 100))
+
+
+def create_app(settings: Settings, *, config: RealtimeSettings | None = None) -> FastAPI:
+    """The realtime service: ``GET /ws`` and ``POST /internal/realtime/publish``.
+
+    Other services are reached through ``app.state.peers`` when the composer set it
+    (embedded shape), completed or overridden by the base URLs in ``config.peers``.
+    """
+    config = config or realtime_settings(settings)
+    secret = settings.secret_key.get_secret_value().encode()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        given: Any = getattr(app.state, "peers", None)
+        peers = Peers.from_urls(config.peers, secret=secret).merged(given or {})
+        realtime = Realtime(
+            config=config,
+            backend=open_backend(config),
+            executions=HttpExecutionSource(peers.get("workflows")),
+        )
+        app.state.verifier = _verifier(settings, peers)
+        app.state.realtime = realtime
+        await realtime.start()
+        if config.tune_gc if config.tune_gc is not None else settings.environment != "test":
+            _tune_collector()
+        try:
+            yield
+        finally:
+            await realtime.stop()
+            await peers.aclose()
+
+    app = create_service_app(
+        name="realtime",
+        title="Orchestrion realtime",
+        version=__version__,
+        database=open_database(settings),
+        identity_secret=secret,
+        lifespan=lifespan,
+    )
+    app.state.realtime_config = config
+    app.include_router(router)
+    return app

@@ -1,0 +1,92 @@
+"""Errors of the realtime service: frame errors (answered, the socket stays) and close codes.
+
+Exception tree::
+
+    FrameError                 answered with {"type": "error", "code", "message", "ref"}
+    ├── BadFrame               code "bad_frame": not JSON, unknown type, missing fields
+    ├── FrameTooLarge          code "frame_too_large"
+    ├── BadChannel             code "bad_channel": not a channel name
+    ├── ChannelForbidden       code "forbidden": outside the principal's rights
+    ├── ChannelNotFound        code "not_found": no such channel in the tenant
+    ├── ReadOnlyChannel        code "read_only": the platform publishes there, not clients
+    ├── NotSubscribed          code "not_subscribed"
+    ├── TooManySubscriptions   code "too_many_subscriptions"
+    └── SourceUnavailable      code "unavailable": a service behind the channel did not answer
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+# Close codes (RFC 6455 private range 4000-4999 mirrors HTTP statuses where one fits).
+CLOSE_NORMAL = 1000
+CLOSE_SERVICE_RESTART = 1012  # the instance is shutting down: reconnect elsewhere
+CLOSE_OVERLOADED = 1013  # this process holds max_connections: try again later
+CLOSE_UNAUTHENTICATED = 4401  # no, bad or late credentials
+CLOSE_SLOW_CONSUMER = 4408  # the send queue overflowed: the client read too slowly
+CLOSE_HEARTBEAT_MISSED = 4410  # nothing received for heartbeat_timeout_seconds
+CLOSE_TOO_MANY_CONNECTIONS = 4429  # the user holds max_connections_per_user sockets here
+
+
+class FrameError(Exception):
+    """A client frame that cannot be served; the connection stays open."""
+
+    code: ClassVar[str] = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadFrame(FrameError):
+    """The frame is not a valid client frame."""
+
+    code = "bad_frame"
+
+
+class FrameTooLarge(FrameError):
+    """The frame is larger than ``max_frame_bytes``."""
+
+    code = "frame_too_large"
+
+
+class BadChannel(FrameError):
+    """The channel name is not one of the known forms."""
+
+    code = "bad_channel"
+
+
+class ChannelForbidden(FrameError):
+    """The principal may not do this on this channel."""
+
+    code = "forbidden"
+
+
+class ChannelNotFound(FrameError):
+    """No such channel in the principal's tenant (another tenant's is not found either)."""
+
+    code = "not_found"
+
+
+class ReadOnlyChannel(FrameError):
+    """Clients may not publish on this channel."""
+
+    code = "read_only"
+
+
+class NotSubscribed(FrameError):
+    """The frame needs a subscription to the channel first."""
+
+    code = "not_subscribed"
+
+
+class TooManySubscriptions(FrameError):
+    """The connection holds ``max_subscriptions`` channels already."""
+
+    code = "too_many_subscriptions"
+
+
+class SourceUnavailable(FrameError):
+    """The service that owns the channel's history did not answer."""
+
+    code = "unavailable"
