@@ -27,7 +27,7 @@ from orchestrion.engine.expressions import ExpressionError, parse_expression
 from orchestrion.engine.models import Execution, Signal, StepResult, StepState, Wait
 from orchestrion.engine.outcomes import Failed, Outcome, StepCall, StepServices, Succeeded
 from orchestrion.engine.registry import StepTypeRegistry, default_registry
-from orchestrion.engine.transitions import NO_ITERATION, PARKED, Transition
+from orchestrion.engine.transitions import NO_ITERATION, PARKED, Prepared, Transition
 from orchestrion.kernel.db.engine import Database, is_sqlite
 from orchestrion.kernel.errors import Conflict, NotFound, ValidationFailed
 from orchestrion.kernel.ids import utcnow
@@ -382,14 +382,15 @@ class Engine:
             logger.exception("step %s (%s) raised", call.step_id, body.type)
             return Failed(f"{type(exc).__name__}: {exc}")
 
-    async def process(self, task: ClaimedTask, *, owner: str) -> None:
-        """Carry out one claimed task."""
+    async def process(self, task: ClaimedTask, *, owner: str, capacity: int = 0) -> list[Prepared]:
+        """Carry out one claimed task; returns up to ``capacity`` follow-up attempts the
+        worker has been given (claimed and started) and should run next."""
         kind = task.payload.get("kind")
         handler = self.handlers.get(str(kind))
         if handler is not None:
             await handler(task, owner)
         elif kind == "run":
-            await self._run(task, owner)
+            return await self._run(task, owner, capacity=capacity)
         elif kind in ("resume", "timeout"):
             await self._timer(task, owner)
         elif kind == "compensate":
@@ -397,8 +398,10 @@ class Engine:
         else:
             async with self.database.session() as session:
                 await self.queue.complete(session, task_id=task.id, owner=owner)
+        return []
 
-    async def _run(self, task: ClaimedTask, owner: str) -> None:
+    async def _start(self, task: ClaimedTask, owner: str) -> Prepared | None:
+        """The start transaction of a claimed attempt (None: nothing to run)."""
         payload = task.payload
         index: int | None = payload.get("index")
         attempt = int(payload["attempt"])
@@ -407,37 +410,50 @@ class Engine:
             if transition is not None and transition.execution.status == "paused":
                 # Claimed just before the pause committed: park it with the others.
                 await self.queue.release(session, task_id=task.id, owner=owner, run_at=PARKED)
-                return
+                return None
             if transition is None or not transition.active:
                 await self.queue.complete(session, task_id=task.id, owner=owner)
-                return
+                return None
             step = transition.step(payload["step_id"])
             iteration = NO_ITERATION if index is None else index
             recorded = await session.get(StepResult, (transition.execution.id, step.id, iteration))
             if recorded is not None:
                 await self.queue.complete(session, task_id=task.id, owner=owner)
-                return
-            state = transition.states[step.id]
-            if index is None:
-                state.status = "running"
-                state.attempts = max(state.attempts, attempt)
-                state.started_at = state.started_at or utcnow()
-            transition.emit("step.started", step.id, attempt=attempt, index=index)
+                return None
+            transition.start_attempt(step, index=index, attempt=attempt)
             call = transition.call(step, index=index, attempt=attempt)
+            return Prepared(task=task, step=step, index=index, attempt=attempt, call=call)
+
+    async def _run(
+        self, task: ClaimedTask, owner: str, *, capacity: int = 0, prepared: Prepared | None = None
+    ) -> list[Prepared]:
+        attempt_ = prepared or await self._start(task, owner)
+        if attempt_ is None:
+            return []
+        step, index, attempt, call = attempt_.step, attempt_.index, attempt_.attempt, attempt_.call
         outcome = await self._run_tracked(call.execution_id, step, call)
         if outcome is None:
-            return  # cancelled: the cancel already settled the step
+            return []  # cancelled: the cancel already settled the step
         async with self.database.session() as session:
             # Lock the execution before touching the task: every transaction takes
             # the execution first, so PostgreSQL never sees a lock-order deadlock.
             transition = await Transition.open(self, session, call.execution_id)
             await self.queue.complete(session, task_id=task.id, owner=owner)
             if transition is None or transition.execution.status in TERMINAL:
-                return
+                return []
             if transition.execution.error is not None:
-                return  # failing: other steps' results no longer matter
+                return []  # failing: other steps' results no longer matter
+            transition.claim_for = owner if capacity > 0 else None
+            transition.claim_limit = capacity
             await transition.record(step, index, attempt, outcome)
             await transition.advance()
+            return list(transition.prepared)
+
+    async def run_prepared(
+        self, prepared: Prepared, *, owner: str, capacity: int = 0
+    ) -> list[Prepared]:
+        """Run an attempt a previous transaction claimed and started for this worker."""
+        return await self._run(prepared.task, owner, capacity=capacity, prepared=prepared)
 
     async def _run_tracked(
         self, execution_id: str, step: StepDefinition, call: StepCall

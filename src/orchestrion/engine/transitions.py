@@ -37,6 +37,7 @@ from orchestrion.engine.models import (
 )
 from orchestrion.engine.outcomes import Failed, Outcome, StepCall, Succeeded, Waiting
 from orchestrion.kernel.ids import utcnow
+from orchestrion.kernel.queue import ClaimedTask
 from orchestrion.kernel.queue.models import Task
 
 if TYPE_CHECKING:
@@ -45,6 +46,17 @@ if TYPE_CHECKING:
 NO_ITERATION = -1
 #: ``run_at`` of the queued attempts of a paused execution: far enough never to come.
 PARKED = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An attempt claimed and started in a transaction, to run once it commits."""
+
+    task: ClaimedTask
+    step: StepDefinition
+    index: int | None
+    attempt: int
+    call: StepCall
 
 
 def task_key(execution_id: str, kind: str, step_id: str, index: int | None, attempt: int) -> str:
@@ -65,6 +77,11 @@ class Transition:
     #: True while an instant step runs inside this transaction: nobody else can be
     #: recording it, so its result is added to the session instead of raced for.
     inline: bool = False
+    #: A worker recording an outcome takes up to ``claim_limit`` of the attempts this
+    #: transaction schedules for itself, already started (see :meth:`schedule`).
+    claim_for: str | None = None
+    claim_limit: int = 0
+    prepared: list[Prepared] = field(default_factory=list)
 
     @classmethod
     async def open(
@@ -151,7 +168,8 @@ class Transition:
         attempt: int = 1,
         run_at: Any = None,
         extra: Mapping[str, Any] | None = None,
-    ) -> None:
+        leased_to: str | None = None,
+    ) -> ClaimedTask | None:
         """A task for this execution (keyed, so at most once)."""
         payload = {
             "execution_id": self.execution.id,
@@ -161,13 +179,14 @@ class Transition:
             "attempt": attempt,
             **(extra or {}),
         }
-        await self.engine.queue.enqueue(
+        return await self.engine.queue.enqueue(
             self.session,
             queue=self.engine.queue_name,
             payload=payload,
             key=task_key(self.execution.id, kind, step_id, index, attempt),
             run_at=run_at,
             priority=self.execution.priority,
+            leased_to=leased_to,
         )
 
     async def drop_tasks(self, *, step_id: str | None = None, only_unleased: bool = False) -> None:
@@ -318,7 +337,29 @@ class Transition:
             finally:
                 self.inline = False
             return
+        if self.claim_for is not None and len(self.prepared) < self.claim_limit:
+            # Continue the chain in this worker: the task is created leased to it and
+            # the attempt started here, saving a claim and a transaction per step.
+            task = await self.enqueue(
+                "run", step.id, index=index, attempt=attempt, leased_to=self.claim_for
+            )
+            if task is not None:
+                self.start_attempt(step, index=index, attempt=attempt)
+                call = self.call(step, index=index, attempt=attempt)
+                self.prepared.append(
+                    Prepared(task=task, step=step, index=index, attempt=attempt, call=call)
+                )
+            return
         await self.enqueue("run", step.id, index=index, attempt=attempt)
+
+    def start_attempt(self, step: StepDefinition, *, index: int | None, attempt: int) -> None:
+        """Mark an attempt as running (``step.started``)."""
+        state = self.states[step.id]
+        if index is None:
+            state.status = "running"
+            state.attempts = max(state.attempts, attempt)
+            state.started_at = state.started_at or utcnow()
+        self.emit("step.started", step.id, attempt=attempt, index=index)
 
     # --- outcomes ------------------------------------------------------------------
 

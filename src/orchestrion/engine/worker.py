@@ -20,6 +20,7 @@ from sqlalchemy import select
 from orchestrion.engine.context import TERMINAL
 from orchestrion.engine.models import Execution
 from orchestrion.engine.runtime import Engine
+from orchestrion.engine.transitions import Prepared
 from orchestrion.kernel.ids import new_id, utcnow
 from orchestrion.kernel.queue import ClaimedTask
 
@@ -76,17 +77,29 @@ class Worker:
             return self.poll_seconds
         return max(0.0, min(self.poll_seconds, (due - utcnow()).total_seconds()))
 
-    async def _process(self, task: ClaimedTask) -> None:
+    async def _process(self, task: ClaimedTask, prepared: Prepared | None = None) -> None:
+        # The task's own slot is free again once it is recorded: offer it, and any idle
+        # ones, for the attempts that recording schedules (continuations).
+        capacity = max(1, self.concurrency - len(self._inflight) + 1)
         try:
-            await self.engine.process(task, owner=self.owner)
+            if prepared is not None:
+                follow = await self.engine.run_prepared(
+                    prepared, owner=self.owner, capacity=capacity
+                )
+            else:
+                follow = await self.engine.process(task, owner=self.owner, capacity=capacity)
         except asyncio.CancelledError:
             raise
         except Exception:
             # The lease runs out and the task is claimed again: at-least-once.
             logger.exception("task %s (%s) failed", task.id, task.payload.get("kind"))
+            follow = []
         finally:
             self._inflight.pop(task.id, None)
-            self.engine.queue.wake(self.engine.queue_name)
+        for next_attempt in follow:
+            runner = asyncio.create_task(self._process(next_attempt.task, next_attempt))
+            self._inflight[next_attempt.task.id] = (next_attempt.task, runner)
+        self.engine.queue.wake(self.engine.queue_name)
 
     async def _heartbeat(self) -> None:
         interval = max(0.5, min(2.0, self.engine.queue.lease.total_seconds() / 3))

@@ -67,11 +67,18 @@ class TaskQueue:
         key: str | None = None,
         run_at: datetime | None = None,
         priority: int = 0,
-    ) -> None:
-        """Add a task in the caller's transaction; a duplicate ``key`` is ignored."""
+        leased_to: str | None = None,
+    ) -> ClaimedTask | None:
+        """Add a task in the caller's transaction; a duplicate ``key`` is ignored (None).
+
+        ``leased_to`` enqueues it already claimed by that worker, which runs it right
+        after the commit without a claim of its own (a worker continuing a chain);
+        if it dies first, the lease expires and anyone may claim the task.
+        """
         due = run_at or utcnow()
+        task_id = new_id()
         values: dict[str, Any] = {
-            "id": new_id(),
+            "id": task_id,
             "queue": queue,
             "key": key,
             "payload": payload,
@@ -80,16 +87,31 @@ class TaskQueue:
             "attempts": 0,
             "created_at": utcnow(),
         }
+        expires = utcnow() + self.lease
+        if leased_to is not None:
+            values.update(lease_owner=leased_to, lease_expires_at=expires, attempts=1)
         dialect = postgresql if self.postgres else sqlite
         stmt = dialect.insert(Task).values(**values)
         if key is not None:
             stmt = stmt.on_conflict_do_nothing(index_elements=["key"])
-        await session.execute(stmt)
+        result = await session.execute(stmt)
+        if not getattr(result, "rowcount", 1):
+            return None
+        if leased_to is not None:
+            return ClaimedTask(
+                id=task_id,
+                queue=queue,
+                key=key,
+                payload=payload,
+                attempts=1,
+                lease_expires_at=expires,
+            )
         if due > utcnow():
             self._note_due(queue, due)
         if self._wake_after_commit(session, queue) and self.postgres:
             # Delivered by PostgreSQL at commit, to every listening worker process.
             await session.execute(select(_pg_notify(queue)))
+        return None
 
     def _wake_after_commit(self, session: AsyncSession, queue: str) -> bool:
         """Wake local workers at commit; True the first time ``queue`` is seen in it."""
