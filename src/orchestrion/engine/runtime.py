@@ -400,29 +400,48 @@ class Engine:
                 await self.queue.complete(session, task_id=task.id, owner=owner)
         return []
 
-    async def _start(self, task: ClaimedTask, owner: str) -> Prepared | None:
-        """The start transaction of a claimed attempt (None: nothing to run)."""
+    async def start_claimed(
+        self, tasks: list[ClaimedTask], *, owner: str
+    ) -> dict[str, Prepared | None]:
+        """Start claimed ``run`` attempts, one transaction per execution (a fan-out's
+        branches start together); by task id, None when there is nothing to run."""
+        by_execution: dict[str, list[ClaimedTask]] = {}
+        for task in tasks:
+            by_execution.setdefault(str(task.payload["execution_id"]), []).append(task)
+        started: dict[str, Prepared | None] = {}
+        for execution_id, group in by_execution.items():
+            async with self.database.session() as session:
+                transition = await Transition.open(self, session, execution_id)
+                for task in group:
+                    started[task.id] = await self._start_one(session, transition, task, owner)
+        return started
+
+    async def _start_one(
+        self, session: AsyncSession, transition: Transition | None, task: ClaimedTask, owner: str
+    ) -> Prepared | None:
         payload = task.payload
         index: int | None = payload.get("index")
         attempt = int(payload["attempt"])
-        async with self.database.session() as session:
-            transition = await Transition.open(self, session, payload["execution_id"])
-            if transition is not None and transition.execution.status == "paused":
-                # Claimed just before the pause committed: park it with the others.
-                await self.queue.release(session, task_id=task.id, owner=owner, run_at=PARKED)
-                return None
-            if transition is None or not transition.active:
-                await self.queue.complete(session, task_id=task.id, owner=owner)
-                return None
-            step = transition.step(payload["step_id"])
-            iteration = NO_ITERATION if index is None else index
-            recorded = await session.get(StepResult, (transition.execution.id, step.id, iteration))
-            if recorded is not None:
-                await self.queue.complete(session, task_id=task.id, owner=owner)
-                return None
-            transition.start_attempt(step, index=index, attempt=attempt)
-            call = transition.call(step, index=index, attempt=attempt)
-            return Prepared(task=task, step=step, index=index, attempt=attempt, call=call)
+        if transition is not None and transition.execution.status == "paused":
+            # Claimed just before the pause committed: park it with the others.
+            await self.queue.release(session, task_id=task.id, owner=owner, run_at=PARKED)
+            return None
+        if transition is None or not transition.active:
+            await self.queue.complete(session, task_id=task.id, owner=owner)
+            return None
+        step = transition.step(payload["step_id"])
+        iteration = NO_ITERATION if index is None else index
+        recorded = await session.get(StepResult, (transition.execution.id, step.id, iteration))
+        if recorded is not None:
+            await self.queue.complete(session, task_id=task.id, owner=owner)
+            return None
+        transition.start_attempt(step, index=index, attempt=attempt)
+        call = transition.call(step, index=index, attempt=attempt)
+        return Prepared(task=task, step=step, index=index, attempt=attempt, call=call)
+
+    async def _start(self, task: ClaimedTask, owner: str) -> Prepared | None:
+        """The start transaction of one claimed attempt (None: nothing to run)."""
+        return (await self.start_claimed([task], owner=owner))[task.id]
 
     async def _run(
         self, task: ClaimedTask, owner: str, *, capacity: int = 0, prepared: Prepared | None = None

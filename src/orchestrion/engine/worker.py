@@ -56,8 +56,12 @@ class Worker:
                         logger.exception("claiming tasks failed; retrying")
                         await asyncio.sleep(self.poll_seconds)
                         continue
+                runs = [task for task in claimed if task.payload.get("kind") == "run"]
+                started = await self._start(runs) if runs else {}
                 for task in claimed:
-                    runner = asyncio.create_task(self._process(task))
+                    if task.id in started and started[task.id] is None:
+                        continue  # nothing to run (cancelled, paused, already recorded)
+                    runner = asyncio.create_task(self._process(task, started.get(task.id)))
                     self._inflight[task.id] = (task, runner)
                 if claimed and len(self._inflight) < self.concurrency:
                     continue  # there may be more due right now
@@ -67,6 +71,14 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
             await self._drain()
+
+    async def _start(self, runs: list[ClaimedTask]) -> dict[str, Prepared | None]:
+        try:
+            return await self.engine.start_claimed(runs, owner=self.owner)
+        except Exception:
+            # Their leases run out and they are claimed again.
+            logger.exception("starting %d claimed attempts failed", len(runs))
+            return dict.fromkeys((task.id for task in runs), None)
 
     async def _idle_wait(self) -> float:
         # Local enqueues wake us at commit and PostgreSQL NOTIFY wakes us for other
