@@ -30,7 +30,7 @@ test: install ## Run the test suite (SQLite and the local PostgreSQL)
 	$(VENV)/bin/pytest -q
 
 test-fast: install ## Run the tests on SQLite only
-	$(VENV)/bin/pytest -q -m "not postgres"
+	$(VENV)/bin/pytest -q -m "not postgres and not kafka"
 
 lint: install ## ruff, ruff format --check, mypy
 	$(VENV)/bin/ruff check src tests bench

@@ -119,6 +119,15 @@ class EngineSettings(BaseModel):
         return value
 
 
+class BusSettings(BaseModel):
+    """The event bus joining the services (see docs/bus.md)."""
+
+    url: str = Field(
+        default="memory://",
+        description="memory:// (in-process), redis://, amqp://, nats:// or kafka:// URL.",
+    )
+
+
 class RedisSettings(BaseModel):
     """The shared Redis of the distributed shape."""
 
@@ -234,6 +243,7 @@ class Settings(BaseSettings):
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
+    bus: BusSettings = Field(default_factory=BusSettings)
     realtime: RealtimeSettings = Field(default_factory=RealtimeSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
 

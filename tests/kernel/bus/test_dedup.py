@@ -1,0 +1,87 @@
+"""The deduplicator contract, on the in-memory store and on Redis."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from orchestrion.kernel.bus import Claim, Deduplicator, MemoryDeduplicator, RedisDeduplicator
+from tests.fixtures.databases import server_missing
+from tests.kernel.bus.conftest import URLS, eventually
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def dedup(request: pytest.FixtureRequest) -> AsyncIterator[Deduplicator]:
+    """A deduplicator of each kind, with its own key space."""
+    if request.param == "memory":
+        yield MemoryDeduplicator()
+        return
+    client = Redis.from_url(URLS["redis"])
+    try:
+        await client.ping()
+    except (RedisError, OSError) as exc:
+        await client.aclose()
+        server_missing(f"Redis at {URLS['redis']}", exc)
+    prefix = f"test:dedup:{uuid.uuid4().hex[:8]}:"
+    try:
+        yield RedisDeduplicator(client, prefix=prefix)
+    finally:
+        keys = [key async for key in client.scan_iter(match=prefix + "*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+async def test_the_first_claim_wins_and_others_wait(dedup: Deduplicator) -> None:
+    assert await dedup.claim("g", "e1", owner="a", lease=30) is Claim.NEW
+    assert await dedup.claim("g", "e1", owner="b", lease=30) is Claim.BUSY
+    # The holder renews its own lease.
+    assert await dedup.claim("g", "e1", owner="a", lease=30) is Claim.NEW
+
+
+async def test_a_completed_id_is_done_for_everyone(dedup: Deduplicator) -> None:
+    await dedup.claim("g", "e1", owner="a", lease=30)
+    await dedup.complete("g", "e1")
+
+    assert await dedup.claim("g", "e1", owner="a", lease=30) is Claim.DONE
+    assert await dedup.claim("g", "e1", owner="b", lease=30) is Claim.DONE
+
+
+async def test_groups_are_independent(dedup: Deduplicator) -> None:
+    await dedup.claim("g1", "e1", owner="a", lease=30)
+    await dedup.complete("g1", "e1")
+
+    assert await dedup.claim("g2", "e1", owner="b", lease=30) is Claim.NEW
+
+
+async def test_a_released_id_can_be_claimed_again(dedup: Deduplicator) -> None:
+    await dedup.claim("g", "e1", owner="a", lease=30)
+    await dedup.release("g", "e1", owner="b")  # not the holder: no effect
+    assert await dedup.claim("g", "e1", owner="b", lease=30) is Claim.BUSY
+
+    await dedup.release("g", "e1", owner="a")
+
+    assert await dedup.claim("g", "e1", owner="b", lease=30) is Claim.NEW
+
+
+async def test_an_expired_lease_frees_the_id(dedup: Deduplicator) -> None:
+    await dedup.claim("g", "e1", owner="dead", lease=0.05)
+
+    async def free() -> bool:
+        return await dedup.claim("g", "e1", owner="b", lease=30) is Claim.NEW
+
+    assert await eventually(free, within=5)
+
+
+async def test_the_memory_store_forgets_its_oldest_ids() -> None:
+    store = MemoryDeduplicator(max_entries=2)
+    for event_id in ("e1", "e2", "e3"):
+        await store.claim("g", event_id, owner="a", lease=30)
+        await store.complete("g", event_id)
+
+    assert await store.claim("g", "e3", owner="a", lease=30) is Claim.DONE
+    assert await store.claim("g", "e1", owner="a", lease=30) is Claim.NEW
