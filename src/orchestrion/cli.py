@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -12,6 +13,9 @@ from rich.panel import Panel
 from orchestrion import __version__
 from orchestrion.settings import Settings, open_database
 
+if TYPE_CHECKING:
+    from orchestrion.kernel.bus import Bus
+
 app = typer.Typer(
     help="Orchestrion: a frontend-ready backend for AI workflows.", no_args_is_help=True
 )
@@ -19,6 +23,10 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 users_app = typer.Typer(help="Users.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
+events_app = typer.Typer(help="The event bus (ORCHESTRION_BUS__URL).", no_args_is_help=True)
+dlq_app = typer.Typer(help="Dead letters: events a group gave up on.", no_args_is_help=True)
+events_app.add_typer(dlq_app, name="dlq")
+app.add_typer(events_app, name="events")
 console = Console()
 err = Console(stderr=True)
 
@@ -170,6 +178,8 @@ def worker(
     import httpx
 
     from orchestrion.engine.worker import Worker
+    from orchestrion.kernel.bus import service_bus
+    from orchestrion.kernel.bus.outbox import OutboxRelay
     from orchestrion.kernel.observability.logging import configure_logging
     from orchestrion.services.workflows.app import create_engine
 
@@ -187,6 +197,10 @@ def worker(
             concurrency=concurrency or settings.engine.worker_concurrency,
             poll_seconds=settings.engine.poll_seconds,
         )
+        bus, owned = await service_bus(None, settings.bus.url)
+        relay = OutboxRelay(database, bus) if bus is not None else None
+        if relay is not None:
+            relay.start()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, running.stop)
@@ -194,12 +208,79 @@ def worker(
         try:
             await running.run()
         finally:
+            if relay is not None:
+                await relay.stop()
+            if bus is not None and owned:
+                await bus.close()
             await engine.queue.close()
             await http.aclose()
             await database.dispose()
 
     asyncio.run(serve())
     console.print("worker stopped")
+
+
+TopicOption = Annotated[str, typer.Option(help="The topic, e.g. workflows.executions.")]
+GroupOption = Annotated[str | None, typer.Option(help="Only this consumer group.")]
+
+
+def _with_bus(work: Callable[[Bus], Awaitable[None]]) -> None:
+    from orchestrion.kernel.bus import BusUnavailable, is_memory, open_bus
+
+    settings = _settings()
+    if is_memory(settings.bus.url):
+        err.print("the in-process bus keeps no dead letters; set ORCHESTRION_BUS__URL")
+        raise typer.Exit(2)
+
+    async def run() -> None:
+        async with open_bus(settings.bus.url) as bus:
+            await work(bus)
+
+    try:
+        asyncio.run(run())
+    except BusUnavailable as exc:
+        err.print(f"[red]bus unavailable:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+@dlq_app.command("list")
+def dlq_list(topic: TopicOption, group: GroupOption = None) -> None:
+    """Show the dead letters of a topic, oldest first, one per line, tab-separated:
+    dead-letter id (for --id), original event id, group, attempts, time, error."""
+
+    async def work(bus: Bus) -> None:
+        letters = await bus.dlq_list(topic, group)
+        for letter in letters:
+            original = letter.event.id if letter.event is not None else "-"
+            fields = (
+                letter.id,
+                original,
+                letter.group,
+                str(letter.attempts),
+                letter.time.isoformat(),
+                letter.error,
+            )
+            typer.echo("\t".join(fields))
+        err.print(f"{len(letters)} dead letter(s)")
+
+    _with_bus(work)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    topic: TopicOption,
+    group: GroupOption = None,
+    event_id: Annotated[
+        list[str] | None, typer.Option("--id", help="Only these (repeatable).")
+    ] = None,
+) -> None:
+    """Publish dead letters again to the group that failed them (after a fix)."""
+
+    async def work(bus: Bus) -> None:
+        replayed = await bus.dlq_replay(topic, group, ids=event_id or None)
+        console.print(f"{replayed} event(s) replayed")
+
+    _with_bus(work)
 
 
 @app.command()

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp
 
 from orchestrion.gateway.app import create_gateway
 from orchestrion.gateway.upstream import InProcessUpstream, Upstream
+from orchestrion.kernel.bus import is_memory, open_bus
 from orchestrion.kernel.http.peers import Peers
 from orchestrion.settings import Settings
 
@@ -43,12 +44,17 @@ def create_embedded_app(settings: Settings) -> ASGIApp:
     }
     # Services call each other through the same in-process clients the gateway uses.
     peers = Peers({name: upstream.client for name, upstream in upstreams.items()})
+    # One in-process bus for the whole process (a broker URL gives each service its own).
+    bus = open_bus("memory://") if is_memory(settings.bus.url) else None
     for app in apps.values():
         app.state.peers = peers
+        app.state.bus = bus
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            if bus is not None:
+                await stack.enter_async_context(bus)
             for app in apps.values():
                 await stack.enter_async_context(app.router.lifespan_context(app))
             yield

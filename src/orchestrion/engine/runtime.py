@@ -74,6 +74,8 @@ class Engine:
         self.resolver = resolver
         self.postgres = not is_sqlite(database.url)
         self.listeners: list[EventListener] = []
+        #: When set, every log entry is also staged in the outbox for this bus topic.
+        self.outbox_topic: str | None = None
         #: Handlers for task kinds the engine does not know (e.g. ``schedule``).
         self.handlers: dict[str, TaskHandler] = {}
         self._definitions: dict[tuple[str, int], WorkflowDefinition] = {}

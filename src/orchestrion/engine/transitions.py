@@ -36,7 +36,9 @@ from orchestrion.engine.models import (
     Wait,
 )
 from orchestrion.engine.outcomes import Failed, Outcome, StepCall, Succeeded, Waiting
-from orchestrion.kernel.ids import utcnow
+from orchestrion.kernel.bus.events import CloudEvent
+from orchestrion.kernel.bus.outbox import stage
+from orchestrion.kernel.ids import isoformat, utcnow
 from orchestrion.kernel.queue import ClaimedTask
 from orchestrion.kernel.queue.models import Task
 
@@ -57,6 +59,27 @@ class Prepared:
     index: int | None
     attempt: int
     call: StepCall
+
+
+def integration_event(event: ExecutionEvent, execution: Execution) -> CloudEvent:
+    """The CloudEvent other services receive for a log entry (``orchestrion.<type>``)."""
+    return CloudEvent(
+        source="orchestrion/workflows",
+        type=f"orchestrion.{event.type}",
+        subject=f"executions/{execution.id}",
+        data={
+            "tenant_id": execution.tenant_id,
+            "execution_id": execution.id,
+            "workflow_id": execution.workflow_id,
+            "event": {
+                "seq": event.seq,
+                "type": event.type,
+                "step_id": event.step_id,
+                "data": event.data,
+                "at": isoformat(event.at),
+            },
+        },
+    )
 
 
 def task_key(execution_id: str, kind: str, step_id: str, index: int | None, attempt: int) -> str:
@@ -122,6 +145,12 @@ class Transition:
         self.events.append(
             {"seq": event.seq, "type": type_, "step_id": step_id, "data": data, "at": now}
         )
+        if self.engine.outbox_topic is not None:
+            stage(
+                self.session,
+                topic=self.engine.outbox_topic,
+                event_=integration_event(event, execution),
+            )
         return execution.last_seq
 
     # --- helpers -------------------------------------------------------------------

@@ -18,6 +18,7 @@ HERE = Path(__file__).parent
 def target_metadata() -> MetaData:
     """The metadata of every table, after importing every model module."""
     import orchestrion.engine.models
+    import orchestrion.kernel.bus.outbox
     import orchestrion.kernel.http.idempotency
     import orchestrion.kernel.queue.models
     import orchestrion.services.auth.models

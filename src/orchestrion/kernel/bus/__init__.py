@@ -20,7 +20,7 @@ from orchestrion.kernel.bus.dedup import (
 )
 from orchestrion.kernel.bus.dlq import DeadLetter, dlq_topic
 from orchestrion.kernel.bus.events import CloudEvent, InvalidEvent
-from orchestrion.kernel.bus.factory import open_bus
+from orchestrion.kernel.bus.factory import is_memory, open_bus, service_bus
 
 __all__ = [
     "Backoff",
@@ -37,5 +37,7 @@ __all__ = [
     "RedisDeduplicator",
     "Subscription",
     "dlq_topic",
+    "is_memory",
     "open_bus",
+    "service_bus",
 ]

@@ -52,3 +52,21 @@ def open_bus(url: str, *, dedup: Deduplicator | None = None, **options: Any) -> 
 
         return KafkaBus(url, dedup=dedup, **options)
     raise ValueError(f"unknown bus URL scheme {scheme!r}; expected one of {', '.join(SCHEMES)}")
+
+
+def is_memory(url: str) -> bool:
+    """Whether ``url`` names the in-process bus."""
+    return urlsplit(url).scheme.lower() == "memory"
+
+
+async def service_bus(shared: Bus | None, url: str) -> tuple[Bus | None, bool]:
+    """The bus a service uses, and whether it owns it (and must close it).
+
+    In-process (``memory://``) there is one bus per process, shared by the composer
+    (``shared``, possibly none); a broker URL gets the service its own connection.
+    """
+    if is_memory(url):
+        return shared, False
+    bus = open_bus(url)
+    await bus.start()
+    return bus, True

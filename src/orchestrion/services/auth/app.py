@@ -10,6 +10,8 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from orchestrion import __version__
+from orchestrion.kernel.bus import service_bus
+from orchestrion.kernel.bus.outbox import OutboxRelay
 from orchestrion.kernel.http.app import create_service_app
 from orchestrion.services.auth.bootstrap import ensure_bootstrap
 from orchestrion.services.auth.crypto import fernet_for
@@ -45,7 +47,7 @@ def create_app(settings: Settings) -> FastAPI:
     database = open_database(settings)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         result = await ensure_bootstrap(database, settings)
         if result.generated_password:
             logger.warning(
@@ -55,7 +57,17 @@ def create_app(settings: Settings) -> FastAPI:
             )
         async with database.session() as session:
             await runtime.keys.active(session)  # the first key exists before the first login
-        yield
+        bus, owned = await service_bus(getattr(app.state, "bus", None), settings.bus.url)
+        relay = OutboxRelay(database, bus) if bus is not None else None
+        if relay is not None:
+            relay.start()
+        try:
+            yield
+        finally:
+            if relay is not None:
+                await relay.stop()
+            if bus is not None and owned:
+                await bus.close()
 
     app = create_service_app(
         name="auth",

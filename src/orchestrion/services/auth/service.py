@@ -24,6 +24,8 @@ from orchestrion.kernel.auth.permissions import (
     permissions_for_roles,
 )
 from orchestrion.kernel.auth.principal import Principal
+from orchestrion.kernel.bus.events import CloudEvent
+from orchestrion.kernel.bus.outbox import stage
 from orchestrion.kernel.ids import isoformat, utcnow
 from orchestrion.services.auth import repository
 from orchestrion.services.auth.crypto import digest, hash_password, random_token, verify_password
@@ -50,6 +52,18 @@ from orchestrion.services.auth.models import (
 )
 from orchestrion.services.auth.throttle import LoginThrottle
 
+AUTH_TOPIC = "auth.events"
+INTEGRATION_EVENTS = frozenset(
+    {
+        "user.created",
+        "user.updated",
+        "user.deleted",
+        "tenant.created",
+        "api_key.created",
+        "api_key.revoked",
+        "api_key.rotated",
+    }
+)
 API_KEY_PREFIX = "orn_"
 REFRESH_PREFIX = "ort_"
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -81,7 +95,24 @@ def audit(
     ip: str | None = None,
     data: dict[str, Any] | None = None,
 ) -> None:
-    """Append an entry to the audit log (in the caller's transaction)."""
+    """Append an entry to the audit log and, for changes other services care about,
+    stage an integration event (``orchestrion.user.created``...) in the same transaction."""
+    if action in INTEGRATION_EVENTS:
+        stage(
+            session,
+            topic=AUTH_TOPIC,
+            event_=CloudEvent(
+                source="orchestrion/auth",
+                type=f"orchestrion.{action}",
+                subject=f"{target_type}s/{target_id}" if target_type else None,
+                data={
+                    "tenant_id": tenant_id,
+                    "actor_id": actor_id,
+                    "target_id": target_id,
+                    **(data or {}),
+                },
+            ),
+        )
     session.add(
         AuditEvent(
             tenant_id=tenant_id,

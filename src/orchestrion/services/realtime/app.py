@@ -11,12 +11,14 @@ from fastapi import FastAPI
 
 from orchestrion import __version__
 from orchestrion.kernel.auth.tokens import TokenVerifier
+from orchestrion.kernel.bus import CloudEvent, Handler, is_memory, service_bus
 from orchestrion.kernel.http.app import create_service_app
 from orchestrion.kernel.http.peers import Peers
 from orchestrion.services.realtime.backends import open_backend
 from orchestrion.services.realtime.config import RealtimeSettings, realtime_settings
 from orchestrion.services.realtime.endpoints import router
 from orchestrion.services.realtime.executions import HttpExecutionSource
+from orchestrion.services.realtime.schemas import InternalPublish
 from orchestrion.services.realtime.service import Realtime
 from orchestrion.settings import Settings, open_database
 
@@ -57,6 +59,28 @@ def _tune_collector() -> None:
     gc.set_threshold(max(gen0, 50_000), max(gen1, 20), max(gen2, 100))
 
 
+#: The workflows service's execution events (a topic name, not an import of it).
+EXECUTION_TOPIC = "workflows.executions"
+
+
+def _forward_to(realtime: Realtime) -> Handler:
+    """A bus handler putting an execution event on its ``execution:<id>`` channel."""
+
+    async def forward(event: CloudEvent) -> None:
+        data = event.data if isinstance(event.data, dict) else {}
+        entry = data.get("event") or {}
+        await realtime.publish_internal(
+            InternalPublish(
+                tenant_id=str(data["tenant_id"]),
+                channel=f"execution:{data['execution_id']}",
+                seq=int(entry["seq"]),
+                data=entry,
+            )
+        )
+
+    return forward
+
+
 def create_app(settings: Settings, *, config: RealtimeSettings | None = None) -> FastAPI:
     """The realtime service: ``GET /ws`` and ``POST /internal/realtime/publish``.
 
@@ -78,11 +102,16 @@ def create_app(settings: Settings, *, config: RealtimeSettings | None = None) ->
         app.state.verifier = _verifier(settings, peers)
         app.state.realtime = realtime
         await realtime.start()
+        bus, owned = await service_bus(getattr(app.state, "bus", None), settings.bus.url)
+        if bus is not None and not is_memory(settings.bus.url):
+            await bus.subscribe(EXECUTION_TOPIC, "realtime", _forward_to(realtime))
         if config.tune_gc if config.tune_gc is not None else settings.environment != "test":
             _tune_collector()
         try:
             yield
         finally:
+            if bus is not None and owned:
+                await bus.close()
             await realtime.stop()
             await peers.aclose()
 

@@ -17,6 +17,8 @@ from orchestrion import __version__
 from orchestrion.engine.outcomes import StepServices
 from orchestrion.engine.runtime import Engine
 from orchestrion.engine.worker import Worker
+from orchestrion.kernel.bus import is_memory, service_bus
+from orchestrion.kernel.bus.outbox import OutboxRelay
 from orchestrion.kernel.crypto import fernet_for
 from orchestrion.kernel.db.engine import Database
 from orchestrion.kernel.http.app import create_service_app
@@ -28,6 +30,9 @@ from orchestrion.services.workflows.execution_endpoints import router as executi
 from orchestrion.services.workflows.executions import resolve_workflow
 from orchestrion.services.workflows.live import LivePublisher
 from orchestrion.settings import Settings, open_database
+
+#: Where execution events are published (CloudEvents ``orchestrion.<event type>``).
+EXECUTION_TOPIC = "workflows.executions"
 
 
 def create_engine(settings: Settings, database: Database, http: httpx.AsyncClient) -> Engine:
@@ -44,6 +49,8 @@ def create_engine(settings: Settings, database: Database, http: httpx.AsyncClien
         resolver=resolve_workflow,
     )
     engine.handlers[automation.SCHEDULE_TASK] = functools.partial(automation.fire, engine)
+    if not is_memory(settings.bus.url):
+        engine.outbox_topic = EXECUTION_TOPIC
     return engine
 
 
@@ -55,9 +62,15 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        bus, owned = await service_bus(getattr(app.state, "bus", None), settings.bus.url)
+        relay = OutboxRelay(database, bus) if bus is not None else None
+        if relay is not None:
+            relay.start()
         publisher: LivePublisher | None = None
         peers = getattr(app.state, "peers", None) or {}
-        if "realtime" in peers:
+        # With a broker, realtime reads execution events from the bus; in-process,
+        # they are pushed to it directly.
+        if "realtime" in peers and engine.outbox_topic is None:
             publisher = LivePublisher(peers["realtime"])
             engine.listeners.append(publisher.listen)
             publisher.start()
@@ -80,6 +93,10 @@ def create_app(settings: Settings) -> FastAPI:
             if publisher is not None:
                 await publisher.stop()
                 engine.listeners.remove(publisher.listen)
+            if relay is not None:
+                await relay.stop()
+            if bus is not None and owned:
+                await bus.close()
             await engine.queue.close()
             await http.aclose()
 
