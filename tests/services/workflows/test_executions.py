@@ -670,3 +670,13 @@ async def test_concurrency_limit_per_key_with_priorities(client, admin_headers) 
     await wait_until(client, admin_headers, low, lambda e: e["status"] == "succeeded")
     workflow = await client.get(f"/api/v1/workflows/{workflow_id}", headers=admin_headers)
     assert workflow.json()["concurrency"] == {"limit": 1, "key": "inputs.customer"}
+
+
+async def test_event_bounds_past_the_end_are_empty_not_errors(client, admin_headers) -> None:
+    created = await client.post("/api/v1/workflows", json=DOUBLE_THEN_ADD, headers=admin_headers)
+    execution = await start(client, admin_headers, created.json()["id"], {"x": 1}, wait=10)
+    huge = 2**53 - 1  # what JavaScript clients send for "everything"
+    after = await events(client, admin_headers, execution["id"], after=huge)
+    assert after == []
+    until = await events(client, admin_headers, execution["id"], until=huge)
+    assert until[-1]["type"] == "execution.succeeded"

@@ -52,6 +52,7 @@ EXECUTION_LIST = ListSpec(
     id_column=Execution.id,
 )
 MAX_EVENTS_PAGE = 1000
+MAX_SEQ = 2**31 - 1
 
 
 async def resolve_workflow(
@@ -178,6 +179,9 @@ def event_window(params: Any) -> tuple[int, int | None, int]:
     raw_until = params.get("until")
     until = query_int(raw_until, "until", default=1) if raw_until else None
     limit = query_int(params.get("limit"), "limit", default=100)
+    # seq is a 32-bit column: a larger bound means "past every event", not an error.
+    after = min(after, MAX_SEQ)
+    until = None if until is None else min(until, MAX_SEQ)
     return after, until, min(limit, MAX_EVENTS_PAGE)
 
 
