@@ -217,6 +217,13 @@ class Platform:
 async def platform(tmp_path: Path, sqlite_template: Path) -> AsyncIterator[Platform]:
     """The whole platform on a loopback port, with the bootstrap admin logged in."""
     settings = settings_for(tmp_path, sqlite_template, auth_timeout_seconds=1.0)
+    async with open_platform(settings) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def open_platform(settings: Settings) -> AsyncIterator[Platform]:
+    """The embedded platform with ``settings`` under uvicorn, the admin logged in."""
     async with contextlib.AsyncExitStack() as stack:
         address = await stack.enter_async_context(serve(create_embedded_app(settings)))
         http = await stack.enter_async_context(

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
-import httpx
 import pytest
 from websockets.asyncio.client import connect
 
 from orchestrion.kernel.bus import BusUnavailable, open_bus
-from orchestrion.platform import create_embedded_app
 from orchestrion.settings import BusSettings
-from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
 from tests.fixtures.databases import server_missing
 from tests.kernel.bus.conftest import URLS
-from tests.services.realtime.conftest import WAIT, recv, serve, settings_for, subscribe
+from tests.services.realtime.conftest import open_platform, recv, settings_for, subscribe
 
 
 @pytest.mark.parametrize("broker", ["redis", "rabbitmq", "nats"])
@@ -31,15 +27,9 @@ async def test_a_socket_sees_an_execution_run_through_the_bus(
     settings = settings_for(tmp_path, sqlite_template).model_copy(
         update={"bus": BusSettings(url=URLS[broker])}
     )
-    async with contextlib.AsyncExitStack() as stack:
-        address = await stack.enter_async_context(serve(create_embedded_app(settings)))
-        http = await stack.enter_async_context(
-            httpx.AsyncClient(base_url=f"http://{address}", timeout=WAIT)
-        )
-        login = await http.post(
-            "/api/v1/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
-        )
-        auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    async with open_platform(settings) as platform:
+        http = platform.http
+        auth = {"Authorization": f"Bearer {platform.admin_token}"}
         definition = {
             "name": "via-bus",
             "steps": [
@@ -52,8 +42,7 @@ async def test_a_socket_sees_an_execution_run_through_the_bus(
             f"/api/v1/workflows/{workflow.json()['id']}/executions", json={}, headers=auth
         )
         execution_id = started.json()["id"]
-        token = login.json()["access_token"]
-        async with connect(f"ws://{address}/ws", subprotocols=["bearer", token]) as ws:
+        async with connect(platform.ws_url, subprotocols=["bearer", platform.admin_token]) as ws:
             await recv(ws)
             await subscribe(ws, f"execution:{execution_id}", after=0)
             seen = []
