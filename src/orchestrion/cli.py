@@ -165,6 +165,78 @@ def users_create(
     console.print(f"user {email} created: {user_id}")
 
 
+def _uvicorn(target: object, settings: Settings) -> None:
+    import uvicorn
+
+    config = uvicorn.Config(
+        target,  # type: ignore[arg-type]
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        proxy_headers=False,
+    )
+    try:
+        uvicorn.Server(config).run()
+    except KeyboardInterrupt:
+        console.print("stopped")
+
+
+@app.command()
+def serve(
+    service: Annotated[str, typer.Argument(help="auth, workflows or realtime.")],
+    host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind.")] = None,
+) -> None:
+    """Run one service on its own (the distributed shape); a gateway routes to it."""
+    from orchestrion.kernel.observability.logging import configure_logging
+    from orchestrion.platform import service_factories
+
+    factories = service_factories()
+    if service not in factories:
+        err.print(f"[red]unknown service {service!r}[/red]; one of: {', '.join(factories)}")
+        raise typer.Exit(2)
+    settings = _settings(host=host, port=port)
+    configure_logging(
+        level=settings.observability.log_level, json_logs=settings.observability.log_json
+    )
+    console.print(f"{service} on http://{settings.host}:{settings.port}")
+    _uvicorn(factories[service](settings), settings)
+
+
+@app.command()
+def gateway(
+    upstream: Annotated[
+        list[str],
+        typer.Option(help="<service>=<base URL> (repeatable), e.g. auth=http://10.0.0.5:8001."),
+    ],
+    host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind.")] = None,
+) -> None:
+    """Run the gateway in front of services started with ``orchestrion serve``."""
+    from orchestrion.gateway.app import create_gateway
+    from orchestrion.gateway.proxy import HttpUpstream
+    from orchestrion.kernel.observability.logging import configure_logging
+
+    settings = _settings(host=host, port=port)
+    configure_logging(
+        level=settings.observability.log_level, json_logs=settings.observability.log_json
+    )
+    secret = settings.secret_key.get_secret_value().encode()
+    upstreams = {}
+    for item in upstream:
+        name, _, url = item.partition("=")
+        if not name or not url.startswith(("http://", "https://")):
+            err.print(f"[red]--upstream {item!r}[/red]: expected <service>=http(s)://host:port")
+            raise typer.Exit(2)
+        upstreams[name] = HttpUpstream(name, url, secret=secret)
+    console.print(f"gateway on {settings.base_url} -> {', '.join(upstreams)}")
+    _uvicorn(create_gateway(settings, dict(upstreams)), settings)
+
+
 @app.command()
 def worker(
     concurrency: Annotated[
