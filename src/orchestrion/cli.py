@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -27,6 +28,8 @@ events_app = typer.Typer(help="The event bus (ORCHESTRION_BUS__URL).", no_args_i
 dlq_app = typer.Typer(help="Dead letters: events a group gave up on.", no_args_is_help=True)
 events_app.add_typer(dlq_app, name="dlq")
 app.add_typer(events_app, name="events")
+cluster_app = typer.Typer(help="The distributed shape as local processes.", no_args_is_help=True)
+app.add_typer(cluster_app, name="cluster")
 console = Console()
 err = Console(stderr=True)
 
@@ -190,10 +193,18 @@ def serve(
     service: Annotated[str, typer.Argument(help="auth, workflows or realtime.")],
     host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to bind.")] = None,
+    advertise: Annotated[
+        str | None,
+        typer.Option(help="URL gateways reach this instance at (default: http://host:port)."),
+    ] = None,
 ) -> None:
-    """Run one service on its own (the distributed shape); a gateway routes to it."""
+    """Run one service on its own (the distributed shape); a gateway routes to it.
+
+    With ``ORCHESTRION_REDIS__URL`` set, the instance registers in the service registry
+    (heartbeat with a TTL) so that gateways started with discovery find it.
+    """
     from orchestrion.kernel.observability.logging import configure_logging
-    from orchestrion.platform import service_factories
+    from orchestrion.platform import registered, service_factories
 
     factories = service_factories()
     if service not in factories:
@@ -204,37 +215,59 @@ def serve(
         level=settings.observability.log_level, json_logs=settings.observability.log_json
     )
     console.print(f"{service} on http://{settings.host}:{settings.port}")
-    _uvicorn(factories[service](settings), settings)
+    _uvicorn(registered(service, factories[service](settings), settings, advertise), settings)
 
 
 @app.command()
 def gateway(
     upstream: Annotated[
-        list[str],
-        typer.Option(help="<service>=<base URL> (repeatable), e.g. auth=http://10.0.0.5:8001."),
-    ],
+        list[str] | None,
+        typer.Option(
+            help="<service>=<base URL>[,<base URL>...] (repeatable), "
+            "e.g. workflows=http://10.0.0.5:8002,http://10.0.0.6:8002."
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="YAML file of upstreams and routes, re-read when it changes."),
+    ] = None,
     host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to bind.")] = None,
 ) -> None:
-    """Run the gateway in front of services started with ``orchestrion serve``."""
+    """Run the gateway in front of services started with ``orchestrion serve``.
+
+    Instances come from ``--upstream``, the ``--config`` file and, with
+    ``ORCHESTRION_REDIS__URL`` set, the service registry.
+    """
     from orchestrion.gateway.app import create_gateway
+    from orchestrion.gateway.config import ConfigError
     from orchestrion.gateway.proxy import HttpUpstream
+    from orchestrion.gateway.upstream import Upstream
     from orchestrion.kernel.observability.logging import configure_logging
 
-    settings = _settings(host=host, port=port)
+    overrides: dict[str, object] = {"host": host, "port": port}
+    settings = _settings(**overrides)
+    if config is not None:
+        settings.gateway.config = config
     configure_logging(
         level=settings.observability.log_level, json_logs=settings.observability.log_json
     )
     secret = settings.secret_key.get_secret_value().encode()
-    upstreams = {}
-    for item in upstream:
-        name, _, url = item.partition("=")
-        if not name or not url.startswith(("http://", "https://")):
+    upstreams: dict[str, Upstream] = {}
+    for item in upstream or []:
+        name, _, urls = item.partition("=")
+        listed = [u.strip() for u in urls.split(",") if u.strip()]
+        if not name or not listed or not all(u.startswith(("http://", "https://")) for u in listed):
             err.print(f"[red]--upstream {item!r}[/red]: expected <service>=http(s)://host:port")
             raise typer.Exit(2)
-        upstreams[name] = HttpUpstream(name, url, secret=secret)
-    console.print(f"gateway on {settings.base_url} -> {', '.join(upstreams)}")
-    _uvicorn(create_gateway(settings, dict(upstreams)), settings)
+        upstreams[name] = HttpUpstream(name, listed, secret=secret)
+    try:
+        app = create_gateway(settings, upstreams, discover=True)
+    except ConfigError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    console.print(f"gateway on {settings.base_url} -> {', '.join(sorted(upstreams)) or 'registry'}")
+    _uvicorn(app, settings)
 
 
 @app.command()
@@ -353,6 +386,49 @@ def dlq_replay(
         console.print(f"{replayed} event(s) replayed")
 
     _with_bus(work)
+
+
+@cluster_app.command("up")
+def cluster_up(
+    host: Annotated[str | None, typer.Option(help="Address every process binds.")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="The gateway's port; services take the next ones.")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=0, help="Worker processes.")] = 1,
+    instances: Annotated[
+        list[str] | None,
+        typer.Option(help="<service>=<count> (repeatable), e.g. workflows=2."),
+    ] = None,
+) -> None:
+    """Start gateway, every service and workers as separate local processes, supervised.
+
+    Database, Redis and bus come from the usual settings (ORCHESTRION_DATABASE__URL...);
+    the database is migrated first. Ctrl-C stops everything.
+    """
+    from orchestrion import cluster
+
+    settings = _settings(host=host, port=port)
+    counts: dict[str, int] = {}
+    for item in instances or []:
+        name, _, count = item.partition("=")
+        if name not in cluster.SERVICES or not count.isdigit() or int(count) < 1:
+            err.print(f"[red]--instances {item!r}[/red]: expected <service>=<count>")
+            raise typer.Exit(2)
+        counts[name] = int(count)
+    if settings.database_url.startswith("sqlite"):
+        console.print(
+            "[yellow]SQLite is shared by every process here; PostgreSQL "
+            "(ORCHESTRION_DATABASE__URL) is the distributed shape's database.[/yellow]"
+        )
+    _prepare(settings)
+    children = cluster.plan(
+        host=settings.host, port=settings.port, instances=counts, workers=workers,
+        env=cluster.environment(),
+    )  # fmt: skip
+    for child in children:
+        console.print(f"  {child.name}: orchestrion {' '.join(child.args)}")
+    console.print(f"Orchestrion cluster on [bold]{settings.base_url}[/bold]")
+    raise typer.Exit(cluster.run(children, console))
 
 
 @app.command()

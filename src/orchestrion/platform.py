@@ -7,13 +7,18 @@ names them all.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
+from orchestrion import __version__
 from orchestrion.gateway.app import create_gateway
+from orchestrion.gateway.registry import Registrar, Registration, advertised_url
 from orchestrion.gateway.upstream import InProcessUpstream, Upstream
 from orchestrion.kernel.bus import is_memory, open_bus
 from orchestrion.kernel.http.peers import Peers
@@ -60,3 +65,47 @@ def create_embedded_app(settings: Settings) -> ASGIApp:
             yield
 
     return create_gateway(settings, upstreams, lifespan=lifespan)
+
+
+def registered(service: str, app: FastAPI, settings: Settings, advertise: str | None) -> FastAPI:
+    """``app``, registering itself in the service registry while it runs (if Redis is set)."""
+    if not settings.redis.url or not settings.gateway.registry:
+        return app
+    url = (advertise or advertised_url(settings.host, settings.port)).rstrip("/")
+    registration = Registration(
+        service=service,
+        url=url,
+        version=__version__,
+        endpoints=_prefixes(app.routes),
+        capabilities=["http", "websocket"] if service == "realtime" else ["http"],
+        health_url=f"{url}/health",
+        metadata={"pid": str(os.getpid())},
+    )
+    inner = app.router.lifespan_context
+    redis_url = settings.redis.url
+
+    @asynccontextmanager
+    async def lifespan(running: FastAPI) -> AsyncIterator[Any]:
+        async with (
+            inner(running) as state,
+            Registrar(
+                redis_url,
+                registration,
+                prefix=settings.gateway.registry_prefix,
+                ttl=settings.gateway.registry_ttl_seconds,
+            ),
+        ):
+            yield state
+
+    app.router.lifespan_context = lifespan
+    return app
+
+
+def _prefixes(routes: list[BaseRoute]) -> list[str]:
+    """The first three path segments of every route (``/api/v1/workflows``)."""
+    found = set()
+    for route in routes:
+        path = getattr(route, "path", "")
+        if path.startswith("/"):
+            found.add("/".join(path.split("/")[:4]))
+    return sorted(found)

@@ -78,6 +78,46 @@ class GatewaySettings(BaseModel):
         description="Least time between JWKS fetches triggered by unknown key ids "
         "(bounds the load forged tokens can cause).",
     )
+    config: Path | None = Field(
+        default=None,
+        description="A YAML file of upstreams and routes (`orchestrion gateway --config`); "
+        "re-read when it changes.",
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Addresses or CIDRs of proxies in front of the gateway whose "
+        "X-Forwarded-For is believed (comma-separated).",
+    )
+    ip_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="If set, only clients in these addresses or CIDRs are served "
+        "(comma-separated).",
+    )
+    ip_deny: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Clients in these addresses or CIDRs are refused."
+    )
+    max_concurrent_per_client: int = Field(
+        default=256, ge=0, description="Requests in flight per client address (0: no cap)."
+    )
+    registry: bool = Field(
+        default=True,
+        description="With Redis configured: services started by `orchestrion serve` register "
+        "there and the gateway routes to the instances it finds.",
+    )
+    registry_prefix: str = Field(default="orn:registry:", description="Registry key prefix.")
+    registry_ttl_seconds: float = Field(
+        default=10.0, gt=0, description="An instance that stops heartbeating is gone after this."
+    )
+    admin_path: str = Field(
+        default="/admin", description="Where the admin API lives (platform:admin only)."
+    )
+
+    @field_validator("trusted_proxies", "ip_allow", "ip_deny", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
 
 
 class EngineSettings(BaseModel):
@@ -147,6 +187,11 @@ class RealtimeSettings(BaseModel):
         "instances; empty keeps everything in this process (embedded shape).",
     )
     redis_prefix: str = Field(default="orn:rt:", description="Prefix of every Redis key.")
+    bus_group: str = Field(
+        default="realtime",
+        description="Consumer group realtime reads execution events with; deployments sharing "
+        "one broker need different names.",
+    )
     history_size: int = Field(
         default=1000, ge=0, description="Messages kept per channel for resume after reconnect."
     )

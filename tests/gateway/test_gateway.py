@@ -11,7 +11,7 @@ from asgi_lifespan import LifespanManager
 from orchestrion.kernel.auth.identity import encode_identity
 from orchestrion.kernel.auth.principal import Principal
 from orchestrion.platform import create_embedded_app
-from tests.conftest import make_settings
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, make_settings
 
 
 async def test_request_id_is_echoed_or_made(client) -> None:
@@ -150,3 +150,49 @@ async def test_cors_allows_configured_origins_only(tmp_path: Path, database_url:
             assert "X-Request-ID" in simple.headers["access-control-expose-headers"]
             other = await http.get("/health/live", headers={"Origin": "https://evil.example"})
             assert "access-control-allow-origin" not in other.headers
+
+
+async def test_composites_say_which_parts_failed(tmp_path: Path, database_url: str) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        "composites:\n"
+        "  - path: /api/v1/overview\n"
+        "    parts: {workflows: /api/v1/workflows, nothing: /api/v1/workflows/none}\n"
+    )
+    async with await _gateway(tmp_path, database_url, config=config) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            login = await http.post(
+                "/api/v1/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+            )
+            headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+            overview = await http.get("/api/v1/overview", headers=headers)
+            assert overview.status_code == 200
+            body = overview.json()
+            assert body["partial"] is True
+            assert body["data"]["workflows"]["data"] == []
+            assert body["data"]["nothing"] is None
+            assert body["errors"] == [
+                {"part": "nothing", "status": 404, "detail": body["errors"][0]["detail"]}
+            ]
+            # Each part carries the caller's credentials: without any, every part is a 401.
+            anonymous = await http.get("/api/v1/dashboard")
+            assert anonymous.status_code == 502
+            assert {e["status"] for e in anonymous.json()["errors"]} == {401}
+            dashboard = await http.get("/api/v1/dashboard", headers=headers)
+            assert dashboard.json()["partial"] is False
+            assert dashboard.json()["data"]["me"]["email"] == ADMIN_EMAIL
+            bad = await http.post("/api/v1/dashboard", headers=headers)
+            assert bad.status_code == 405
+
+
+async def test_ip_deny_list_refuses_clients(tmp_path: Path, database_url: str) -> None:
+    async with await _gateway(tmp_path, database_url, ip_deny=["10.9.0.0/16"]) as manager:
+        denied = httpx.ASGITransport(app=manager.app, client=("10.9.1.1", 1234))
+        async with httpx.AsyncClient(transport=denied, base_url="http://testserver") as http:
+            response = await http.get("/api/v1/workflows")
+            assert response.status_code == 403
+            assert response.json()["detail"] == "your address is not allowed"
+        allowed = httpx.ASGITransport(app=manager.app, client=("10.8.1.1", 1234))
+        async with httpx.AsyncClient(transport=allowed, base_url="http://testserver") as http:
+            assert (await http.get("/api/v1/workflows")).status_code == 401

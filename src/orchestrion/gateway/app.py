@@ -7,6 +7,7 @@ and it must never buffer a body or a stream.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -21,22 +22,32 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrion import __version__
-from orchestrion.gateway import health, openapi
+from orchestrion.gateway import admin, health, metrics, openapi
+from orchestrion.gateway.aggregate import DEFAULT_COMPOSITES, Composer
+from orchestrion.gateway.balancer import Instance
+from orchestrion.gateway.config import ConfigError, GatewayConfig
+from orchestrion.gateway.forwarded import CLIENT_IP, client_ip, in_networks, networks
 from orchestrion.gateway.policies.auth import Authenticator
+from orchestrion.gateway.proxy import HttpUpstream
+from orchestrion.gateway.registry import RegistryWatcher
 from orchestrion.gateway.routes import DEFAULT_ROUTES, Route, RouteTable
-from orchestrion.gateway.upstream import Upstream
+from orchestrion.gateway.transform import rewrite_request, rewrite_response
+from orchestrion.gateway.upstream import Upstream, UpstreamPolicy
 from orchestrion.kernel.auth.identity import (
     CLIENT_IP_HEADER,
     IDENTITY_HEADER,
     INTERNAL_PREFIX,
     encode_identity,
 )
+from orchestrion.kernel.auth.permissions import Permission
 from orchestrion.kernel.auth.principal import Principal
 from orchestrion.kernel.errors import (
     Forbidden,
+    MethodNotAllowed,
     NotFound,
     OrchestrionError,
     PayloadTooLarge,
+    TooManyRequests,
     Unauthenticated,
     problem_response,
 )
@@ -67,15 +78,48 @@ class Gateway:
         *,
         settings: Settings,
         upstreams: dict[str, Upstream],
-        routes: RouteTable,
+        routes: list[Route],
         lifespan: Lifespan | None = None,
+        discover: bool = False,
     ) -> None:
         self.settings = settings
         self.upstreams = upstreams
-        self.routes = routes
+        self.default_routes = routes
+        self.routes = RouteTable(routes)
         self.lifespan = lifespan
         self.secret = settings.secret_key.get_secret_value().encode()
-        self.max_body = settings.gateway.max_body_bytes
+        gateway = settings.gateway
+        self.max_body = gateway.max_body_bytes
+        self.trusted = networks(gateway.trusted_proxies)
+        self.allow = networks(gateway.ip_allow)
+        self.deny = networks(gateway.ip_deny)
+        self.max_in_flight = gateway.max_concurrent_per_client
+        self.in_flight: dict[str, int] = {}
+        self.admin_prefix = gateway.admin_path.rstrip("/")
+        # Instances by service, by where they come from; sync_upstreams() merges them.
+        self.static: dict[str, list[Instance]] = {
+            name: list(u.pool.instances)
+            for name, u in upstreams.items()
+            if isinstance(u, HttpUpstream)
+        }
+        self.registered: dict[str, list[Instance]] = {}
+        self.admin_instances: dict[str, list[Instance]] = {}
+        self.config = GatewayConfig()
+        self.config_path = gateway.config
+        self._config_mtime: float | None = None
+        self.composites = dict(DEFAULT_COMPOSITES)
+        self.composer = Composer(self)
+        self.watcher: RegistryWatcher | None = None
+        if discover and settings.redis.url and gateway.registry:
+            self.watcher = RegistryWatcher(
+                settings.redis.url, prefix=gateway.registry_prefix, on_change=self._registered
+            )
+        self._background: list[asyncio.Task[None]] = []
+        self.running = False
+        if "auth" not in upstreams:
+            upstreams["auth"] = HttpUpstream("auth", [], secret=self.secret)
+        if self.config_path is not None:
+            self.reload_config(force=True, strict=True)
         self.authenticator = Authenticator(
             upstreams["auth"],
             issuer=settings.auth.issuer,
@@ -89,7 +133,7 @@ class Gateway:
             "/health": self.health,
             "/health/live": self.live,
             "/health/ready": self.ready,
-            "/metrics": metrics_endpoint,
+            "/metrics": self.metrics,
             "/openapi.json": self.openapi_json,
             "/docs": self.docs,
         }
@@ -100,11 +144,24 @@ class Gateway:
             await self._run_lifespan(receive, send)
             return
         path: str = scope["path"]
+        client = scope.get("client")
+        peer = str(client[0]) if client else ""
+        trusted_peer = bool(self.trusted) and in_networks(peer, self.trusted)
+        ip = client_ip(scope, self.trusted) if trusted_peer else peer
+        scope[CLIENT_IP] = ip
+        scope["orchestrion.trusted_peer"] = trusted_peer
+        if (self.allow and not in_networks(ip, self.allow)) or (
+            self.deny and in_networks(ip, self.deny)
+        ):
+            await self._refuse(scope, receive, send, Forbidden("your address is not allowed"))
+            return
         own = self.own.get(path)
-        if own is not None and scope["type"] == "http":
-            scope["orchestrion.route"] = path
+        if scope["type"] == "http" and (
+            own is not None or path in self.composites or path.startswith(self.admin_prefix + "/")
+        ):
+            scope["orchestrion.route"] = path if own or path in self.composites else "admin"
             request = Request(scope, receive)
-            response = await self._guard(request, own)
+            response = await self._guard(request, own or self._special)
             await response(scope, receive, send)
             return
         route = None if path.startswith("/internal/") else self.routes.match(path)
@@ -152,14 +209,18 @@ class Gateway:
         if principal is not None:
             identity = encode_identity(principal, self.secret)
             headers.append((IDENTITY_HEADER.encode(), identity.encode()))
-        client = scope.get("client")
-        if client:
-            headers.append((CLIENT_IP_HEADER.encode(), str(client[0]).encode()))
+        if scope.get(CLIENT_IP):
+            headers.append((CLIENT_IP_HEADER.encode(), str(scope[CLIENT_IP]).encode()))
         request_id = scope.get("state", {}).get("request_id")
         if request_id:
             headers = [(k, v) for k, v in headers if k != b"x-request-id"]
             headers.append((b"x-request-id", request_id.encode()))
-        upstream_scope = {**scope, "headers": headers}
+        upstream_scope: Scope = {**scope, "headers": headers}
+        if principal is not None:
+            upstream_scope["orchestrion.principal_id"] = principal.subject
+        if route.transform is not None:
+            upstream_scope = rewrite_request(route, route.transform, upstream_scope)
+            send = rewrite_response(route.transform, send)
         upstream = self.upstreams.get(route.service)
         if upstream is None:
             await self._refuse(
@@ -173,7 +234,24 @@ class Gateway:
         if declared and declared.isdigit() and int(declared) > self.max_body:
             await self._refuse(scope, receive, send, self._too_large())
             return
-        await self._dispatch_limited(upstream, upstream_scope, receive, send)
+        ip = scope.get(CLIENT_IP, "")
+        held = self.in_flight.get(ip, 0)
+        if self.max_in_flight and held >= self.max_in_flight:
+            busy = TooManyRequests(
+                f"more than {self.max_in_flight} requests in flight from your address",
+                headers={"Retry-After": "1"},
+            )
+            await self._refuse(scope, receive, send, busy)
+            return
+        self.in_flight[ip] = held + 1
+        try:
+            await self._dispatch_limited(upstream, upstream_scope, receive, send)
+        finally:
+            left = self.in_flight[ip] - 1
+            if left:
+                self.in_flight[ip] = left
+            else:
+                del self.in_flight[ip]
 
     async def _dispatch_limited(
         self, upstream: Upstream, scope: Scope, receive: Receive, send: Send
@@ -248,10 +326,99 @@ class Gateway:
                 request_id=getattr(request.state, "request_id", None), headers=exc.headers,
             )  # fmt: skip
 
+    async def _special(self, request: Request) -> Response:
+        """Composite endpoints and the admin API."""
+        path = request.url.path
+        parts = self.composites.get(path)
+        if parts is not None:
+            if request.method not in ("GET", "HEAD"):
+                raise MethodNotAllowed(f"{path} answers GET only")
+            return await self.composer.compose(request, parts)
+        principal = await self.authenticator.authenticate(
+            request.headers.get("authorization"), request.headers.get("x-api-key")
+        )
+        if principal is None:
+            raise Unauthenticated("authentication required: send a bearer token or an API key")
+        if not principal.can(Permission.PLATFORM_ADMIN):
+            raise Forbidden(f"missing permission '{Permission.PLATFORM_ADMIN}'")
+        return await admin.dispatch(self, request, path.removeprefix(self.admin_prefix))
+
+    def reload_config(self, *, force: bool = False, strict: bool = False) -> None:
+        """Re-read the config file if it changed (or ``force``); a bad file keeps the old one."""
+        if self.config_path is None:
+            return
+        try:
+            mtime = self.config_path.stat().st_mtime
+        except OSError as exc:
+            if strict:
+                raise ConfigError(f"{self.config_path}: {exc}") from None
+            return
+        if not force and mtime == self._config_mtime:
+            return
+        self._config_mtime = mtime
+        try:
+            config = GatewayConfig.load(self.config_path)
+        except ConfigError as exc:
+            if strict:
+                raise
+            logger.error("configuration not reloaded: %s", exc)
+            metrics.CONFIG_RELOADS.labels("failed").inc()
+            return
+        self.config = config
+        self.routes = RouteTable(config.merged_routes(self.default_routes))
+        self.composites = {**DEFAULT_COMPOSITES, **{c.path: c.parts for c in config.composites}}
+        self.sync_upstreams()
+        metrics.CONFIG_RELOADS.labels("ok").inc()
+        logger.info("configuration loaded from %s: %d routes", self.config_path, len(config.routes))
+
+    def sync_upstreams(self) -> None:
+        """Merge static, configured, registered and hand-added instances into the upstreams."""
+        names = set(self.static) | set(self.config.upstreams) | set(self.registered)
+        for name in sorted(names | set(self.admin_instances)):
+            existing = self.upstreams.get(name)
+            if existing is not None and not isinstance(existing, HttpUpstream):
+                continue  # a service running in this process
+            configured = self.config.upstreams.get(name)
+            policy = (
+                configured.policy()
+                if configured
+                else (existing.policy if existing else UpstreamPolicy())
+            )
+            instances = _unique(
+                self.static.get(name, []),
+                configured.static_instances() if configured else [],
+                self.registered.get(name, []),
+                self.admin_instances.get(name, []),
+            )
+            if existing is None:
+                upstream = HttpUpstream(name, instances, secret=self.secret, policy=policy)
+                self.upstreams[name] = upstream
+                if self.running:
+                    upstream.start()
+            else:
+                existing.reconfigure(instances, policy)
+
+    def _registered(self, found: dict[str, list[Instance]]) -> None:
+        logger.info(
+            "registry: %s", ", ".join(f"{n}={len(i)}" for n, i in sorted(found.items())) or "empty"
+        )
+        self.registered = found
+        self.sync_upstreams()
+
+    async def _watch_config(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self.reload_config()
+
     async def health(self, _: Request) -> Response:
         """Every service's health, summarised."""
         body = await health.aggregate(self.upstreams)
         return JSONResponse(body, status_code=503 if body["status"] == "down" else 200)
+
+    async def metrics(self, request: Request) -> Response:
+        """Prometheus metrics, with the upstream gauges read now."""
+        metrics.refresh(self.upstreams)
+        return await metrics_endpoint(request)
 
     async def live(self, _: Request) -> Response:
         """The process answers: nothing more is checked."""
@@ -274,6 +441,16 @@ class Gateway:
         """Swagger UI over the merged document."""
         return get_swagger_ui_html(openapi_url="/openapi.json", title="Orchestrion API")
 
+    def _start_background(self) -> None:
+        self.running = True
+        for upstream in self.upstreams.values():
+            if isinstance(upstream, HttpUpstream):
+                upstream.start()
+        if self.watcher is not None:
+            self.watcher.start()
+        if self.config_path is not None:
+            self._background.append(asyncio.create_task(self._watch_config()))
+
     async def _run_lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()
         assert message["type"] == "lifespan.startup"
@@ -285,9 +462,16 @@ class Gateway:
             logger.exception("start-up failed")
             await send({"type": "lifespan.startup.failed", "message": str(exc)})
             return
+        self._start_background()
         await send({"type": "lifespan.startup.complete"})
         message = await receive()
         try:
+            for task in self._background:
+                task.cancel()
+            await asyncio.gather(*self._background, return_exceptions=True)
+            if self.watcher is not None:
+                await self.watcher.aclose()
+            await self.composer.aclose()
             if context is not None:
                 await context.__aexit__(None, None, None)
             for upstream in self.upstreams.values():
@@ -355,13 +539,18 @@ def create_gateway(
     *,
     routes: list[Route] | None = None,
     lifespan: Lifespan | None = None,
+    discover: bool = False,
 ) -> ASGIApp:
-    """The gateway app in front of ``upstreams``, with the platform's middleware."""
+    """The gateway app in front of ``upstreams``, with the platform's middleware.
+
+    ``discover``: also route to the instances services register in Redis.
+    """
     core = Gateway(
         settings=settings,
         upstreams=upstreams,
-        routes=RouteTable(routes if routes is not None else DEFAULT_ROUTES),
+        routes=routes if routes is not None else DEFAULT_ROUTES,
         lifespan=lifespan,
+        discover=discover,
     )
     app: ASGIApp = core
     if settings.gateway.cors_origins:
@@ -376,3 +565,12 @@ def create_gateway(
     app = MetricsMiddleware(app, component="gateway")
     app = AccessLogMiddleware(app)
     return RequestIdMiddleware(app)
+
+
+def _unique(*sources: list[Instance]) -> list[Instance]:
+    """Instances by URL, the first source naming a URL winning."""
+    seen: dict[str, Instance] = {}
+    for source in sources:
+        for instance in source:
+            seen.setdefault(instance.url, instance)
+    return list(seen.values())

@@ -13,6 +13,15 @@ _TIMEOUT_SECONDS = 3.0
 
 
 async def _probe(upstream: Upstream) -> dict[str, Any]:
+    """The service's own health, plus the gateway's view of it (breaker, instances)."""
+    result = await _ask(upstream)
+    describe = getattr(upstream, "describe", None)
+    if describe is not None:
+        result["gateway"] = describe()
+    return result
+
+
+async def _ask(upstream: Upstream) -> dict[str, Any]:
     start = time.perf_counter()
     try:
         response = await asyncio.wait_for(upstream.client.get("/health"), _TIMEOUT_SECONDS)

@@ -1,218 +1,374 @@
-"""The HTTP upstream: a service in another process, reached over pooled connections.
+"""The HTTP upstream: a service running as one or more processes elsewhere.
 
-Requests and responses are streamed both ways, never buffered; hop-by-hop headers are
-dropped (RFC 9110 §7.6.1) and ``X-Forwarded-*`` set. WebSockets are proxied frame by
-frame in both directions, keeping the close code the other side chose.
+Each request goes through the service's circuit breaker, then to an instance the
+:class:`~orchestrion.gateway.balancer.Pool` picks, over pooled keep-alive connections
+(aiohttp: under concurrency it costs a fraction of httpx's CPU per request). Bodies
+stream both ways and are never buffered, except a small body of a retryable request,
+kept so that it can be sent again.
 
-This is the first cut of the distributed gateway (one base URL per service, httpx);
-balancing, retries, circuit breaking and a faster client are the gateway's next steps.
+Retries: a request that never reached an instance (connection refused) is retried on
+another for any method; one that may have reached it (reset, timeout, a 502/503/504
+answer) only when it is idempotent (GET, HEAD, OPTIONS, PUT, DELETE, or it carries
+``Idempotency-Key``). Either way only while the retry budget allows and before any
+byte of the answer went to the client.
+
+WebSockets are proxied frame by frame in both directions, keeping the close code the
+other side chose.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import httpx
-from starlette.types import Message, Receive, Scope, Send
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from starlette.types import Receive, Scope, Send
 
-from orchestrion.kernel.errors import ServiceUnavailable, UpstreamTimeout, problem_response
+from orchestrion.gateway import metrics
+from orchestrion.gateway.balancer import Instance, Pool
+from orchestrion.gateway.forwarded import HOP_BY_HOP, upstream_headers
+from orchestrion.gateway.policies.breaker import CircuitBreaker, RetryBudget
+from orchestrion.gateway.upstream import UpstreamPolicy, problem
+from orchestrion.gateway.websocket import proxy_websocket
+from orchestrion.kernel.errors import (
+    OrchestrionError,
+    ServiceUnavailable,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from orchestrion.kernel.http.peers import internal_headers
 
 logger = logging.getLogger("orchestrion.gateway")
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"host",
-        b"content-length",
-    }
-)
-_WS_HEADERS = frozenset(
-    {
-        b"sec-websocket-key",
-        b"sec-websocket-version",
-        b"sec-websocket-extensions",
-        b"sec-websocket-protocol",
-    }
-)
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+RETRY_STATUSES = frozenset({502, 503, 504})
+_RESPONSE_DROP = HOP_BY_HOP | {b"host"}
+# A retryable request body up to this size is kept in memory so it can be sent again.
+_REPLAYABLE_BODY_BYTES = 64 * 1024
 
 
-def _forwarded(scope: Scope) -> list[tuple[bytes, bytes]]:
-    connection = {
-        token.strip().lower().encode()
-        for name, value in scope["headers"]
-        if name == b"connection"
-        for token in value.decode("latin-1").split(",")
-    }
-    headers = [
-        (name, value)
-        for name, value in scope["headers"]
-        if name not in HOP_BY_HOP and name not in connection and name not in _WS_HEADERS
-    ]
-    client = scope.get("client")
-    host = dict(scope["headers"]).get(b"host", b"")
-    if client:
-        headers.append((b"x-forwarded-for", str(client[0]).encode()))
-    headers.append((b"x-forwarded-proto", str(scope.get("scheme", "http")).encode()))
-    if host:
-        headers.append((b"x-forwarded-host", host))
-    return headers
+class _Refused(Exception):
+    """An attempt that failed before a byte went to the client."""
+
+    def __init__(self, error: OrchestrionError, *, reached: bool, final: bool = False) -> None:
+        self.error = error
+        self.reached = reached
+        self.final = final
 
 
 class HttpUpstream:
-    """A service at ``base_url``."""
+    """A service at one or more base URLs."""
 
-    def __init__(self, name: str, base_url: str, *, secret: bytes, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        instances: str | list[str] | list[Instance],
+        *,
+        secret: bytes,
+        policy: UpstreamPolicy | None = None,
+    ) -> None:
         self.name = name
-        self.base_url = base_url.rstrip("/")
-        limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
+        self.policy = policy or UpstreamPolicy()
+        listed = [instances] if isinstance(instances, str) else instances
+        self.pool = Pool(
+            [i if isinstance(i, Instance) else Instance(url=i) for i in listed],
+            strategy=self.policy.strategy,
+            outlier=self.policy.outlier,
+        )
+        self.breaker = CircuitBreaker(self.policy.breaker)
+        self.budget = RetryBudget(ratio=self.policy.retry_ratio)
         self.client = httpx.AsyncClient(
-            base_url=self.base_url, headers=internal_headers(secret), timeout=timeout
+            transport=_BalancedTransport(self.pool),
+            base_url=f"http://{name}.upstream",
+            headers=internal_headers(secret),
+            timeout=10.0,
         )
-        self._proxy = httpx.AsyncClient(
-            base_url=self.base_url,
-            timeout=httpx.Timeout(timeout, connect=5.0),
-            limits=limits,
-            follow_redirects=False,
-        )
+        self._session: aiohttp.ClientSession | None = None
+        self._checks: asyncio.Task[None] | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The pooled connections (made on first use: aiohttp wants a running loop)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=self.policy.max_connections, keepalive_timeout=30, ttl_dns_cache=60
+                ),
+                auto_decompress=False,
+                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+        return self._session
+
+    def start(self) -> None:
+        """Start the active health checks."""
+        if self._checks is None and self.policy.health_interval > 0:
+            self._checks = asyncio.create_task(self._check_forever(), name=f"checks-{self.name}")
 
     async def aclose(self) -> None:
-        """Close the pooled connections."""
+        """Stop the checks and close the pooled connections."""
+        if self._checks is not None:
+            self._checks.cancel()
+            await asyncio.gather(self._checks, return_exceptions=True)
+            self._checks = None
         await self.client.aclose()
-        await self._proxy.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def reconfigure(self, instances: list[Instance], policy: UpstreamPolicy) -> None:
+        """New instances (state kept for known ones) and policy, without dropping connections."""
+        if policy != self.policy:
+            self.policy = policy
+            self.pool.strategy = policy.strategy
+            self.pool.outlier = policy.outlier
+            self.breaker.policy = policy.breaker
+        self.pool.replace(instances)
+
+    def describe(self) -> dict[str, Any]:
+        """Breaker state and instances, for ``/health`` and the admin API."""
+        now = time.monotonic()
+        return {
+            "breaker": self.breaker.state,
+            "balancing": self.pool.strategy,
+            "instances": [i.describe(now) for i in self.pool.instances],
+        }
 
     async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Forward one request or socket."""
         if scope["type"] == "websocket":
-            await self._websocket(scope, receive, send)
+            instance = self.pool.pick(_hash_key(scope, self.policy.hash_key))
+            if instance is None:
+                await send({"type": "websocket.close", "code": 1013})
+                return
+            await proxy_websocket(instance.url, self.name, scope, receive, send)
             return
         await self._http(scope, receive, send)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def body() -> AsyncIterator[bytes]:
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return
-                chunk = message.get("body", b"")
-                if chunk:
-                    yield chunk
-                if not message.get("more_body", False):
-                    return
-
-        path = scope.get("raw_path") or scope["path"].encode()
-        url = path.decode("latin-1") + (
-            "?" + scope["query_string"].decode() if scope.get("query_string") else ""
-        )
-        has_body = any(
-            name in (b"content-length", b"transfer-encoding") for name, _ in scope["headers"]
-        )
-        request = self._proxy.build_request(
-            scope["method"], url, headers=_forwarded(scope), content=body() if has_body else None
-        )
-        try:
-            response = await self._proxy.send(request, stream=True)
-        except httpx.TimeoutException:
-            await _problem(
-                scope, receive, send, UpstreamTimeout(f"{self.name} did not answer in time")
-            )
-            return
-        except httpx.TransportError as exc:
-            await _problem(
-                scope,
-                receive,
-                send,
-                ServiceUnavailable(f"{self.name} is unreachable: {type(exc).__name__}"),
-            )
-            return
-        try:
-            headers = [(k, v) for k, v in response.headers.raw if k.lower() not in HOP_BY_HOP]
-            await send(
-                {"type": "http.response.start", "status": response.status_code, "headers": headers}
-            )
-            async for chunk in response.aiter_raw():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        finally:
-            await response.aclose()
-
-    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (await receive())["type"] != "websocket.connect":
-            return
-        path = scope.get("raw_path") or scope["path"].encode()
-        query = "?" + scope["query_string"].decode() if scope.get("query_string") else ""
-        url = "ws" + self.base_url.removeprefix("http") + path.decode("latin-1") + query
-        protocols = [p.strip() for p in scope.get("subprotocols", [])]
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in _forwarded(scope)]
-        try:
-            upstream = await connect(
-                url,
-                additional_headers=headers,
-                subprotocols=protocols or None,
-                open_timeout=10,
-            )
-        except (InvalidHandshake, InvalidStatus, OSError, TimeoutError) as exc:
-            logger.warning("websocket to %s failed: %s", self.name, exc)
-            await send({"type": "websocket.close", "code": 1011})
-            return
-        async with upstream:
-            await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol})
-            await _pump(upstream, receive, send)
-
-
-async def _pump(upstream: Any, receive: Receive, send: Send) -> None:
-    async def client_to_upstream() -> None:
+        method: str = scope["method"]
+        headers = upstream_headers(scope, trusted_peer=scope.get("orchestrion.trusted_peer", False))
+        str_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
+        replayable = True
+        body: bytes | AsyncIterator[bytes] | None = None
+        length = _content_length(scope)
+        if length is not None or _chunked(scope):
+            if length is not None and length <= _REPLAYABLE_BODY_BYTES:
+                body = await _read_body(receive)
+            else:
+                replayable = False
+                body = _stream_body(receive)
+                if length is not None:
+                    str_headers.append(("content-length", str(length)))
+        idempotent = method in IDEMPOTENT or any(k == b"idempotency-key" for k, _ in headers)
+        url = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+        if scope.get("query_string"):
+            url += "?" + scope["query_string"].decode("latin-1")
+        key = _hash_key(scope, self.policy.hash_key)
+        tried: set[str] = set()
+        self.budget.request()
+        attempts = 0
         while True:
-            message: Message = await receive()
-            if message["type"] == "websocket.disconnect":
-                await upstream.close(code=message.get("code", 1000))
+            attempts += 1
+            may_retry = replayable and attempts <= self.policy.retries
+            try:
+                await self._attempt(
+                    send, method, url, str_headers, body, key, tried,
+                    retry_statuses=may_retry and idempotent,
+                )  # fmt: skip
                 return
-            if message.get("text") is not None:
-                await upstream.send(message["text"])
-            elif message.get("bytes") is not None:
-                await upstream.send(message["bytes"])
+            except _Refused as refused:
+                retry = (
+                    may_retry
+                    and not refused.final
+                    and (not refused.reached or idempotent)
+                    and self.budget.try_retry()
+                )
+                if not retry:
+                    await problem(scope, receive, send, refused.error)
+                    return
+                metrics.UPSTREAM_RETRIES.labels(self.name).inc()
 
-    async def upstream_to_client() -> None:
+    async def _attempt(
+        self,
+        send: Send,
+        method: str,
+        url: str,
+        headers: list[tuple[str, str]],
+        body: bytes | AsyncIterator[bytes] | None,
+        key: str | None,
+        tried: set[str],
+        *,
+        retry_statuses: bool,
+    ) -> None:
+        if not self.breaker.allow():
+            raise _Refused(self._open_error(), reached=False, final=True)
+        instance = self.pool.pick(key, frozenset(tried)) or self.pool.pick(key)
+        if instance is None:
+            self.breaker.release_probe()
+            raise _Refused(ServiceUnavailable(f"{self.name} has no instance"), reached=False)
+        tried.add(instance.id)
+        instance.outstanding += 1
+        start = time.perf_counter()
+        timeout = self.policy.client_timeout()
         try:
-            async for frame in upstream:
-                key = "text" if isinstance(frame, str) else "bytes"
-                await send({"type": "websocket.send", key: frame})
-        except ConnectionClosed:
-            pass
-        code = upstream.close_code or 1000
-        with contextlib.suppress(Exception):
-            await send(
-                {"type": "websocket.close", "code": code, "reason": upstream.close_reason or ""}
-            )
+            response = await self.session.request(
+                method, instance.url + url, headers=headers, data=body,
+                allow_redirects=False, timeout=timeout, compress=None,
+            )  # fmt: skip
+        except Exception as exc:
+            instance.outstanding -= 1
+            self._failed(instance)
+            raise _Refused(self._error(exc), reached=_reached(exc)) from None
+        try:
+            status = response.status
+            if status in RETRY_STATUSES and retry_statuses:
+                self._failed(instance)
+                raise _Refused(UpstreamError(f"{self.name} answered {status}"), reached=True)
+            self.pool.record(instance, ok=True)
+            self.breaker.record(ok=status not in RETRY_STATUSES)
+            await self._relay(response, send)
+        finally:
+            instance.outstanding -= 1
+            response.release()
+            metrics.UPSTREAM_LATENCY.labels(self.name).observe(time.perf_counter() - start)
 
-    tasks = [asyncio.create_task(client_to_upstream()), asyncio.create_task(upstream_to_client())]
-    _done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    for task in pending:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
-            await task
+    async def _relay(self, response: aiohttp.ClientResponse, send: Send) -> None:
+        headers = [(k, v) for k, v in response.raw_headers if k.lower() not in _RESPONSE_DROP]
+        cap = self.policy.max_response_bytes
+        length = response.content_length
+        if length is not None and length > cap:
+            raise _Refused(UpstreamError(f"{self.name}'s answer exceeds {cap} bytes"), reached=True)
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        if length is not None and length <= 65536:
+            # One message for a small body: half the ASGI sends of a streamed one.
+            await send({"type": "http.response.body", "body": await response.read()})
+            return
+        sent = 0
+        async for chunk in response.content.iter_any():
+            sent += len(chunk)
+            if sent > cap:
+                logger.warning("%s: response cut at %d bytes", self.name, cap)
+                response.close()
+                break
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def _failed(self, instance: Instance) -> None:
+        self.pool.record(instance, ok=False)
+        self.breaker.record(ok=False)
+
+    def _open_error(self) -> ServiceUnavailable:
+        seconds = max(1, round(self.breaker.retry_after() + 0.5))
+        error = ServiceUnavailable(f"{self.name} is failing; its circuit breaker is open")
+        error.headers = {"Retry-After": str(seconds)}
+        return error
+
+    def _error(self, exc: Exception) -> OrchestrionError:
+        if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+            return UpstreamTimeout(f"{self.name} did not answer in time")
+        return ServiceUnavailable(f"{self.name} is unreachable: {type(exc).__name__}")
+
+    async def _check_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.policy.health_interval)
+            await asyncio.gather(*(self._check(i) for i in list(self.pool.instances)))
+
+    async def _check(self, instance: Instance) -> None:
+        try:
+            async with self.session.get(
+                instance.url + self.policy.health_path,
+                timeout=aiohttp.ClientTimeout(total=self.policy.health_timeout),
+            ) as response:
+                ok = response.status < 500
+        except Exception:
+            ok = False
+        if ok and instance.check_failed:
+            logger.info("%s instance %s passes its health check again", self.name, instance.url)
+            instance.ejected_until = 0.0
+        elif not ok and not instance.check_failed:
+            logger.warning("%s instance %s fails its health check", self.name, instance.url)
+        instance.check_failed = not ok
 
 
-async def _problem(scope: Scope, receive: Receive, send: Send, exc: Any) -> None:
-    response = problem_response(
-        status=exc.status_code,
-        detail=exc.detail,
-        instance=scope["path"],
-        request_id=scope.get("state", {}).get("request_id"),
-        title=exc.default_title(),
-        type_uri=exc.type_uri,
-        headers=exc.headers,
-    )
-    await response(scope, receive, send)
+class _BalancedTransport(httpx.AsyncBaseTransport):
+    """The gateway's own calls to a service (JWKS, API keys, health) go to a picked instance."""
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+        self.inner = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        tried: set[str] = set()
+        while True:
+            instance = self.pool.pick(None, frozenset(tried))
+            if instance is None or instance.id in tried:
+                raise httpx.ConnectError("no instance answers", request=request)
+            tried.add(instance.id)
+            base = httpx.URL(instance.url)
+            request.url = request.url.copy_with(scheme=base.scheme, host=base.host, port=base.port)
+            request.headers["host"] = base.netloc.decode()
+            try:
+                return await self.inner.handle_async_request(request)
+            except httpx.ConnectError:
+                self.pool.record(instance, ok=False)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit():
+            return int(value)
+    return None
+
+
+def _chunked(scope: Scope) -> bool:
+    return any(name == b"transfer-encoding" for name, _ in scope["headers"])
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def _stream_body(receive: Receive) -> AsyncIterator[bytes]:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        chunk = message.get("body", b"")
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return
+
+
+def _reached(exc: Exception) -> bool:
+    """Whether the request may have reached the instance (a refused connect did not)."""
+    return not isinstance(exc, aiohttp.ClientConnectorError)
+
+
+def _hash_key(scope: Scope, hash_key: str) -> str | None:
+    if hash_key == "principal":
+        principal = scope.get("orchestrion.principal_id")
+        return str(principal or scope.get("orchestrion.client_ip") or "") or None
+    if hash_key == "ip":
+        return str(scope.get("orchestrion.client_ip") or "") or None
+    if hash_key.startswith("header:"):
+        wanted = hash_key.removeprefix("header:").lower().encode()
+        for name, value in scope["headers"]:
+            if name == wanted:
+                return bytes(value).decode("latin-1")
+    return None

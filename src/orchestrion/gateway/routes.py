@@ -31,6 +31,30 @@ def rule(methods: str, pattern: str, permission: str | None) -> Rule:
 
 
 @dataclass(frozen=True)
+class Transform:
+    """A route's rewrites: its prefix replaced, headers set or removed, fields allow-listed."""
+
+    rewrite: str | None = None
+    request_set: tuple[tuple[str, str], ...] = ()
+    request_remove: frozenset[str] = frozenset()
+    response_set: tuple[tuple[str, str], ...] = ()
+    response_remove: frozenset[str] = frozenset()
+    response_fields: frozenset[str] | None = None
+
+    @property
+    def active(self) -> bool:
+        """Whether this changes anything."""
+        return bool(
+            self.rewrite is not None
+            or self.request_set
+            or self.request_remove
+            or self.response_set
+            or self.response_remove
+            or self.response_fields
+        )
+
+
+@dataclass(frozen=True)
 class Route:
     """Paths starting with ``prefix`` go to ``service``."""
 
@@ -38,6 +62,9 @@ class Route:
     service: str
     public: tuple[Rule, ...] = ()
     rules: tuple[Rule, ...] = field(default_factory=tuple)
+    rate_limit: str | None = None
+    cache_ttl: float | None = None
+    transform: Transform | None = None
 
     def matches(self, path: str) -> bool:
         """Whether ``path`` is this prefix or below it."""

@@ -9,12 +9,17 @@ internal calls (JWKS, API-key checks, health, OpenAPI).
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
+import aiohttp
 import httpx
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from orchestrion.gateway.balancer import OutlierPolicy, Strategy
+from orchestrion.gateway.policies.breaker import BreakerPolicy
 from orchestrion.kernel.auth.identity import INTERNAL_HEADER, internal_token
+from orchestrion.kernel.errors import OrchestrionError, problem_response
 
 logger = logging.getLogger("orchestrion.gateway")
 
@@ -27,6 +32,48 @@ class Upstream(Protocol):
 
     async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Forward one client request (or WebSocket) and stream the answer back."""
+
+
+@dataclass(frozen=True)
+class UpstreamPolicy:
+    """How the gateway talks to one service's instances (the YAML config's ``upstreams``)."""
+
+    strategy: Strategy = "round_robin"
+    hash_key: str = "principal"
+    retries: int = 2
+    retry_ratio: float = 0.2
+    connect_timeout: float = 2.0
+    read_timeout: float | None = 300.0
+    total_timeout: float | None = None
+    max_response_bytes: int = 64 * 1024 * 1024
+    max_connections: int = 256
+    health_path: str = "/health/live"
+    health_interval: float = 5.0
+    health_timeout: float = 2.0
+    breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
+    outlier: OutlierPolicy = field(default_factory=OutlierPolicy)
+
+    def client_timeout(self) -> aiohttp.ClientTimeout:
+        """The aiohttp timeouts: connect, between reads, and in all (None: unbounded)."""
+        return aiohttp.ClientTimeout(
+            total=self.total_timeout, sock_connect=self.connect_timeout,
+            sock_read=self.read_timeout,
+        )  # fmt: skip
+
+
+async def problem(scope: Scope, receive: Receive, send: Send, exc: OrchestrionError) -> None:
+    """Answer with ``exc`` as problem+json."""
+    state: dict[str, Any] = scope.get("state", {})
+    response = problem_response(
+        status=exc.status_code,
+        detail=exc.detail,
+        instance=scope["path"],
+        request_id=state.get("request_id"),
+        title=exc.default_title(),
+        type_uri=exc.type_uri,
+        headers=exc.headers,
+    )
+    await response(scope, receive, send)
 
 
 class InProcessUpstream:
