@@ -35,6 +35,8 @@ async def test_separate_processes_stream_an_execution_through_the_broker(
         "ORCHESTRION_ADMIN_PASSWORD": PASSWORD,
         "ORCHESTRION_DATABASE__URL": f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}",
         "ORCHESTRION_BUS__URL": URLS[broker],
+        # Concurrent runs on one broker must not share a group (they would split events).
+        "ORCHESTRION_REALTIME__BUS_GROUP": f"realtime-{uuid.uuid4().hex[:8]}",
         "ORCHESTRION_ENGINE__EMBEDDED_WORKERS": "false",
         "ORCHESTRION_ENGINE__POLL_SECONDS": "0.2",
         "ORCHESTRION_REALTIME__PEERS": json.dumps(

@@ -34,6 +34,8 @@ async def test_worker_process_streams_to_a_socket_through_the_broker(
         "ORCHESTRION_ADMIN_PASSWORD": PASSWORD,
         "ORCHESTRION_DATABASE__URL": f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}",
         "ORCHESTRION_BUS__URL": URLS[broker],
+        # Concurrent runs on one broker must not share a group (they would split events).
+        "ORCHESTRION_REALTIME__BUS_GROUP": f"realtime-{uuid.uuid4().hex[:8]}",
         "ORCHESTRION_ENGINE__EMBEDDED_WORKERS": "false",
         "ORCHESTRION_ENGINE__POLL_SECONDS": "0.2",
         "ORCHESTRION_OBSERVABILITY__LOG_LEVEL": "WARNING",

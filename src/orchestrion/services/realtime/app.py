@@ -104,7 +104,7 @@ def create_app(settings: Settings, *, config: RealtimeSettings | None = None) ->
         await realtime.start()
         bus, owned = await service_bus(getattr(app.state, "bus", None), settings.bus.url)
         if bus is not None and not is_memory(settings.bus.url):
-            await bus.subscribe(EXECUTION_TOPIC, "realtime", _forward_to(realtime))
+            await bus.subscribe(EXECUTION_TOPIC, config.bus_group, _forward_to(realtime))
         if config.tune_gc if config.tune_gc is not None else settings.environment != "test":
             _tune_collector()
         try:
