@@ -220,7 +220,7 @@ def check(row: Row) -> None:
 # --- the run ------------------------------------------------------------------------
 
 
-def measure(rows: list[Row], args: argparse.Namespace) -> None:
+def measure(rows: list[Row], processes: Processes, args: argparse.Namespace) -> None:
     """Warm every healthy row up, then ``--rounds`` rounds over all of them in turn."""
     live = [row for row in rows if not row.failed]
     for row in live:
@@ -228,9 +228,14 @@ def measure(rows: list[Row], args: argparse.Namespace) -> None:
     for _ in range(args.rounds):
         for row in live:
             try:
-                row.samples.append(
-                    wrk(row.url, row.headers, connections=args.connections, duration=args.duration)
+                # The row's own CPU per request is steadier than RPS on a shared machine.
+                cpu = processes.cpu_seconds(row.process)
+                sample = wrk(
+                    row.url, row.headers, connections=args.connections, duration=args.duration
                 )
+                cpu = processes.cpu_seconds(row.process) - cpu
+                sample.cpu_us_per_request = cpu * 1e6 / max(1, sample.requests)
+                row.samples.append(sample)
             except (RuntimeError, subprocess.TimeoutExpired) as exc:
                 row.failed = str(exc)
 
@@ -245,17 +250,21 @@ def table(rows: list[Row]) -> str:
     by_name = {row.process: row for row in rows}
     nginx, direct = by_name.get("nginx"), by_name.get("upstream")
     lines = [
-        "| row | RPS | p50 ms | p99 ms | non-2xx + socket errors | vs nginx | vs direct |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| row | RPS | p50 ms | p99 ms | non-2xx | socket errors | CPU us/req "
+        "| vs nginx | vs direct |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         if row.failed or not row.samples:
-            lines.append(f"| {row.name} | FAILED: {row.failed or 'no samples'} | | | | | |")
+            lines.append(f"| {row.name} | FAILED: {row.failed or 'no samples'} | | | | | | | |")
             continue
         rps = row.median("rps")
         lines.append(
             f"| {row.name} | {rps:,.0f} | {row.median('p50_ms'):.2f} | {row.median('p99_ms'):.2f} "
-            f"| {row.errors()} | {_ratio(rps, nginx)} | {_ratio(rps, direct)} |"
+            f"| {sum(s.non_2xx for s in row.samples)} "
+            f"| {sum(s.socket_errors for s in row.samples)} "
+            f"| {row.median('cpu_us_per_request'):,.0f} "
+            f"| {_ratio(rps, nginx)} | {_ratio(rps, direct)} |"
         )
     return "\n".join(lines)
 
@@ -318,7 +327,7 @@ def main() -> None:
             check(row)
         if not gateway.failed:
             notes += gateway_notes(gateway)
-        measure(rows, args)
+        measure(rows, processes, args)
         direct = rows[0]
         if not args.no_half_load and gateway.samples and direct.samples and not gateway.failed:
             target = gateway.median("rps") / 2

@@ -33,6 +33,8 @@ class Sample:
     p99_ms: float
     non_2xx: int
     socket_errors: int
+    requests: int = 0
+    cpu_us_per_request: float = 0.0
 
 
 def ensure_tools() -> None:
@@ -89,6 +91,12 @@ class Processes:
     def exited(self, name: str) -> bool:
         return any(n == name and p.poll() is not None for n, p in self.started)
 
+    def cpu_seconds(self, name: str) -> float:
+        """User + system CPU time the process ``name`` has used so far (Linux /proc)."""
+        pid = next(p.pid for n, p in self.started if n == name)
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         for _, process in reversed(self.started):
             if process.poll() is None:
@@ -132,6 +140,7 @@ def parse_wrk(output: str) -> Sample:
     p99 = re.search(r"^\s*99(?:\.000)?%\s+(\S+)", output, re.M)
     if not (rps and p50 and p99):
         raise RuntimeError(f"unexpected wrk output: {output[-300:]!r}")
+    requests = re.search(r"(\d+) requests in", output)
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
     sockets = re.search(
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
@@ -142,6 +151,7 @@ def parse_wrk(output: str) -> Sample:
         p99_ms=_ms(p99.group(1)),
         non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
         socket_errors=sum(int(n) for n in sockets.groups()) if sockets else 0,
+        requests=int(requests.group(1)) if requests else 0,
     )
 
 

@@ -31,6 +31,7 @@ def test_figures_units_and_errors() -> None:
     assert sample.p99_ms == pytest.approx(1020.0)
     assert sample.non_2xx == 7
     assert sample.socket_errors == 5
+    assert sample.requests == 208000
 
 
 def test_a_clean_run_has_no_errors() -> None:
