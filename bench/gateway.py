@@ -75,7 +75,7 @@ def uvicorn(app: str, port: int) -> list[str]:
     return [
         str(BIN / "python"), "-m", "uvicorn", f"bench.gateway_apps:{app}", "--factory",
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--loop", "uvloop",
-        "--http", "httptools", "--no-access-log", "--log-level", "warning",
+        "--http", "httptools", "--no-access-log", "--no-proxy-headers", "--log-level", "warning",
     ]  # fmt: skip
 
 
