@@ -32,12 +32,18 @@ def rule(methods: str, pattern: str, permission: str | None) -> Rule:
 
 @dataclass(frozen=True)
 class Route:
-    """Paths starting with ``prefix`` go to ``service``."""
+    """Paths starting with ``prefix`` go to ``service``, under its policies."""
 
     prefix: str
     service: str
     public: tuple[Rule, ...] = ()
     rules: tuple[Rule, ...] = field(default_factory=tuple)
+    #: Rate limit of this route (``limits`` notation), counted apart from the default;
+    #: ``""`` exempts the route, None applies the gateway's default.
+    rate_limit: str | None = None
+    #: Freshness (seconds) of cached GET responses when the service gives none;
+    #: None leaves the route uncached.
+    cache_ttl: float | None = None
 
     def matches(self, path: str) -> bool:
         """Whether ``path`` is this prefix or below it."""
