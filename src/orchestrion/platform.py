@@ -19,6 +19,7 @@ from starlette.types import ASGIApp
 from orchestrion import __version__
 from orchestrion.gateway.app import create_gateway
 from orchestrion.gateway.registry import Registrar, Registration, advertised_url
+from orchestrion.gateway.routes import Route
 from orchestrion.gateway.upstream import InProcessUpstream, Upstream
 from orchestrion.kernel.bus import is_memory, open_bus
 from orchestrion.kernel.http.peers import Peers
@@ -36,8 +37,10 @@ def service_factories() -> dict[str, ServiceFactory]:
     return {"auth": auth, "workflows": workflows, "realtime": realtime}
 
 
-def create_embedded_app(settings: Settings) -> ASGIApp:
+def create_embedded_app(settings: Settings, *, routes: list[Route] | None = None) -> ASGIApp:
     """The gateway with every service called in-process; its lifespan runs theirs.
+
+    ``routes`` replaces the default route table (to give routes their own policies).
 
     Starlette does not run a mounted app's lifespan, so the gateway enters each
     service's lifespan itself, in order, and leaves them in reverse.
@@ -64,7 +67,7 @@ def create_embedded_app(settings: Settings) -> ASGIApp:
                 await stack.enter_async_context(app.router.lifespan_context(app))
             yield
 
-    return create_gateway(settings, upstreams, lifespan=lifespan)
+    return create_gateway(settings, upstreams, routes=routes, lifespan=lifespan)
 
 
 def registered(service: str, app: FastAPI, settings: Settings, advertise: str | None) -> FastAPI:

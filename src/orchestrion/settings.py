@@ -78,6 +78,61 @@ class GatewaySettings(BaseModel):
         description="Least time between JWKS fetches triggered by unknown key ids "
         "(bounds the load forged tokens can cause).",
     )
+    rate_limit: str = Field(
+        default="600/minute",
+        description="Default rate limit per caller (user, API key, or client IP when anonymous), "
+        "in `limits` notation such as `100/minute` or `10/second;1000/hour`; empty disables it. "
+        "Routes may set their own.",
+    )
+    rate_limit_strategy: Literal["sliding", "token_bucket"] = Field(
+        default="sliding",
+        description="`sliding`: an exact moving window; `token_bucket`: bursts up to the limit, "
+        "refilled evenly over the period.",
+    )
+    login_rate_limit: str = Field(
+        default="10/minute",
+        description="Limit on `POST /api/v1/auth/login` per client IP; empty disables it.",
+    )
+    rate_limit_prefix: str = Field(
+        default="orn:rl:", description="Prefix of rate-limit keys in Redis (`redis.url`)."
+    )
+    policy_timeout_seconds: float = Field(
+        default=0.5,
+        gt=0,
+        description="Longest wait on Redis for a rate-limit or cache operation; past it the "
+        "request goes on without the policy (fail open).",
+    )
+    cache_max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=0,
+        description="Largest response body the gateway caches; bigger ones stream through.",
+    )
+    cache_max_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=0,
+        description="Memory the in-process response cache may use (without Redis).",
+    )
+    cache_stale_seconds: float = Field(
+        default=600.0,
+        ge=0,
+        description="How long a stale response with an ETag is kept for revalidation.",
+    )
+    cache_prefix: str = Field(
+        default="orn:cache:", description="Prefix of response-cache keys in Redis."
+    )
+
+    @field_validator("rate_limit", "login_rate_limit")
+    @classmethod
+    def _limits_notation(cls, value: str) -> str:
+        if value.strip():
+            from limits import parse_many
+
+            try:
+                parse_many(value)
+            except ValueError as exc:
+                raise ValueError(f"not a rate limit ({exc}); try e.g. 100/minute") from exc
+        return value.strip()
+
     config: Path | None = Field(
         default=None,
         description="A YAML file of upstreams and routes (`orchestrion gateway --config`); "

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from functools import partial
 from typing import Any
 
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -28,6 +29,8 @@ from orchestrion.gateway.balancer import Instance
 from orchestrion.gateway.config import ConfigError, GatewayConfig
 from orchestrion.gateway.forwarded import CLIENT_IP, client_ip, in_networks, networks
 from orchestrion.gateway.policies.auth import Authenticator
+from orchestrion.gateway.policies.runtime import open_policies
+from orchestrion.gateway.policies.shared import vary_key
 from orchestrion.gateway.proxy import HttpUpstream
 from orchestrion.gateway.registry import RegistryWatcher
 from orchestrion.gateway.routes import DEFAULT_ROUTES, Route, RouteTable
@@ -128,6 +131,7 @@ class Gateway:
             jwks_min_refresh_seconds=settings.gateway.jwks_min_refresh_seconds,
             api_key_cache_seconds=settings.auth.api_key_cache_seconds,
         )
+        self.rate_limiter, self.cache, self.lifespan = open_policies(settings, lifespan)
         self._openapi: dict[str, Any] | None = None
         self.own: dict[str, Handler] = {
             "/health": self.health,
@@ -171,10 +175,17 @@ class Gateway:
         scope["orchestrion.route"] = route.prefix
         try:
             principal = await self._authorize(scope, route)
+            send = await self.rate_limiter.check(scope, route, principal, send)
         except OrchestrionError as exc:
             await self._refuse(scope, receive, send, exc)
             return
-        await self._forward(scope, receive, send, route, principal)
+        forward = partial(self._forward, route=route, principal=principal)
+        if route.cache_ttl is None or scope["type"] != "http":
+            await forward(scope, receive, send)
+            return
+        await self.cache.handle(
+            scope, receive, send, forward, vary_key(principal), ttl=route.cache_ttl
+        )
 
     async def _authorize(self, scope: Scope, route: Route) -> Principal | None:
         headers = Headers(scope=scope)

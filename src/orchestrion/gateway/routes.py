@@ -56,13 +56,17 @@ class Transform:
 
 @dataclass(frozen=True)
 class Route:
-    """Paths starting with ``prefix`` go to ``service``."""
+    """Paths starting with ``prefix`` go to ``service``, under its policies."""
 
     prefix: str
     service: str
     public: tuple[Rule, ...] = ()
     rules: tuple[Rule, ...] = field(default_factory=tuple)
+    #: Rate limit of this route (``limits`` notation), counted apart from the default;
+    #: ``""`` exempts the route, None applies the gateway's default.
     rate_limit: str | None = None
+    #: Freshness (seconds) of cached GET responses when the service gives none;
+    #: None leaves the route uncached.
     cache_ttl: float | None = None
     transform: Transform | None = None
 

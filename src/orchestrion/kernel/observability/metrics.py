@@ -25,6 +25,24 @@ LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 
+# Gateway policies: labelled by route prefix, a bounded set.
+GATEWAY_RATE_LIMITED = Counter(
+    "orchestrion_gateway_rate_limited_total",
+    "Requests the gateway refused with 429, by route prefix.",
+    ["route"],
+)
+GATEWAY_CACHE = Counter(
+    "orchestrion_gateway_cache_total",
+    "Cacheable GET/HEAD requests by route prefix and result (hit, miss).",
+    ["route", "result"],
+)
+GATEWAY_POLICY_STORAGE_ERRORS = Counter(
+    "orchestrion_gateway_policy_storage_errors_total",
+    "Failed or skipped calls to the shared store (Redis) that a policy went past "
+    "(fail open), by policy.",
+    ["policy"],
+)
+
 
 def route_template(scope: Scope) -> str:
     """The matched route's path template, or ``unmatched``."""

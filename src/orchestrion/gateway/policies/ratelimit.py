@@ -1,0 +1,316 @@
+"""Rate limiting at the gateway, after authorization and before the cache.
+
+Each request is counted against one bucket: the login limit (``POST /api/v1/auth/login``,
+per client IP), the route's own limit, or the gateway's default, per caller (API key,
+user, or client IP when anonymous). Limits use ``limits`` notation (``100/minute``,
+``10/second;1000/hour``: every part must allow the request).
+
+Strategies:
+
+- ``sliding``: an exact moving window, the ``limits`` library's ``MovingWindowRateLimiter``
+  in memory; on Redis a script keeping the same list layout that also returns what the
+  headers need, so a request costs ONE round trip (``limits`` needs two: hit, then stats).
+- ``token_bucket``: the bucket holds ``amount`` tokens and refills ``amount`` per period,
+  so a quiet caller may burst; ``limits`` has none, hence a small script and its
+  in-memory twin.
+
+On Redis (``redis.url``) every replica counts in the same keys, with Redis's clock, so
+N gateways enforce one exact limit. A Redis failure lets requests through (fail open).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from cachetools import LRUCache
+from limits import RateLimitItem, parse_many
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from starlette.datastructures import MutableHeaders
+from starlette.types import Message, Scope, Send
+
+from orchestrion.gateway.policies.shared import StorageGuard, caller_id, client_ip
+from orchestrion.gateway.routes import Route
+from orchestrion.kernel.auth.principal import Principal
+from orchestrion.kernel.errors import TooManyRequests
+from orchestrion.kernel.observability.metrics import GATEWAY_RATE_LIMITED
+from orchestrion.settings import Settings
+
+LOGIN_PATH = "/api/v1/auth/login"
+
+
+class RateLimited(TooManyRequests):
+    """The caller used up its rate limit; ``Retry-After`` says when to come back."""
+
+    title = "Too Many Requests"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One counted request: allowed or not, and the numbers the headers report."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset: float  # seconds until the quota is whole again (window slides past / bucket full)
+    retry_after: float  # seconds until a refused request may succeed
+
+    def headers(self) -> dict[str, str]:
+        """``RateLimit-*`` headers (IETF draft, seconds for the reset)."""
+        return {
+            "RateLimit-Limit": str(self.limit),
+            "RateLimit-Remaining": str(max(0, self.remaining)),
+            "RateLimit-Reset": str(max(0, math.ceil(self.reset))),
+        }
+
+
+def _tightest(decisions: Sequence[Decision], allowed: bool) -> Decision:
+    """The limit closest to exhaustion speaks for all (the one that refused, if any)."""
+    worst = min(decisions, key=lambda d: (d.remaining, -d.retry_after))
+    retry = max((d.retry_after for d in decisions if not d.allowed), default=0.0)
+    return Decision(allowed, worst.limit, worst.remaining, worst.reset, retry)
+
+
+class Backend(Protocol):
+    """Counts one request against every item, all or nothing."""
+
+    async def acquire(self, key: str, items: Sequence[RateLimitItem]) -> Decision: ...
+
+
+class MemorySliding:
+    """The ``limits`` moving window in this process."""
+
+    def __init__(self) -> None:
+        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    async def acquire(self, key: str, items: Sequence[RateLimitItem]) -> Decision:
+        """Hit every item if all allow it; report the tightest."""
+        allowed = all([await self.limiter.test(item, key) for item in items])
+        if allowed:
+            for item in items:
+                await self.limiter.hit(item, key)
+        now = time.time()
+        decisions = []
+        for item in items:
+            stats = await self.limiter.get_window_stats(item, key)
+            wait = stats.reset_time - now if stats.remaining <= 0 else 0.0
+            decisions.append(
+                Decision(stats.remaining > 0, item.amount, stats.remaining,
+                         stats.reset_time - now, wait)
+            )  # fmt: skip
+        return _tightest(decisions, allowed)
+
+
+class MemoryTokenBucket:
+    """Token buckets in this process; the least recently used are forgotten first
+    (a forgotten bucket is a full one, as it would be after a quiet period)."""
+
+    def __init__(self, max_keys: int = 100_000) -> None:
+        self.buckets: LRUCache[str, tuple[float, float]] = LRUCache(maxsize=max_keys)
+
+    async def acquire(self, key: str, items: Sequence[RateLimitItem]) -> Decision:
+        """Take one token from every bucket if each has one."""
+        now = time.monotonic()
+        states = []
+        for item in items:
+            capacity, rate = item.amount, item.amount / item.get_expiry()
+            bucket = f"{key}/{item.key_for()}"
+            tokens, then = self.buckets.get(bucket, (float(capacity), now))
+            states.append((bucket, capacity, rate, min(capacity, tokens + (now - then) * rate)))
+        allowed = all(tokens >= 1 for *_, tokens in states)
+        decisions = []
+        for bucket, capacity, rate, tokens in states:
+            left = tokens - 1 if allowed else tokens
+            self.buckets[bucket] = (left, now)
+            wait = 0.0 if left >= 1 else (1 - left) / rate
+            decisions.append(
+                Decision(left >= 1, capacity, math.floor(left), (capacity - left) / rate, wait)
+            )
+        return _tightest(decisions, allowed)
+
+
+# KEYS: one per item. ARGV: limit, window seconds per item. Same list layout as limits'
+# moving window (hit times, newest first, trimmed to the limit).
+SLIDING_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local allowed = 1
+for i, key in ipairs(KEYS) do
+  local nth = redis.call('LINDEX', key, tonumber(ARGV[2 * i - 1]) - 1)
+  if nth and tonumber(nth) >= now - tonumber(ARGV[2 * i]) then allowed = 0 end
+end
+local result = {allowed}
+for i, key in ipairs(KEYS) do
+  local limit, expiry = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  if allowed == 1 then
+    redis.call('LPUSH', key, string.format('%.6f', now))
+    redis.call('LTRIM', key, 0, limit - 1)
+    redis.call('EXPIRE', key, expiry)
+  end
+  local low, high, last = 0, redis.call('LLEN', key) - 1, -1
+  while low <= high do
+    local mid = math.floor((low + high) / 2)
+    if tonumber(redis.call('LINDEX', key, mid)) >= now - expiry then
+      last = mid
+      low = mid + 1
+    else
+      high = mid - 1
+    end
+  end
+  local reset = 0
+  if last >= 0 then
+    reset = math.ceil((tonumber(redis.call('LINDEX', key, last)) + expiry - now) * 1000)
+  end
+  local retry = 0
+  if last + 1 >= limit then retry = reset end
+  table.insert(result, limit - last - 1)
+  table.insert(result, reset)
+  table.insert(result, retry)
+end
+return result
+"""
+
+# KEYS: one hash {tokens, ts} per item. ARGV: capacity, period seconds per item.
+BUCKET_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local tokens = {}
+local allowed = 1
+for i, key in ipairs(KEYS) do
+  local capacity, period = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local state = redis.call('HMGET', key, 'tokens', 'ts')
+  local level = tonumber(state[1]) or capacity
+  local since = math.max(0, now - (tonumber(state[2]) or now))
+  tokens[i] = math.min(capacity, level + since * capacity / period)
+  if tokens[i] < 1 then allowed = 0 end
+end
+local result = {allowed}
+for i, key in ipairs(KEYS) do
+  local capacity, period = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local rate = capacity / period
+  local left = tokens[i]
+  if allowed == 1 then left = left - 1 end
+  redis.call('HSET', key, 'tokens', string.format('%.6f', left), 'ts', string.format('%.6f', now))
+  redis.call('PEXPIRE', key, math.ceil(period * 1000))
+  local retry = 0
+  if left < 1 then retry = math.ceil((1 - left) / rate * 1000) end
+  table.insert(result, math.floor(left))
+  table.insert(result, math.ceil((capacity - left) / rate * 1000))
+  table.insert(result, retry)
+end
+return result
+"""
+
+
+class RedisBackend:
+    """Either strategy's script on a shared Redis: one round trip per request."""
+
+    def __init__(self, redis: Redis, *, strategy: str, prefix: str) -> None:
+        self.prefix = f"{prefix}{strategy}:"
+        self.script = redis.register_script(
+            SLIDING_SCRIPT if strategy == "sliding" else BUCKET_SCRIPT
+        )
+
+    async def acquire(self, key: str, items: Sequence[RateLimitItem]) -> Decision:
+        """Run the script over one key per item."""
+        keys = [self.prefix + item.key_for(key) for item in items]
+        args: list[int] = []
+        for item in items:
+            args += [item.amount, item.get_expiry()]
+        reply = await self.script(keys=keys, args=args)
+        allowed = reply[0] == 1
+        decisions = []
+        for index, item in enumerate(items):
+            remaining, reset_ms, retry_ms = reply[1 + 3 * index : 4 + 3 * index]
+            decisions.append(
+                Decision(retry_ms == 0, item.amount, int(remaining), reset_ms / 1000,
+                         retry_ms / 1000)
+            )  # fmt: skip
+        return _tightest(decisions, allowed)
+
+
+class RateLimiter:
+    """Decides whether a request may go on, and labels its response."""
+
+    def __init__(
+        self, *, default: str, login: str, backend: Backend, guard: StorageGuard | None = None
+    ) -> None:
+        self.default = default
+        self.login = login
+        self.backend = backend
+        self.guard = guard  # only a shared store can fail
+        self._parsed: dict[str, list[RateLimitItem]] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings, redis: Redis | None) -> RateLimiter:
+        """Shared through ``redis`` when given, else in this process."""
+        gateway = settings.gateway
+        strategy = gateway.rate_limit_strategy
+        if redis is not None:
+            return cls(
+                default=gateway.rate_limit,
+                login=gateway.login_rate_limit,
+                backend=RedisBackend(redis, strategy=strategy, prefix=gateway.rate_limit_prefix),
+                guard=StorageGuard("ratelimit"),
+            )
+        memory: Backend = MemorySliding() if strategy == "sliding" else MemoryTokenBucket()
+        return cls(default=gateway.rate_limit, login=gateway.login_rate_limit, backend=memory)
+
+    def _items(self, notation: str) -> list[RateLimitItem]:
+        items = self._parsed.get(notation)
+        if items is None:
+            items = self._parsed[notation] = parse_many(notation) if notation else []
+        return items
+
+    def bucket(
+        self, scope: Scope, route: Route, principal: Principal | None
+    ) -> tuple[str, list[RateLimitItem]]:
+        """The counter this request goes to and its limits (none: not limited)."""
+        if scope["path"] == LOGIN_PATH and scope.get("method") == "POST" and self.login:
+            return f"login/ip:{client_ip(scope)}", self._items(self.login)
+        if route.rate_limit is not None:
+            return f"route:{route.prefix}/{caller_id(principal, scope)}", self._items(
+                route.rate_limit
+            )
+        return f"all/{caller_id(principal, scope)}", self._items(self.default)
+
+    async def check(
+        self, scope: Scope, route: Route, principal: Principal | None, send: Send
+    ) -> Send:
+        """Count the request: raise :class:`RateLimited` past the limit, else return a
+        ``send`` that adds the ``RateLimit-*`` headers to the response."""
+        if scope["type"] != "http":
+            return send
+        key, items = self.bucket(scope, route, principal)
+        if not items:
+            return send
+        if self.guard is not None and not self.guard.available():
+            return send
+        try:
+            decision = await self.backend.acquire(key, items)
+        except (RedisError, OSError, TimeoutError) as exc:
+            if self.guard is None:
+                raise
+            self.guard.failed(exc)
+            return send
+        headers = decision.headers()
+        if not decision.allowed:
+            GATEWAY_RATE_LIMITED.labels(route.prefix).inc()
+            retry = str(max(1, math.ceil(decision.retry_after)))
+            raise RateLimited(
+                f"rate limit of {decision.limit} exceeded; retry in {retry}s",
+                headers={**headers, "Retry-After": retry},
+            )
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message).update(headers)
+            await send(message)
+
+        return send_with_headers

@@ -1,0 +1,173 @@
+"""Rate limits through the real gateway: headers, 429, strategies, Redis shared by replicas."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from limits import parse
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+
+from orchestrion.gateway.routes import DEFAULT_ROUTES
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, login
+from tests.gateway.conftest import SharedRedis, from_ip, open_gateway
+
+JWKS = "/.well-known/jwks.json"  # public: anonymous callers are counted per client IP
+ME = "/api/v1/auth/me"
+
+
+def _limit_headers(response: httpx.Response) -> tuple[int, int, int]:
+    h = response.headers
+    return int(h["ratelimit-limit"]), int(h["ratelimit-remaining"]), int(h["ratelimit-reset"])
+
+
+def _settings(backend: str, shared: SharedRedis | None, **gateway: Any) -> dict[str, Any]:
+    if backend == "redis":
+        assert shared is not None
+        return shared.gateway(**gateway)
+    return {"gateway": gateway}
+
+
+@pytest.fixture(params=["memory", "redis"])
+def backend(request: pytest.FixtureRequest) -> tuple[str, SharedRedis | None]:
+    if request.param == "redis":
+        return "redis", request.getfixturevalue("shared_redis")
+    return "memory", None
+
+
+async def test_limit_headers_then_429_with_retry_after(
+    tmp_path: Path, sqlite_template: Path, backend: tuple[str, SharedRedis | None]
+) -> None:
+    kind, shared = backend
+    overrides = _settings(kind, shared, rate_limit="3/minute")
+    async with open_gateway(tmp_path, sqlite_template, **overrides) as http:
+        tokens = await login(http, ADMIN_EMAIL, ADMIN_PASSWORD)
+        admin = {"Authorization": f"Bearer {tokens['access_token']}"}
+        seen = []
+        for _ in range(3):
+            response = await http.get(ME, headers=admin)
+            assert response.status_code == 200, response.text
+            seen.append(_limit_headers(response))
+        assert [(limit, remaining) for limit, remaining, _ in seen] == [(3, 2), (3, 1), (3, 0)]
+        assert all(0 < reset <= 60 for *_, reset in seen)
+
+        refused = await http.get(ME, headers=admin)
+        assert refused.status_code == 429
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["status"] == 429
+        assert 1 <= int(refused.headers["retry-after"]) <= 60
+        assert _limit_headers(refused)[:2] == (3, 0)
+
+        # Another caller (anonymous, by IP) has its own count; own endpoints are not limited.
+        assert (await http.get(JWKS)).headers["ratelimit-remaining"] == "2"
+        assert "ratelimit-limit" not in (await http.get("/health/live")).headers
+        metrics = (await http.get("/metrics")).text
+        assert 'orchestrion_gateway_rate_limited_total{route="/api/v1/auth"}' in metrics
+
+
+async def test_login_is_limited_per_ip(tmp_path: Path, sqlite_template: Path) -> None:
+    body = {"email": "nobody@example.com", "password": "wrong-password"}
+    async with open_gateway(
+        tmp_path, sqlite_template, gateway={"login_rate_limit": "2/minute"}
+    ) as http:
+        statuses = [
+            (await http.post("/api/v1/auth/login", json=body)).status_code for _ in range(3)
+        ]
+        assert statuses == [401, 401, 429]
+        async with from_ip(http, "10.0.0.99") as elsewhere:
+            assert (await elsewhere.post("/api/v1/auth/login", json=body)).status_code == 401
+
+
+async def test_route_override_and_exemption(tmp_path: Path, sqlite_template: Path) -> None:
+    routes = [
+        dataclasses.replace(r, rate_limit="1/minute") if r.prefix == "/.well-known"
+        else dataclasses.replace(r, rate_limit="") if r.prefix == "/api/v1/auth"
+        else r
+        for r in DEFAULT_ROUTES
+    ]  # fmt: skip
+    async with open_gateway(
+        tmp_path, sqlite_template, routes=routes, gateway={"rate_limit": "100/minute"}
+    ) as http:
+        first = await http.get(JWKS)
+        assert _limit_headers(first)[:2] == (1, 0)
+        assert (await http.get(JWKS)).status_code == 429
+        exempt = await http.get(ME)
+        assert exempt.status_code == 401
+        assert "ratelimit-limit" not in exempt.headers
+        # The default (per caller, across routes) is counted apart from the route's own.
+        tokens = await login(http, ADMIN_EMAIL, ADMIN_PASSWORD)
+        admin = {"Authorization": f"Bearer {tokens['access_token']}"}
+        listed = await http.get("/api/v1/workflows", headers=admin)
+        assert _limit_headers(listed)[:2] == (100, 99)
+
+
+async def test_token_bucket_bursts_then_refills(
+    tmp_path: Path, sqlite_template: Path, backend: tuple[str, SharedRedis | None]
+) -> None:
+    kind, shared = backend
+    # Two tokens, one back every two seconds.
+    overrides = _settings(
+        kind, shared, rate_limit="2/4 seconds", rate_limit_strategy="token_bucket"
+    )
+    async with open_gateway(tmp_path, sqlite_template, **overrides) as http:
+        burst = [await http.get(JWKS) for _ in range(3)]
+        assert [r.status_code for r in burst] == [200, 200, 429]
+        assert [_limit_headers(r)[1] for r in burst[:2]] == [1, 0]
+        assert burst[2].headers["retry-after"] == "2"
+        await asyncio.sleep(2.1)
+        refilled = await http.get(JWKS)
+        assert refilled.status_code == 200
+        assert (await http.get(JWKS)).status_code == 429  # one token came back, not two
+
+
+@pytest.mark.parametrize("strategy", ["sliding", "token_bucket"])
+async def test_two_gateways_on_redis_enforce_one_limit(
+    tmp_path: Path, sqlite_template: Path, shared_redis: SharedRedis, strategy: str
+) -> None:
+    limit = 10
+    # A loaded test machine may take long to open 30 connections; a timeout would let
+    # requests through (fail open), which is not what this test is about.
+    overrides = shared_redis.gateway(
+        rate_limit=f"{limit}/minute", rate_limit_strategy=strategy, policy_timeout_seconds=10
+    )
+    async with (
+        open_gateway(tmp_path / "a", sqlite_template, **overrides) as a,
+        open_gateway(tmp_path / "b", sqlite_template, **overrides) as b,
+    ):
+        responses = await asyncio.gather(*(http.get(JWKS) for http in [a, b] * 15))
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(200) == limit, statuses
+    assert statuses.count(429) == 30 - limit
+    remaining = sorted(int(r.headers["ratelimit-remaining"]) for r in responses if r.is_success)
+    assert remaining == list(range(limit))  # each allowed request saw a distinct count
+    if strategy == "sliding":
+        # The keys are the limits library's moving window: it reads the same state.
+        storage = RedisStorage(
+            f"async+{shared_redis.url}", implementation="redispy",
+            key_prefix=f"{shared_redis.prefix}rl:sliding",
+            connection_pool=shared_redis.client.connection_pool,  # closed with the fixture
+        )  # fmt: skip
+        stats = await MovingWindowRateLimiter(storage).get_window_stats(
+            parse(f"{limit}/minute"), "all/ip:10.0.0.1"
+        )
+        assert stats.remaining == 0
+
+
+async def test_redis_down_fails_open(tmp_path: Path, sqlite_template: Path) -> None:
+    overrides = {
+        "redis": {"url": "redis://127.0.0.1:1/0"},  # nothing listens there
+        "realtime": {"redis_url": ""},
+        "gateway": {"rate_limit": "1/minute"},
+    }
+    async with open_gateway(tmp_path, sqlite_template, **overrides) as http:
+        for _ in range(3):
+            response = await http.get(JWKS)
+            assert response.status_code == 200
+            assert "ratelimit-limit" not in response.headers
+        metrics = (await http.get("/metrics")).text
+    assert 'orchestrion_gateway_policy_storage_errors_total{policy="ratelimit"}' in metrics
