@@ -240,6 +240,11 @@ class LlmSettings(BaseModel):
     max_retry_after_seconds: float = Field(
         default=30.0, ge=0, description="Longest `Retry-After` honoured before giving up."
     )
+    assumed_output_tokens: int = Field(
+        default=256,
+        ge=0,
+        description="Output tokens a budget check assumes for a call without `max_tokens`.",
+    )
     tiktoken_file: Path | None = Field(
         default=None,
         description="A local `.tiktoken` BPE file to count tokens a provider did not report "

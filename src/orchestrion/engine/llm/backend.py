@@ -67,6 +67,8 @@ class LlmBackend(Protocol):
     timeout: httpx.Timeout
     max_retries: int
     max_retry_after: float
+    #: Output tokens a budget check assumes when a step sets no ``max_tokens``.
+    assumed_output_tokens: int
     tools: dict[str, ToolProvider]
 
     async def provider(self, tenant_id: str, name: str | None) -> ProviderConfig | None:

@@ -116,9 +116,8 @@ class ModelRunner:
                 continue
             request.model = candidate.model
             prompt = prompt_text(request)
-            estimate = backend.prices.cost(
-                candidate.model, backend.counter.count(prompt), request.max_tokens or 0
-            )
+            most = request.max_tokens or backend.assumed_output_tokens
+            estimate = backend.prices.cost(candidate.model, backend.counter.count(prompt), most)
             await backend.check_budget(self.call, estimate)
             try:
                 await guard(config, self.call.services.http_allowlist)
@@ -144,7 +143,9 @@ class ModelRunner:
         counter = self.backend.counter
         estimated = False
         if not result.reported:
-            answer = result.text + json.dumps([c.as_dict() for c in result.tool_calls])
+            answer = result.text
+            if result.tool_calls:
+                answer += json.dumps([c.as_dict() for c in result.tool_calls])
             result.input_tokens = counter.count(prompt)
             result.output_tokens = counter.count(answer) if result.text or result.tool_calls else 0
             estimated = not counter.exact

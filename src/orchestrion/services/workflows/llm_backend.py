@@ -149,6 +149,7 @@ class PlatformLlm:
         )
         self.max_retries = settings.max_retries
         self.max_retry_after = settings.max_retry_after_seconds
+        self.assumed_output_tokens = settings.assumed_output_tokens
         self.tool_timeout = settings.timeout_seconds
         self.platform = {
             name: ProviderConfig(
