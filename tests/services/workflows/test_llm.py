@@ -62,22 +62,25 @@ async def test_openai_step_streams_text_usage_and_cost(
         client, admin_headers, [step], {"who": "Ada"}, outputs={"a": "{{ steps.ask.output.text }}"}
     )
     assert done["status"] == "succeeded", done
-    output = done["steps"][0]["output"] if isinstance(done.get("steps"), list) else None
     body = llm_server.state.bodies[key][0]
-    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+    assert body["stream"] is True
+    assert body["stream_options"] == {"include_usage": True}
     assert body["messages"] == [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Hi Ada"},
     ]
-    assert body["temperature"] == 0.2 and body["max_tokens"] == 50
+    assert body["temperature"] == 0.2
+    assert body["max_tokens"] == 50
     assert llm_server.state.headers[key][0]["authorization"] == "Bearer sk-oa"
     assert done["outputs"] == {"a": "Hello, world!"}
     assert done["usage"] == {"input_tokens": 12, "output_tokens": 5, "cost_usd": cost(12, 5)}
     events = await client.get(f"/api/v1/executions/{done['id']}/events", headers=admin_headers)
-    succeeded = [e for e in events.json()["data"] if e["type"] == "step.succeeded"][0]
+    succeeded = next(e for e in events.json()["data"] if e["type"] == "step.succeeded")
     output = succeeded["data"]["output"]
-    assert output["text"] == "Hello, world!" and output["model"] == "test-model"
-    assert output["tool_calls"] == [] and output["provider"] == "oa"
+    assert output["text"] == "Hello, world!"
+    assert output["model"] == "test-model"
+    assert output["tool_calls"] == []
+    assert output["provider"] == "oa"
     assert output["usage"] == {
         "input_tokens": 12, "output_tokens": 5, "cost_usd": cost(12, 5), "estimated": False
     }  # fmt: skip
@@ -93,12 +96,17 @@ async def test_anthropic_step_with_usage_from_message_delta(
     assert done["status"] == "succeeded", done
     body = llm_server.state.bodies[key][0]
     headers = llm_server.state.headers[key][0]
-    assert headers["x-api-key"] == "sk-an" and headers["anthropic-version"] == "2023-06-01"
-    assert body["system"] == "Terse." and body["messages"] == [{"role": "user", "content": "Hi"}]
-    assert body["stream"] is True and body["max_tokens"] == 4096
+    assert headers["x-api-key"] == "sk-an"
+    assert headers["anthropic-version"] == "2023-06-01"
+    assert body["system"] == "Terse."
+    assert body["messages"] == [{"role": "user", "content": "Hi"}]
+    assert body["stream"] is True
+    assert body["max_tokens"] == 4096
     out = done["outputs"]["o"]
-    assert out["text"] == "Hello, world!" and out["finish_reason"] == "end_turn"
-    assert out["usage"]["input_tokens"] == 30 and out["usage"]["output_tokens"] == 7
+    assert out["text"] == "Hello, world!"
+    assert out["finish_reason"] == "end_turn"
+    assert out["usage"]["input_tokens"] == 30
+    assert out["usage"]["output_tokens"] == 7
     assert done["usage"]["cost_usd"] == cost(30, 7)
 
 
@@ -139,7 +147,8 @@ async def test_429_retry_after_is_honoured_then_fallback_model(
 ) -> None:
     llm_server.state.script(key, {"status": 429, "retry_after": "0.2"})
     done = await run(client, admin_headers, [llm_step()])
-    assert done["status"] == "succeeded" and llm_server.state.calls[key] == 2
+    assert done["status"] == "succeeded"
+    assert llm_server.state.calls[key] == 2
     # Two 503s exhaust the retries of test-model; the fallback answers.
     llm_server.state.script(key, {"status": 503}, {"status": 503, "retry_after": "0"})
     done = await run(
@@ -155,7 +164,8 @@ async def test_429_retry_after_is_honoured_then_fallback_model(
     # A 400 is not retried and, without fallback, fails the step for good.
     llm_server.state.script(key, {"status": 400})
     failed = await run(client, admin_headers, [llm_step()])
-    assert failed["status"] == "failed" and "answered 400" in failed["error"]["message"]
+    assert failed["status"] == "failed"
+    assert "answered 400" in failed["error"]["message"]
     assert llm_server.state.calls[key] == 6
 
 
@@ -171,7 +181,8 @@ async def test_retry_after_a_later_failure_does_not_call_the_provider_again(
         "with": {"url": f"{upstream.url}/flaky/{key}?fail=1", "method": "POST"},
     }  # fmt: skip
     failed = await run(client, admin_headers, [llm_step(), later])
-    assert failed["status"] == "failed" and llm_server.state.calls[key] == 1
+    assert failed["status"] == "failed"
+    assert llm_server.state.calls[key] == 1
     retried = await client.post(f"/api/v1/executions/{failed['id']}/retry", headers=admin_headers)
     assert retried.status_code == 200, retried.text
     done = await wait_until(
@@ -220,8 +231,10 @@ async def test_budget_stops_a_run_with_a_problem_naming_it(
     assert second["status"] == "failed"
     assert llm_server.state.calls[key] == 1  # stopped before calling
     problem = second["error"]["details"]["problem"]
-    assert problem["budget_id"] == budget["id"] and problem["status"] == 409
-    assert problem["title"] == "Budget exceeded" and "'daily'" in problem["detail"]
+    assert problem["budget_id"] == budget["id"]
+    assert problem["status"] == 409
+    assert problem["title"] == "Budget exceeded"
+    assert "'daily'" in problem["detail"]
     listed = await client.get("/api/v1/budgets", headers=admin_headers)
     assert listed.json()["data"][0]["spent_usd"] == cost(12, 5)
     deleted = await client.delete(f"/api/v1/budgets/{budget['id']}", headers=admin_headers)
@@ -238,7 +251,8 @@ async def test_execution_budget_counts_max_tokens_before_the_call(
     assert response.status_code == 201, response.text
     # 1,000 output tokens at 10 USD per million may cost 0.01 USD: refused up front.
     failed = await run(client, admin_headers, [llm_step(max_tokens=1000)])
-    assert failed["status"] == "failed" and llm_server.state.calls[key] == 0
+    assert failed["status"] == "failed"
+    assert llm_server.state.calls[key] == 0
     assert failed["error"]["details"]["problem"]["budget_id"] == response.json()["id"]
     assert (await run(client, admin_headers, [llm_step(max_tokens=10)]))["status"] == "succeeded"
 
@@ -265,7 +279,8 @@ async def test_usage_grouped_by_model_and_day(
     assert [r["model"] for r in by_model["data"]] == ["cheap", "test-model"]
     assert by_model["total"]["cost_usd"] == round(cost(12, 5) + cost(12, 5, "cheap"), 9)
     by_day = (await client.get("/api/v1/usage?group_by=day", headers=admin_headers)).json()
-    assert len(by_day["data"]) == 1 and len(by_day["data"][0]["day"]) == 10
+    assert len(by_day["data"]) == 1
+    assert len(by_day["data"][0]["day"]) == 10
     assert by_day["data"][0]["input_tokens"] == 24
     bad = await client.get("/api/v1/usage?group_by=colour", headers=admin_headers)
     assert bad.status_code == 400
@@ -286,7 +301,8 @@ async def test_tenant_providers_keys_are_write_only_and_encrypted(
     }
     created = await client.post("/api/v1/llm/providers", json=body, headers=admin_headers)
     assert created.status_code == 201, created.text
-    assert "api_key" not in created.json() and created.json()["has_api_key"] is True
+    assert "api_key" not in created.json()
+    assert created.json()["has_api_key"] is True
     assert "sk-tenant-secret" not in created.text
     again = await client.post("/api/v1/llm/providers", json=body, headers=admin_headers)
     assert again.status_code == 409
@@ -297,7 +313,8 @@ async def test_tenant_providers_keys_are_write_only_and_encrypted(
     async with database.session() as session:
         stored = (await session.execute(text("SELECT api_key FROM llm_providers"))).scalar_one()
     await database.dispose()
-    assert stored and "sk-tenant-secret" not in stored
+    assert stored
+    assert "sk-tenant-secret" not in stored
     done = await run(client, admin_headers, [llm_step(provider="mine")])
     assert done["status"] == "succeeded", done
     assert llm_server.state.headers[key][-1]["authorization"] == "Bearer sk-tenant-secret"
@@ -305,10 +322,8 @@ async def test_tenant_providers_keys_are_write_only_and_encrypted(
     gone = await client.delete(f"/api/v1/llm/providers/{provider_id}", headers=admin_headers)
     assert gone.status_code == 204
     failed = await run(client, admin_headers, [llm_step(provider="mine")])
-    assert (
-        failed["status"] == "failed"
-        and "no LLM provider named 'mine'" in failed["error"]["message"]
-    )
+    assert failed["status"] == "failed"
+    assert "no LLM provider named 'mine'" in failed["error"]["message"]
 
 
 async def test_tenant_provider_in_a_private_range_is_refused(
@@ -334,7 +349,8 @@ async def test_agent_calls_a_workflow_tool_then_answers(
         client, admin_headers,
         [{"id": "sum", "type": "transform", "with": {"total": "{{ inputs.a + inputs.b }}"}}],
         name="adder", description="Add two numbers",
-        inputs={"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}},
+        inputs={"type": "object",
+                "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}},
         outputs={"total": "{{ steps.sum.output.total }}"},
     )  # fmt: skip
     llm_server.state.script(
@@ -349,7 +365,8 @@ async def test_agent_calls_a_workflow_tool_then_answers(
     done = await run(client, admin_headers, [step], outputs={"o": "{{ steps.think.output }}"})
     assert done["status"] == "succeeded", done
     out = done["outputs"]["o"]
-    assert out["text"] == "It is 5." and out["iterations"] == 2
+    assert out["text"] == "It is 5."
+    assert out["iterations"] == 2
     assert out["tool_calls"][0]["name"] == "adder"
     assert out["tool_calls"][0]["result"] == {"total": 5}
     first, second = llm_server.state.bodies[key]
