@@ -300,6 +300,58 @@ class RealtimeSettings(BaseModel):
     )
 
 
+class LlmProviderSettings(BaseModel):
+    """One LLM provider the platform trusts (its base URL is not checked against private ranges)."""
+
+    kind: Literal["openai", "anthropic", "bedrock"] = Field(
+        description="Wire protocol: OpenAI-compatible chat completions, Anthropic Messages "
+        "or AWS Bedrock Converse."
+    )
+    base_url: str = Field(
+        description="API base URL, e.g. `https://api.openai.com/v1` or `https://api.anthropic.com`."
+    )
+    api_key: SecretStr | None = Field(default=None, description="The provider's API key.")
+
+
+class LlmSettings(BaseModel):
+    """LLM steps: providers, prices, timeouts and retries."""
+
+    providers: dict[str, LlmProviderSettings] = Field(
+        default_factory=dict,
+        description='Providers by name (JSON: `{"<name>": {"kind", "base_url", "api_key"}}`).',
+    )
+    pricing: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description='USD per million tokens by model (JSON: `{"<model>": {"input", "output"}}`), '
+        "over the built-in defaults.",
+    )
+    default_provider: str | None = Field(
+        default=None, description="Provider of `llm` steps that name none (default: the first)."
+    )
+    timeout_seconds: float = Field(
+        default=120.0, gt=0, description="Longest wait for a whole provider call."
+    )
+    connect_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Longest wait to connect to a provider."
+    )
+    max_retries: int = Field(
+        default=2, ge=0, le=10, description="Retries of a call answered 429 or 5xx (per model)."
+    )
+    max_retry_after_seconds: float = Field(
+        default=30.0, ge=0, description="Longest `Retry-After` honoured before giving up."
+    )
+    assumed_output_tokens: int = Field(
+        default=256,
+        ge=0,
+        description="Output tokens a budget check assumes for a call without `max_tokens`.",
+    )
+    tiktoken_file: Path | None = Field(
+        default=None,
+        description="A local `.tiktoken` BPE file to count tokens a provider did not report "
+        "(needs the optional `tiktoken` package); without it they are estimated.",
+    )
+
+
 class ObservabilitySettings(BaseModel):
     """Logs, metrics and traces."""
 
@@ -345,6 +397,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     bus: BusSettings = Field(default_factory=BusSettings)
     realtime: RealtimeSettings = Field(default_factory=RealtimeSettings)
+    llm: LlmSettings = Field(default_factory=LlmSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
 
     @model_validator(mode="after")

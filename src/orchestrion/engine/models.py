@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from orchestrion.kernel.db.base import Base, IdMixin, JSONType
@@ -136,4 +136,47 @@ class Signal(IdMixin, Base):
     name: Mapped[str] = mapped_column(String(200))
     data: Mapped[Any] = mapped_column(JSONType, nullable=True)
     consumed_by: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LlmUsage(IdMixin, Base):
+    """Tokens and cost of one attempt of one step (or iteration) on one model.
+
+    Unique per attempt and model: an attempt's usage is recorded once, even when two
+    workers race to record it. ``root_execution_id`` is the top of a sub-workflow tree,
+    so execution budgets count what children spend while they run.
+    """
+
+    __tablename__ = "wf_llm_usage"
+    __table_args__ = (
+        Index(
+            "ux_wf_llm_usage_attempt",
+            "execution_id",
+            "step_id",
+            "iteration",
+            "attempt",
+            "provider",
+            "model",
+            unique=True,
+        ),
+        Index("ix_wf_llm_usage_tenant_at", "tenant_id", "created_at"),
+        Index("ix_wf_llm_usage_workflow_at", "workflow_id", "created_at"),
+        Index("ix_wf_llm_usage_root", "root_execution_id"),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(String(36))
+    workflow_id: Mapped[str] = mapped_column(String(36))
+    execution_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("wf_executions.id", ondelete="CASCADE")
+    )
+    root_execution_id: Mapped[str] = mapped_column(String(36))
+    step_id: Mapped[str] = mapped_column(String(64))
+    iteration: Mapped[int] = mapped_column(Integer)
+    attempt: Mapped[int] = mapped_column(Integer)
+    provider: Mapped[str] = mapped_column(String(100))
+    model: Mapped[str] = mapped_column(String(200))
+    input_tokens: Mapped[int] = mapped_column(Integer)
+    output_tokens: Mapped[int] = mapped_column(Integer)
+    cost_usd: Mapped[float] = mapped_column(Float)
+    estimated: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -5,16 +5,32 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
+
+if TYPE_CHECKING:
+    from orchestrion.engine.llm.backend import LlmBackend
+
+
+@dataclass(frozen=True)
+class ModelUsage:
+    """Tokens one attempt spent on one model, and what they cost."""
+
+    provider: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    estimated: bool = False
 
 
 @dataclass(frozen=True)
 class Succeeded:
-    """The step finished; ``output`` is recorded once."""
+    """The step finished; ``output`` is recorded once, ``usage`` summed once."""
 
     output: Any
+    usage: tuple[ModelUsage, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -24,6 +40,9 @@ class Failed:
     message: str
     retryable: bool = True
     details: dict[str, Any] | None = None
+    #: What the attempt spent before failing (a model call may succeed and its answer
+    #: still be unusable): recorded once per attempt.
+    usage: tuple[ModelUsage, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -49,6 +68,8 @@ class StepServices:
     http: httpx.AsyncClient
     http_allowlist: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
+    #: Providers, budgets, token push and tools for ``llm``/``agent`` steps (None: unavailable).
+    llm: LlmBackend | None = None
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,14 @@ from orchestrion.engine.expressions import ExpressionError, parse_expression
 from orchestrion.engine.models import Execution, Signal, StepResult, StepState, Wait
 from orchestrion.engine.outcomes import Failed, Outcome, StepCall, StepServices, Succeeded
 from orchestrion.engine.registry import StepTypeRegistry, default_registry
-from orchestrion.engine.transitions import NO_ITERATION, PARKED, Prepared, Transition
+from orchestrion.engine.transitions import (
+    NO_ITERATION,
+    PARKED,
+    USAGE_KEYS,
+    Prepared,
+    Transition,
+    add_usage,
+)
 from orchestrion.kernel.db.engine import Database, is_sqlite
 from orchestrion.kernel.errors import Conflict, NotFound, ValidationFailed
 from orchestrion.kernel.ids import utcnow
@@ -315,6 +322,16 @@ class Engine:
         parent = await Transition.open(self, child.session, parent_id) if parent_id else None
         if parent is None:
             return
+        # Only what the parent has not been given yet: a retried child finishes again.
+        usage = child.execution.usage or {}
+        given = usage.get("given_to_parent") or {}
+        delta = {k: float(usage.get(k, 0)) - float(given.get(k, 0)) for k in USAGE_KEYS}
+        if any(delta.values()):
+            parent.execution.usage = add_usage(parent.execution.usage, delta)
+            child.execution.usage = {
+                **usage,
+                "given_to_parent": {k: usage.get(k, 0) for k in USAGE_KEYS},
+            }
         iteration = child.execution.parent_index
         step_id = child.execution.parent_step_id
         wait = await child.session.get(

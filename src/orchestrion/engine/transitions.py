@@ -30,15 +30,23 @@ from orchestrion.engine.expressions import ExpressionError, evaluate, parse_expr
 from orchestrion.engine.models import (
     Execution,
     ExecutionEvent,
+    LlmUsage,
     Signal,
     StepResult,
     StepState,
     Wait,
 )
-from orchestrion.engine.outcomes import Failed, Outcome, StepCall, Succeeded, Waiting
+from orchestrion.engine.outcomes import (
+    Failed,
+    ModelUsage,
+    Outcome,
+    StepCall,
+    Succeeded,
+    Waiting,
+)
 from orchestrion.kernel.bus.events import CloudEvent
 from orchestrion.kernel.bus.outbox import stage
-from orchestrion.kernel.ids import isoformat, utcnow
+from orchestrion.kernel.ids import isoformat, new_id, utcnow
 from orchestrion.kernel.queue import ClaimedTask
 from orchestrion.kernel.queue.models import Task
 
@@ -80,6 +88,20 @@ def integration_event(event: ExecutionEvent, execution: Execution) -> CloudEvent
             },
         },
     )
+
+
+USAGE_KEYS = ("input_tokens", "output_tokens", "cost_usd")
+
+
+def add_usage(total: Mapping[str, Any] | None, more: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"input_tokens", "output_tokens", "cost_usd"}`` of ``total`` plus ``more`` (a new dict)."""
+    total = total or {}
+    return {
+        **total,
+        "input_tokens": int(total.get("input_tokens", 0)) + round(more.get("input_tokens", 0)),
+        "output_tokens": int(total.get("output_tokens", 0)) + round(more.get("output_tokens", 0)),
+        "cost_usd": round(float(total.get("cost_usd", 0.0)) + float(more.get("cost_usd", 0.0)), 9),
+    }
 
 
 def task_key(execution_id: str, kind: str, step_id: str, index: int | None, attempt: int) -> str:
@@ -396,6 +418,8 @@ class Transition:
         self, step: StepDefinition, index: int | None, attempt: int, outcome: Outcome
     ) -> None:
         """Apply what one attempt produced."""
+        if isinstance(outcome, Succeeded | Failed) and outcome.usage:
+            await self.record_usage(step.id, index, attempt, outcome.usage)
         if isinstance(outcome, Succeeded):
             if index is None:
                 await self.succeed_step(step, outcome.output, attempt=attempt)
@@ -405,6 +429,58 @@ class Transition:
             await self.fail_step(step, index, outcome, attempt)
         else:
             await self._wait(step, index, attempt, outcome)
+
+    async def record_usage(
+        self, step_id: str, index: int | None, attempt: int, usage: tuple[ModelUsage, ...]
+    ) -> None:
+        """Add an attempt's model usage to the ledger and the execution's total, once."""
+        merged: dict[tuple[str, str], list[Any]] = {}
+        for entry in usage:
+            row = merged.setdefault((entry.provider, entry.model), [0, 0, 0.0, False])
+            row[0] += entry.input_tokens
+            row[1] += entry.output_tokens
+            row[2] += entry.cost_usd
+            row[3] = row[3] or entry.estimated
+        root = self.execution
+        for _ in range(16):  # sub-workflows nest at most a few levels deep
+            if root.parent_execution_id is None:
+                break
+            parent = await self.session.get(Execution, root.parent_execution_id)
+            if parent is None:
+                break
+            root = parent
+        dialect = postgresql if self.engine.postgres else sqlite
+        added = [0, 0, 0.0]
+        for (provider, model), (input_tokens, output_tokens, cost, estimated) in merged.items():
+            stmt = (
+                dialect.insert(LlmUsage)
+                .values(
+                    id=new_id(),
+                    tenant_id=self.execution.tenant_id,
+                    workflow_id=self.execution.workflow_id,
+                    execution_id=self.execution.id,
+                    root_execution_id=root.id,
+                    step_id=step_id,
+                    iteration=NO_ITERATION if index is None else index,
+                    attempt=attempt,
+                    provider=provider,
+                    model=model,
+                    input_tokens=input_tokens,
+                    output_tokens=output_tokens,
+                    cost_usd=round(cost, 9),
+                    estimated=estimated,
+                    created_at=utcnow(),
+                )
+                .on_conflict_do_nothing()
+            )
+            result = await self.session.execute(stmt)
+            if getattr(result, "rowcount", 0):
+                added = [added[0] + input_tokens, added[1] + output_tokens, added[2] + cost]
+        if added != [0, 0, 0.0]:
+            self.execution.usage = add_usage(
+                self.execution.usage,
+                {"input_tokens": added[0], "output_tokens": added[1], "cost_usd": added[2]},
+            )
 
     async def succeed_step(self, step: StepDefinition, output: Any, *, attempt: int) -> None:
         """Mark a step succeeded (once)."""

@@ -144,4 +144,16 @@ DEFAULT_ROUTES = [
             rule("*", r".*", _WF.EXECUTIONS_RUN),
         ),
     ),
+    # Provider keys and budgets are an admin's; reading them and usage, an editor's.
+    *(
+        Route(
+            prefix=prefix,
+            service="workflows",
+            rules=(
+                rule("GET,HEAD", r".*", _WF.LLM_READ),
+                rule("*", r".*", _WF.LLM_WRITE),
+            ),
+        )
+        for prefix in ("/api/v1/llm", "/api/v1/budgets", "/api/v1/usage")
+    ),
 ]

@@ -16,7 +16,14 @@ import httpx
 
 from orchestrion.engine.expressions import evaluate, parse_expression
 from orchestrion.engine.netguard import BlockedDestination, check_destination
-from orchestrion.engine.outcomes import Failed, Outcome, StepCall, Succeeded, Waiting
+from orchestrion.engine.outcomes import (
+    Failed,
+    ModelUsage,
+    Outcome,
+    StepCall,
+    Succeeded,
+    Waiting,
+)
 from orchestrion.engine.registry import StepType, StepTypeRegistry, expr_or
 from orchestrion.kernel.ids import utcnow
 
@@ -247,6 +254,7 @@ class Loop(StepType):
             return Failed(f"loop body type {body.get('type')!r} cannot run", retryable=False)
         until = call.raw_with.get("until")
         outputs: list[Any] = []
+        spent: tuple[ModelUsage, ...] = ()  # what model calls in the body cost
         for index in range(limit):
             previous = outputs[-1] if outputs else None
             state = {"index": index, "output": previous, "outputs": list(outputs)}
@@ -263,14 +271,17 @@ class Loop(StepType):
             )
             outcome = await body_type().run(inner)
             if isinstance(outcome, Waiting):
-                return Failed("a loop body cannot wait", retryable=False)
+                return Failed("a loop body cannot wait", retryable=False, usage=spent)
+            spent += outcome.usage
             if isinstance(outcome, Failed):
-                return Failed(f"iteration {index}: {outcome.message}", outcome.retryable)
+                message = f"iteration {index}: {outcome.message}"
+                return Failed(message, outcome.retryable, outcome.details, usage=spent)
             outputs.append(outcome.output)
             done_scope = {**scope, "loop": {**scope["loop"], "output": outcome.output}}
             if until and parse_expression(until).render(done_scope):
                 break
-        return Succeeded({"iterations": len(outputs), "output": outputs[-1], "outputs": outputs})
+        output = {"iterations": len(outputs), "output": outputs[-1], "outputs": outputs}
+        return Succeeded(output, usage=spent)
 
 
 class WaitForEvent(StepType):
@@ -304,6 +315,8 @@ BUILTIN_STEP_TYPES: tuple[type[StepType], ...] = (
 
 
 def register_builtins(registry: StepTypeRegistry) -> None:
-    """Register every built-in step type on registry."""
-    for step_type in BUILTIN_STEP_TYPES:
+    """Register every built-in step type on registry (``llm`` and ``agent`` included)."""
+    from orchestrion.engine.nodes.llm import LLM_STEP_TYPES
+
+    for step_type in (*BUILTIN_STEP_TYPES, *LLM_STEP_TYPES):
         registry.register(step_type)

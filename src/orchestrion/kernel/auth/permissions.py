@@ -24,6 +24,8 @@ class Permission(StrEnum):
     API_KEYS_READ = "api_keys:read"
     API_KEYS_WRITE = "api_keys:write"
     AUDIT_READ = "audit:read"
+    LLM_READ = "llm:read"
+    LLM_WRITE = "llm:write"
     PLATFORM_ADMIN = "platform:admin"
 
 
@@ -33,12 +35,14 @@ _EDITOR = _VIEWER | {
     Permission.EXECUTIONS_RUN,
     Permission.API_KEYS_READ,
     Permission.API_KEYS_WRITE,
+    Permission.LLM_READ,
 }
 _ADMIN = _EDITOR | {
     Permission.USERS_READ,
     Permission.USERS_WRITE,
     Permission.TENANTS_READ,
     Permission.AUDIT_READ,
+    Permission.LLM_WRITE,
 }
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {

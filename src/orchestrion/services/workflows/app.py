@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import httpx
+from cryptography.fernet import Fernet
 from fastapi import FastAPI
 
 from orchestrion import __version__
@@ -29,25 +30,36 @@ from orchestrion.services.workflows.endpoints import router
 from orchestrion.services.workflows.execution_endpoints import router as execution_router
 from orchestrion.services.workflows.executions import resolve_workflow
 from orchestrion.services.workflows.live import LivePublisher
+from orchestrion.services.workflows.llm_backend import PlatformLlm, platform_llm
+from orchestrion.services.workflows.llm_endpoints import router as llm_router
 from orchestrion.settings import Settings, open_database
 
 #: Where execution events are published (CloudEvents ``orchestrion.<event type>``).
 EXECUTION_TOPIC = "workflows.executions"
 
 
+def llm_fernet(settings: Settings) -> Fernet:
+    """The cipher of tenants' LLM provider keys."""
+    secret = settings.secret_key.get_secret_value().encode()
+    return fernet_for(secret, purpose="orchestrion-llm-provider-keys-v1")
+
+
 def create_engine(settings: Settings, database: Database, http: httpx.AsyncClient) -> Engine:
     """The engine on ``database`` with the configured step services."""
     config = settings.engine
+    llm = PlatformLlm(settings.llm, database, llm_fernet(settings), http)
     engine = Engine(
         database,
         services=StepServices(
             http=http,
             http_allowlist=tuple(config.http_allowlist),
             env={name: os.environ[name] for name in config.env_allowlist if name in os.environ},
+            llm=llm,
         ),
         queue=TaskQueue(database, lease=timedelta(seconds=config.lease_seconds)),
         resolver=resolve_workflow,
     )
+    llm.engine = engine
     engine.handlers[automation.SCHEDULE_TASK] = functools.partial(automation.fire, engine)
     if not is_memory(settings.bus.url):
         engine.outbox_topic = EXECUTION_TOPIC
@@ -73,6 +85,7 @@ def create_app(settings: Settings) -> FastAPI:
         if "realtime" in peers and engine.outbox_topic is None:
             publisher = LivePublisher(peers["realtime"])
             engine.listeners.append(publisher.listen)
+            platform_llm(engine).publisher = publisher
             publisher.start()
         worker: Worker | None = None
         running: asyncio.Task[None] | None = None
@@ -91,6 +104,7 @@ def create_app(settings: Settings) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await running
             if publisher is not None:
+                platform_llm(engine).publisher = None
                 await publisher.stop()
                 engine.listeners.remove(publisher.listen)
             if relay is not None:
@@ -109,10 +123,12 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.engine = engine
+    app.state.llm_fernet = llm_fernet(settings)
     app.state.fernet = fernet_for(
         settings.secret_key.get_secret_value().encode(), purpose="orchestrion-webhook-secrets-v1"
     )
     app.include_router(router)
     app.include_router(execution_router)
     app.include_router(automation_router)
+    app.include_router(llm_router)
     return app

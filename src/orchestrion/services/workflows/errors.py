@@ -1,6 +1,6 @@
 """Errors of the workflows service."""
 
-from orchestrion.kernel.errors import BadRequest, NotFound, ValidationFailed
+from orchestrion.kernel.errors import BadRequest, Conflict, NotFound, ValidationFailed
 
 
 class WorkflowNotFound(NotFound):
@@ -21,3 +21,17 @@ class UnreadableBody(BadRequest):
 
 class ExecutionNotFound(NotFound):
     """No such execution in the caller's tenant."""
+
+
+class LlmProviderNotFound(NotFound):
+    """No such LLM provider in the caller's tenant."""
+
+
+class BudgetNotFound(NotFound):
+    """No such budget in the caller's tenant."""
+
+
+class BudgetExceededProblem(Conflict):
+    """A run would spend more than a budget allows."""
+
+    title = "Budget exceeded"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from orchestrion.kernel.http.etag import resource_response
 from orchestrion.kernel.http.idempotency import run_idempotent
 from orchestrion.kernel.http.lists import fetch_page, list_body, parse_list_query
 from orchestrion.services.workflows import executions as service
+from orchestrion.services.workflows.llm_backend import platform_llm
 
 router = APIRouter(tags=["executions"])
 MAX_WAIT_SECONDS = 300.0
@@ -211,9 +213,23 @@ async def stream_events(
     except ValueError:
         raise BadRequest("Last-Event-ID must be an event seq (an integer)") from None
 
+    hub = platform_llm(engine).hub
+    tokens = hub.watch(execution_id)
+
     async def frames() -> AsyncIterator[bytes]:
+        try:
+            async for frame in _frames():
+                yield frame
+        finally:
+            hub.unwatch(execution_id, tokens)
+
+    async def _frames() -> AsyncIterator[bytes]:
         last, quiet_since = after, time.monotonic()
         while True:
+            # Tokens first: those queued now were produced before any event read next.
+            while not tokens.empty():
+                token = json.dumps(tokens.get_nowait(), separators=(",", ":"))
+                yield f"event: token\ndata: {token}\n\n".encode()
             async with database.session() as session:
                 rows = await service.events(
                     session, execution_id=execution_id, after=last, until=None, limit=500
@@ -237,13 +253,31 @@ async def stream_events(
                 yield b": keep-alive\n\n"
             if await request.is_disconnected():
                 return
-            await engine.wait_for_change(execution_id, 1.0)
+            if tokens.empty():
+                await _changed_or_token(engine, execution_id, tokens)
 
     return StreamingResponse(
         frames(),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+async def _changed_or_token(engine: Engine, execution_id: str, tokens: asyncio.Queue[Any]) -> None:
+    """Sleep until the execution changes, a token arrives, or a second passes."""
+    waiter = asyncio.ensure_future(tokens.get())
+    changed = asyncio.ensure_future(engine.wait_for_change(execution_id, 1.0))
+    try:
+        done, _ = await asyncio.wait({waiter, changed}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pending in (changed, waiter):
+            pending.cancel()
+    if waiter in done and not waiter.cancelled():
+        # Put it back in front: the frames loop drains the queue in order.
+        token = waiter.result()
+        rest = [tokens.get_nowait() for _ in range(tokens.qsize())]
+        for item in (token, *rest):
+            tokens.put_nowait(item)
 
 
 async def _control(

@@ -40,9 +40,9 @@ class LivePublisher:
                 "seq": event["seq"],
                 "data": data,
             }
-            self._offer(message)
+            self.offer(message)
             if str(event["type"]).startswith("execution."):
-                self._offer(
+                self.offer(
                     {
                         "tenant_id": execution.tenant_id,
                         "channel": f"workflow:{execution.workflow_id}",
@@ -50,7 +50,8 @@ class LivePublisher:
                     }
                 )
 
-    def _offer(self, message: dict[str, Any]) -> None:
+    def offer(self, message: dict[str, Any]) -> None:
+        """Queue one message for realtime (dropped with a warning when far behind)."""
         try:
             self.queue.put_nowait(message)
         except asyncio.QueueFull:

@@ -1,0 +1,75 @@
+"""One model call with retries on 429/5xx (honouring ``Retry-After``) and fallbacks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
+
+import httpx
+
+from orchestrion.engine.llm import anthropic, openai
+from orchestrion.engine.llm.types import (
+    ChatRequest,
+    ChatResult,
+    ProviderConfig,
+    ProviderError,
+    TokenSink,
+)
+from orchestrion.engine.netguard import BlockedDestination, check_destination
+
+logger = logging.getLogger("orchestrion.engine.llm")
+Chat = Callable[
+    [httpx.AsyncClient, ProviderConfig, ChatRequest, TokenSink, httpx.Timeout],
+    Awaitable[ChatResult],
+]
+PROTOCOLS: dict[str, Chat] = {"openai": openai.chat, "anthropic": anthropic.chat}
+
+
+async def guard(config: ProviderConfig, allowlist: tuple[str, ...]) -> None:
+    """Refuse a tenant's provider URL inside private networks (settings' are trusted)."""
+    if config.trusted:
+        return
+    parts = urlsplit(config.base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ProviderError(f"not an http(s) URL: {config.base_url!r}", retryable=False)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        await check_destination(parts.hostname, port, allowlist)
+    except BlockedDestination as exc:
+        raise ProviderError(str(exc), retryable=False) from None
+
+
+async def call_model(
+    http: httpx.AsyncClient,
+    config: ProviderConfig,
+    request: ChatRequest,
+    on_token: TokenSink,
+    *,
+    limits: httpx.Timeout,
+    max_retries: int,
+    max_retry_after: float,
+) -> ChatResult:
+    """Call once, retrying retryable failures up to ``max_retries`` times."""
+    protocol = PROTOCOLS.get(config.kind)
+    if protocol is None:
+        raise ProviderError(f"provider kind {config.kind!r} is not supported here", retryable=False)
+    attempt = 0
+    while True:
+        try:
+            return await protocol(http, config, request, on_token, limits)
+        except httpx.TimeoutException:
+            error = ProviderError(f"{config.name} timed out")
+        except httpx.HTTPError as exc:
+            error = ProviderError(f"{config.name} failed: {type(exc).__name__}: {exc}")
+        except ProviderError as exc:
+            error = exc
+        if not error.retryable or attempt >= max_retries:
+            raise error
+        wait = error.retry_after if error.retry_after is not None else min(8.0, 0.5 * 2**attempt)
+        if wait > max_retry_after:
+            raise error
+        attempt += 1
+        logger.info("retrying %s in %.1fs: %s", config.name, wait, error)
+        await asyncio.sleep(wait)

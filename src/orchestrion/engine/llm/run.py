@@ -1,0 +1,164 @@
+"""One step attempt's model calls: provider choice, fallbacks, budgets and the meter."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrion.engine.llm.backend import LlmBackend
+from orchestrion.engine.llm.client import call_model, guard
+from orchestrion.engine.llm.types import ChatRequest, ChatResult, ProviderError
+from orchestrion.engine.outcomes import ModelUsage, StepCall
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A provider and model to try, in order: the step's own, then its fallbacks."""
+
+    provider: str | None
+    model: str
+
+
+def candidates(spec: dict[str, Any]) -> list[Candidate]:
+    """The step's model followed by ``fallback`` entries (a model name or {provider, model})."""
+    found = [Candidate(spec.get("provider"), str(spec["model"]))]
+    for entry in spec.get("fallback") or []:
+        if isinstance(entry, str):
+            found.append(Candidate(spec.get("provider"), entry))
+        elif isinstance(entry, dict) and entry.get("model"):
+            found.append(
+                Candidate(entry.get("provider", spec.get("provider")), str(entry["model"]))
+            )
+    return found
+
+
+@dataclass
+class Meter:
+    """Usage of one attempt, summed by (provider, model)."""
+
+    entries: dict[tuple[str, str], ModelUsage] = field(default_factory=dict)
+
+    def add(self, entry: ModelUsage) -> None:
+        """Add one call's usage."""
+        key = (entry.provider, entry.model)
+        old = self.entries.get(key)
+        if old is not None:
+            entry = ModelUsage(
+                provider=entry.provider,
+                model=entry.model,
+                input_tokens=old.input_tokens + entry.input_tokens,
+                output_tokens=old.output_tokens + entry.output_tokens,
+                cost_usd=round(old.cost_usd + entry.cost_usd, 9),
+                estimated=old.estimated or entry.estimated,
+            )
+        self.entries[key] = entry
+
+    @property
+    def usage(self) -> tuple[ModelUsage, ...]:
+        """The entries, for the outcome."""
+        return tuple(self.entries.values())
+
+    def summary(self) -> dict[str, Any]:
+        """``{"input_tokens", "output_tokens", "cost_usd", "estimated"}`` of the attempt."""
+        entries = self.entries.values()
+        return {
+            "input_tokens": sum(e.input_tokens for e in entries),
+            "output_tokens": sum(e.output_tokens for e in entries),
+            "cost_usd": round(sum(e.cost_usd for e in entries), 9),
+            "estimated": any(e.estimated for e in entries),
+        }
+
+
+def prompt_text(request: ChatRequest) -> str:
+    """Everything sent as input, for counting tokens a provider did not report."""
+    parts = [request.system or ""]
+    for message in request.messages:
+        parts.append(str(message.get("content") or ""))
+        if message.get("tool_calls"):
+            parts.append(json.dumps(message["tool_calls"]))
+    if request.tools:
+        parts.append(json.dumps([t.parameters for t in request.tools]))
+    if request.response_schema:
+        parts.append(json.dumps(request.response_schema))
+    return "\n".join(parts)
+
+
+class ModelRunner:
+    """Calls models for one attempt, metering each call and checking budgets first."""
+
+    def __init__(self, call: StepCall, backend: LlmBackend, spec: dict[str, Any]) -> None:
+        self.call = call
+        self.backend = backend
+        self.candidates = candidates(spec)
+        self.meter = Meter()
+        self.provider_name = ""
+
+    async def _token(self, text: str) -> None:
+        await self.backend.publish_token(self.call, text)
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        """Try each candidate in turn; the first answer, or the last error (ProviderError).
+
+        Raises BudgetExceeded before a call that would cross a budget.
+        """
+        backend = self.backend
+        last: ProviderError | None = None
+        for candidate in self.candidates:
+            config = await backend.provider(self.call.tenant_id, candidate.provider)
+            if config is None:
+                last = ProviderError(
+                    f"no LLM provider named {candidate.provider!r}"
+                    if candidate.provider
+                    else "no LLM provider is configured",
+                    retryable=False,
+                )
+                continue
+            request.model = candidate.model
+            prompt = prompt_text(request)
+            most = request.max_tokens or backend.assumed_output_tokens
+            estimate = backend.prices.cost(candidate.model, backend.counter.count(prompt), most)
+            await backend.check_budget(self.call, estimate)
+            try:
+                await guard(config, self.call.services.http_allowlist)
+                result = await call_model(
+                    backend.http,
+                    config,
+                    request,
+                    self._token,
+                    limits=backend.timeout,
+                    max_retries=backend.max_retries,
+                    max_retry_after=backend.max_retry_after,
+                )
+            except ProviderError as exc:
+                last = exc
+                continue
+            self.provider_name = config.name
+            self._meter(config.name, candidate.model, prompt, result)
+            return result
+        assert last is not None
+        raise last
+
+    def _meter(self, provider: str, model: str, prompt: str, result: ChatResult) -> None:
+        counter = self.backend.counter
+        estimated = False
+        if not result.reported:
+            answer = result.text
+            if result.tool_calls:
+                answer += json.dumps([c.as_dict() for c in result.tool_calls])
+            result.input_tokens = counter.count(prompt)
+            result.output_tokens = counter.count(answer) if result.text or result.tool_calls else 0
+            estimated = not counter.exact
+        priced = result.model if self.backend.prices.price(result.model) else model
+        self.meter.add(
+            ModelUsage(
+                provider=provider,
+                model=priced,
+                input_tokens=result.input_tokens,
+                output_tokens=result.output_tokens,
+                cost_usd=self.backend.prices.cost(
+                    priced, result.input_tokens, result.output_tokens
+                ),
+                estimated=estimated,
+            )
+        )

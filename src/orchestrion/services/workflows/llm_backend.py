@@ -1,0 +1,229 @@
+"""The platform's :class:`~orchestrion.engine.llm.backend.LlmBackend`: providers from
+settings and tenants, budgets from the database, tokens to watchers, workflows as tools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from cryptography.fernet import Fernet
+
+from orchestrion.engine.context import TERMINAL
+from orchestrion.engine.llm.backend import BoundTool, ToolError, ToolProvider
+from orchestrion.engine.llm.pricing import PriceTable
+from orchestrion.engine.llm.tokens import TokenCounter
+from orchestrion.engine.llm.types import ProviderConfig, ToolSpec
+from orchestrion.engine.models import Execution
+from orchestrion.engine.outcomes import StepCall
+from orchestrion.kernel.db.engine import Database
+from orchestrion.kernel.errors import ValidationFailed
+from orchestrion.services.workflows import llm_service, repository
+from orchestrion.settings import LlmSettings
+
+if TYPE_CHECKING:
+    from orchestrion.engine.runtime import Engine
+    from orchestrion.services.workflows.live import LivePublisher
+
+_TOOL_NAME = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+class TokenHub:
+    """Token chunks of the executions running in this process, for SSE watchers."""
+
+    def __init__(self) -> None:
+        self._watchers: dict[str, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
+
+    def watch(self, execution_id: str) -> asyncio.Queue[dict[str, Any]]:
+        """A queue receiving this execution's tokens from now on."""
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(10_000)
+        self._watchers[execution_id].add(queue)
+        return queue
+
+    def unwatch(self, execution_id: str, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        """Stop receiving."""
+        watchers = self._watchers.get(execution_id)
+        if watchers is not None:
+            watchers.discard(queue)
+            if not watchers:
+                self._watchers.pop(execution_id, None)
+
+    def publish(self, execution_id: str, token: dict[str, Any]) -> bool:
+        """Offer a token to every watcher (dropped for one that is 10,000 behind)."""
+        watchers = self._watchers.get(execution_id, ())
+        for queue in watchers:
+            if not queue.full():
+                queue.put_nowait(token)
+        return bool(watchers)
+
+
+class WorkflowTools:
+    """Tools that are workflows: ``{"workflow_id", "name"?, "description"?}`` entries.
+
+    A call runs the workflow as a child execution of the calling step (its usage adds up
+    to the caller's) and waits for its outputs.
+    """
+
+    key = "workflow_id"
+
+    def __init__(self, backend: PlatformLlm) -> None:
+        self.backend = backend
+
+    async def describe(self, call: StepCall, refs: Sequence[Mapping[str, Any]]) -> list[BoundTool]:
+        """One tool per entry; its parameters are the workflow's inputs schema."""
+        tools: list[BoundTool] = []
+        async with self.backend.database.session() as session:
+            for ref in refs:
+                workflow_id = str(ref["workflow_id"])
+                workflow = await repository.get(
+                    session, tenant_id=call.tenant_id, workflow_id=workflow_id
+                )
+                if workflow is None:
+                    raise ToolError(f"tool workflow {workflow_id} not found")
+                name = str(ref.get("name") or workflow.name)
+                name = _TOOL_NAME.sub("_", name).strip("_")[:64] or f"workflow_{workflow.id[:8]}"
+                parameters = workflow.definition.get("inputs") or {"type": "object"}
+                description = str(ref.get("description") or workflow.description or workflow.name)
+                spec = ToolSpec(name=name, description=description, parameters=parameters)
+                tools.append(BoundTool(spec=spec, provider="workflow", ref=dict(ref)))
+        return tools
+
+    async def invoke(self, call: StepCall, tool: BoundTool, arguments: dict[str, Any]) -> Any:
+        """Run the workflow with ``arguments`` as inputs; its outputs."""
+        engine = self.backend.engine
+        if engine is None or engine.resolver is None:
+            raise ToolError("workflow tools are not available here")
+        workflow_id = str(tool.ref["workflow_id"])
+        async with self.backend.database.session() as session:
+            found = await engine.resolver(session, call.tenant_id, workflow_id)
+            if found is None:
+                raise ToolError(f"tool workflow {workflow_id} not found")
+            parent = await session.get(Execution, call.execution_id)
+            try:
+                child = await engine.start(
+                    session,
+                    tenant_id=call.tenant_id,
+                    workflow_id=workflow_id,
+                    version=found[0],
+                    definition=found[1],
+                    inputs=arguments,
+                    created_by=parent.created_by if parent else None,
+                    parent=(call.execution_id, call.step_id, call.index),
+                )
+            except ValidationFailed as exc:
+                raise ToolError(f"arguments do not fit: {exc.errors or exc.detail}") from None
+            child_id = child.id
+        deadline = time.monotonic() + self.backend.tool_timeout
+        while True:
+            async with self.backend.database.session() as session:
+                execution = await session.get(Execution, child_id)
+                if execution is not None and execution.status in TERMINAL:
+                    if execution.status == "succeeded":
+                        return execution.outputs or {}
+                    message = (execution.error or {}).get("message", execution.status)
+                    raise ToolError(f"the workflow {execution.status}: {message}")
+            if time.monotonic() > deadline:
+                raise ToolError(f"the workflow did not finish in {self.backend.tool_timeout:g}s")
+            await engine.wait_for_change(child_id, 0.5)
+
+
+class PlatformLlm:
+    """Providers (settings, then each tenant's), prices, budgets, token push and tools."""
+
+    def __init__(
+        self, settings: LlmSettings, database: Database, fernet: Fernet, http: httpx.AsyncClient
+    ) -> None:
+        self.settings = settings
+        self.database = database
+        self.fernet = fernet
+        self.http = http
+        self.prices = PriceTable(settings.pricing)
+        self.counter = TokenCounter(settings.tiktoken_file)
+        self.timeout = httpx.Timeout(
+            settings.timeout_seconds, connect=settings.connect_timeout_seconds
+        )
+        self.max_retries = settings.max_retries
+        self.max_retry_after = settings.max_retry_after_seconds
+        self.assumed_output_tokens = settings.assumed_output_tokens
+        self.tool_timeout = settings.timeout_seconds
+        self.platform = {
+            name: ProviderConfig(
+                name=name,
+                kind=p.kind,
+                base_url=p.base_url,
+                api_key=p.api_key.get_secret_value() if p.api_key else None,
+                trusted=True,
+            )
+            for name, p in settings.providers.items()
+        }
+        self.tools: dict[str, ToolProvider] = {"workflow": WorkflowTools(self)}
+        self.hub = TokenHub()
+        self.publisher: LivePublisher | None = None
+        self.engine: Engine | None = None
+
+    async def provider(self, tenant_id: str, name: str | None) -> ProviderConfig | None:
+        """A tenant's provider of that name first, then the platform's; None if neither."""
+        async with self.database.session() as session:
+            mine = await llm_service.list_providers(session, tenant_id)
+        if name is None:
+            name = self.settings.default_provider or next(iter(self.platform), None)
+            if name is None and mine:
+                name = mine[0].name
+        for row in mine:
+            if row.name == name:
+                return ProviderConfig(
+                    name=row.name,
+                    kind=row.kind,
+                    base_url=row.base_url,
+                    api_key=llm_service.reveal(self.fernet, row),
+                    trusted=False,
+                )
+        return self.platform.get(name) if name else None
+
+    async def check_budget(self, call: StepCall, estimate_usd: float) -> None:
+        """Raise BudgetExceeded when this call could cross one of the tenant's budgets."""
+        async with self.database.session() as session:
+            execution = await session.get(Execution, call.execution_id)
+            if execution is None:
+                return
+            root = execution
+            for _ in range(16):
+                if root.parent_execution_id is None:
+                    break
+                root = await session.get(Execution, root.parent_execution_id) or root
+            await llm_service.check_budgets(
+                session,
+                tenant_id=call.tenant_id,
+                workflow_id=execution.workflow_id,
+                root_execution_id=root.id,
+                estimate_usd=estimate_usd,
+            )
+
+    async def publish_token(self, call: StepCall, text: str) -> None:
+        """To SSE watchers in this process and to the realtime ``execution:`` channel."""
+        token: dict[str, Any] = {"step_id": call.step_id, "text": text}
+        if call.index is not None:
+            token["index"] = call.index
+        self.hub.publish(call.execution_id, token)
+        if self.publisher is not None:
+            self.publisher.offer(
+                {
+                    "tenant_id": call.tenant_id,
+                    "channel": f"execution:{call.execution_id}",
+                    "ephemeral": True,
+                    "data": {"step_id": call.step_id, "text": text},
+                }
+            )
+
+
+def platform_llm(engine: Engine) -> PlatformLlm:
+    """The engine's LLM backend (set up by the workflows service's ``create_engine``)."""
+    llm = engine.services.llm
+    if not isinstance(llm, PlatformLlm):
+        raise RuntimeError("this engine has no platform LLM backend")
+    return llm

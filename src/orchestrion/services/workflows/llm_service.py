@@ -1,0 +1,304 @@
+"""LLM providers of a tenant, budgets and usage: the workflows service's side of LLM steps."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.fernet import Fernet, InvalidToken
+from sqlalchemy import Date, cast, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orchestrion.engine.llm.backend import BudgetExceeded
+from orchestrion.engine.models import LlmUsage
+from orchestrion.kernel.errors import BadRequest, Conflict
+from orchestrion.kernel.ids import isoformat, utcnow
+from orchestrion.services.workflows.errors import (
+    BudgetExceededProblem,
+    BudgetNotFound,
+    LlmProviderNotFound,
+)
+from orchestrion.services.workflows.llm_models import LlmBudget, LlmProvider
+from orchestrion.services.workflows.llm_schemas import BudgetCreate, ProviderCreate
+
+GROUPS = ("model", "workflow", "day")
+
+
+# --- providers ---------------------------------------------------------------------
+
+
+def provider_to_dict(provider: LlmProvider) -> dict[str, Any]:
+    """The public shape: never the key, only whether there is one."""
+    return {
+        "id": provider.id,
+        "name": provider.name,
+        "kind": provider.kind,
+        "base_url": provider.base_url,
+        "has_api_key": provider.api_key is not None,
+        "created_at": isoformat(provider.created_at),
+        "updated_at": isoformat(provider.updated_at),
+    }
+
+
+async def create_provider(
+    session: AsyncSession,
+    fernet: Fernet,
+    *,
+    tenant_id: str,
+    user_id: str | None,
+    body: ProviderCreate,
+) -> LlmProvider:
+    """Add a provider (409 when the tenant has one by that name)."""
+    found = await session.execute(
+        select(LlmProvider.id).where(
+            LlmProvider.tenant_id == tenant_id, LlmProvider.name == body.name
+        )
+    )
+    if found.first() is not None:
+        raise Conflict(f"an LLM provider named {body.name!r} exists; delete it first")
+    key = body.api_key.get_secret_value() if body.api_key else None
+    provider = LlmProvider(
+        tenant_id=tenant_id,
+        name=body.name,
+        kind=body.kind,
+        base_url=body.base_url,
+        api_key=fernet.encrypt(key.encode()).decode() if key else None,
+        created_by=user_id,
+    )
+    session.add(provider)
+    await session.flush()
+    return provider
+
+
+async def list_providers(session: AsyncSession, tenant_id: str) -> list[LlmProvider]:
+    """The tenant's providers by name."""
+    rows = await session.execute(
+        select(LlmProvider).where(LlmProvider.tenant_id == tenant_id).order_by(LlmProvider.name)
+    )
+    return list(rows.scalars())
+
+
+async def get_provider(session: AsyncSession, tenant_id: str, provider_id: str) -> LlmProvider:
+    """One of the tenant's providers, by id or name (404 otherwise)."""
+    rows = await session.execute(
+        select(LlmProvider).where(
+            LlmProvider.tenant_id == tenant_id,
+            (LlmProvider.id == provider_id) | (LlmProvider.name == provider_id),
+        )
+    )
+    provider = rows.scalars().first()
+    if provider is None:
+        raise LlmProviderNotFound(f"LLM provider '{provider_id}' not found")
+    return provider
+
+
+def reveal(fernet: Fernet, provider: LlmProvider) -> str | None:
+    """The stored key in clear, for a call (None when unreadable: another secret key)."""
+    if provider.api_key is None:
+        return None
+    try:
+        return fernet.decrypt(provider.api_key.encode()).decode()
+    except InvalidToken:
+        return None
+
+
+# --- budgets -----------------------------------------------------------------------
+
+
+def period_start(period: str | None, now: datetime | None = None) -> datetime | None:
+    """Start (UTC) of the current ``day`` or ``month``; None for all time."""
+    now = now or utcnow()
+    if period == "day":
+        return datetime(now.year, now.month, now.day, tzinfo=UTC)
+    if period == "month":
+        return datetime(now.year, now.month, 1, tzinfo=UTC)
+    return None
+
+
+async def spent(
+    session: AsyncSession, budget: LlmBudget, *, root_execution_id: str | None = None
+) -> float:
+    """USD counted against ``budget`` (for an execution budget: that execution tree's)."""
+    stmt = select(func.coalesce(func.sum(LlmUsage.cost_usd), 0.0)).where(
+        LlmUsage.tenant_id == budget.tenant_id
+    )
+    if budget.scope == "execution":
+        if root_execution_id is None:
+            return 0.0
+        stmt = stmt.where(LlmUsage.root_execution_id == root_execution_id)
+    else:
+        if budget.workflow_id:
+            stmt = stmt.where(LlmUsage.workflow_id == budget.workflow_id)
+        since = period_start(budget.period)
+        if since is not None:
+            stmt = stmt.where(LlmUsage.created_at >= since)
+    return float((await session.execute(stmt)).scalar_one())
+
+
+def budget_to_dict(budget: LlmBudget, spent_usd: float | None = None) -> dict[str, Any]:
+    """The public shape, with what it counts so far (not for execution budgets)."""
+    body: dict[str, Any] = {
+        "id": budget.id,
+        "name": budget.name,
+        "scope": budget.scope,
+        "workflow_id": budget.workflow_id,
+        "period": budget.period,
+        "limit_usd": budget.limit_usd,
+        "created_at": isoformat(budget.created_at),
+    }
+    if spent_usd is not None:
+        body["spent_usd"] = round(spent_usd, 9)
+    return body
+
+
+async def create_budget(
+    session: AsyncSession, *, tenant_id: str, user_id: str | None, body: BudgetCreate
+) -> LlmBudget:
+    """Add a budget."""
+    budget = LlmBudget(tenant_id=tenant_id, created_by=user_id, **body.model_dump())
+    session.add(budget)
+    await session.flush()
+    return budget
+
+
+async def list_budgets(session: AsyncSession, tenant_id: str) -> list[LlmBudget]:
+    """The tenant's budgets, oldest first."""
+    rows = await session.execute(
+        select(LlmBudget).where(LlmBudget.tenant_id == tenant_id).order_by(LlmBudget.created_at)
+    )
+    return list(rows.scalars())
+
+
+async def get_budget(session: AsyncSession, tenant_id: str, budget_id: str) -> LlmBudget:
+    """One of the tenant's budgets (404 otherwise)."""
+    budget = await session.get(LlmBudget, budget_id)
+    if budget is None or budget.tenant_id != tenant_id:
+        raise BudgetNotFound(f"budget '{budget_id}' not found")
+    return budget
+
+
+def budget_problem(budget: LlmBudget, spent_usd: float, estimate_usd: float) -> dict[str, Any]:
+    """The RFC 9457 problem an execution fails with, naming the budget."""
+    label = budget.name or budget.id
+    where = f" for workflow {budget.workflow_id}" if budget.workflow_id else ""
+    per = f" per {budget.period}" if budget.period else ""
+    error = BudgetExceededProblem(
+        f"budget '{label}' ({budget.scope}{where}, {budget.limit_usd:g} USD{per}) would be "
+        f"exceeded: {spent_usd:.6f} USD spent, the next call may cost {estimate_usd:.6f} USD"
+    )
+    return {
+        "type": error.type_uri,
+        "title": error.default_title(),
+        "status": error.status_code,
+        "detail": error.detail,
+        "budget_id": budget.id,
+        "budget_name": budget.name,
+        "limit_usd": budget.limit_usd,
+        "spent_usd": round(spent_usd, 9),
+    }
+
+
+async def check_budgets(
+    session: AsyncSession,
+    *,
+    tenant_id: str,
+    workflow_id: str,
+    root_execution_id: str,
+    estimate_usd: float,
+) -> None:
+    """Raise BudgetExceeded when spending ``estimate_usd`` more would cross a budget.
+
+    A budget already reached stops any further call, even one estimated at 0.
+    """
+    for budget in await list_budgets(session, tenant_id):
+        if budget.scope in ("execution", "workflow") and budget.workflow_id not in (
+            None,
+            workflow_id,
+        ):
+            continue
+        used = await spent(session, budget, root_execution_id=root_execution_id)
+        if used >= budget.limit_usd or used + estimate_usd > budget.limit_usd:
+            raise BudgetExceeded(budget_problem(budget, used, estimate_usd))
+
+
+# --- usage -------------------------------------------------------------------------
+
+
+def _parse_time(raw: str | None, name: str) -> datetime | None:
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(f"'{name}' must be an ISO 8601 date or time") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+async def usage(
+    session: AsyncSession,
+    *,
+    tenant_id: str,
+    group_by: str,
+    since: str | None = None,
+    until: str | None = None,
+    workflow_id: str | None = None,
+) -> dict[str, Any]:
+    """Tokens and cost grouped by model, workflow or UTC day, with the total."""
+    if group_by not in GROUPS:
+        raise BadRequest(
+            f"group_by must be one of {', '.join(GROUPS)}",
+            errors=[{"loc": ["query", "group_by"], "msg": "unknown grouping"}],
+        )
+    key: Any = {
+        "model": LlmUsage.model,
+        "workflow": LlmUsage.workflow_id,
+        "day": cast(LlmUsage.created_at, Date)
+        if session.get_bind().dialect.name == "postgresql"
+        else func.substr(LlmUsage.created_at, 1, 10),
+    }[group_by]
+    conditions: list[Any] = [LlmUsage.tenant_id == tenant_id]
+    start, end = _parse_time(since, "from"), _parse_time(until, "to")
+    if start is not None:
+        conditions.append(LlmUsage.created_at >= start)
+    if end is not None:
+        conditions.append(LlmUsage.created_at < end)
+    if workflow_id:
+        conditions.append(LlmUsage.workflow_id == workflow_id)
+    rows = await session.execute(
+        select(
+            key.label("key"),
+            func.sum(LlmUsage.input_tokens),
+            func.sum(LlmUsage.output_tokens),
+            func.sum(LlmUsage.cost_usd),
+            func.count(),
+        )
+        .where(*conditions)
+        .group_by(key)
+        .order_by(key)
+    )
+    data = [_row(group_by, row) for row in rows.all()]
+    return {
+        "group_by": group_by,
+        "data": data,
+        "total": {
+            "input_tokens": sum(d["input_tokens"] for d in data),
+            "output_tokens": sum(d["output_tokens"] for d in data),
+            "cost_usd": round(sum(d["cost_usd"] for d in data), 9),
+            "attempts": sum(d["attempts"] for d in data),
+        },
+    }
+
+
+def _row(group_by: str, row: Sequence[Any]) -> dict[str, Any]:
+    key = row[0]
+    if group_by == "day":
+        key = str(key)[:10]
+    name = "workflow_id" if group_by == "workflow" else group_by
+    return {
+        name: key,
+        "input_tokens": int(row[1] or 0),
+        "output_tokens": int(row[2] or 0),
+        "cost_usd": round(float(row[3] or 0.0), 9),
+        "attempts": int(row[4] or 0),
+    }
