@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
+
+if TYPE_CHECKING:
+    from orchestrion.engine.mcp.servers import McpServers
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,8 @@ class StepServices:
     http: httpx.AsyncClient
     http_allowlist: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
+    #: MCP servers for ``mcp`` steps (None: the step fails, saying MCP is not set up).
+    mcp: McpServers | None = None
 
 
 @dataclass(frozen=True)

@@ -305,5 +305,8 @@ BUILTIN_STEP_TYPES: tuple[type[StepType], ...] = (
 
 def register_builtins(registry: StepTypeRegistry) -> None:
     """Register every built-in step type on registry."""
-    for step_type in BUILTIN_STEP_TYPES:
+    # Imported here: the MCP SDK is only loaded when step types are first needed.
+    from orchestrion.engine.mcp.step import McpStep
+
+    for step_type in (*BUILTIN_STEP_TYPES, McpStep):
         registry.register(step_type)

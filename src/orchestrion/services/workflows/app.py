@@ -11,9 +11,11 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import httpx
+from cryptography.fernet import Fernet
 from fastapi import FastAPI
 
 from orchestrion import __version__
+from orchestrion.engine.mcp import McpPool, McpServers
 from orchestrion.engine.outcomes import StepServices
 from orchestrion.engine.runtime import Engine
 from orchestrion.engine.worker import Worker
@@ -23,20 +25,42 @@ from orchestrion.kernel.crypto import fernet_for
 from orchestrion.kernel.db.engine import Database
 from orchestrion.kernel.http.app import create_service_app
 from orchestrion.kernel.queue import TaskQueue
-from orchestrion.services.workflows import automation
+from orchestrion.services.workflows import automation, mcp_servers
 from orchestrion.services.workflows.automation_endpoints import router as automation_router
 from orchestrion.services.workflows.endpoints import router
 from orchestrion.services.workflows.execution_endpoints import router as execution_router
 from orchestrion.services.workflows.executions import resolve_workflow
 from orchestrion.services.workflows.live import LivePublisher
+from orchestrion.services.workflows.mcp_endpoints import router as mcp_router
 from orchestrion.settings import Settings, open_database
 
 #: Where execution events are published (CloudEvents ``orchestrion.<event type>``).
 EXECUTION_TOPIC = "workflows.executions"
 
 
+def mcp_fernet(settings: Settings) -> Fernet:
+    """The key tenants' MCP server headers are encrypted under."""
+    return fernet_for(settings.secret_key.get_secret_value().encode(), purpose="orchestrion-mcp-v1")
+
+
+def create_mcp_servers(settings: Settings, database: Database) -> McpServers:
+    """The MCP servers ``mcp`` steps reach: the configured ones and each tenant's."""
+    config = settings.mcp
+    return McpServers(
+        pool=McpPool(
+            connect_timeout=config.connect_timeout_seconds,
+            max_sessions=config.max_sessions,
+            idle_seconds=config.idle_seconds,
+        ),
+        configured=dict(config.servers),
+        tenant_lookup=mcp_servers.tenant_lookup(database, mcp_fernet(settings)),
+        allowlist=tuple(settings.engine.http_allowlist),
+        call_timeout=config.call_timeout_seconds,
+    )
+
+
 def create_engine(settings: Settings, database: Database, http: httpx.AsyncClient) -> Engine:
-    """The engine on ``database`` with the configured step services."""
+    """The engine on ``database`` with the configured step services (close ``services.mcp``)."""
     config = settings.engine
     engine = Engine(
         database,
@@ -44,6 +68,7 @@ def create_engine(settings: Settings, database: Database, http: httpx.AsyncClien
             http=http,
             http_allowlist=tuple(config.http_allowlist),
             env={name: os.environ[name] for name in config.env_allowlist if name in os.environ},
+            mcp=create_mcp_servers(settings, database),
         ),
         queue=TaskQueue(database, lease=timedelta(seconds=config.lease_seconds)),
         resolver=resolve_workflow,
@@ -98,6 +123,8 @@ def create_app(settings: Settings) -> FastAPI:
             if bus is not None and owned:
                 await bus.close()
             await engine.queue.close()
+            if engine.services.mcp is not None:
+                await engine.services.mcp.aclose()
             await http.aclose()
 
     app = create_service_app(
@@ -115,4 +142,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(router)
     app.include_router(execution_router)
     app.include_router(automation_router)
+    app.include_router(mcp_router)
+    app.state.mcp_fernet = mcp_fernet(settings)
+    app.state.mcp_tenant_limit = settings.mcp.tenant_servers_max
     return app
