@@ -13,6 +13,7 @@ from datetime import timedelta
 import httpx
 from cryptography.fernet import Fernet
 from fastapi import FastAPI
+from starlette.routing import Route
 
 from orchestrion import __version__
 from orchestrion.engine.mcp import McpPool, McpServers
@@ -32,6 +33,7 @@ from orchestrion.services.workflows.execution_endpoints import router as executi
 from orchestrion.services.workflows.executions import resolve_workflow
 from orchestrion.services.workflows.live import LivePublisher
 from orchestrion.services.workflows.mcp_endpoints import router as mcp_router
+from orchestrion.services.workflows.mcp_server import create_mcp_endpoint
 from orchestrion.settings import Settings, open_database
 
 #: Where execution events are published (CloudEvents ``orchestrion.<event type>``).
@@ -84,9 +86,19 @@ def create_app(settings: Settings) -> FastAPI:
     database = open_database(settings)
     http = httpx.AsyncClient(follow_redirects=False)
     engine = create_engine(settings, database, http)
+    secret = settings.secret_key.get_secret_value().encode()
+    mcp_manager, mcp_endpoint = create_mcp_endpoint(
+        engine=engine, database=database, secret=secret, wait_seconds=settings.mcp.tool_wait_seconds
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The MCP endpoint's session manager runs for the app's whole life.
+        async with mcp_manager.run(), _services(app):
+            yield
+
+    @asynccontextmanager
+    async def _services(app: FastAPI) -> AsyncIterator[None]:
         bus, owned = await service_bus(getattr(app.state, "bus", None), settings.bus.url)
         relay = OutboxRelay(database, bus) if bus is not None else None
         if relay is not None:
@@ -143,6 +155,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(execution_router)
     app.include_router(automation_router)
     app.include_router(mcp_router)
+    # The MCP transport answers POST (and GET/DELETE with a 405) at /mcp itself.
+    app.router.routes.append(
+        Route("/mcp", endpoint=mcp_endpoint, methods=["GET", "POST", "DELETE"])
+    )
     app.state.mcp_fernet = mcp_fernet(settings)
     app.state.mcp_tenant_limit = settings.mcp.tenant_servers_max
     return app
