@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrion.engine.mcp import McpPool, McpServerConfig, McpTimeout, McpUnavailable
+from orchestrion.engine.mcp.config import McpServerConfig
+from orchestrion.engine.mcp.pool import McpPool, McpTimeout, McpUnavailable
 from tests.fixtures.mcp_peer import stdio_command
 
 

@@ -1,17 +1,10 @@
-"""MCP clients for ``mcp`` steps: server configurations, a session pool, the step type."""
+"""MCP clients for ``mcp`` steps: server configurations (:mod:`.config`), a session pool
+(:mod:`.pool`), name resolution (:mod:`.servers`) and the step type (:mod:`.step`).
+
+Only the configuration is imported here: the settings need it in every process, the MCP
+SDK only the processes that call servers.
+"""
 
 from orchestrion.engine.mcp.config import McpServerConfig
-from orchestrion.engine.mcp.pool import McpCallError, McpPool, McpTimeout, McpUnavailable
-from orchestrion.engine.mcp.servers import McpServers, TenantLookup, UnknownServer, check_url
 
-__all__ = [
-    "McpCallError",
-    "McpPool",
-    "McpServerConfig",
-    "McpServers",
-    "McpTimeout",
-    "McpUnavailable",
-    "TenantLookup",
-    "UnknownServer",
-    "check_url",
-]
+__all__ = ["McpServerConfig"]

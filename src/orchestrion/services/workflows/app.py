@@ -16,7 +16,8 @@ from fastapi import FastAPI
 from starlette.routing import Route
 
 from orchestrion import __version__
-from orchestrion.engine.mcp import McpPool, McpServers
+from orchestrion.engine.mcp.pool import McpPool
+from orchestrion.engine.mcp.servers import McpServers
 from orchestrion.engine.outcomes import StepServices
 from orchestrion.engine.runtime import Engine
 from orchestrion.engine.worker import Worker

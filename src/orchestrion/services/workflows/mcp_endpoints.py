@@ -7,13 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from orchestrion.engine.mcp import (
-    McpCallError,
-    McpServers,
-    McpTimeout,
-    McpUnavailable,
-    UnknownServer,
-)
+from orchestrion.engine.mcp.pool import McpCallError, McpTimeout, McpUnavailable
+from orchestrion.engine.mcp.servers import McpServers, UnknownServer
 from orchestrion.engine.netguard import BlockedDestination
 from orchestrion.kernel.auth.permissions import Permission
 from orchestrion.kernel.errors import ServiceUnavailable, UpstreamError, UpstreamTimeout

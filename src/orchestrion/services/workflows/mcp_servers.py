@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orchestrion.engine.mcp import McpServerConfig, TenantLookup, check_url
+from orchestrion.engine.mcp.config import McpServerConfig
+from orchestrion.engine.mcp.servers import TenantLookup, check_url
 from orchestrion.engine.netguard import BlockedDestination
 from orchestrion.kernel.auth.principal import Principal
 from orchestrion.kernel.db.engine import Database
