@@ -9,7 +9,7 @@ UV := python3 -m uv
 STAMP := $(VENV)/.installed
 REQS := requirements/dev.txt
 
-.PHONY: help install up test test-fast lint fmt lock clean
+.PHONY: help install up test test-fast lint fmt lock clean mcp-peer
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -45,5 +45,8 @@ lock: ## Re-pin dependencies with hashes after editing pyproject.toml
 	$(UV) pip compile --quiet pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o $(REQS)
 	$(UV) pip compile --quiet pyproject.toml --generate-hashes --python-version 3.11 -o requirements/main.txt
 
+mcp-peer: install ## Install the reference MCP server the tests talk to (into .peers/, needs npm)
+	$(PY) -c "from tests.fixtures.mcp_peer import install_everything; install_everything()"
+
 clean: ## Remove the virtualenv and local data
-	rm -rf $(VENV) .orchestrion .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .peers .orchestrion .pytest_cache .mypy_cache .ruff_cache

@@ -24,9 +24,17 @@ from tests.fixtures.databases import (
     sqlite_template,
     truncate_all,
 )
+from tests.fixtures.mcp_peer import everything, everything_http, everything_sse
 from tests.fixtures.upstream import upstream
 
-__all__ = ["postgres_url", "sqlite_template", "upstream"]
+__all__ = [
+    "everything",
+    "everything_http",
+    "everything_sse",
+    "postgres_url",
+    "sqlite_template",
+    "upstream",
+]
 
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "admin-password-1"

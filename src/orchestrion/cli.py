@@ -318,6 +318,8 @@ def worker(
             if bus is not None and owned:
                 await bus.close()
             await engine.queue.close()
+            if engine.services.mcp is not None:
+                await engine.services.mcp.aclose()
             await http.aclose()
             await database.dispose()
 

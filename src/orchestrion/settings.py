@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from orchestrion.engine.mcp.config import McpServerConfig
 from orchestrion.kernel.db.engine import Database
 
 _DEV_SECRET = "orchestrion-development-secret-change-me"  # noqa: S105 - refused outside development
@@ -352,6 +353,37 @@ class LlmSettings(BaseModel):
     )
 
 
+class McpSettings(BaseModel):
+    """MCP: the servers `mcp` steps may call, and the platform's own MCP endpoint (docs/mcp.md)."""
+
+    servers: dict[str, McpServerConfig] = Field(
+        default_factory=dict,
+        description='Servers by name, as JSON: {"<name>": {"command": [...], "env"?: {...}}} '
+        'or {"<name>": {"url": "...", "headers"?: {...}}}.',
+    )
+    call_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="Default time an `mcp` step waits for a tool's answer."
+    )
+    connect_timeout_seconds: float = Field(
+        default=15.0, gt=0, description="Time to spawn or reach a server and finish the handshake."
+    )
+    max_sessions: int = Field(
+        default=64, ge=1, description="Client sessions kept open per process (least used close)."
+    )
+    idle_seconds: float = Field(
+        default=300.0, gt=0, description="An unused client session is closed after this."
+    )
+    tenant_servers_max: int = Field(
+        default=50, ge=0, description="MCP servers one tenant may register."
+    )
+    tool_wait_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long a call to a workflow tool on `/mcp` waits for the execution to "
+        "end before answering with its id.",
+    )
+
+
 class ObservabilitySettings(BaseModel):
     """Logs, metrics and traces."""
 
@@ -398,6 +430,7 @@ class Settings(BaseSettings):
     bus: BusSettings = Field(default_factory=BusSettings)
     realtime: RealtimeSettings = Field(default_factory=RealtimeSettings)
     llm: LlmSettings = Field(default_factory=LlmSettings)
+    mcp: McpSettings = Field(default_factory=McpSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
 
     @model_validator(mode="after")

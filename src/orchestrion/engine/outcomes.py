@@ -11,6 +11,7 @@ import httpx
 
 if TYPE_CHECKING:
     from orchestrion.engine.llm.backend import LlmBackend
+    from orchestrion.engine.mcp.servers import McpServers
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ class StepServices:
     env: Mapping[str, str] = field(default_factory=dict)
     #: Providers, budgets, token push and tools for ``llm``/``agent`` steps (None: unavailable).
     llm: LlmBackend | None = None
+    #: MCP servers for ``mcp`` steps (None: the step fails, saying MCP is not set up).
+    mcp: McpServers | None = None
 
 
 @dataclass(frozen=True)

@@ -127,6 +127,17 @@ DEFAULT_ROUTES = [
             rule("*", r".*", _WF.WORKFLOWS_WRITE),
         ),
     ),
+    Route(
+        prefix="/api/v1/mcp",
+        service="workflows",
+        rules=(
+            rule("GET,HEAD", r".*", _WF.WORKFLOWS_READ),
+            rule("*", r".*", _WF.WORKFLOWS_WRITE),
+        ),
+    ),
+    # MCP clients: any authenticated caller; the service shows each principal the
+    # workflows it may run (none without executions:run).
+    Route(prefix="/mcp", service="workflows"),
     # The socket authenticates itself too (subprotocol or first frame), so an upgrade
     # without credentials passes; a bad Authorization header is still refused here.
     Route(prefix="/ws", service="realtime", public=(rule("GET", r"/ws", None),)),

@@ -315,8 +315,10 @@ BUILTIN_STEP_TYPES: tuple[type[StepType], ...] = (
 
 
 def register_builtins(registry: StepTypeRegistry) -> None:
-    """Register every built-in step type on registry (``llm`` and ``agent`` included)."""
+    """Register every built-in step type on registry (``llm``, ``agent`` and ``mcp`` included)."""
+    # Imported here: the MCP SDK is only loaded when step types are first needed.
+    from orchestrion.engine.mcp.step import McpStep
     from orchestrion.engine.nodes.llm import LLM_STEP_TYPES
 
-    for step_type in (*BUILTIN_STEP_TYPES, *LLM_STEP_TYPES):
+    for step_type in (*BUILTIN_STEP_TYPES, *LLM_STEP_TYPES, McpStep):
         registry.register(step_type)

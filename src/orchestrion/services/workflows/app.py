@@ -13,8 +13,11 @@ from datetime import timedelta
 import httpx
 from cryptography.fernet import Fernet
 from fastapi import FastAPI
+from starlette.routing import Route
 
 from orchestrion import __version__
+from orchestrion.engine.mcp.pool import McpPool
+from orchestrion.engine.mcp.servers import McpServers
 from orchestrion.engine.outcomes import StepServices
 from orchestrion.engine.runtime import Engine
 from orchestrion.engine.worker import Worker
@@ -24,7 +27,7 @@ from orchestrion.kernel.crypto import fernet_for
 from orchestrion.kernel.db.engine import Database
 from orchestrion.kernel.http.app import create_service_app
 from orchestrion.kernel.queue import TaskQueue
-from orchestrion.services.workflows import automation
+from orchestrion.services.workflows import automation, mcp_servers
 from orchestrion.services.workflows.automation_endpoints import router as automation_router
 from orchestrion.services.workflows.endpoints import router
 from orchestrion.services.workflows.execution_endpoints import router as execution_router
@@ -32,6 +35,8 @@ from orchestrion.services.workflows.executions import resolve_workflow
 from orchestrion.services.workflows.live import LivePublisher
 from orchestrion.services.workflows.llm_backend import PlatformLlm, platform_llm
 from orchestrion.services.workflows.llm_endpoints import router as llm_router
+from orchestrion.services.workflows.mcp_endpoints import router as mcp_router
+from orchestrion.services.workflows.mcp_server import create_mcp_endpoint
 from orchestrion.settings import Settings, open_database
 
 #: Where execution events are published (CloudEvents ``orchestrion.<event type>``).
@@ -44,8 +49,29 @@ def llm_fernet(settings: Settings) -> Fernet:
     return fernet_for(secret, purpose="orchestrion-llm-provider-keys-v1")
 
 
+def mcp_fernet(settings: Settings) -> Fernet:
+    """The key tenants' MCP server headers are encrypted under."""
+    return fernet_for(settings.secret_key.get_secret_value().encode(), purpose="orchestrion-mcp-v1")
+
+
+def create_mcp_servers(settings: Settings, database: Database) -> McpServers:
+    """The MCP servers ``mcp`` steps reach: the configured ones and each tenant's."""
+    config = settings.mcp
+    return McpServers(
+        pool=McpPool(
+            connect_timeout=config.connect_timeout_seconds,
+            max_sessions=config.max_sessions,
+            idle_seconds=config.idle_seconds,
+        ),
+        configured=dict(config.servers),
+        tenant_lookup=mcp_servers.tenant_lookup(database, mcp_fernet(settings)),
+        allowlist=tuple(settings.engine.http_allowlist),
+        call_timeout=config.call_timeout_seconds,
+    )
+
+
 def create_engine(settings: Settings, database: Database, http: httpx.AsyncClient) -> Engine:
-    """The engine on ``database`` with the configured step services."""
+    """The engine on ``database`` with the configured step services (close ``services.mcp``)."""
     config = settings.engine
     llm = PlatformLlm(settings.llm, database, llm_fernet(settings), http)
     engine = Engine(
@@ -55,6 +81,7 @@ def create_engine(settings: Settings, database: Database, http: httpx.AsyncClien
             http_allowlist=tuple(config.http_allowlist),
             env={name: os.environ[name] for name in config.env_allowlist if name in os.environ},
             llm=llm,
+            mcp=create_mcp_servers(settings, database),
         ),
         queue=TaskQueue(database, lease=timedelta(seconds=config.lease_seconds)),
         resolver=resolve_workflow,
@@ -71,9 +98,19 @@ def create_app(settings: Settings) -> FastAPI:
     database = open_database(settings)
     http = httpx.AsyncClient(follow_redirects=False)
     engine = create_engine(settings, database, http)
+    secret = settings.secret_key.get_secret_value().encode()
+    mcp_manager, mcp_endpoint = create_mcp_endpoint(
+        engine=engine, database=database, secret=secret, wait_seconds=settings.mcp.tool_wait_seconds
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The MCP endpoint's session manager runs for the app's whole life.
+        async with mcp_manager.run(), _services(app):
+            yield
+
+    @asynccontextmanager
+    async def _services(app: FastAPI) -> AsyncIterator[None]:
         bus, owned = await service_bus(getattr(app.state, "bus", None), settings.bus.url)
         relay = OutboxRelay(database, bus) if bus is not None else None
         if relay is not None:
@@ -112,6 +149,8 @@ def create_app(settings: Settings) -> FastAPI:
             if bus is not None and owned:
                 await bus.close()
             await engine.queue.close()
+            if engine.services.mcp is not None:
+                await engine.services.mcp.aclose()
             await http.aclose()
 
     app = create_service_app(
@@ -131,4 +170,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(execution_router)
     app.include_router(automation_router)
     app.include_router(llm_router)
+    app.include_router(mcp_router)
+    # The MCP transport answers POST (and GET/DELETE with a 405) at /mcp itself.
+    app.router.routes.append(
+        Route("/mcp", endpoint=mcp_endpoint, methods=["GET", "POST", "DELETE"])
+    )
+    app.state.mcp_fernet = mcp_fernet(settings)
+    app.state.mcp_tenant_limit = settings.mcp.tenant_servers_max
     return app

@@ -1,0 +1,288 @@
+"""Pooled MCP client sessions, one per server configuration.
+
+Opening a session costs a process spawn (stdio) or a handshake (HTTP), so sessions are
+kept and shared by every call to the same server: JSON-RPC multiplexes concurrent
+requests on one session. The SDK's client lives in anyio task groups that must be left by
+the task that entered them, so each session is owned by a task of its own that enters
+the client, waits to be told to close, and leaves it.
+
+A call that fails on the transport discards the session; a reused session that turns out
+dead (a restarted server, an expired session id) is replaced once and the call sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any, TypeVar
+
+from mcp import Client, MCPError, StdioServerParameters
+from mcp.client.sse import sse_client
+from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp_types import (
+    CONNECTION_CLOSED,
+    INTERNAL_ERROR,
+    REQUEST_TIMEOUT,
+    CallToolResult,
+    Implementation,
+    Tool,
+)
+
+from orchestrion.engine.mcp.config import McpServerConfig
+
+logger = logging.getLogger("orchestrion.mcp")
+T = TypeVar("T")
+_MAX_TOOL_PAGES = 20
+_CLOSE_SECONDS = 10.0
+
+
+class McpUnavailable(Exception):
+    """The server cannot be reached or the connection broke (worth retrying)."""
+
+
+class McpTimeout(Exception):
+    """The server did not answer within the call's timeout."""
+
+
+class McpCallError(Exception):
+    """The server answered the request with a JSON-RPC error."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"MCP error {code}: {message}")
+        self.code = code
+        self.retryable = code == INTERNAL_ERROR
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The first real error inside (nested) exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _reason(exc: BaseException) -> str:
+    leaf = _leaf(exc)
+    return f"{type(leaf).__name__}: {leaf}" if str(leaf) else type(leaf).__name__
+
+
+class _Session:
+    """One connected client, owned by its own task."""
+
+    def __init__(self, config: McpServerConfig) -> None:
+        self.config = config
+        self.client: Client | None = None
+        self.last_used = time.monotonic()
+        self._ready = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._error: BaseException | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def usable(self) -> bool:
+        return self.client is not None and not self._closing.is_set()
+
+    async def open(self, seconds: float) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"mcp {self.config.describe()}")
+        try:
+            async with asyncio.timeout(seconds):
+                await self._ready.wait()
+        except TimeoutError:
+            await self.close()
+            raise McpUnavailable(
+                f"{self.config.describe()} did not complete the MCP handshake in {seconds:g}s"
+            ) from None
+        if self.client is None:
+            reason = _reason(self._error) if self._error else "the connection closed"
+            raise McpUnavailable(f"cannot connect to {self.config.describe()}: {reason}")
+
+    async def _run(self) -> None:
+        try:
+            async with AsyncExitStack() as stack:
+                transport = await _transport(self.config, stack)
+                client = Client(
+                    transport,
+                    cache=None,
+                    client_info=Implementation(name="orchestrion", version="1"),
+                )
+                self.client = await stack.enter_async_context(client)
+                self._ready.set()
+                await self._closing.wait()
+        except Exception as exc:
+            self._error = exc
+            logger.info("MCP session to %s ended: %s", self.config.describe(), _reason(exc))
+        finally:
+            self.client = None
+            self._ready.set()
+
+    async def close(self) -> None:
+        self._closing.set()
+        task = self._task
+        if task is None or task.done():
+            return
+        try:
+            async with asyncio.timeout(_CLOSE_SECONDS):
+                await asyncio.shield(task)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def _transport(config: McpServerConfig, stack: AsyncExitStack) -> Any:
+    """The SDK transport for ``config`` (an HTTP client, if any, is closed with ``stack``)."""
+    kind = config.kind
+    if kind == "stdio":
+        command = config.command or []
+        return stdio_client(
+            StdioServerParameters(
+                command=command[0], args=command[1:], env=config.env, cwd=config.cwd
+            )
+        )
+    url = config.url or ""
+    if kind == "sse":
+        return sse_client(url, headers=config.headers)
+    http = await stack.enter_async_context(create_mcp_http_client(headers=config.headers))
+    return streamable_http_client(url, http_client=http)
+
+
+class McpPool:
+    """Shared sessions keyed by server configuration; :meth:`aclose` ends them all."""
+
+    def __init__(
+        self,
+        *,
+        connect_timeout: float = 10.0,
+        max_sessions: int = 64,
+        idle_seconds: float = 300.0,
+    ) -> None:
+        self.connect_timeout = connect_timeout
+        self.max_sessions = max_sessions
+        self.idle_seconds = idle_seconds
+        self._sessions: dict[str, _Session] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._closed = False
+
+    def __len__(self) -> int:
+        return sum(1 for s in self._sessions.values() if s.usable)
+
+    async def call_tool(
+        self,
+        config: McpServerConfig,
+        tool: str,
+        arguments: dict[str, Any] | None,
+        *,
+        seconds: float,
+    ) -> CallToolResult:
+        """Call ``tool``, waiting ``seconds`` for the answer.
+
+        Raises McpUnavailable, McpTimeout or McpCallError.
+        """
+
+        async def call(client: Client) -> CallToolResult:
+            return await client.call_tool(tool, arguments, read_timeout_seconds=seconds)
+
+        return await self._with_session(config, call, seconds)
+
+    async def list_tools(self, config: McpServerConfig, *, seconds: float) -> list[Tool]:
+        """Every tool the server offers (all pages)."""
+
+        async def listing(client: Client) -> list[Tool]:
+            tools: list[Tool] = []
+            cursor: str | None = None
+            for _ in range(_MAX_TOOL_PAGES):
+                page = await client.list_tools(cursor=cursor)
+                tools.extend(page.tools)
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
+            return tools
+
+        return await self._with_session(config, listing, seconds)
+
+    async def _with_session(
+        self, config: McpServerConfig, use: Callable[[Client], Awaitable[T]], seconds: float
+    ) -> T:
+        for attempt in range(2):
+            async with self._session(config) as (session, fresh):
+                client = session.client
+                try:
+                    if client is None:
+                        raise McpUnavailable(f"the session to {config.describe()} closed")
+                    # The SDK's read timeout answers first; this bounds anything else.
+                    async with asyncio.timeout(seconds + self.connect_timeout):
+                        return await use(client)
+                except MCPError as exc:
+                    if exc.code == REQUEST_TIMEOUT:
+                        raise McpTimeout(
+                            f"{config.describe()} did not answer within {seconds:g}s"
+                        ) from None
+                    if exc.code != CONNECTION_CLOSED:
+                        raise McpCallError(exc.code, exc.message) from None
+                    failure: BaseException = exc
+                except TimeoutError:
+                    await self._discard(config.key(), session)
+                    raise McpTimeout(
+                        f"{config.describe()} did not answer within {seconds:g}s"
+                    ) from None
+                except McpUnavailable as exc:
+                    failure = exc
+                except Exception as exc:
+                    failure = exc
+                await self._discard(config.key(), session)
+                if fresh or attempt:
+                    raise McpUnavailable(
+                        f"{config.describe()} failed: {_reason(failure)}"
+                    ) from None
+                logger.info("reconnecting to %s: %s", config.describe(), _reason(failure))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @asynccontextmanager
+    async def _session(self, config: McpServerConfig) -> AsyncIterator[tuple[_Session, bool]]:
+        if self._closed:
+            raise McpUnavailable("the MCP client pool is closed")
+        key = config.key()
+        session = self._sessions.get(key)
+        fresh = False
+        if session is None or not session.usable:
+            lock = self._locks.setdefault(key, asyncio.Lock())
+            async with lock:
+                session = self._sessions.get(key)
+                if session is None or not session.usable:
+                    if session is not None:
+                        await self._discard(key, session)
+                    await self._make_room()
+                    session = _Session(config)
+                    await session.open(self.connect_timeout)
+                    self._sessions[key] = session
+                    fresh = True
+        session.last_used = time.monotonic()
+        try:
+            yield session, fresh
+        finally:
+            session.last_used = time.monotonic()
+
+    async def _make_room(self) -> None:
+        """Close idle sessions, and the least recently used ones past ``max_sessions``."""
+        now = time.monotonic()
+        by_age = sorted(self._sessions.items(), key=lambda item: item[1].last_used)
+        excess = len(by_age) - self.max_sessions + 1
+        for position, (key, session) in enumerate(by_age):
+            if position < excess or now - session.last_used > self.idle_seconds:
+                await self._discard(key, session)
+
+    async def _discard(self, key: str, session: _Session) -> None:
+        if self._sessions.get(key) is session:
+            del self._sessions[key]
+        await session.close()
+
+    async def aclose(self) -> None:
+        """Close every session (stdio servers are stopped)."""
+        self._closed = True
+        sessions, self._sessions = list(self._sessions.values()), {}
+        await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)

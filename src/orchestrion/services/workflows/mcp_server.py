@@ -1,0 +1,321 @@
+"""The platform as an MCP server (``POST /mcp``, streamable HTTP).
+
+Every active workflow the caller may run is a tool whose input schema is the workflow's
+``inputs``; calling it runs the workflow and answers with its outputs. Executions are
+resources (``orchestrion://executions/{id}``).
+
+The caller is the principal the gateway verified (bearer token or API key) and forwarded
+in the signed identity header; it is read from each HTTP request, so the transport runs
+stateless: any instance of the workflows service answers any request, and JSON responses
+pass every proxy unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+
+from mcp.server import Server
+from mcp.server.context import ServerRequestContext
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.shared.exceptions import MCPError
+from mcp_types import (
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    CallToolRequestParams,
+    CallToolResult,
+    ListResourcesResult,
+    ListResourceTemplatesResult,
+    ListToolsResult,
+    PaginatedRequestParams,
+    ReadResourceRequestParams,
+    ReadResourceResult,
+    Resource,
+    ResourceLink,
+    ResourceTemplate,
+    TextContent,
+    TextResourceContents,
+    Tool,
+)
+from sqlalchemy import select
+from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
+
+from orchestrion.engine.context import TERMINAL
+from orchestrion.engine.models import Execution
+from orchestrion.engine.runtime import Engine
+from orchestrion.kernel.auth.identity import IDENTITY_HEADER, decode_identity
+from orchestrion.kernel.auth.permissions import Permission
+from orchestrion.kernel.auth.principal import Principal
+from orchestrion.kernel.db.engine import Database
+from orchestrion.kernel.errors import OrchestrionError, Unauthenticated, problem_response
+from orchestrion.services.workflows import executions, repository
+from orchestrion.services.workflows.models import Workflow
+
+EXECUTION_URI = "orchestrion://executions/{execution_id}"
+_URI = re.compile(r"orchestrion://executions/(?P<id>[A-Za-z0-9-]{1,64})")
+_FORBIDDEN = -32003  # an application error code: the JSON-RPC range has no "forbidden"
+MAX_TOOLS = 500
+RECENT_EXECUTIONS = 50
+_JSON = "application/json"
+
+
+def _principal(ctx: ServerRequestContext[Any, Any], secret: bytes) -> Principal:
+    request = ctx.request
+    value = request.headers.get(IDENTITY_HEADER) if isinstance(request, Request) else None
+    principal = decode_identity(value, secret) if value else None
+    if principal is None:
+        raise MCPError(INVALID_REQUEST, "authentication required")
+    return principal
+
+
+def _require(principal: Principal, permission: str) -> None:
+    if not principal.can(permission):
+        raise MCPError(_FORBIDDEN, f"missing permission '{permission}'")
+
+
+def tool_names(workflows: list[Workflow]) -> dict[str, Workflow]:
+    """Tool name → workflow: the name made safe; a clash gets the id's start appended."""
+    named: dict[str, Workflow] = {}
+    for workflow in sorted(workflows, key=lambda w: (w.created_at, w.id)):
+        base = re.sub(r"[^A-Za-z0-9_.-]+", "_", workflow.name).strip("_.-")[:64] or "workflow"
+        name = base if base not in named else f"{base}_{workflow.id[:8]}"
+        named[name] = workflow
+    return named
+
+
+def _input_schema(workflow: Workflow) -> dict[str, Any]:
+    schema = dict(workflow.definition.get("inputs") or {})
+    schema.setdefault("type", "object")
+    return schema
+
+
+def _tool(name: str, workflow: Workflow) -> Tool:
+    description = workflow.description or f"Run the workflow '{workflow.name}'."
+    return Tool(
+        name=name,
+        title=workflow.name,
+        description=f"{description} (workflow {workflow.id}, version {workflow.version})",
+        input_schema=_input_schema(workflow),
+        meta={"orchestrion/workflow_id": workflow.id},
+    )
+
+
+def _link(execution_id: str) -> ResourceLink:
+    return ResourceLink(
+        type="resource_link",
+        uri=EXECUTION_URI.format(execution_id=execution_id),
+        name=f"execution {execution_id}",
+        mime_type=_JSON,
+    )
+
+
+def _result(body: dict[str, Any]) -> CallToolResult:
+    """What a tool call answers for an execution as it stands."""
+    status, execution_id = body["status"], body["id"]
+    meta = {"orchestrion/execution_id": execution_id, "orchestrion/status": status}
+    if status == "succeeded":
+        outputs = body["outputs"] or {}
+        return CallToolResult(
+            content=[TextContent(type="text", text=json.dumps(outputs)), _link(execution_id)],
+            structured_content=outputs,
+            is_error=False,
+            meta=meta,
+        )
+    if status in TERMINAL:
+        message = (body.get("error") or {}).get("message") or status
+        text = f"execution {execution_id} {status}: {message}"
+        return CallToolResult(
+            content=[TextContent(type="text", text=text), _link(execution_id)],
+            is_error=True,
+            meta=meta,
+        )
+    text = f"execution {execution_id} is still {status}; read its resource for the outcome"
+    return CallToolResult(
+        content=[TextContent(type="text", text=text), _link(execution_id)],
+        is_error=False,
+        meta=meta,
+    )
+
+
+class WorkflowTools:
+    """The MCP handlers: workflows as tools, executions as resources."""
+
+    def __init__(
+        self, *, engine: Engine, database: Database, secret: bytes, wait_seconds: float
+    ) -> None:
+        self.engine = engine
+        self.database = database
+        self.secret = secret
+        self.wait_seconds = wait_seconds
+
+    async def _runnable(self, tenant_id: str) -> dict[str, Workflow]:
+        async with self.database.session() as session:
+            rows = await session.execute(
+                repository.workflows_of(tenant_id)
+                .where(Workflow.status == "active")
+                .order_by(Workflow.created_at)
+                .limit(MAX_TOOLS)
+            )
+            return tool_names(list(rows.scalars()))
+
+    async def list_tools(
+        self, ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams | None
+    ) -> ListToolsResult:
+        """The workflows the caller may run (none without ``executions:run``)."""
+        principal = _principal(ctx, self.secret)
+        if not (
+            principal.can(Permission.EXECUTIONS_RUN) and principal.can(Permission.WORKFLOWS_READ)
+        ):
+            return ListToolsResult(tools=[])
+        named = await self._runnable(principal.tenant_id)
+        return ListToolsResult(tools=[_tool(name, w) for name, w in named.items()])
+
+    async def call_tool(
+        self, ctx: ServerRequestContext[Any, Any], params: CallToolRequestParams
+    ) -> CallToolResult:
+        """Run the workflow; answer with its outputs once it ends (or its id if it runs on)."""
+        principal = _principal(ctx, self.secret)
+        _require(principal, Permission.EXECUTIONS_RUN)
+        _require(principal, Permission.WORKFLOWS_READ)
+        workflow = (await self._runnable(principal.tenant_id)).get(params.name)
+        if workflow is None:
+            raise MCPError(INVALID_PARAMS, f"unknown tool: {params.name}")
+        try:
+            async with self.database.session() as session:
+                execution = await executions.start_execution(
+                    session,
+                    engine=self.engine,
+                    principal=principal,
+                    workflow_id=workflow.id,
+                    inputs=dict(params.arguments or {}),
+                )
+                execution_id = execution.id
+        except OrchestrionError as exc:
+            details = "; ".join(
+                f"{'.'.join(str(p) for p in e.get('loc', []))}: {e.get('msg')}"
+                for e in exc.errors or []
+            )
+            text = exc.detail + (f" ({details})" if details else "")
+            return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
+        deadline = time.monotonic() + self.wait_seconds
+        while True:
+            async with self.database.session() as session:
+                found = await executions.get_execution(
+                    session, tenant_id=principal.tenant_id, execution_id=execution_id
+                )
+                if found.status in TERMINAL or time.monotonic() >= deadline:
+                    return _result(await executions.execution_dict(session, found))
+            remaining = max(0.0, deadline - time.monotonic())
+            await self.engine.wait_for_change(execution_id, min(0.5, remaining))
+
+    async def list_resources(
+        self, ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams | None
+    ) -> ListResourcesResult:
+        """The tenant's latest executions."""
+        principal = _principal(ctx, self.secret)
+        if not principal.can(Permission.EXECUTIONS_READ):
+            return ListResourcesResult(resources=[])
+        async with self.database.session() as session:
+            rows = await session.execute(
+                select(Execution)
+                .where(Execution.tenant_id == principal.tenant_id)
+                .order_by(Execution.created_at.desc())
+                .limit(RECENT_EXECUTIONS)
+            )
+            found = list(rows.scalars())
+        return ListResourcesResult(
+            resources=[
+                Resource(
+                    uri=EXECUTION_URI.format(execution_id=e.id),
+                    name=f"execution {e.id}",
+                    title=f"{e.definition.get('name', e.workflow_id)}: {e.status}",
+                    mime_type=_JSON,
+                )
+                for e in found
+            ]
+        )
+
+    async def list_templates(
+        self, ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams | None
+    ) -> ListResourceTemplatesResult:
+        """Any execution by id."""
+        _principal(ctx, self.secret)
+        template = ResourceTemplate(
+            uri_template=EXECUTION_URI,
+            name="execution",
+            description="An execution: status, inputs, outputs, error, steps and usage.",
+            mime_type=_JSON,
+        )
+        return ListResourceTemplatesResult(resource_templates=[template])
+
+    async def read_resource(
+        self, ctx: ServerRequestContext[Any, Any], params: ReadResourceRequestParams
+    ) -> ReadResourceResult:
+        """An execution as ``GET /api/v1/executions/{id}`` shows it."""
+        principal = _principal(ctx, self.secret)
+        _require(principal, Permission.EXECUTIONS_READ)
+        uri = str(params.uri)
+        match = _URI.fullmatch(uri)
+        if match is None:
+            raise MCPError(INVALID_PARAMS, f"no resource at {uri}")
+        try:
+            async with self.database.session() as session:
+                execution = await executions.get_execution(
+                    session, tenant_id=principal.tenant_id, execution_id=match["id"]
+                )
+                body = await executions.execution_dict(session, execution)
+        except OrchestrionError as exc:
+            raise MCPError(INVALID_PARAMS, exc.detail) from None
+        return ReadResourceResult(
+            contents=[TextResourceContents(uri=uri, mime_type=_JSON, text=json.dumps(body))]
+        )
+
+
+class McpEndpoint:
+    """The ASGI endpoint at /mcp: refuses callers without an identity, then speaks MCP."""
+
+    def __init__(self, manager: StreamableHTTPSessionManager, secret: bytes) -> None:
+        self.manager = manager
+        self.secret = secret
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Defence in depth: the gateway only forwards authenticated callers."""
+        value = Request(scope).headers.get(IDENTITY_HEADER)
+        if not value or decode_identity(value, self.secret) is None:
+            error = Unauthenticated("authentication required: send a bearer token or an API key")
+            response = problem_response(
+                status=error.status_code,
+                detail=error.detail,
+                instance=scope["path"],
+                request_id=scope.get("state", {}).get("request_id"),
+                title=error.default_title(),
+                type_uri=error.type_uri,
+            )
+            await response(scope, receive, send)
+            return
+        await self.manager.handle_request(scope, receive, send)
+
+
+def create_mcp_endpoint(
+    *, engine: Engine, database: Database, secret: bytes, wait_seconds: float
+) -> tuple[StreamableHTTPSessionManager, McpEndpoint]:
+    """The session manager (run it in the app's lifespan) and the ASGI endpoint for /mcp."""
+    tools = WorkflowTools(
+        engine=engine, database=database, secret=secret, wait_seconds=wait_seconds
+    )
+    server: Server[Any] = Server(
+        "orchestrion",
+        title="Orchestrion workflows",
+        instructions="Each tool runs one workflow and answers with its outputs; "
+        "executions are resources (orchestrion://executions/{id}).",
+        on_list_tools=tools.list_tools,
+        on_call_tool=tools.call_tool,
+        on_list_resources=tools.list_resources,
+        on_list_resource_templates=tools.list_templates,
+        on_read_resource=tools.read_resource,
+    )
+    manager = StreamableHTTPSessionManager(server, stateless=True, json_response=True)
+    return manager, McpEndpoint(manager, secret)
