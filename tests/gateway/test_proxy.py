@@ -3,11 +3,14 @@ body limits, rewrites, field allow-lists, trusted proxies."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
 from asgi_lifespan import LifespanManager
 
 from orchestrion.gateway.app import create_gateway
@@ -45,6 +48,7 @@ async def _gateway(
             ),
         ),
         Route(prefix="/status", service="loop", public=PUBLIC),
+        Route(prefix="/sse", service="loop", public=PUBLIC),
     ]
     upstreams: dict[str, Upstream] = {"loop": upstream}
     app = create_gateway(settings, upstreams, routes=routes)
@@ -157,3 +161,40 @@ async def test_upstream_errors_pass_through_when_not_retryable(
     # A POST may have had effects: its 503 is the service's own answer, not retried.
     assert response.status_code == 503
     assert response.json() == {"status": "as asked"}
+
+
+async def test_sse_streams_through_unbuffered(
+    tmp_path: Path, database_url: str, upstream: Loopback
+) -> None:
+    # A real server: httpx's in-process ASGI transport would itself buffer the stream.
+    settings = make_settings(tmp_path, database_url)
+    secret = settings.secret_key.get_secret_value().encode()
+    upstreams: dict[str, Upstream] = {"loop": HttpUpstream("loop", [upstream.url], secret=secret)}
+    app = create_gateway(
+        settings, upstreams, routes=[Route(prefix="/sse", service="loop", public=PUBLIC)]
+    )
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    serving = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn offers a flag, not an event
+        await asyncio.sleep(0.02)
+    key = f"sse-{uuid.uuid4().hex[:8]}"
+    received: list[str] = []
+    try:
+        async with (
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
+            client.stream("GET", f"/sse/{key}?n=4&gap=0.3") as response,
+        ):
+            assert response.headers["content-type"].startswith("text/event-stream")
+            async for line in response.aiter_lines():
+                if line.startswith("data: "):
+                    received.append(line)
+                    if len(received) == 1:
+                        # The first event is here while the upstream has yet to send the last.
+                        assert upstream.state.calls[key] < 4
+    finally:
+        server.should_exit = True
+        await serving
+    assert received == [f"data: event {n}" for n in range(4)]

@@ -48,15 +48,16 @@ RETRY_STATUSES = frozenset({502, 503, 504})
 _RESPONSE_DROP = HOP_BY_HOP | {b"host"}
 # A retryable request body up to this size is kept in memory so it can be sent again.
 _REPLAYABLE_BODY_BYTES = 64 * 1024
+# An answer up to this size is read whole before it is relayed.
+_SMALL_BODY_BYTES = 64 * 1024
 
 
 class _Refused(Exception):
     """An attempt that failed before a byte went to the client."""
 
-    def __init__(self, error: OrchestrionError, *, reached: bool, final: bool = False) -> None:
+    def __init__(self, error: OrchestrionError, *, reached: bool) -> None:
         self.error = error
         self.reached = reached
-        self.final = final
 
 
 class HttpUpstream:
@@ -168,29 +169,43 @@ class HttpUpstream:
         if scope.get("query_string"):
             url += "?" + scope["query_string"].decode("latin-1")
         key = _hash_key(scope, self.policy.hash_key)
+        # The breaker judges the service by whole requests: one dead instance whose
+        # requests succeed on retry elsewhere is the balancer's business, not a reason
+        # to refuse everyone.
+        if not self.breaker.allow():
+            await problem(scope, receive, send, self._open_error())
+            return
         tried: set[str] = set()
         self.budget.request()
         attempts = 0
-        while True:
-            attempts += 1
-            may_retry = replayable and attempts <= self.policy.retries
-            try:
-                await self._attempt(
-                    send, method, url, str_headers, body, key, tried,
-                    retry_statuses=may_retry and idempotent,
-                )  # fmt: skip
-                return
-            except _Refused as refused:
-                retry = (
-                    may_retry
-                    and not refused.final
-                    and (not refused.reached or idempotent)
-                    and self.budget.try_retry()
-                )
-                if not retry:
-                    await problem(scope, receive, send, refused.error)
+        verdict: bool | None = None
+        try:
+            while True:
+                attempts += 1
+                may_retry = replayable and attempts <= self.policy.retries
+                try:
+                    status = await self._attempt(
+                        send, method, url, str_headers, body, key, tried,
+                        retry_statuses=may_retry and idempotent,
+                    )  # fmt: skip
+                    verdict = status not in RETRY_STATUSES
                     return
-                metrics.UPSTREAM_RETRIES.labels(self.name).inc()
+                except _Refused as refused:
+                    retry = (
+                        may_retry
+                        and (not refused.reached or idempotent)
+                        and self.budget.try_retry()
+                    )
+                    if not retry:
+                        verdict = False
+                        await problem(scope, receive, send, refused.error)
+                        return
+                    metrics.UPSTREAM_RETRIES.labels(self.name).inc()
+        finally:
+            if verdict is None:
+                self.breaker.release_probe()  # the client left: no verdict on the service
+            else:
+                self.breaker.record(ok=verdict)
 
     async def _attempt(
         self,
@@ -203,12 +218,10 @@ class HttpUpstream:
         tried: set[str],
         *,
         retry_statuses: bool,
-    ) -> None:
-        if not self.breaker.allow():
-            raise _Refused(self._open_error(), reached=False, final=True)
+    ) -> int:
+        """Send once; the status relayed to the client, or :class:`_Refused`."""
         instance = self.pool.pick(key, frozenset(tried)) or self.pool.pick(key)
         if instance is None:
-            self.breaker.release_probe()
             raise _Refused(ServiceUnavailable(f"{self.name} has no instance"), reached=False)
         tried.add(instance.id)
         instance.outstanding += 1
@@ -228,25 +241,37 @@ class HttpUpstream:
             if status in RETRY_STATUSES and retry_statuses:
                 self._failed(instance)
                 raise _Refused(UpstreamError(f"{self.name} answered {status}"), reached=True)
-            self.pool.record(instance, ok=True)
-            self.breaker.record(ok=status not in RETRY_STATUSES)
-            await self._relay(response, send)
+            await self._relay(instance, response, send)
+            return status
         finally:
             instance.outstanding -= 1
             response.release()
             metrics.UPSTREAM_LATENCY.labels(self.name).observe(time.perf_counter() - start)
 
-    async def _relay(self, response: aiohttp.ClientResponse, send: Send) -> None:
+    async def _relay(
+        self, instance: Instance, response: aiohttp.ClientResponse, send: Send
+    ) -> None:
         headers = [(k, v) for k, v in response.raw_headers if k.lower() not in _RESPONSE_DROP]
         cap = self.policy.max_response_bytes
         length = response.content_length
         if length is not None and length > cap:
             raise _Refused(UpstreamError(f"{self.name}'s answer exceeds {cap} bytes"), reached=True)
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        if length is not None and length <= 65536:
-            # One message for a small body: half the ASGI sends of a streamed one.
-            await send({"type": "http.response.body", "body": await response.read()})
+        if length is not None and length <= _SMALL_BODY_BYTES:
+            # A small body is read whole before anything reaches the client: an instance
+            # dying mid-body is then retried elsewhere instead of cutting the answer, and
+            # the client gets one message instead of two.
+            try:
+                body = await response.read()
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                self._failed(instance)
+                raise _Refused(self._error(exc), reached=True) from None
+            self.pool.record(instance, ok=True)
+            start = {"type": "http.response.start", "status": response.status, "headers": headers}
+            await send(start)
+            await send({"type": "http.response.body", "body": body})
             return
+        self.pool.record(instance, ok=True)
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
         sent = 0
         async for chunk in response.content.iter_any():
             sent += len(chunk)
@@ -259,7 +284,6 @@ class HttpUpstream:
 
     def _failed(self, instance: Instance) -> None:
         self.pool.record(instance, ok=False)
-        self.breaker.record(ok=False)
 
     def _open_error(self) -> ServiceUnavailable:
         seconds = max(1, round(self.breaker.retry_after() + 0.5))

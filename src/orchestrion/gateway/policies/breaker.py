@@ -1,10 +1,11 @@
 """Circuit breaking and retry budgets, per upstream service.
 
-A breaker counts failures (connection errors, timeouts, 502/503/504) over the calls it
-lets through. ``closed``: everything passes; ``failure_threshold`` consecutive failures
-open it. ``open``: calls are refused at once (a fast 503 with ``Retry-After``) for
-``open_seconds``. ``half_open``: up to ``half_open_requests`` probes go through; one
-success closes the breaker, a failure opens it again.
+A breaker counts failed requests (connection errors, timeouts, 502/503/504 once
+retries are spent) over the requests it lets through. ``closed``: everything passes;
+``failure_threshold`` consecutive failures open it. ``open``: calls are refused at once
+(a fast 503 with ``Retry-After``) for ``open_seconds``. ``half_open``: up to
+``half_open_requests`` probes go through; one success closes the breaker, a failure
+opens it again.
 
 A retry budget bounds retries to a fraction of recent requests (plus a small floor), so
 that when a whole service struggles, retries cannot multiply its load (the "retry
