@@ -107,7 +107,8 @@ class TokenBatcher:
 
     def flush(self) -> None:
         """Publish what is pending now, without waiting for it."""
-        self._now.set()
+        if not self.queue.empty():
+            self._now.set()
 
     def start(self) -> None:
         """Publish in the background until :meth:`stop`."""
