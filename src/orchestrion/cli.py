@@ -287,6 +287,8 @@ def worker(
     from orchestrion.kernel.bus.outbox import OutboxRelay
     from orchestrion.kernel.observability.logging import configure_logging
     from orchestrion.services.workflows.app import create_engine
+    from orchestrion.services.workflows.llm_backend import platform_llm
+    from orchestrion.services.workflows.token_bus import start_batcher
 
     settings = _settings()
     configure_logging(
@@ -306,6 +308,9 @@ def worker(
         relay = OutboxRelay(database, bus) if bus is not None else None
         if relay is not None:
             relay.start()
+        # Token chunks reach realtime (and the service's SSE streams) over the broker.
+        batcher = await start_batcher(settings.bus.url, settings.llm) if bus is not None else None
+        platform_llm(engine).batcher = batcher
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, running.stop)
@@ -313,6 +318,8 @@ def worker(
         try:
             await running.run()
         finally:
+            if batcher is not None:
+                await batcher.stop()
             if relay is not None:
                 await relay.stop()
             if bus is not None and owned:

@@ -351,6 +351,21 @@ class LlmSettings(BaseModel):
         description="A local `.tiktoken` BPE file to count tokens a provider did not report "
         "(needs the optional `tiktoken` package); without it they are estimated.",
     )
+    token_flush_seconds: float = Field(
+        default=0.05,
+        gt=0,
+        le=5,
+        description="With a broker: how long a step's token chunks gather before one bus "
+        "event carries them (also sent at once when a model call ends).",
+    )
+    token_flush_chars: int = Field(
+        default=1024, ge=1, description="With a broker: pending characters that flush at once."
+    )
+    token_bus_group: str = Field(
+        default="workflows-tokens",
+        description="Consumer group the workflows service reads worker processes' tokens "
+        "with, for its SSE streams; deployments sharing one broker need different names.",
+    )
 
 
 class McpSettings(BaseModel):

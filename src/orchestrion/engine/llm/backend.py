@@ -82,3 +82,7 @@ class LlmBackend(Protocol):
     async def publish_token(self, call: StepCall, text: str) -> None:
         """Push a chunk of output to the execution's watchers (never stored)."""
         ...
+
+    def flush_tokens(self) -> None:
+        """A model call ended: send pushed chunks that wait in a batch now (never waits)."""
+        ...

@@ -133,6 +133,9 @@ class ModelRunner:
             except ProviderError as exc:
                 last = exc
                 continue
+            finally:
+                # Batched tokens leave before the step's outcome is recorded.
+                backend.flush_tokens()
             self.provider_name = config.name
             self._meter(config.name, candidate.model, prompt, result)
             return result

@@ -37,6 +37,12 @@ from orchestrion.services.workflows.llm_backend import PlatformLlm, platform_llm
 from orchestrion.services.workflows.llm_endpoints import router as llm_router
 from orchestrion.services.workflows.mcp_endpoints import router as mcp_router
 from orchestrion.services.workflows.mcp_server import create_mcp_endpoint
+from orchestrion.services.workflows.token_bus import (
+    TokenBatcher,
+    TokenFeed,
+    start_batcher,
+    subscribe_tokens,
+)
 from orchestrion.settings import Settings, open_database
 
 #: Where execution events are published (CloudEvents ``orchestrion.<event type>``).
@@ -124,6 +130,14 @@ def create_app(settings: Settings) -> FastAPI:
             engine.listeners.append(publisher.listen)
             platform_llm(engine).publisher = publisher
             publisher.start()
+        batcher: TokenBatcher | None = None
+        if bus is not None and engine.outbox_topic is not None:
+            # Tokens of steps run here go to the bus for realtime; those of worker
+            # processes come back from it for this service's SSE streams.
+            llm = platform_llm(engine)
+            batcher = llm.batcher = await start_batcher(settings.bus.url, settings.llm)
+            feed = TokenFeed(llm.hub.publish, origin=batcher.origin)
+            await subscribe_tokens(bus, settings.llm.token_bus_group, feed)
         worker: Worker | None = None
         running: asyncio.Task[None] | None = None
         if settings.engine.embedded_workers:
@@ -140,6 +154,9 @@ def create_app(settings: Settings) -> FastAPI:
                 worker.stop()
                 with contextlib.suppress(asyncio.CancelledError):
                     await running
+            if batcher is not None:
+                platform_llm(engine).batcher = None
+                await batcher.stop()
             if publisher is not None:
                 platform_llm(engine).publisher = None
                 await publisher.stop()

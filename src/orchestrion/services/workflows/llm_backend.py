@@ -29,6 +29,7 @@ from orchestrion.settings import LlmSettings
 if TYPE_CHECKING:
     from orchestrion.engine.runtime import Engine
     from orchestrion.services.workflows.live import LivePublisher
+    from orchestrion.services.workflows.token_bus import TokenBatcher
 
 _TOOL_NAME = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -164,6 +165,8 @@ class PlatformLlm:
         self.tools: dict[str, ToolProvider] = {"workflow": WorkflowTools(self)}
         self.hub = TokenHub()
         self.publisher: LivePublisher | None = None
+        #: With a broker: chunks go to the bus for realtime and other processes' SSE.
+        self.batcher: TokenBatcher | None = None
         self.engine: Engine | None = None
 
     async def provider(self, tenant_id: str, name: str | None) -> ProviderConfig | None:
@@ -205,11 +208,17 @@ class PlatformLlm:
             )
 
     async def publish_token(self, call: StepCall, text: str) -> None:
-        """To SSE watchers in this process and to the realtime ``execution:`` channel."""
+        """To SSE watchers in this process and to the realtime ``execution:`` channel.
+
+        In-process (no broker) realtime gets the chunk over HTTP; with a broker it is
+        batched onto the bus, which also reaches other processes' SSE watchers.
+        """
         token: dict[str, Any] = {"step_id": call.step_id, "text": text}
         if call.index is not None:
             token["index"] = call.index
         self.hub.publish(call.execution_id, token)
+        if self.batcher is not None:
+            self.batcher.offer(call.tenant_id, call.execution_id, call.step_id, call.index, text)
         if self.publisher is not None:
             self.publisher.offer(
                 {
@@ -219,6 +228,11 @@ class PlatformLlm:
                     "data": {"step_id": call.step_id, "text": text},
                 }
             )
+
+    def flush_tokens(self) -> None:
+        """Send batched chunks now (a model call ended)."""
+        if self.batcher is not None:
+            self.batcher.flush()
 
 
 def platform_llm(engine: Engine) -> PlatformLlm:
