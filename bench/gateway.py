@@ -159,6 +159,8 @@ def start_rows(processes: Processes, workdir: Path, *, rate_limit: str) -> tuple
         "ORCHESTRION_AUTH__ACCESS_TOKEN_TTL_SECONDS": "86400",
         "ORCHESTRION_REDIS__URL": "redis://127.0.0.1:6379/0",
         "ORCHESTRION_GATEWAY__RATE_LIMIT": rate_limit,
+        # Like the nginx row (access_log off): no line per request; errors still logged.
+        "ORCHESTRION_OBSERVABILITY__ACCESS_LOG": "false",
         "ORCHESTRION_DATABASE__URL": "",
     }
     orchestrion = str(BIN / "orchestrion")
@@ -380,6 +382,7 @@ def gateway_notes(gateway: Row) -> list[str]:
     ]
     metrics = httpx.get(gateway.url.removesuffix("/bench") + "/metrics", timeout=10)
     notes.append(f"gateway /metrics: {metrics.status_code}, {len(metrics.content)} bytes")
+    notes.append("gateway access log off, as nginx's (ORCHESTRION_OBSERVABILITY__ACCESS_LOG=false)")
     return notes
 
 

@@ -404,6 +404,9 @@ class ObservabilitySettings(BaseModel):
 
     log_level: str = Field(default="INFO", description="Root log level.")
     log_json: bool = Field(default=True, description="JSON logs (false: human-readable console).")
+    access_log: bool = Field(
+        default=True, description="One log line per request at the gateway (false: none)."
+    )
 
 
 class Settings(BaseSettings):

@@ -49,6 +49,7 @@ async def _gateway(
         ),
         Route(prefix="/status", service="loop", public=PUBLIC),
         Route(prefix="/sse", service="loop", public=PUBLIC),
+        Route(prefix="/blob", service="loop", public=PUBLIC),
     ]
     upstreams: dict[str, Upstream] = {"loop": upstream}
     app = create_gateway(settings, upstreams, routes=routes)
@@ -198,3 +199,17 @@ async def test_sse_streams_through_unbuffered(
         server.should_exit = True
         await serving
     assert received == [f"data: event {n}" for n in range(4)]
+
+
+@pytest.mark.parametrize("chunked", ["0", "1"])
+async def test_large_answers_stream_whole_and_connections_are_reused(
+    gateway: httpx.AsyncClient, chunked: str
+) -> None:
+    expected = bytes(range(256)) * 1200 + bytes(range(7))
+    for _ in range(3):  # the same pooled connection carries answer after answer
+        response = await gateway.get(f"/blob?size={len(expected)}&chunked={chunked}")
+        assert response.status_code == 200
+        assert response.content == expected
+    head = await gateway.head("/blob?size=10")
+    assert head.status_code == 200
+    assert head.content == b""

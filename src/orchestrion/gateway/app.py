@@ -574,7 +574,8 @@ def create_gateway(
             expose_headers=EXPOSED_HEADERS,
         )
     app = MetricsMiddleware(app, component="gateway")
-    app = AccessLogMiddleware(app)
+    if settings.observability.access_log:
+        app = AccessLogMiddleware(app)
     return RequestIdMiddleware(app)
 
 

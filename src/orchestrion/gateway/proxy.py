@@ -22,6 +22,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -31,6 +32,7 @@ from starlette.types import Receive, Scope, Send
 from orchestrion.gateway import metrics
 from orchestrion.gateway.balancer import Instance, Pool
 from orchestrion.gateway.forwarded import HOP_BY_HOP, upstream_headers
+from orchestrion.gateway.h1 import ConnectFailed, H1Connection, H1Pool
 from orchestrion.gateway.policies.breaker import CircuitBreaker, RetryBudget
 from orchestrion.gateway.upstream import UpstreamPolicy, problem
 from orchestrion.gateway.websocket import proxy_websocket
@@ -88,6 +90,7 @@ class HttpUpstream:
             timeout=10.0,
         )
         self._session: aiohttp.ClientSession | None = None
+        self.h1 = H1Pool(max_idle_per_instance=self.policy.max_connections)
         self._checks: asyncio.Task[None] | None = None
 
     @property
@@ -119,6 +122,7 @@ class HttpUpstream:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        self.h1.close()
 
     def reconfigure(self, instances: list[Instance], policy: UpstreamPolicy) -> None:
         """New instances (state kept for known ones) and policy, without dropping connections."""
@@ -152,7 +156,6 @@ class HttpUpstream:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         method: str = scope["method"]
         headers = upstream_headers(scope, trusted_peer=scope.get("orchestrion.trusted_peer", False))
-        str_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
         replayable = True
         body: bytes | AsyncIterator[bytes] | None = None
         length = _content_length(scope)
@@ -162,8 +165,7 @@ class HttpUpstream:
             else:
                 replayable = False
                 body = _stream_body(receive)
-                if length is not None:
-                    str_headers.append(("content-length", str(length)))
+        request = _Request(method, headers, body, length)
         idempotent = method in IDEMPOTENT or any(k == b"idempotency-key" for k, _ in headers)
         url = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
         if scope.get("query_string"):
@@ -185,9 +187,8 @@ class HttpUpstream:
                 may_retry = replayable and attempts <= self.policy.retries
                 try:
                     status = await self._attempt(
-                        send, method, url, str_headers, body, key, tried,
-                        retry_statuses=may_retry and idempotent,
-                    )  # fmt: skip
+                        send, request, url, key, tried, retry_statuses=may_retry and idempotent
+                    )
                     verdict = status not in RETRY_STATUSES
                     return
                 except _Refused as refused:
@@ -210,10 +211,8 @@ class HttpUpstream:
     async def _attempt(
         self,
         send: Send,
-        method: str,
+        request: _Request,
         url: str,
-        headers: list[tuple[str, str]],
-        body: bytes | AsyncIterator[bytes] | None,
         key: str | None,
         tried: set[str],
         *,
@@ -224,12 +223,17 @@ class HttpUpstream:
         if instance is None:
             raise _Refused(ServiceUnavailable(f"{self.name} has no instance"), reached=False)
         tried.add(instance.id)
+        if request.method != "HEAD" and instance.url.startswith("http://"):
+            return await self._attempt_h1(send, request, url, instance, retry_statuses)
         instance.outstanding += 1
         start = time.perf_counter()
         timeout = self.policy.client_timeout()
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers]
+        if request.length is not None and not isinstance(request.body, bytes | None):
+            headers.append(("content-length", str(request.length)))
         try:
             response = await self.session.request(
-                method, instance.url + url, headers=headers, data=body,
+                request.method, instance.url + url, headers=headers, data=request.body,
                 allow_redirects=False, timeout=timeout, compress=None,
             )  # fmt: skip
         except Exception as exc:
@@ -246,6 +250,72 @@ class HttpUpstream:
         finally:
             instance.outstanding -= 1
             response.release()
+            metrics.UPSTREAM_LATENCY.labels(self.name).observe(time.perf_counter() - start)
+
+    async def _attempt_h1(
+        self, send: Send, request: _Request, url: str, instance: Instance, retry_statuses: bool
+    ) -> int:
+        """:meth:`_attempt` over the lean client (plain HTTP, not HEAD)."""
+        policy = self.policy
+        read_timeout = policy.read_timeout
+        if policy.total_timeout is not None:
+            read_timeout = min(read_timeout or policy.total_timeout, policy.total_timeout)
+        instance.outstanding += 1
+        start = time.perf_counter()
+        connection: H1Connection | None = None
+        try:
+            try:
+                connection = await self.h1.acquire(instance.url, policy.connect_timeout)
+            except ConnectFailed as exc:
+                self._failed(instance)
+                raise _Refused(self._error(exc), reached=False) from None
+            try:
+                await connection.send(
+                    _head(request, url, self.h1.target(instance.url)[2]),
+                    request.body,
+                    chunked=request.length is None and request.body is not None,
+                )
+                raw_headers = await connection.head(read_timeout)
+            except (OSError, TimeoutError) as exc:
+                self._failed(instance)
+                raise _Refused(self._error(exc), reached=True) from None
+            status = connection.status
+            if status in RETRY_STATUSES and retry_statuses:
+                self._failed(instance)
+                raise _Refused(UpstreamError(f"{self.name} answered {status}"), reached=True)
+            headers = [(k, v) for k, v in raw_headers if k.lower() not in _RESPONSE_DROP]
+            length = _length_of(raw_headers)
+            cap = policy.max_response_bytes
+            if length is not None and length > cap:
+                raise _Refused(
+                    UpstreamError(f"{self.name}'s answer exceeds {cap} bytes"), reached=True
+                )
+            if length is not None and length <= _SMALL_BODY_BYTES:
+                try:
+                    body = await connection.read(read_timeout)
+                except (OSError, TimeoutError) as exc:
+                    self._failed(instance)
+                    raise _Refused(self._error(exc), reached=True) from None
+                self.pool.record(instance, ok=True)
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                return status
+            self.pool.record(instance, ok=True)
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            sent = 0
+            while (piece := await connection.chunk(read_timeout)) is not None:
+                sent += len(piece)
+                if sent > cap:
+                    logger.warning("%s: response cut at %d bytes", self.name, cap)
+                    connection.close()
+                    break
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return status
+        finally:
+            instance.outstanding -= 1
+            if connection is not None:
+                self.h1.release(instance.url, connection)
             metrics.UPSTREAM_LATENCY.labels(self.name).observe(time.perf_counter() - start)
 
     async def _relay(
@@ -342,6 +412,40 @@ class _BalancedTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """What is sent to an instance, the same on every attempt."""
+
+    method: str
+    headers: list[tuple[bytes, bytes]]
+    body: bytes | AsyncIterator[bytes] | None
+    length: int | None
+
+
+def _head(request: _Request, target: str, host: bytes) -> bytes:
+    lines = [
+        b"%s %s HTTP/1.1\r\nhost: %s\r\n"
+        % (request.method.encode(), target.encode("latin-1"), host)
+    ]
+    lines.extend(name + b": " + value + b"\r\n" for name, value in request.headers)
+    if isinstance(request.body, bytes):
+        lines.append(b"content-length: %d\r\n" % len(request.body))
+    elif request.body is not None:
+        if request.length is not None:
+            lines.append(b"content-length: %d\r\n" % request.length)
+        else:
+            lines.append(b"transfer-encoding: chunked\r\n")
+    lines.append(b"\r\n")
+    return b"".join(lines)
+
+
+def _length_of(headers: list[tuple[bytes, bytes]]) -> int | None:
+    for name, value in headers:
+        if len(name) == 14 and name.lower() == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -20,11 +20,12 @@ N gateways enforce one exact limit. A Redis failure lets requests through (fail 
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from cachetools import LRUCache
 from limits import RateLimitItem, parse_many
@@ -209,13 +210,21 @@ return result
 
 
 class RedisBackend:
-    """Either strategy's script on a shared Redis: one round trip per request."""
+    """Either strategy's script on a shared Redis: one round trip per request, at most.
+
+    Checks arriving together (the requests of one event-loop turn) share that round trip:
+    they are sent as one pipeline, which costs the gateway far less CPU per check than a
+    command each; every check still runs atomically in its own script call.
+    """
 
     def __init__(self, redis: Redis, *, strategy: str, prefix: str) -> None:
+        self.redis = redis
         self.prefix = f"{prefix}{strategy}:"
         self.script = redis.register_script(
             SLIDING_SCRIPT if strategy == "sliding" else BUCKET_SCRIPT
         )
+        self._waiting: list[tuple[list[str], list[int], asyncio.Future[list[int]]]] = []
+        self._batches: set[asyncio.Task[None]] = set()
 
     async def acquire(self, key: str, items: Sequence[RateLimitItem]) -> Decision:
         """Run the script over one key per item."""
@@ -223,7 +232,12 @@ class RedisBackend:
         args: list[int] = []
         for item in items:
             args += [item.amount, item.get_expiry()]
-        reply = await self.script(keys=keys, args=args)
+        loop = asyncio.get_running_loop()
+        reply_future: asyncio.Future[list[int]] = loop.create_future()
+        self._waiting.append((keys, args, reply_future))
+        if len(self._waiting) == 1:
+            loop.call_soon(self._send_waiting)
+        reply = await reply_future
         allowed = reply[0] == 1
         decisions = []
         for index, item in enumerate(items):
@@ -233,6 +247,39 @@ class RedisBackend:
                          retry_ms / 1000)
             )  # fmt: skip
         return _tightest(decisions, allowed)
+
+    def _send_waiting(self) -> None:
+        batch, self._waiting = self._waiting, []
+        task = asyncio.create_task(self._run(batch))
+        self._batches.add(task)
+        task.add_done_callback(self._batches.discard)
+
+    async def _run(
+        self, batch: list[tuple[list[str], list[int], asyncio.Future[list[int]]]]
+    ) -> None:
+        try:
+            if len(batch) == 1:
+                keys, args, _ = batch[0]
+                replies: list[Any] = [await self.script(keys=keys, args=args)]
+            else:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for keys, args, _ in batch:
+                        await self.script(keys=keys, args=args, client=pipe)
+                    replies = await pipe.execute(raise_on_error=False)
+        except BaseException as exc:
+            for *_, waiter in batch:
+                if not waiter.done():
+                    waiter.set_exception(exc if isinstance(exc, Exception) else RedisError())
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (*_, waiter), reply in zip(batch, replies, strict=True):
+            if waiter.done():
+                continue  # its request gave up waiting
+            if isinstance(reply, Exception):
+                waiter.set_exception(reply)
+            else:
+                waiter.set_result(reply)
 
 
 class RateLimiter:

@@ -65,7 +65,11 @@ class StorageGuard:
 
 
 def client_ip(scope: Scope) -> str:
-    """The connecting peer's address (``unknown`` over a transport without one)."""
+    """The client's address as the gateway settled it (through trusted proxies), else the
+    connecting peer's (``unknown`` over a transport without one)."""
+    settled = scope.get("orchestrion.client_ip")
+    if settled:
+        return str(settled)
     client = scope.get("client")
     return str(client[0]) if client else "unknown"
 
