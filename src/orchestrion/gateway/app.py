@@ -63,6 +63,8 @@ access_logger = logging.getLogger("orchestrion.access")
 Lifespan = Callable[[], AbstractAsyncContextManager[None]]
 Handler = Callable[[Request], Awaitable[Response]]
 _INTERNAL_PREFIX_BYTES = INTERNAL_PREFIX.encode()
+_IDENTITY_HEADER_BYTES = IDENTITY_HEADER.encode()
+_IDENTITY_REUSE_SECONDS = 30.0
 EXPOSED_HEADERS = [
     "X-Request-ID", "ETag", "Location", "Retry-After", "Idempotent-Replayed",
     "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "X-Cache",
@@ -118,6 +120,7 @@ class Gateway:
                 settings.redis.url, prefix=gateway.registry_prefix, on_change=self._registered
             )
         self._background: list[asyncio.Task[None]] = []
+        self._identities: dict[Principal, tuple[bytes, float]] = {}
         self.running = False
         if "auth" not in upstreams:
             upstreams["auth"] = HttpUpstream("auth", [], secret=self.secret)
@@ -218,8 +221,7 @@ class Gateway:
             (k, v) for k, v in scope["headers"] if not k.startswith(_INTERNAL_PREFIX_BYTES)
         ]
         if principal is not None:
-            identity = encode_identity(principal, self.secret)
-            headers.append((IDENTITY_HEADER.encode(), identity.encode()))
+            headers.append((_IDENTITY_HEADER_BYTES, self._identity(principal)))
         if scope.get(CLIENT_IP):
             headers.append((CLIENT_IP_HEADER.encode(), str(scope[CLIENT_IP]).encode()))
         request_id = scope.get("state", {}).get("request_id")
@@ -263,6 +265,20 @@ class Gateway:
                 self.in_flight[ip] = left
             else:
                 del self.in_flight[ip]
+
+    def _identity(self, principal: Principal) -> bytes:
+        """The signed identity header, re-signed at most every ``_IDENTITY_REUSE_SECONDS``
+        per principal (signing costs an HMAC and a JSON dump; services accept a value
+        for ``MAX_AGE_SECONDS``)."""
+        now = time.time()
+        cached = self._identities.get(principal)
+        if cached is not None and now - cached[1] < _IDENTITY_REUSE_SECONDS:
+            return cached[0]
+        if len(self._identities) >= 10_000:
+            self._identities.clear()
+        value = encode_identity(principal, self.secret, now=now).encode()
+        self._identities[principal] = (value, now)
+        return value
 
     async def _dispatch_limited(
         self, upstream: Upstream, scope: Scope, receive: Receive, send: Send

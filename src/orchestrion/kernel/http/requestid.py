@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 
 import structlog
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrion.kernel.ids import new_id
 
 HEADER = "x-request-id"
+_HEADER_BYTES = HEADER.encode()
 # Client ids are echoed into logs and headers: keep them short and printable.
 _VALID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
@@ -39,11 +39,15 @@ class RequestIdMiddleware:
         request_id = request_id_from(scope)
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.bind_contextvars(request_id=request_id)
+        encoded = request_id.encode()
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers[HEADER] = request_id
+                # A service behind the gateway already echoes the id it was given.
+                headers = message.get("headers", [])
+                if not any(k.lower() == _HEADER_BYTES and v == encoded for k, v in headers):
+                    kept = [(k, v) for k, v in headers if k.lower() != _HEADER_BYTES]
+                    message["headers"] = [*kept, (_HEADER_BYTES, encoded)]
             await send(message)
 
         try:
