@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from orchestrion.engine.llm import anthropic, openai
+from orchestrion.engine.llm import anthropic, bedrock, openai
 from orchestrion.engine.llm.types import (
     ChatRequest,
     ChatResult,
@@ -24,7 +24,11 @@ Chat = Callable[
     [httpx.AsyncClient, ProviderConfig, ChatRequest, TokenSink, httpx.Timeout],
     Awaitable[ChatResult],
 ]
-PROTOCOLS: dict[str, Chat] = {"openai": openai.chat, "anthropic": anthropic.chat}
+PROTOCOLS: dict[str, Chat] = {
+    "openai": openai.chat,
+    "anthropic": anthropic.chat,
+    "bedrock": bedrock.chat,
+}
 
 
 async def guard(config: ProviderConfig, allowlist: tuple[str, ...]) -> None:

@@ -158,6 +158,7 @@ class PlatformLlm:
                 base_url=p.base_url,
                 api_key=p.api_key.get_secret_value() if p.api_key else None,
                 trusted=True,
+                region=p.region,
             )
             for name, p in settings.providers.items()
         }
