@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from orchestrion.engine.llm import anthropic, bedrock, openai
+from orchestrion.engine.llm import anthropic, openai
 from orchestrion.engine.llm.types import (
     ChatRequest,
     ChatResult,
@@ -24,10 +24,25 @@ Chat = Callable[
     [httpx.AsyncClient, ProviderConfig, ChatRequest, TokenSink, httpx.Timeout],
     Awaitable[ChatResult],
 ]
+
+
+async def _bedrock(
+    http: httpx.AsyncClient,
+    config: ProviderConfig,
+    request: ChatRequest,
+    on_token: TokenSink,
+    limits: httpx.Timeout,
+) -> ChatResult:
+    # botocore is imported by the first Bedrock call, not by every process that runs steps.
+    from orchestrion.engine.llm import bedrock
+
+    return await bedrock.chat(http, config, request, on_token, limits)
+
+
 PROTOCOLS: dict[str, Chat] = {
     "openai": openai.chat,
     "anthropic": anthropic.chat,
-    "bedrock": bedrock.chat,
+    "bedrock": _bedrock,
 }
 
 
