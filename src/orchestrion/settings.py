@@ -311,7 +311,16 @@ class LlmProviderSettings(BaseModel):
     base_url: str = Field(
         description="API base URL, e.g. `https://api.openai.com/v1` or `https://api.anthropic.com`."
     )
-    api_key: SecretStr | None = Field(default=None, description="The provider's API key.")
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="The provider's API key (bedrock: `ACCESS_KEY_ID:SECRET_ACCESS_KEY"
+        "[:SESSION_TOKEN]` or a Bedrock API key; none: botocore's default credential chain).",
+    )
+    region: str | None = Field(
+        default=None,
+        description="AWS region of a bedrock provider (default: from a "
+        "`bedrock-runtime.<region>.amazonaws.com` base_url, else us-east-1).",
+    )
 
 
 class LlmSettings(BaseModel):

@@ -2,8 +2,8 @@
 
 Step types never touch the database; the workflows service implements
 :class:`LlmBackend` with it: tenant providers, budgets, pushing tokens to watchers.
-Tools come from :class:`ToolProvider` objects; workflows are one provider, MCP servers
-plug in as another by implementing the same protocol.
+Tools come from :class:`ToolProvider` objects: workflows (the workflows service) and
+MCP servers' tools (:mod:`orchestrion.engine.mcp.tools`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,15 @@ class BudgetExceeded(Exception):
 
 
 class ToolError(Exception):
-    """A tool call failed; the model is told and may try otherwise."""
+    """A tool call failed; the model is told and may try otherwise.
+
+    Raised while binding tools (before any model call) it fails the step, retryably
+    when ``retryable`` (an unreachable tool server, not an unknown one).
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 @dataclass(frozen=True)

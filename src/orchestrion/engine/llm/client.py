@@ -24,7 +24,26 @@ Chat = Callable[
     [httpx.AsyncClient, ProviderConfig, ChatRequest, TokenSink, httpx.Timeout],
     Awaitable[ChatResult],
 ]
-PROTOCOLS: dict[str, Chat] = {"openai": openai.chat, "anthropic": anthropic.chat}
+
+
+async def _bedrock(
+    http: httpx.AsyncClient,
+    config: ProviderConfig,
+    request: ChatRequest,
+    on_token: TokenSink,
+    limits: httpx.Timeout,
+) -> ChatResult:
+    # botocore is imported by the first Bedrock call, not by every process that runs steps.
+    from orchestrion.engine.llm import bedrock
+
+    return await bedrock.chat(http, config, request, on_token, limits)
+
+
+PROTOCOLS: dict[str, Chat] = {
+    "openai": openai.chat,
+    "anthropic": anthropic.chat,
+    "bedrock": _bedrock,
+}
 
 
 async def guard(config: ProviderConfig, allowlist: tuple[str, ...]) -> None:

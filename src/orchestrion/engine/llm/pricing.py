@@ -7,6 +7,7 @@ is priced as ``gpt-4o``); a model with none costs 0 and is reported as unpriced.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -34,7 +35,13 @@ DEFAULT_PRICES: dict[str, Price] = {
     "claude-3-5-sonnet": Price(3.00, 15.00),
     "claude-3-5-haiku": Price(0.80, 4.00),
     "claude-3-haiku": Price(0.25, 1.25),
+    "amazon.nova-micro": Price(0.035, 0.14),
+    "amazon.nova-lite": Price(0.06, 0.24),
+    "amazon.nova-pro": Price(0.80, 3.20),
 }
+#: Bedrock model ids start with an inference-profile region (``us.``, ``eu.``, ``global.``)
+#: and a vendor (``anthropic.``): stripped, one at a time, to find the model's own price.
+_ID_PREFIX = re.compile(r"^[a-z]+\.")
 
 
 class PriceTable:
@@ -46,12 +53,23 @@ class PriceTable:
             self.prices[model] = Price(float(price["input"]), float(price["output"]))
 
     def price(self, model: str) -> Price | None:
-        """The price of ``model``: exact, else the longest matching prefix, else None."""
-        found = self.prices.get(model)
-        if found is not None:
-            return found
-        matches = [name for name in self.prices if model.startswith(name)]
-        return self.prices[max(matches, key=len)] if matches else None
+        """The price of ``model``: exact, else the longest matching prefix, else None.
+
+        A Bedrock id (``us.anthropic.claude-3-5-haiku-20241022-v1:0``) is also tried
+        without its leading ``region.`` and ``vendor.`` words.
+        """
+        for _ in range(3):
+            found = self.prices.get(model)
+            if found is not None:
+                return found
+            matches = [name for name in self.prices if model.startswith(name)]
+            if matches:
+                return self.prices[max(matches, key=len)]
+            stripped = _ID_PREFIX.sub("", model, count=1)
+            if stripped == model:
+                return None
+            model = stripped
+        return None
 
     def cost(self, model: str, input_tokens: int, output_tokens: int) -> float:
         """USD for these tokens (0 for an unpriced model), rounded to 1e-9."""

@@ -23,6 +23,8 @@ class ProviderConfig:
     base_url: str
     api_key: str | None = None
     trusted: bool = True
+    #: AWS region of a ``bedrock`` provider (else taken from its host, else us-east-1).
+    region: str | None = None
 
 
 @dataclass(frozen=True)

@@ -155,7 +155,7 @@ class _ModelStep(StepType):
         except ProviderError as exc:
             return Failed(str(exc), retryable=exc.retryable, usage=runner.meter.usage)
         except ToolError as exc:
-            return Failed(str(exc), retryable=False, usage=runner.meter.usage)
+            return Failed(str(exc), retryable=exc.retryable, usage=runner.meter.usage)
         if isinstance(output, Failed):
             return Failed(output.message, output.retryable, output.details, runner.meter.usage)
         output["provider"] = runner.provider_name
@@ -261,12 +261,14 @@ class Agent(_ModelStep):
                     value = {"error": str(exc)}
                     entry = {**tool_call.as_dict(), "error": str(exc)}
                 history.append(entry)
+                # Text (an MCP tool's answer) goes as it is, anything else as JSON.
+                content = value if isinstance(value, str) else json.dumps(value, default=str)
                 request.messages.append(
                     {
                         "role": "tool",
                         "tool_call_id": tool_call.id,
                         "name": tool_call.name,
-                        "content": json.dumps(value, default=str),
+                        "content": content,
                     }
                 )
         return Failed(

@@ -1,5 +1,6 @@
 """The platform's :class:`~orchestrion.engine.llm.backend.LlmBackend`: providers from
-settings and tenants, budgets from the database, tokens to watchers, workflows as tools.
+settings and tenants, budgets from the database, tokens to watchers, workflows and MCP
+servers' tools as tools.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from orchestrion.engine.llm.backend import BoundTool, ToolError, ToolProvider
 from orchestrion.engine.llm.pricing import PriceTable
 from orchestrion.engine.llm.tokens import TokenCounter
 from orchestrion.engine.llm.types import ProviderConfig, ToolSpec
+from orchestrion.engine.mcp.tools import McpTools
 from orchestrion.engine.models import Execution
 from orchestrion.engine.outcomes import StepCall
 from orchestrion.kernel.db.engine import Database
@@ -159,10 +161,12 @@ class PlatformLlm:
                 base_url=p.base_url,
                 api_key=p.api_key.get_secret_value() if p.api_key else None,
                 trusted=True,
+                region=p.region,
             )
             for name, p in settings.providers.items()
         }
-        self.tools: dict[str, ToolProvider] = {"workflow": WorkflowTools(self)}
+        # MCP tools reach their servers through the step's services (``call.services.mcp``).
+        self.tools: dict[str, ToolProvider] = {"workflow": WorkflowTools(self), "mcp": McpTools()}
         self.hub = TokenHub()
         self.publisher: LivePublisher | None = None
         #: With a broker: chunks go to the bus for realtime and other processes' SSE.
