@@ -44,6 +44,7 @@ from orchestrion.kernel.auth.identity import (
 )
 from orchestrion.kernel.auth.permissions import Permission
 from orchestrion.kernel.auth.principal import Principal
+from orchestrion.kernel.collector import tune_collector
 from orchestrion.kernel.errors import (
     Forbidden,
     MethodNotAllowed,
@@ -470,6 +471,8 @@ class Gateway:
 
     def _start_background(self) -> None:
         self.running = True
+        if self.settings.environment != "test":
+            tune_collector()
         for upstream in self.upstreams.values():
             if isinstance(upstream, HttpUpstream):
                 upstream.start()

@@ -33,7 +33,6 @@ from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from starlette.datastructures import MutableHeaders
 from starlette.types import Message, Scope, Send
 
 from orchestrion.gateway.policies.shared import StorageGuard, caller_id, client_ip
@@ -355,9 +354,11 @@ class RateLimiter:
                 headers={**headers, "Retry-After": retry},
             )
 
+        extra = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                MutableHeaders(scope=message).update(headers)
+                message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)
 
         return send_with_headers

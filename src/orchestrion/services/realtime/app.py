@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,6 +19,7 @@ from orchestrion.kernel.bus import (
     is_memory,
     service_bus,
 )
+from orchestrion.kernel.collector import tune_collector
 from orchestrion.kernel.http.app import create_service_app
 from orchestrion.kernel.http.peers import Peers
 from orchestrion.kernel.ids import utcnow
@@ -46,28 +46,6 @@ def _verifier(settings: Settings, peers: Peers) -> TokenVerifier | None:
         jwks_min_refresh_seconds=settings.gateway.jwks_min_refresh_seconds,
         api_key_cache_seconds=settings.auth.api_key_cache_seconds,
     )
-
-
-_collector_tuned = False
-
-
-def _tune_collector() -> None:
-    """Keep garbage-collector pauses off the fan-out path (measured by bench/realtime.py).
-
-    Everything alive after start-up (modules, apps, settings) lives as long as the
-    process, so it is frozen out of the collector's sight; and a fan-out allocates a few
-    objects per socket, so collections are made rarer. Without this, full collections
-    walking every object stalled the whole process for 100+ ms every few seconds under
-    fan-out. Process-wide, hence once per process, and not under tests.
-    """
-    global _collector_tuned
-    if _collector_tuned:
-        return
-    _collector_tuned = True
-    gc.collect()  # garbage frozen now would never be freed
-    gc.freeze()
-    gen0, gen1, gen2 = gc.get_threshold()
-    gc.set_threshold(max(gen0, 50_000), max(gen1, 20), max(gen2, 100))
 
 
 #: The workflows service's execution events (a topic name, not an import of it).
@@ -156,7 +134,7 @@ def create_app(settings: Settings, *, config: RealtimeSettings | None = None) ->
                 dedup=MemoryDeduplicator(max_entries=10_000, ttl=600.0),
             )
         if config.tune_gc if config.tune_gc is not None else settings.environment != "test":
-            _tune_collector()
+            tune_collector()
         try:
             yield
         finally:
