@@ -3,14 +3,12 @@ body limits, rewrites, field allow-lists, trusted proxies."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from asgi_lifespan import LifespanManager
 
 from orchestrion.gateway.app import create_gateway
@@ -19,6 +17,7 @@ from orchestrion.gateway.routes import Route, Transform, rule
 from orchestrion.gateway.upstream import Upstream, UpstreamPolicy
 from tests.conftest import make_settings
 from tests.fixtures.processes import free_port
+from tests.fixtures.servers import serve
 from tests.fixtures.upstream import Upstream as Loopback
 
 PUBLIC = (rule("*", r".*", None),)
@@ -174,30 +173,20 @@ async def test_sse_streams_through_unbuffered(
     app = create_gateway(
         settings, upstreams, routes=[Route(prefix="/sse", service="loop", public=PUBLIC)]
     )
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    serving = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn offers a flag, not an event
-        await asyncio.sleep(0.02)
     key = f"sse-{uuid.uuid4().hex[:8]}"
     received: list[str] = []
-    try:
-        async with (
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
-            client.stream("GET", f"/sse/{key}?n=4&gap=0.3") as response,
-        ):
-            assert response.headers["content-type"].startswith("text/event-stream")
-            async for line in response.aiter_lines():
-                if line.startswith("data: "):
-                    received.append(line)
-                    if len(received) == 1:
-                        # The first event is here while the upstream has yet to send the last.
-                        assert upstream.state.calls[key] < 4
-    finally:
-        server.should_exit = True
-        await serving
+    async with (
+        serve(app) as address,
+        httpx.AsyncClient(base_url=f"http://{address}") as client,
+        client.stream("GET", f"/sse/{key}?n=4&gap=0.3") as response,
+    ):
+        assert response.headers["content-type"].startswith("text/event-stream")
+        async for line in response.aiter_lines():
+            if line.startswith("data: "):
+                received.append(line)
+                if len(received) == 1:
+                    # The first event is here while the upstream has yet to send the last.
+                    assert upstream.state.calls[key] < 4
     assert received == [f"data: event {n}" for n in range(4)]
 
 

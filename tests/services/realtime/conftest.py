@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -20,10 +19,8 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from redis import Redis as SyncRedis
 from redis.exceptions import RedisError
-from starlette.types import ASGIApp
 from websockets.asyncio.client import ClientConnection, connect
 
 from orchestrion.kernel.auth.identity import IDENTITY_HEADER, encode_identity
@@ -34,6 +31,7 @@ from orchestrion.services.realtime.config import RealtimeSettings
 from orchestrion.settings import Settings
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, make_settings
 from tests.fixtures.databases import copy_template, server_missing
+from tests.fixtures.servers import serve
 
 WAIT = 10.0  # seconds any awaited condition gets before the test fails
 SECRET = b"test-secret-key-0123456789abcdef"
@@ -45,29 +43,6 @@ def settings_for(tmp_path: Path, template: Path, **realtime: Any) -> Settings:
     database = copy_template(template, tmp_path / "data")
     base = make_settings(tmp_path, f"sqlite+aiosqlite:///{database}")
     return base.model_copy(update={"realtime": RealtimeSettings(**realtime)})
-
-
-@contextlib.asynccontextmanager
-async def serve(app: ASGIApp) -> AsyncIterator[str]:
-    """``app`` under uvicorn on a free loopback port; yields its ``host:port``."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    host, port = sock.getsockname()
-    config = uvicorn.Config(app, lifespan="on", log_level="warning", ws_ping_interval=None)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        async with asyncio.timeout(30):
-            while not server.started:
-                if task.done():
-                    task.result()
-                    pytest.fail("the server stopped while starting")
-                await asyncio.sleep(0.02)
-        yield f"{host}:{port}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
 
 
 def identity(
