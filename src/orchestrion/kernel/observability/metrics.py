@@ -7,6 +7,7 @@ template (``/api/v1/workflows/{id}``) keeps cardinality bounded.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.requests import Request
@@ -57,6 +58,9 @@ class MetricsMiddleware:
     def __init__(self, app: ASGIApp, *, component: str) -> None:
         self.app = app
         self.component = component
+        # Label lookups hash and lock on every call; the children are kept instead.
+        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._timers: dict[tuple[str, str], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Observe the request once its response is complete (or it failed)."""
@@ -77,8 +81,17 @@ class MetricsMiddleware:
         finally:
             route = scope.get("orchestrion.route") or route_template(scope)
             method = scope["method"]
-            REQUESTS.labels(self.component, method, route, str(status)).inc()
-            LATENCY.labels(self.component, method, route).observe(time.perf_counter() - start)
+            counter = self._counters.get((method, route, status))
+            if counter is None:
+                counter = REQUESTS.labels(self.component, method, route, str(status))
+                self._counters[(method, route, status)] = counter
+            counter.inc()
+            timer = self._timers.get((method, route))
+            if timer is None:
+                timer = self._timers[(method, route)] = LATENCY.labels(
+                    self.component, method, route
+                )
+            timer.observe(time.perf_counter() - start)
 
 
 async def metrics_endpoint(_: Request) -> Response:
