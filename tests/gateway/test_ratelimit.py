@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,14 @@ import pytest
 from limits import parse
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from orchestrion.gateway.routes import DEFAULT_ROUTES
-from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, login
+from orchestrion.platform import create_embedded_app
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, login, make_settings
+from tests.fixtures.databases import copy_template
+from tests.fixtures.servers import serve
 from tests.gateway.conftest import SharedRedis, from_ip, open_gateway
 
 JWKS = "/.well-known/jwks.json"  # public: anonymous callers are counted per client IP
@@ -171,3 +177,28 @@ async def test_redis_down_fails_open(tmp_path: Path, sqlite_template: Path) -> N
             assert "ratelimit-limit" not in response.headers
         metrics = (await http.get("/metrics")).text
     assert 'orchestrion_gateway_policy_storage_errors_total{policy="ratelimit"}' in metrics
+
+
+async def test_websockets_count_once_when_they_open(tmp_path: Path, sqlite_template: Path) -> None:
+    database = copy_template(sqlite_template, tmp_path / "data")
+    settings = make_settings(
+        tmp_path, f"sqlite+aiosqlite:///{database}", gateway={"rate_limit": "2/minute"}
+    )
+    async with serve(create_embedded_app(settings)) as address:
+        async with httpx.AsyncClient(base_url=f"http://{address}") as http:
+            token = (await login(http, ADMIN_EMAIL, ADMIN_PASSWORD))["access_token"]
+        # The token travels in the subprotocol, which the gateway does not read: sockets
+        # are counted per client address.
+        url = f"ws://{address}/ws"
+        async with connect(url, subprotocols=["bearer", token]) as first:  # type: ignore[list-item]
+            assert json.loads(await first.recv())["type"] == "welcome"
+            async with connect(url, subprotocols=["bearer", token]) as second:  # type: ignore[list-item]
+                assert json.loads(await second.recv())["type"] == "welcome"
+                async with connect(url, subprotocols=["bearer", token]) as third:  # type: ignore[list-item]
+                    with pytest.raises(ConnectionClosed) as closed:
+                        await third.recv()
+                    assert closed.value.rcvd is not None
+                    assert closed.value.rcvd.code == 4429
+                # Open sockets are not cut by the limit: it counts openings only.
+                await second.send(json.dumps({"type": "ping"}))
+                assert json.loads(await second.recv())["type"] == "pong"

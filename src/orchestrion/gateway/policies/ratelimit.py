@@ -330,8 +330,9 @@ class RateLimiter:
         self, scope: Scope, route: Route, principal: Principal | None, send: Send
     ) -> Send:
         """Count the request: raise :class:`RateLimited` past the limit, else return a
-        ``send`` that adds the ``RateLimit-*`` headers to the response."""
-        if scope["type"] != "http":
+        ``send`` that adds the ``RateLimit-*`` headers to the response. A WebSocket counts
+        once, when it opens (a refused one is closed with 4429)."""
+        if scope["type"] not in ("http", "websocket"):
             return send
         key, items = self.bucket(scope, route, principal)
         if not items:
@@ -354,6 +355,8 @@ class RateLimiter:
                 headers={**headers, "Retry-After": retry},
             )
 
+        if scope["type"] == "websocket":
+            return send
         extra = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
 
         async def send_with_headers(message: Message) -> None:
