@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 from jsonschema import Draft202012Validator
@@ -130,7 +131,7 @@ def _structured(text: str, schema: dict[str, Any]) -> tuple[Any, str | None]:
     return data, None
 
 
-class _ModelStep(StepType):
+class _ModelStep(StepType, ABC):
     async def run(self, call: StepCall) -> Outcome:
         """Call the model (and tools for an agent); usage travels with the outcome."""
         backend = call.services.llm
@@ -162,6 +163,7 @@ class _ModelStep(StepType):
         output["usage"] = runner.meter.summary()
         return Succeeded(output, usage=runner.meter.usage)
 
+    @abstractmethod
     async def converse(
         self,
         call: StepCall,
@@ -170,8 +172,7 @@ class _ModelStep(StepType):
         tools: dict[str, BoundTool],
         spec: dict[str, Any],
     ) -> dict[str, Any] | Failed:
-        """The step's output from the model (and tools)."""
-        raise NotImplementedError
+        """The step's output from the model (and tools): each step type's own."""
 
     @staticmethod
     def finish(result: ChatResult, request: ChatRequest, output: dict[str, Any]) -> Any:

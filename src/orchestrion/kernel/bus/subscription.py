@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 
 logger = logging.getLogger("orchestrion.bus")
@@ -16,7 +17,7 @@ logger = logging.getLogger("orchestrion.bus")
 LOOP_RESTART_DELAY = 1.0
 
 
-class Subscription:
+class Subscription(ABC):
     """A member of ``group`` on ``topic``; ``stop()`` leaves the group's work to others."""
 
     def __init__(self, *, topic: str, group: str, concurrency: int) -> None:
@@ -112,9 +113,10 @@ class Subscription:
             for callback in self._stop_callbacks:
                 callback(self)
 
+    @abstractmethod
     async def _loop(self) -> None:
-        """Fetch deliveries and ``_dispatch`` them until cancelled (backends override)."""
-        raise NotImplementedError
+        """Fetch deliveries and ``_dispatch`` them until cancelled (each backend's own)."""
 
     async def _close(self) -> None:
         """Release broker resources of this member (backends override when needed)."""
+        return  # nothing to release by default
