@@ -39,10 +39,7 @@ import asyncpg
 import httpx
 from sqlalchemy import select
 
-from orchestrion.engine.models import Execution, ExecutionEvent
-from orchestrion.engine.outcomes import StepServices
-from orchestrion.engine.runtime import Engine
-from orchestrion.engine.worker import Worker
+from orchestrion.engine import HTTP, Engine, Execution, ExecutionEvent, HttpAccess, Worker
 from orchestrion.kernel.db.engine import Database
 from orchestrion.migrations import upgrade
 
@@ -153,7 +150,7 @@ async def measure(engine: Engine, definition: dict[str, Any], rounds: int) -> di
 
 def make_engine(url: str, http: httpx.AsyncClient) -> Engine:
     """An engine on ``url``."""
-    return Engine(Database(url), services=StepServices(http=http))
+    return Engine(Database(url), resources={HTTP: HttpAccess(http)})
 
 
 async def embedded(steps: int, rounds: int) -> list[tuple[str, dict[str, float]]]:

@@ -282,7 +282,7 @@ def worker(
 
     import httpx
 
-    from orchestrion.engine.worker import Worker
+    from orchestrion.engine import MCP, Worker
     from orchestrion.kernel.bus import service_bus
     from orchestrion.kernel.bus.outbox import OutboxRelay
     from orchestrion.kernel.observability.logging import configure_logging
@@ -325,8 +325,8 @@ def worker(
             if bus is not None and owned:
                 await bus.close()
             await engine.queue.close()
-            if engine.services.mcp is not None:
-                await engine.services.mcp.aclose()
+            if (servers := engine.resources.get(MCP)) is not None:
+                await servers.aclose()
             await http.aclose()
             await database.dispose()
 

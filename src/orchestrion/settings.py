@@ -14,8 +14,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from orchestrion.engine.mcp.config import McpServerConfig
 from orchestrion.kernel.db.engine import Database
+from orchestrion.kernel.mcp_config import McpServerConfig
 
 _DEV_SECRET = "orchestrion-development-secret-change-me"  # noqa: S105 - refused outside development
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrion.engine.mcp.config import McpServerConfig
 from orchestrion.engine.mcp.pool import McpPool, McpTimeout, McpUnavailable
+from orchestrion.kernel.mcp_config import McpServerConfig
 from tests.fixtures.mcp_peer import stdio_command
 
 

@@ -1,4 +1,4 @@
-"""What expressions see, and how internal states read in the API."""
+"""What expressions see, and the wait between attempts."""
 
 from __future__ import annotations
 
@@ -6,15 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from orchestrion.engine.models import Execution, StepState
-
-TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
-STEP_DONE = frozenset({"succeeded", "skipped"})
-STEP_TERMINAL = frozenset({"succeeded", "skipped", "failed", "cancelled"})
-
-
-def public_step_status(status: str) -> str:
-    """Internal ``queued`` (scheduled, not yet picked up) reads as ``pending``."""
-    return "pending" if status == "queued" else status
+from orchestrion.engine.statuses import public_step_status
 
 
 def expression_context(

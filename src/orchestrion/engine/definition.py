@@ -24,7 +24,7 @@ from orchestrion.engine.expressions import (
     parse,
     parse_expression,
 )
-from orchestrion.engine.registry import StepTypeRegistry, default_registry
+from orchestrion.engine.registry import StepType, StepTypeRegistry, default_registry
 
 STEP_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"
 
@@ -247,13 +247,42 @@ class _Checker:
             close = difflib.get_close_matches(body.type, self.registry.names(), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             self.add([*loc, "type"], f"step {step_id!r}: unknown step type {body.type!r}{hint}")
-        else:
+        errors = []
+        if step_type is not None:
             validator = step_type.with_validator()
-            for error in validator.iter_errors(body.with_):
+            errors = list(validator.iter_errors(body.with_))
+            for error in errors:
                 path, message = _schema_message(error)
                 self.add([*loc, "with", *path], f"step {step_id!r}: {message}")
-        for path, _text, refs in self.expressions([*loc, "with"], body.with_, step_id):
+        nested_keys: set[Any] = set()
+        if step_type is not None and not errors:
+            for nested_path, raw in step_type.bodies(body.with_):
+                self.check_nested([*loc, "with", *nested_path], raw, step_id, allowed)
+                nested_keys.add(nested_path[0])  # its expressions are checked there
+        outer = {k: v for k, v in body.with_.items() if k not in nested_keys}
+        for path, _text, refs in self.expressions([*loc, "with"], outer, step_id):
             self.check_references(path, step_id, refs, allowed)
+
+    def check_nested(self, loc: Loc, raw: Any, step_id: str, allowed: set[str]) -> None:
+        """A composite step's body: a step body that neither waits nor nests further."""
+        try:
+            body = nested_body(raw)
+        except PydanticValidationError as exc:
+            for err in exc.errors(include_url=False):
+                self.add([*loc, *err["loc"]], f"step {step_id!r}: {err['msg']}")
+            return
+        nested = self.registry.get(body.type)
+        if nested is not None and nested.waits:
+            self.add(
+                [*loc, "type"],
+                f"step {step_id!r}: a {body.type!r} step waits, so it cannot be a nested body",
+            )
+        elif nested is not None and _composite(nested):
+            self.add(
+                [*loc, "type"],
+                f"step {step_id!r}: a {body.type!r} step has bodies, so it cannot be nested",
+            )
+        self.check_body(loc, body, step_id, allowed)
 
     def check_references(
         self, loc: Loc, step_id: str, refs: frozenset[str], allowed: set[str]
@@ -296,6 +325,17 @@ class _Checker:
         except SchemaError as exc:
             path, message = _schema_message(exc)
             self.add(["inputs", *path], f"inputs is not a valid JSON Schema: {message}")
+
+
+def nested_body(raw: Any) -> StepBody:
+    """A composite step's body; an ``id`` is ignored, so that a step may be pasted in."""
+    if isinstance(raw, Mapping):
+        raw = {key: value for key, value in raw.items() if key != "id"}
+    return StepBody.model_validate(raw)
+
+
+def _composite(step_type: type[StepType]) -> bool:
+    return step_type.bodies.__func__ is not StepType.bodies.__func__  # type: ignore[attr-defined]
 
 
 def validate_definition(

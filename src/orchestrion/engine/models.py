@@ -107,6 +107,25 @@ class StepResult(Base):
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class JournalRecord(Base):
+    """One recorded part of a step (a loop's iteration), kept across the step's attempts.
+
+    Retrying or re-running the step finds it and does not run that part again.
+    """
+
+    __tablename__ = "wf_step_journal"
+
+    execution_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("wf_executions.id", ondelete="CASCADE"), primary_key=True
+    )
+    step_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    iteration: Mapped[int] = mapped_column(Integer, primary_key=True)
+    part: Mapped[int] = mapped_column(Integer, primary_key=True)
+    output: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    usage: Mapped[list[Any]] = mapped_column(JSONType, default=list)
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Wait(Base):
     """A step (or iteration) waiting for an approval, an event, a timer or a child."""
 
@@ -155,6 +174,7 @@ class LlmUsage(IdMixin, Base):
             "step_id",
             "iteration",
             "attempt",
+            "part",
             "provider",
             "model",
             unique=True,
@@ -173,6 +193,8 @@ class LlmUsage(IdMixin, Base):
     step_id: Mapped[str] = mapped_column(String(64))
     iteration: Mapped[int] = mapped_column(Integer)
     attempt: Mapped[int] = mapped_column(Integer)
+    #: The journal part (a loop's iteration) the usage was recorded with; -1: the attempt's.
+    part: Mapped[int] = mapped_column(Integer, default=-1, server_default="-1")
     provider: Mapped[str] = mapped_column(String(100))
     model: Mapped[str] = mapped_column(String(200))
     input_tokens: Mapped[int] = mapped_column(Integer)

@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, TypeVar
 
-import httpx
+from orchestrion.engine.requirements import Requirement, Resources, Unavailable
+from orchestrion.engine.statuses import WaitKind
 
-if TYPE_CHECKING:
-    from orchestrion.engine.llm.backend import LlmBackend
-    from orchestrion.engine.mcp.servers import McpServers
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -50,10 +49,11 @@ class Failed:
 class Waiting:
     """The step waits: for a timer, an approval, an event or a child execution.
 
-    ``resume_at`` wakes a timer; ``timeout_at`` fails the wait when it passes.
+    ``resume_at`` wakes a timer; ``timeout_at`` fails the wait when it passes. A step
+    type may only wait for the kinds it declares (``StepType.waits``).
     """
 
-    kind: Literal["timer", "approval", "event", "child"]
+    kind: WaitKind
     resume_at: datetime | None = None
     timeout_at: datetime | None = None
     data: dict[str, Any] = field(default_factory=dict)
@@ -63,24 +63,12 @@ Outcome = Succeeded | Failed | Waiting
 
 
 @dataclass(frozen=True)
-class StepServices:
-    """What the runtime lends step types: clients and policy, never the database."""
-
-    http: httpx.AsyncClient
-    http_allowlist: tuple[str, ...] = ()
-    env: Mapping[str, str] = field(default_factory=dict)
-    #: Providers, budgets, token push and tools for ``llm``/``agent`` steps (None: unavailable).
-    llm: LlmBackend | None = None
-    #: MCP servers for ``mcp`` steps (None: the step fails, saying MCP is not set up).
-    mcp: McpServers | None = None
-
-
-@dataclass(frozen=True)
 class StepCall:
     """One attempt of one step (or iteration), with its ``with`` as written.
 
     ``context`` is what expressions see (``inputs``, ``steps``, ``item``...);
-    :meth:`evaluated` renders ``with`` against it.
+    :meth:`evaluated` renders ``with`` against it. ``resources`` holds what the step
+    type declared it requires, as this process provides it (read with :meth:`need`).
     """
 
     execution_id: str
@@ -90,13 +78,22 @@ class StepCall:
     attempt: int
     raw_with: Mapping[str, Any]
     context: Mapping[str, Any]
-    services: StepServices
+    resources: Resources = field(default_factory=Resources)
+    #: What the step type declared (so that asking for anything else says so).
+    declared: tuple[Requirement[Any], ...] = ()
 
     @property
     def idempotency_key(self) -> str:
         """Stable for this attempt: a re-run after a crash presents the same key."""
         iteration = "" if self.index is None else f":{self.index}"
         return f"{self.execution_id}:{self.step_id}{iteration}:{self.attempt}"
+
+    def need(self, requirement: Requirement[T]) -> T:
+        """What this process provides for ``requirement`` (raises Unavailable)."""
+        value = self.resources.get(requirement)
+        if value is None:
+            raise Unavailable(requirement, declared=requirement in self.declared)
+        return value
 
     def evaluated(self) -> dict[str, Any]:
         """``with`` with every expression evaluated (raises ExpressionError)."""

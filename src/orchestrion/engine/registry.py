@@ -1,29 +1,41 @@
 """Step types and the registry that names them.
 
-A step type is one class: its ``name`` (the ``type`` of a step), a ``description``,
-``with_schema`` (the JSON Schema of the step's ``with`` as written in the definition, before
-expressions are evaluated) and ``run``, which turns one attempt into an outcome. ``instant``
-types are pure and quick (``transform``, ``switch``): the runtime runs them inside the
-transaction that schedules them instead of through the task queue.
+A step type is one class in one module: its ``name`` (the ``type`` of a step), a
+``description``, ``with_schema`` (the JSON Schema of the step's ``with`` as written in
+the definition, before expressions are evaluated), the platform ``requires`` it needs
+(:mod:`orchestrion.engine.requirements`), the ``waits`` it may enter, and ``run``, which
+turns one attempt into an outcome. ``instant`` types are pure and quick (``transform``,
+``switch``): the runtime runs them inside the transaction that schedules them instead of
+through the task queue. A composite type (a loop) names its nested bodies with
+:meth:`StepType.bodies` so that definitions check them too.
 
-``default_registry`` holds the built-in types of :mod:`orchestrion.engine.nodes.builtin`;
-other step types (``llm``, ``mcp``...) register themselves on it with
-``@default_registry.register``.
+The registry loads the modules listed in :data:`orchestrion.engine.steps.MODULES` and
+those that installed packages declare under the ``orchestrion.step_types`` entry point
+group; every :class:`StepType` subclass a module defines is registered. Nothing else in
+the engine names a step type.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import threading
-from collections.abc import Callable
+from collections.abc import Iterable, Mapping, Sequence
+from importlib.metadata import entry_points
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from jsonschema import Draft202012Validator
 
+from orchestrion.engine.statuses import WaitKind
+
 if TYPE_CHECKING:
     from orchestrion.engine.outcomes import Outcome, StepCall
+    from orchestrion.engine.requirements import Requirement
 
 T = TypeVar("T", bound=type["StepType"])
 
+ENTRY_POINT_GROUP = "orchestrion.step_types"
 EXPRESSION_SCHEMA: dict[str, Any] = {"type": "string", "pattern": r"\{\{"}
 
 
@@ -33,18 +45,27 @@ def expr_or(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 class StepType:
-    """Base of every step type: a name, a description and the JSON Schema of ``with``."""
+    """Base of every step type (see the module's docstring)."""
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
     with_schema: ClassVar[dict[str, Any]] = {"type": "object"}
     instant: ClassVar[bool] = False
+    #: What this type needs from the platform; ``call.need(...)`` reads them.
+    requires: ClassVar[tuple[Requirement[Any], ...]] = ()
+    #: What this type may wait for (empty: it never waits, so it may run nested).
+    waits: ClassVar[frozenset[WaitKind]] = frozenset()
 
     async def run(self, call: StepCall) -> Outcome:
         """Run one attempt; the default says the type cannot run (a definition-only type)."""
         from orchestrion.engine.outcomes import Failed
 
         return Failed(f"step type {self.name!r} cannot run here", retryable=False)
+
+    @classmethod
+    def bodies(cls, with_: Mapping[str, Any]) -> Sequence[tuple[Sequence[str | int], Any]]:
+        """Nested step bodies in ``with_`` (path under ``with``, raw body) to check."""
+        return ()
 
     @classmethod
     def with_validator(cls) -> Draft202012Validator:
@@ -54,29 +75,65 @@ class StepType:
             validator = _VALIDATORS[cls] = Draft202012Validator(cls.with_schema)
         return validator
 
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        """What the API lists for this type."""
+        return {
+            "name": cls.name,
+            "description": cls.description,
+            "with_schema": cls.with_schema,
+            "instant": cls.instant,
+            "waits": sorted(str(kind) for kind in cls.waits),
+            "requires": [requirement.name for requirement in cls.requires],
+        }
+
 
 _VALIDATORS: dict[type[StepType], Draft202012Validator] = {}
 
 
-class StepTypeRegistry:
-    """Step types by name. ``register`` works as a class decorator."""
+def step_types_of(module: ModuleType) -> list[type[StepType]]:
+    """The step types a module defines (imported ones are not its own)."""
+    return [
+        cls
+        for _, cls in inspect.getmembers(module, inspect.isclass)
+        if issubclass(cls, StepType)
+        and cls.__module__ == module.__name__
+        and isinstance(cls.__dict__.get("name"), str)
+    ]
 
-    def __init__(self, setup: Callable[[StepTypeRegistry], None] | None = None) -> None:
+
+class StepTypeRegistry:
+    """Step types by name. ``register`` works as a class decorator.
+
+    ``modules`` are imported the first time the registry is read (so that modules
+    defining step types may import this one freely) and every step type they define is
+    registered; with ``entry_points=True`` so are those of installed packages.
+    """
+
+    def __init__(self, modules: Iterable[str] = (), *, entry_points: bool = False) -> None:
         self._types: dict[str, type[StepType]] = {}
-        # Deferred so that modules defining step types may import this one freely.
-        self._setup = setup
-        self._loaded = setup is None
-        # Re-entrant: setup registers its types through this registry's own methods.
+        self._modules = tuple(modules)
+        self._entry_points = entry_points
+        self._loaded = not self._modules and not entry_points
+        # Re-entrant: loading registers types through this registry's own methods.
         self._lock = threading.RLock()
 
     def _ready(self) -> None:
         if self._loaded:
             return
         with self._lock:
-            setup, self._setup = self._setup, None
-            if setup is not None:
-                setup(self)
-                self._loaded = True
+            if self._loaded:
+                return
+            self._loaded = True
+            for name in self._modules:
+                for cls in step_types_of(importlib.import_module(name)):
+                    self.register(cls)
+            if self._entry_points:
+                for point in entry_points(group=ENTRY_POINT_GROUP):
+                    loaded = point.load()
+                    found = step_types_of(loaded) if inspect.ismodule(loaded) else [loaded]
+                    for cls in found:
+                        self.register(cls)
 
     def register(self, cls: T) -> T:
         """Add a step type; a second type with the same name is a ValueError."""
@@ -101,16 +158,20 @@ class StepTypeRegistry:
         self._ready()
         return sorted(self._types)
 
+    def all(self) -> list[type[StepType]]:
+        """Registered types, sorted by name."""
+        self._ready()
+        return [self._types[name] for name in sorted(self._types)]
+
     def __contains__(self, name: object) -> bool:
         self._ready()
         return name in self._types
 
 
-def _register_builtins(registry: StepTypeRegistry) -> None:
-    # Imported here: the built-ins import this module for StepType.
-    from orchestrion.engine.nodes.builtin import register_builtins
+def _default() -> StepTypeRegistry:
+    from orchestrion.engine.steps import MODULES
 
-    register_builtins(registry)
+    return StepTypeRegistry(MODULES, entry_points=True)
 
 
-default_registry = StepTypeRegistry(setup=_register_builtins)
+default_registry = _default()

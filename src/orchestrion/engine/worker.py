@@ -17,10 +17,9 @@ import socket
 
 from sqlalchemy import select
 
-from orchestrion.engine.context import TERMINAL
 from orchestrion.engine.models import Execution
-from orchestrion.engine.runtime import Engine
-from orchestrion.engine.transitions import Prepared
+from orchestrion.engine.runtime import Engine, Prepared
+from orchestrion.engine.statuses import TERMINAL
 from orchestrion.kernel.ids import new_id, utcnow
 from orchestrion.kernel.queue import ClaimedTask
 

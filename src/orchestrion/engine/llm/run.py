@@ -10,6 +10,7 @@ from orchestrion.engine.llm.backend import LlmBackend
 from orchestrion.engine.llm.client import call_model, guard
 from orchestrion.engine.llm.types import ChatRequest, ChatResult, ProviderError
 from orchestrion.engine.outcomes import ModelUsage, StepCall
+from orchestrion.engine.requirements import HTTP
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ class ModelRunner:
             estimate = backend.prices.cost(candidate.model, backend.counter.count(prompt), most)
             await backend.check_budget(self.call, estimate)
             try:
-                await guard(config, self.call.services.http_allowlist)
+                await guard(config, _allowlist(self.call))
                 result = await call_model(
                     backend.http,
                     config,
@@ -165,3 +166,8 @@ class ModelRunner:
                 estimated=estimated,
             )
         )
+
+
+def _allowlist(call: StepCall) -> tuple[str, ...]:
+    http = call.resources.get(HTTP)
+    return http.allowlist if http is not None else ()

@@ -1,10 +1,4 @@
-"""MCP clients for ``mcp`` steps: server configurations (:mod:`.config`), a session pool
-(:mod:`.pool`), name resolution (:mod:`.servers`) and the step type (:mod:`.step`).
-
-Only the configuration is imported here: the settings need it in every process, the MCP
-SDK only the processes that call servers.
-"""
-
-from orchestrion.engine.mcp.config import McpServerConfig
-
-__all__ = ["McpServerConfig"]
+"""MCP clients for ``mcp`` steps: a session pool (:mod:`.pool`), name resolution
+(:mod:`.servers`) and MCP tools for models (:mod:`.tools`); server configurations are
+:mod:`orchestrion.kernel.mcp_config` (the settings read them in every process, while the
+MCP SDK is only loaded by the processes that call servers)."""

@@ -34,7 +34,7 @@ from mcp_types import (
     Tool,
 )
 
-from orchestrion.engine.mcp.config import McpServerConfig
+from orchestrion.kernel.mcp_config import McpServerConfig
 
 logger = logging.getLogger("orchestrion.mcp")
 T = TypeVar("T")

@@ -13,9 +13,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from orchestrion.engine.mcp.config import McpServerConfig
 from orchestrion.engine.mcp.pool import McpPool
 from orchestrion.engine.netguard import check_destination
+from orchestrion.kernel.mcp_config import McpServerConfig
 
 TenantLookup = Callable[[str, str], Awaitable[McpServerConfig | None]]
 

@@ -21,12 +21,13 @@ from orchestrion.engine.llm.types import ToolSpec
 from orchestrion.engine.mcp.pool import McpCallError, McpTimeout, McpUnavailable
 from orchestrion.engine.mcp.servers import McpServers, UnknownServer
 from orchestrion.engine.netguard import BlockedDestination
+from orchestrion.engine.requirements import MCP
 
 if TYPE_CHECKING:
     from mcp_types import CallToolResult
 
-    from orchestrion.engine.mcp.config import McpServerConfig
     from orchestrion.engine.outcomes import StepCall
+    from orchestrion.kernel.mcp_config import McpServerConfig
 
 #: What model APIs accept as a function name (OpenAI, Anthropic and Bedrock alike).
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
@@ -42,7 +43,7 @@ class McpTools:
     key = "mcp"
 
     def _servers(self, call: StepCall) -> McpServers:
-        servers = call.services.mcp
+        servers = call.resources.get(MCP)
         if servers is None:
             raise ToolError("MCP is not available in this process")
         return servers

@@ -17,13 +17,22 @@ class Task(IdMixin, Base):
 
     ``key`` (optional, unique) makes enqueueing idempotent: the same piece of work
     enqueued twice, by a retried transaction or a recovering worker, is one task.
+    ``group_key`` (e.g. an execution), ``kind`` and ``subject`` (e.g. a step) let the
+    owner act on a group of tasks at once (drop, park) through an index, never by
+    matching key strings.
     """
 
     __tablename__ = "kernel_tasks"
-    __table_args__ = (Index("ix_kernel_tasks_due", "queue", "run_at"),)
+    __table_args__ = (
+        Index("ix_kernel_tasks_due", "queue", "run_at"),
+        Index("ix_kernel_tasks_group", "group_key", "kind", "subject"),
+    )
 
     queue: Mapped[str] = mapped_column(String(64))
     key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    group_key: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str | None] = mapped_column(String(32))
+    subject: Mapped[str | None] = mapped_column(String(128))
     payload: Mapped[dict[str, Any]] = mapped_column()
     priority: Mapped[int] = mapped_column(Integer, default=0)
     run_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -17,7 +17,7 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, event, func, or_, select, update
@@ -31,6 +31,8 @@ from orchestrion.kernel.queue.models import Task
 
 logger = logging.getLogger("orchestrion.queue")
 NOTIFY_CHANNEL = "orchestrion_tasks"
+#: ``run_at`` of parked tasks (a paused execution's): far enough never to come.
+PARKED = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -68,8 +70,13 @@ class TaskQueue:
         run_at: datetime | None = None,
         priority: int = 0,
         leased_to: str | None = None,
+        group: str | None = None,
+        kind: str | None = None,
+        subject: str | None = None,
     ) -> ClaimedTask | None:
         """Add a task in the caller's transaction; a duplicate ``key`` is ignored (None).
+
+        ``group``, ``kind`` and ``subject`` label it for :meth:`drop` and :meth:`park`.
 
         ``leased_to`` enqueues it already claimed by that worker, which runs it right
         after the commit without a claim of its own (a worker continuing a chain);
@@ -81,6 +88,9 @@ class TaskQueue:
             "id": task_id,
             "queue": queue,
             "key": key,
+            "group_key": group,
+            "kind": kind,
+            "subject": subject,
             "payload": payload,
             "priority": priority,
             "run_at": due,
@@ -112,6 +122,50 @@ class TaskQueue:
             # Delivered by PostgreSQL at commit, to every listening worker process.
             await session.execute(select(_pg_notify(queue)))
         return None
+
+    # --- groups ----------------------------------------------------------------------
+
+    @staticmethod
+    def _in_group(group: str, kind: str | None, subject: str | None) -> list[Any]:
+        where: list[Any] = [Task.group_key == group]
+        if kind is not None:
+            where.append(Task.kind == kind)
+        if subject is not None:
+            where.append(Task.subject == subject)
+        return where
+
+    async def drop(
+        self,
+        session: AsyncSession,
+        *,
+        group: str,
+        kind: str | None = None,
+        subject: str | None = None,
+        only_unleased: bool = False,
+    ) -> None:
+        """Delete a group's tasks (of one kind, one subject), in the caller's transaction."""
+        stmt = delete(Task).where(*self._in_group(group, kind, subject))
+        if only_unleased:
+            stmt = stmt.where(Task.lease_owner.is_(None))
+        await session.execute(stmt)
+
+    async def delete_key(self, session: AsyncSession, key: str) -> None:
+        """Delete the task enqueued under ``key``, if it is still there."""
+        await session.execute(delete(Task).where(Task.key == key))
+
+    async def park(
+        self, session: AsyncSession, *, group: str, kind: str | None = None, parked: bool
+    ) -> None:
+        """Park a group's waiting tasks (they never fall due), or release them to run now."""
+        await session.execute(
+            update(Task)
+            .where(
+                *self._in_group(group, kind, None),
+                Task.lease_owner.is_(None),
+                (Task.run_at < PARKED) if parked else (Task.run_at >= PARKED),
+            )
+            .values(run_at=PARKED if parked else utcnow())
+        )
 
     def _wake_after_commit(self, session: AsyncSession, queue: str) -> bool:
         """Wake local workers at commit; True the first time ``queue`` is seen in it."""

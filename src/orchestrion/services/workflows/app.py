@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,11 +15,7 @@ from fastapi import FastAPI
 from starlette.routing import Route
 
 from orchestrion import __version__
-from orchestrion.engine.mcp.pool import McpPool
-from orchestrion.engine.mcp.servers import McpServers
-from orchestrion.engine.outcomes import StepServices
-from orchestrion.engine.runtime import Engine
-from orchestrion.engine.worker import Worker
+from orchestrion.engine import HTTP, LLM, MCP, Engine, HttpAccess, McpPool, McpServers, Worker
 from orchestrion.kernel.bus import is_memory, service_bus
 from orchestrion.kernel.bus.outbox import OutboxRelay
 from orchestrion.kernel.crypto import fernet_for
@@ -77,26 +72,21 @@ def create_mcp_servers(settings: Settings, database: Database) -> McpServers:
 
 
 def create_engine(settings: Settings, database: Database, http: httpx.AsyncClient) -> Engine:
-    """The engine on ``database`` with the configured step services (close ``services.mcp``)."""
+    """The engine on ``database`` with what its step types need (close its MCP servers)."""
     config = settings.engine
-    llm = PlatformLlm(settings.llm, database, llm_fernet(settings), http)
-    engine = Engine(
+    return Engine(
         database,
-        services=StepServices(
-            http=http,
-            http_allowlist=tuple(config.http_allowlist),
-            env={name: os.environ[name] for name in config.env_allowlist if name in os.environ},
-            llm=llm,
-            mcp=create_mcp_servers(settings, database),
-        ),
+        resources={
+            HTTP: HttpAccess(http, tuple(config.http_allowlist)),
+            LLM: PlatformLlm(settings.llm, database, llm_fernet(settings), http),
+            MCP: create_mcp_servers(settings, database),
+        },
+        env={name: os.environ[name] for name in config.env_allowlist if name in os.environ},
         queue=TaskQueue(database, lease=timedelta(seconds=config.lease_seconds)),
         resolver=resolve_workflow,
+        outbox_topic=None if is_memory(settings.bus.url) else EXECUTION_TOPIC,
+        handlers={automation.SCHEDULE_TASK: automation.fire},
     )
-    llm.engine = engine
-    engine.handlers[automation.SCHEDULE_TASK] = functools.partial(automation.fire, engine)
-    if not is_memory(settings.bus.url):
-        engine.outbox_topic = EXECUTION_TOPIC
-    return engine
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -166,8 +156,8 @@ def create_app(settings: Settings) -> FastAPI:
             if bus is not None and owned:
                 await bus.close()
             await engine.queue.close()
-            if engine.services.mcp is not None:
-                await engine.services.mcp.aclose()
+            if (servers := engine.resources.get(MCP)) is not None:
+                await servers.aclose()
             await http.aclose()
 
     app = create_service_app(

@@ -26,7 +26,7 @@ from cryptography.fernet import Fernet
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orchestrion.engine.runtime import Engine, schema_errors
+from orchestrion.engine import Engine, schema_errors
 from orchestrion.kernel.errors import NotFound, Unauthenticated, ValidationFailed
 from orchestrion.kernel.ids import isoformat, utcnow
 from orchestrion.kernel.queue import ClaimedTask

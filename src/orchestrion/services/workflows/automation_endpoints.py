@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import delete, select
 
-from orchestrion.engine.runtime import Engine
+from orchestrion.engine import Engine
 from orchestrion.kernel.auth.permissions import Permission
 from orchestrion.kernel.auth.principal import Principal
 from orchestrion.kernel.errors import BadRequest

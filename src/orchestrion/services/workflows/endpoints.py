@@ -8,8 +8,7 @@ from typing import Any
 import yaml
 from fastapi import APIRouter, Request, Response
 
-from orchestrion.engine.definition import WorkflowDefinition
-from orchestrion.engine.registry import default_registry
+from orchestrion.engine import WorkflowDefinition, default_registry
 from orchestrion.kernel.auth.permissions import Permission
 from orchestrion.kernel.http.deps import CurrentPrincipal, Session
 from orchestrion.kernel.http.etag import check_if_match, resource_response

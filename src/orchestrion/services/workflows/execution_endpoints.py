@@ -12,8 +12,7 @@ from fastapi import APIRouter, Body, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrion.engine.context import TERMINAL
-from orchestrion.engine.runtime import Engine
+from orchestrion.engine import TERMINAL, Engine
 from orchestrion.kernel.auth.permissions import Permission
 from orchestrion.kernel.db.engine import Database
 from orchestrion.kernel.errors import BadRequest

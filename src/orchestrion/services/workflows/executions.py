@@ -11,9 +11,7 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orchestrion.engine.fold import fold
-from orchestrion.engine.models import Execution, ExecutionEvent, StepState
-from orchestrion.engine.runtime import Engine
+from orchestrion.engine import Engine, Execution, ExecutionEvent, StepState, fold
 from orchestrion.kernel.auth.principal import Principal
 from orchestrion.kernel.errors import Conflict
 from orchestrion.kernel.http.lists import ListSpec, equals, query_int

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from orchestrion.engine.models import Execution
+from orchestrion.engine import Execution
 from orchestrion.kernel.ids import isoformat
 
 logger = logging.getLogger("orchestrion.workflows.live")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -15,21 +14,27 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from cryptography.fernet import Fernet
 
-from orchestrion.engine.context import TERMINAL
-from orchestrion.engine.llm.backend import BoundTool, ToolError, ToolProvider
-from orchestrion.engine.llm.pricing import PriceTable
-from orchestrion.engine.llm.tokens import TokenCounter
-from orchestrion.engine.llm.types import ProviderConfig, ToolSpec
-from orchestrion.engine.mcp.tools import McpTools
-from orchestrion.engine.models import Execution
-from orchestrion.engine.outcomes import StepCall
+from orchestrion.engine import (
+    CHILDREN,
+    LLM,
+    BoundTool,
+    ChildWorkflowError,
+    Execution,
+    McpTools,
+    PriceTable,
+    ProviderConfig,
+    StepCall,
+    TokenCounter,
+    ToolError,
+    ToolProvider,
+    ToolSpec,
+)
 from orchestrion.kernel.db.engine import Database
-from orchestrion.kernel.errors import ValidationFailed
 from orchestrion.services.workflows import llm_service, repository
 from orchestrion.settings import LlmSettings
 
 if TYPE_CHECKING:
-    from orchestrion.engine.runtime import Engine
+    from orchestrion.engine import Engine
     from orchestrion.services.workflows.live import LivePublisher
     from orchestrion.services.workflows.token_bus import TokenBatcher
 
@@ -98,41 +103,19 @@ class WorkflowTools:
 
     async def invoke(self, call: StepCall, tool: BoundTool, arguments: dict[str, Any]) -> Any:
         """Run the workflow with ``arguments`` as inputs; its outputs."""
-        engine = self.backend.engine
-        if engine is None or engine.resolver is None:
-            raise ToolError("workflow tools are not available here")
-        workflow_id = str(tool.ref["workflow_id"])
-        async with self.backend.database.session() as session:
-            found = await engine.resolver(session, call.tenant_id, workflow_id)
-            if found is None:
-                raise ToolError(f"tool workflow {workflow_id} not found")
-            parent = await session.get(Execution, call.execution_id)
-            try:
-                child = await engine.start(
-                    session,
-                    tenant_id=call.tenant_id,
-                    workflow_id=workflow_id,
-                    version=found[0],
-                    definition=found[1],
-                    inputs=arguments,
-                    created_by=parent.created_by if parent else None,
-                    parent=(call.execution_id, call.step_id, call.index),
-                )
-            except ValidationFailed as exc:
-                raise ToolError(f"arguments do not fit: {exc.errors or exc.detail}") from None
-            child_id = child.id
-        deadline = time.monotonic() + self.backend.tool_timeout
-        while True:
-            async with self.backend.database.session() as session:
-                execution = await session.get(Execution, child_id)
-                if execution is not None and execution.status in TERMINAL:
-                    if execution.status == "succeeded":
-                        return execution.outputs or {}
-                    message = (execution.error or {}).get("message", execution.status)
-                    raise ToolError(f"the workflow {execution.status}: {message}")
-            if time.monotonic() > deadline:
-                raise ToolError(f"the workflow did not finish in {self.backend.tool_timeout:g}s")
-            await engine.wait_for_change(child_id, 0.5)
+        try:
+            children = call.need(CHILDREN)
+        except LookupError:
+            raise ToolError("workflow tools are not available here") from None
+        try:
+            return await children.run(
+                call,
+                workflow_id=str(tool.ref["workflow_id"]),
+                inputs=arguments,
+                seconds=self.backend.tool_timeout,
+            )
+        except ChildWorkflowError as exc:
+            raise ToolError(str(exc)) from None
 
 
 class PlatformLlm:
@@ -165,13 +148,12 @@ class PlatformLlm:
             )
             for name, p in settings.providers.items()
         }
-        # MCP tools reach their servers through the step's services (``call.services.mcp``).
+        # MCP tools reach their servers through the step's resources (``MCP``).
         self.tools: dict[str, ToolProvider] = {"workflow": WorkflowTools(self), "mcp": McpTools()}
         self.hub = TokenHub()
         self.publisher: LivePublisher | None = None
         #: With a broker: chunks go to the bus for realtime and other processes' SSE.
         self.batcher: TokenBatcher | None = None
-        self.engine: Engine | None = None
 
     async def provider(self, tenant_id: str, name: str | None) -> ProviderConfig | None:
         """A tenant's provider of that name first, then the platform's; None if neither."""
@@ -241,7 +223,7 @@ class PlatformLlm:
 
 def platform_llm(engine: Engine) -> PlatformLlm:
     """The engine's LLM backend (set up by the workflows service's ``create_engine``)."""
-    llm = engine.services.llm
+    llm = engine.resources.get(LLM)
     if not isinstance(llm, PlatformLlm):
         raise RuntimeError("this engine has no platform LLM backend")
     return llm

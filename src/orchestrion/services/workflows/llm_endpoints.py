@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from orchestrion.kernel.auth.permissions import Permission
 from orchestrion.kernel.http.deps import CurrentPrincipal, Session
 from orchestrion.services.workflows import llm_service
+from orchestrion.services.workflows.llm_backend import platform_llm
 from orchestrion.services.workflows.llm_schemas import BudgetCreate, ProviderCreate
 
 router = APIRouter(tags=["llm"])
@@ -22,7 +23,7 @@ async def list_providers(
     """The tenant's providers (keys are never shown) and the platform's names and kinds."""
     principal.require(Permission.LLM_READ)
     rows = await llm_service.list_providers(session, principal.tenant_id)
-    platform = request.app.state.engine.services.llm.platform
+    platform = platform_llm(request.app.state.engine).platform
     return {
         "data": [llm_service.provider_to_dict(row) for row in rows],
         "platform": [{"name": name, "kind": p.kind} for name, p in sorted(platform.items())],

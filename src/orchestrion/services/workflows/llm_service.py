@@ -10,8 +10,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import Date, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orchestrion.engine.llm.backend import BudgetExceeded
-from orchestrion.engine.models import LlmUsage
+from orchestrion.engine import BudgetExceeded, LlmUsage
 from orchestrion.kernel.errors import BadRequest, Conflict
 from orchestrion.kernel.ids import isoformat, utcnow
 from orchestrion.services.workflows.errors import (

@@ -7,9 +7,15 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from orchestrion.engine.mcp.pool import McpCallError, McpTimeout, McpUnavailable
-from orchestrion.engine.mcp.servers import McpServers, UnknownServer
-from orchestrion.engine.netguard import BlockedDestination
+from orchestrion.engine import (
+    MCP,
+    BlockedDestination,
+    McpCallError,
+    McpServers,
+    McpTimeout,
+    McpUnavailable,
+    UnknownServer,
+)
 from orchestrion.kernel.auth.permissions import Permission
 from orchestrion.kernel.errors import ServiceUnavailable, UpstreamError, UpstreamTimeout
 from orchestrion.kernel.http.deps import CurrentPrincipal, Session
@@ -19,7 +25,7 @@ router = APIRouter(prefix="/api/v1/mcp/servers", tags=["mcp"])
 
 
 def _servers(request: Request) -> McpServers:
-    servers: McpServers = request.app.state.engine.services.mcp
+    servers: McpServers = request.app.state.engine.resources.get(MCP)
     return servers
 
 

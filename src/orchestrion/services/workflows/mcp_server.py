@@ -43,9 +43,7 @@ from sqlalchemy import select
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from orchestrion.engine.context import TERMINAL
-from orchestrion.engine.models import Execution
-from orchestrion.engine.runtime import Engine
+from orchestrion.engine import TERMINAL, Engine, Execution
 from orchestrion.kernel.auth.identity import IDENTITY_HEADER, decode_identity
 from orchestrion.kernel.auth.permissions import Permission
 from orchestrion.kernel.auth.principal import Principal

@@ -11,13 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orchestrion.engine.mcp.config import McpServerConfig
-from orchestrion.engine.mcp.servers import TenantLookup, check_url
-from orchestrion.engine.netguard import BlockedDestination
+from orchestrion.engine import BlockedDestination, TenantLookup, check_url
 from orchestrion.kernel.auth.principal import Principal
 from orchestrion.kernel.db.engine import Database
 from orchestrion.kernel.errors import Conflict, NotFound, ValidationFailed
 from orchestrion.kernel.ids import isoformat
+from orchestrion.kernel.mcp_config import McpServerConfig
 from orchestrion.services.workflows.models import McpServer
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"

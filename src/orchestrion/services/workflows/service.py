@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orchestrion.engine.definition import DefinitionError, WorkflowDefinition, validate_definition
+from orchestrion.engine import DefinitionError, WorkflowDefinition, validate_definition
 from orchestrion.kernel.auth.principal import Principal
 from orchestrion.kernel.ids import isoformat, utcnow
 from orchestrion.services.workflows import repository

@@ -15,6 +15,7 @@ from orchestrion.engine.mcp.servers import UnknownServer
 from orchestrion.engine.netguard import BlockedDestination
 from orchestrion.engine.outcomes import Failed, Outcome, StepCall, Succeeded
 from orchestrion.engine.registry import StepType, expr_or
+from orchestrion.engine.requirements import MCP
 
 _NAME: dict[str, Any] = {"type": "string", "minLength": 1}
 
@@ -38,10 +39,11 @@ class McpStep(StepType):
         "required": ["server", "tool"],
         "additionalProperties": False,
     }
+    requires = (MCP,)
 
     async def run(self, call: StepCall) -> Outcome:
         """Resolve the server, call the tool through the pool, shape the result."""
-        servers = call.services.mcp
+        servers = call.resources.get(MCP)
         if servers is None:
             return Failed("MCP is not available in this process", retryable=False)
         spec = call.evaluated()

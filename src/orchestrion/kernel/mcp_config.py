@@ -1,4 +1,7 @@
-"""How to reach one MCP server: a command to spawn (stdio) or a URL (HTTP)."""
+"""How to reach one MCP server: a command to spawn (stdio) or a URL (HTTP).
+
+A configuration model only (the settings read it); the clients are in ``orchestrion.engine.mcp``.
+"""
 
 from __future__ import annotations
 

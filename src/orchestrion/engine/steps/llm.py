@@ -20,6 +20,7 @@ from orchestrion.engine.llm.run import ModelRunner
 from orchestrion.engine.llm.types import ChatRequest, ChatResult, ProviderError
 from orchestrion.engine.outcomes import Failed, Outcome, StepCall, Succeeded
 from orchestrion.engine.registry import StepType, expr_or
+from orchestrion.engine.requirements import CHILDREN, HTTP, LLM, MCP
 
 _MESSAGE: dict[str, Any] = {
     "type": "object",
@@ -132,9 +133,12 @@ def _structured(text: str, schema: dict[str, Any]) -> tuple[Any, str | None]:
 
 
 class _ModelStep(StepType, ABC):
+    # Tools may be MCP servers' tools or other workflows (child executions).
+    requires = (LLM, HTTP, MCP, CHILDREN)
+
     async def run(self, call: StepCall) -> Outcome:
         """Call the model (and tools for an agent); usage travels with the outcome."""
-        backend = call.services.llm
+        backend = call.resources.get(LLM)
         if backend is None:
             return Failed("LLM steps are not available here", retryable=False)
         spec = call.evaluated()
@@ -255,7 +259,7 @@ class Agent(_ModelStep):
                 try:
                     if tool is None:
                         raise ToolError(f"no tool named {tool_call.name!r}")
-                    provider = call.services.llm.tools[tool.provider]  # type: ignore[union-attr]
+                    provider = call.need(LLM).tools[tool.provider]
                     value: Any = await provider.invoke(call, tool, tool_call.arguments)
                     entry = {**tool_call.as_dict(), "result": value}
                 except ToolError as exc:
@@ -277,6 +281,3 @@ class Agent(_ModelStep):
             retryable=False,
             details={"tool_calls": history},
         )
-
-
-LLM_STEP_TYPES: tuple[type[StepType], ...] = (Llm, Agent)

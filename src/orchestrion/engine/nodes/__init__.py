@@ -1,1 +1,0 @@
-"""Step type implementations; :mod:`.builtin` holds the ones every installation has."""

@@ -1,0 +1,141 @@
+"""What step types need from the platform, declared as typed requirements.
+
+A step type lists the requirements it needs (``requires = (HTTP,)``); the process that
+runs it provides them (:class:`Resources`), and a step reads one with
+``call.need(HTTP)``, typed as what the requirement names. A step receives only what it
+declared, so a step type's module says everything it depends on. A requirement that
+this process does not provide fails the step with a clear, non-retryable message.
+
+The runtime itself provides :data:`STEPS` (run a nested body, for composite steps) and
+:data:`JOURNAL` (durable checkpoints inside an attempt); services provide the others.
+New requirements (a content or knowledge client...) are declared next to the step types
+that need them, or here when several share them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+import httpx
+
+if TYPE_CHECKING:
+    from orchestrion.engine.definition import StepBody
+    from orchestrion.engine.llm.backend import LlmBackend
+    from orchestrion.engine.mcp.servers import McpServers
+    from orchestrion.engine.outcomes import ModelUsage, Outcome, StepCall
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Requirement(Generic[T]):
+    """A named capability of the platform whose value is a ``T``."""
+
+    name: str
+    description: str
+
+    def __repr__(self) -> str:
+        return f"Requirement({self.name!r})"
+
+
+class Unavailable(LookupError):
+    """A step asked for a requirement it did not declare or this process lacks."""
+
+    def __init__(self, requirement: Requirement[Any], *, declared: bool) -> None:
+        self.requirement = requirement
+        reason = "is not available in this process" if declared else "was not declared"
+        super().__init__(f"{requirement.name} ({requirement.description}) {reason}")
+
+
+class Resources:
+    """Requirements and what this process provides for them (immutable)."""
+
+    def __init__(self, provided: Mapping[Requirement[Any], Any] | None = None) -> None:
+        self._provided: dict[Requirement[Any], Any] = dict(provided or {})
+
+    def get(self, requirement: Requirement[T]) -> T | None:
+        """The value provided for ``requirement``, or None."""
+        value: T | None = self._provided.get(requirement)
+        return value
+
+    def __contains__(self, requirement: object) -> bool:
+        return requirement in self._provided
+
+    def with_(self, extra: Mapping[Requirement[Any], Any]) -> Resources:
+        """These resources and ``extra`` (``extra`` wins)."""
+        return Resources({**self._provided, **extra})
+
+    def only(self, requirements: tuple[Requirement[Any], ...]) -> Resources:
+        """What a step that declared ``requirements`` may see."""
+        return Resources({r: self._provided[r] for r in requirements if r in self._provided})
+
+    def values(self) -> list[Any]:
+        """Every provided value (to close those that need closing)."""
+        return list(self._provided.values())
+
+
+@dataclass(frozen=True)
+class HttpAccess:
+    """An HTTP client and the private destinations steps may still reach."""
+
+    client: httpx.AsyncClient
+    allowlist: tuple[str, ...] = ()
+
+
+class StepRunner(Protocol):
+    """Runs a nested step body (a loop's ``body``) as the runtime runs any step."""
+
+    async def run_body(self, body: StepBody, call: StepCall) -> Outcome:
+        """One run of ``body`` with ``call``'s context, never raising."""
+        ...
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """What a step recorded under one key of its journal."""
+
+    output: Any
+    usage: tuple[ModelUsage, ...] = field(default=())
+
+
+class Journal(Protocol):
+    """Durable checkpoints inside one step (or iteration), kept across its attempts.
+
+    A composite step (a loop) records each part as it completes; a retried or crashed
+    attempt finds them and runs only what is missing. A part's model usage is counted
+    when it is recorded, once.
+    """
+
+    async def get(self, call: StepCall, part: int) -> JournalEntry | None:
+        """What was recorded for ``part`` of this step, if anything."""
+        ...
+
+    async def put(self, call: StepCall, part: int, entry: JournalEntry) -> None:
+        """Record ``part`` (once: a second record of the same part is ignored)."""
+        ...
+
+
+class ChildWorkflowError(Exception):
+    """A child workflow could not start, failed, or did not finish in time."""
+
+
+class ChildWorkflows(Protocol):
+    """Runs another workflow of the tenant as a child of the calling step."""
+
+    async def run(
+        self, call: StepCall, *, workflow_id: str, inputs: dict[str, Any], seconds: float
+    ) -> Any:
+        """Start it, wait for its end; its outputs (raises ChildWorkflowError)."""
+        ...
+
+
+HTTP: Requirement[HttpAccess] = Requirement("http", "an HTTP client and destination policy")
+LLM: Requirement[LlmBackend] = Requirement("llm", "model providers, budgets and token streaming")
+MCP: Requirement[McpServers] = Requirement("mcp", "the MCP servers steps may call")
+STEPS: Requirement[StepRunner] = Requirement("steps", "running nested step bodies")
+JOURNAL: Requirement[Journal] = Requirement("journal", "durable checkpoints within a step")
+CHILDREN: Requirement[ChildWorkflows] = Requirement(
+    "children", "running other workflows as child executions"
+)

@@ -1,0 +1,117 @@
+"""Children: ``child`` waits start another execution; its end resolves the wait.
+
+A child's usage adds up to its parent's (only what it has not given yet: a retried
+child finishes again). Children nest at most :data:`MAX_DEPTH` deep, and stop when
+their parent stops.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from orchestrion.engine.definition import StepDefinition
+from orchestrion.engine.models import Execution, Wait
+from orchestrion.engine.outcomes import Failed, Outcome, Succeeded
+from orchestrion.engine.runtime.core import NO_ITERATION, TransitionCore
+from orchestrion.engine.runtime.recording import USAGE_KEYS, add_usage
+from orchestrion.engine.statuses import TERMINAL, ExecutionStatus, WaitKind
+from orchestrion.kernel.errors import ValidationFailed
+
+MAX_DEPTH = 8
+
+
+class Children(TransitionCore):
+    """Starting children, hearing of their end, cancelling them."""
+
+    async def depth(self) -> int:
+        """How many ancestors this execution has (up to ``MAX_DEPTH + 1``)."""
+        depth, ancestor = 0, self.execution
+        while ancestor.parent_execution_id and depth <= MAX_DEPTH:
+            depth += 1
+            ancestor = await self.session.get(Execution, ancestor.parent_execution_id) or ancestor
+        return depth
+
+    async def start_child(
+        self, *, step: StepDefinition, index: int | None, spec: dict[str, Any]
+    ) -> str | Outcome:
+        """Start a waiting step's child; its id, or why it cannot start."""
+        from orchestrion.engine.runtime.starting import start_execution
+
+        resolver = self.parts.resolver
+        if resolver is None:
+            return Failed("sub-workflows are not available here", retryable=False)
+        if await self.depth() >= MAX_DEPTH:
+            return Failed(f"sub-workflows nested deeper than {MAX_DEPTH}", retryable=False)
+        workflow_id = str(spec["workflow_id"])
+        found = await resolver(self.session, self.execution.tenant_id, workflow_id)
+        if found is None:
+            return Failed(f"workflow {workflow_id} not found", retryable=False)
+        version, definition = found
+        try:
+            child = await start_execution(
+                self.parts,
+                self.session,
+                tenant_id=self.execution.tenant_id,
+                workflow_id=workflow_id,
+                version=version,
+                definition=definition,
+                inputs=spec.get("inputs") or {},
+                created_by=self.execution.created_by,
+                priority=self.execution.priority,
+                parent=(self.execution.id, step.id, index),
+            )
+        except ValidationFailed as exc:
+            return Failed(
+                f"child inputs: {exc.detail}", retryable=False, details={"errors": exc.errors}
+            )
+        return child.id
+
+    async def tell_parent(self) -> None:
+        """This child ended: give its usage to its parent and resolve the parent's wait."""
+        parent_id = self.execution.parent_execution_id
+        parent = await type(self).open(self.parts, self.session, parent_id) if parent_id else None
+        if parent is None:
+            return
+        usage = self.execution.usage or {}
+        given = usage.get("given_to_parent") or {}
+        delta = {k: float(usage.get(k, 0)) - float(given.get(k, 0)) for k in USAGE_KEYS}
+        if any(delta.values()):
+            parent.execution.usage = add_usage(parent.execution.usage, delta)
+            self.execution.usage = {
+                **usage,
+                "given_to_parent": {k: usage.get(k, 0) for k in USAGE_KEYS},
+            }
+        iteration = self.execution.parent_index
+        step_id = self.execution.parent_step_id
+        key = (parent.execution.id, step_id, NO_ITERATION if iteration is None else iteration)
+        wait = await self.session.get(Wait, key)
+        if wait is None or wait.kind != WaitKind.CHILD:
+            return
+        if wait.child_execution_id not in (None, self.execution.id):
+            return
+        execution = self.execution
+        outcome: Outcome
+        if execution.status == ExecutionStatus.SUCCEEDED:
+            outcome = Succeeded(execution.outputs or {})
+        else:
+            message = (execution.error or {}).get("message", execution.status)
+            outcome = Failed(
+                f"child execution {execution.id} {execution.status}: {message}", retryable=False
+            )
+        await parent.resolve_wait(wait, outcome)
+        await parent.advance()
+
+    async def cancel_children(self) -> None:
+        """Cancel the running children of an execution that stops."""
+        rows = await self.session.execute(
+            select(Execution.id).where(
+                Execution.parent_execution_id == self.execution.id,
+                Execution.status.not_in(TERMINAL),
+            )
+        )
+        for child_id in list(rows.scalars()):
+            child = await type(self).open(self.parts, self.session, child_id)
+            if child is not None and child.execution.status not in TERMINAL:
+                await child.cancel(by="parent")

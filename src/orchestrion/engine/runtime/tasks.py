@@ -1,0 +1,219 @@
+"""The worker's side: claimed tasks started, run and recorded.
+
+Each step attempt goes through three short transactions at most: *start* (append
+``step.started``), *run* (no transaction: the step type's ``run``, which may call the
+network), *record* (the outcome, the next tasks, the new status; one transaction). A
+crash between *start* and *record* leaves the task leased; its lease expires and a
+worker runs the attempt again. Outcomes are recorded under a unique key, so a step
+completes once whatever races happen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orchestrion.engine.definition import StepDefinition
+from orchestrion.engine.events import CompensationFailed, StepCompensated
+from orchestrion.engine.models import StepResult, Wait
+from orchestrion.engine.outcomes import Failed, Outcome, StepCall, Succeeded
+from orchestrion.engine.runtime.core import NO_ITERATION
+from orchestrion.engine.runtime.parts import EngineParts, TaskHandler
+from orchestrion.engine.runtime.steps import Prepared
+from orchestrion.engine.runtime.transition import Transition
+from orchestrion.engine.statuses import TERMINAL, ExecutionStatus, TaskKind
+from orchestrion.kernel.queue import PARKED, ClaimedTask
+
+
+class TaskRunner:
+    """Carries out the engine's tasks (and hands other kinds to their handlers)."""
+
+    def __init__(self, parts: EngineParts, handlers: Mapping[str, TaskHandler]) -> None:
+        self.parts = parts
+        self.handlers = dict(handlers)
+
+    async def process(self, task: ClaimedTask, *, owner: str, capacity: int = 0) -> list[Prepared]:
+        """Carry out one claimed task; returns up to ``capacity`` follow-up attempts the
+        worker has been given (claimed and started) and should run next."""
+        kind = str(task.payload.get("kind"))
+        handler = self.handlers.get(kind)
+        if handler is not None:
+            await handler(task, owner)
+        elif kind == TaskKind.RUN:
+            return await self.run(task, owner, capacity=capacity)
+        elif kind in (TaskKind.RESUME, TaskKind.TIMEOUT):
+            await self._timer(task, owner)
+        elif kind == TaskKind.COMPENSATE:
+            await self._compensate(task, owner)
+        else:
+            async with self.parts.database.session() as session:
+                await self.parts.queue.complete(session, task_id=task.id, owner=owner)
+        return []
+
+    async def start_claimed(
+        self, tasks: list[ClaimedTask], *, owner: str
+    ) -> dict[str, Prepared | None]:
+        """Start claimed ``run`` attempts, one transaction per execution (a fan-out's
+        branches start together); by task id, None when there is nothing to run."""
+        by_execution: dict[str, list[ClaimedTask]] = {}
+        for task in tasks:
+            by_execution.setdefault(str(task.payload["execution_id"]), []).append(task)
+        started: dict[str, Prepared | None] = {}
+        for execution_id, group in by_execution.items():
+            async with self.parts.database.session() as session:
+                transition = await Transition.open(self.parts, session, execution_id)
+                for task in group:
+                    started[task.id] = await self._start_one(session, transition, task, owner)
+        return started
+
+    async def _start_one(
+        self, session: AsyncSession, transition: Transition | None, task: ClaimedTask, owner: str
+    ) -> Prepared | None:
+        payload = task.payload
+        index: int | None = payload.get("index")
+        attempt = int(payload["attempt"])
+        queue = self.parts.queue
+        if transition is not None and transition.execution.status == ExecutionStatus.PAUSED:
+            # Claimed just before the pause committed: park it with the others.
+            await queue.release(session, task_id=task.id, owner=owner, run_at=PARKED)
+            return None
+        if transition is None or not transition.active:
+            await queue.complete(session, task_id=task.id, owner=owner)
+            return None
+        step = transition.step(payload["step_id"])
+        iteration = NO_ITERATION if index is None else index
+        recorded = await session.get(StepResult, (transition.execution.id, step.id, iteration))
+        if recorded is not None:
+            await queue.complete(session, task_id=task.id, owner=owner)
+            return None
+        transition.start_attempt(step, index=index, attempt=attempt)
+        call = transition.call(step, index=index, attempt=attempt)
+        return Prepared(task=task, step=step, index=index, attempt=attempt, call=call)
+
+    async def run(
+        self, task: ClaimedTask, owner: str, *, capacity: int = 0, prepared: Prepared | None = None
+    ) -> list[Prepared]:
+        """Start (unless ``prepared``), run and record one attempt."""
+        if prepared is None:
+            prepared = (await self.start_claimed([task], owner=owner))[task.id]
+        if prepared is None:
+            return []
+        step, index, attempt, call = prepared.step, prepared.index, prepared.attempt, prepared.call
+        outcome = await self._run_tracked(call.execution_id, step, call)
+        if outcome is None:
+            return []  # cancelled: the cancel already settled the step
+        async with self.parts.database.session() as session:
+            # Lock the execution before touching the task: every transaction takes
+            # the execution first, so PostgreSQL never sees a lock-order deadlock.
+            transition = await Transition.open(self.parts, session, call.execution_id)
+            await self.parts.queue.complete(session, task_id=task.id, owner=owner)
+            if transition is None:
+                return []
+            if transition.execution.status in TERMINAL or transition.execution.error is not None:
+                # Too late to change this run, but what was paid for is kept for a retry.
+                await transition.keep_late(step, index, attempt, outcome)
+                return []
+            transition.claim_for = owner if capacity > 0 else None
+            transition.claim_limit = capacity
+            await transition.record(step, index, attempt, outcome)
+            await transition.advance()
+            return list(transition.prepared)
+
+    async def _run_tracked(
+        self, execution_id: str, step: StepDefinition, call: StepCall
+    ) -> Outcome | None:
+        running_by_execution = self.parts.tracker.running
+        running = asyncio.get_running_loop().create_task(self.parts.executor.run(step, call))
+        running_by_execution.setdefault(execution_id, set()).add(running)
+        try:
+            return await running
+        except asyncio.CancelledError:
+            if running.cancelled() and not _current_task_cancelling():
+                return None
+            raise
+        finally:
+            tasks = running_by_execution.get(execution_id)
+            if tasks is not None:
+                tasks.discard(running)
+                if not tasks:
+                    running_by_execution.pop(execution_id, None)
+
+    async def _timer(self, task: ClaimedTask, owner: str) -> None:
+        payload = task.payload
+        index: int | None = payload.get("index")
+        async with self.parts.database.session() as session:
+            transition = await Transition.open(self.parts, session, payload["execution_id"])
+            await self.parts.queue.complete(session, task_id=task.id, owner=owner)
+            if transition is None or transition.execution.status in TERMINAL:
+                return
+            iteration = NO_ITERATION if index is None else index
+            wait = await session.get(Wait, (transition.execution.id, payload["step_id"], iteration))
+            if wait is None or wait.attempt != payload["attempt"]:
+                return
+            if payload["kind"] == TaskKind.RESUME:
+                outcome: Outcome = Succeeded({})
+            else:
+                outcome = Failed(f"timed out waiting for {wait.kind}", retryable=False)
+            await transition.resolve_wait(wait, outcome)
+            await transition.advance()
+
+    async def _compensate(self, task: ClaimedTask, owner: str) -> None:
+        payload = task.payload
+        order: list[str] = payload["order"]
+        position = int(payload["position"])
+        parts = self.parts
+        async with parts.database.session() as session:
+            transition = await Transition.open(parts, session, payload["execution_id"])
+            if transition is None or transition.execution.status in TERMINAL:
+                await parts.queue.complete(session, task_id=task.id, owner=owner)
+                return
+            step = transition.step(order[position])
+            body = step.compensate
+            call = parts.executor.bind(
+                body.type if body else "",
+                execution=transition.execution,
+                step_id=step.id,
+                index=None,
+                attempt=1,
+                raw_with=body.with_ if body else {},
+                context=transition.context(),
+            )
+        outcome = await parts.executor.run(body, call) if body else Succeeded(None)
+        async with parts.database.session() as session:
+            transition = await Transition.open(parts, session, payload["execution_id"])
+            if not await parts.queue.complete(session, task_id=task.id, owner=owner):
+                return  # another worker took over this compensation
+            if transition is None or transition.execution.status in TERMINAL:
+                return
+            if isinstance(outcome, Succeeded):
+                transition.emit(StepCompensated(step_id=step.id, output=outcome.output))
+            else:
+                message = (
+                    outcome.message if isinstance(outcome, Failed) else "compensation cannot wait"
+                )
+                transition.emit(CompensationFailed(step_id=step.id, error={"message": message}))
+            if position + 1 < len(order):
+                await transition.enqueue(
+                    TaskKind.COMPENSATE,
+                    order[position + 1],
+                    extra={"order": order, "position": position + 1},
+                )
+            else:
+                await transition.finish(ExecutionStatus.FAILED)
+
+    def cancel_local(self, execution_ids: set[str]) -> None:
+        """Stop the step attempts this process runs for these executions."""
+        for execution_id in execution_ids:
+            for running in self.parts.tracker.running.get(execution_id, set()):
+                running.cancel()
+
+    def running_executions(self) -> set[str]:
+        """Executions with a step attempt running in this process."""
+        return set(self.parts.tracker.running)
+
+
+def _current_task_cancelling() -> bool:
+    current = asyncio.current_task()
+    return bool(current is not None and current.cancelling())

@@ -1,0 +1,92 @@
+"""``http``: call an HTTP endpoint; a status of 400 or more fails the step."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import httpx
+
+from orchestrion.engine.netguard import BlockedDestination, check_destination
+from orchestrion.engine.outcomes import Failed, Outcome, StepCall, Succeeded
+from orchestrion.engine.registry import StepType, expr_or
+from orchestrion.engine.requirements import HTTP
+from orchestrion.engine.steps.schema import STRING, TIMEOUT, closed
+
+
+class Http(StepType):
+    """Call an HTTP endpoint; a status of 400 or more fails the step."""
+
+    name = "http"
+    description = "Send an HTTP request; output {status, headers, body}."
+    with_schema: ClassVar[dict[str, Any]] = {
+        **closed(
+            {
+                "method": expr_or(
+                    {"enum": ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"], "default": "GET"}
+                ),
+                "url": {"type": "string", "minLength": 1},
+                "headers": expr_or({"type": "object", "additionalProperties": STRING}),
+                "json": {},
+                "body": STRING,
+                "timeout": TIMEOUT,
+            },
+            "url",
+        ),
+        "not": {"required": ["json", "body"]},
+    }
+    requires = (HTTP,)
+
+    async def run(self, call: StepCall) -> Outcome:
+        """Send the request; 5xx, 429 and network errors are retryable, 4xx are not."""
+        http = call.need(HTTP)
+        spec = call.evaluated()
+        method = str(spec.get("method") or "GET").upper()
+        url = str(spec["url"])
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return Failed(f"not an http(s) URL: {url!r}", retryable=False)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            await check_destination(parts.hostname, port, http.allowlist)
+        except BlockedDestination as exc:
+            return Failed(str(exc), retryable=False)
+        headers = {str(k): str(v) for k, v in (spec.get("headers") or {}).items()}
+        headers.setdefault("Idempotency-Key", call.idempotency_key)
+        timeout = float(spec.get("timeout") or 30.0)
+        try:
+            response = await http.client.request(
+                method,
+                url,
+                headers=headers,
+                json=spec.get("json"),
+                content=spec.get("body"),
+                timeout=timeout,
+            )
+        except httpx.TimeoutException:
+            return Failed(f"{method} {url} timed out after {timeout:g}s")
+        except httpx.HTTPError as exc:
+            return Failed(f"{method} {url} failed: {type(exc).__name__}: {exc}")
+        output = {
+            "status": response.status_code,
+            "headers": dict(response.headers),
+            "body": _body(response),
+        }
+        if response.status_code >= 400:
+            retryable = response.status_code >= 500 or response.status_code in (408, 429)
+            return Failed(
+                f"{method} {url} answered {response.status_code}",
+                retryable=retryable,
+                details={"response": output},
+            )
+        return Succeeded(output)
+
+
+def _body(response: httpx.Response) -> Any:
+    if "json" in response.headers.get("content-type", ""):
+        try:
+            return json.loads(response.content)
+        except ValueError:
+            pass
+    return response.text
