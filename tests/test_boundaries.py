@@ -1,8 +1,10 @@
 """The layering rules of ARCHITECTURE.md, checked on the source's imports.
 
 ``kernel`` imports nothing above it; ``engine`` only the kernel; a service never imports
-another service nor the gateway; the gateway never imports a service (it knows them
-only as upstreams; ``orchestrion.platform`` composes them).
+another service nor the gateway, and knows the engine only through its facade
+(``orchestrion.engine``, never its internals); the settings never import the engine; the
+gateway never imports a service nor the engine (it knows services only as upstreams;
+``orchestrion.platform`` composes them).
 """
 
 from __future__ import annotations
@@ -52,9 +54,13 @@ def _allowed(module: str, imported: str) -> bool:
         own = f"orchestrion.services.{parts[2]}"
         if imported.startswith("orchestrion.services.") and not imported.startswith(own):
             return False
+        if imported.startswith("orchestrion.engine."):
+            return False  # the facade only
         return not imported.startswith("orchestrion.gateway")
+    if layer == "settings":
+        return not imported.startswith("orchestrion.engine")
     if layer == "gateway":
-        return not imported.startswith("orchestrion.services")
+        return not imported.startswith(("orchestrion.services", "orchestrion.engine"))
     return True
 
 
@@ -84,6 +90,12 @@ def test_no_layer_imports_above_itself() -> None:
         ("orchestrion.services.auth.app", "orchestrion.gateway.app", False),
         ("orchestrion.gateway.app", "orchestrion.services.auth", False),
         ("orchestrion.platform", "orchestrion.services.auth.app", True),
+        ("orchestrion.services.workflows.app", "orchestrion.engine", True),
+        ("orchestrion.services.workflows.app", "orchestrion.engine.runtime", False),
+        ("orchestrion.services.workflows.llm.backend", "orchestrion.engine.llm.backend", False),
+        ("orchestrion.settings", "orchestrion.engine", False),
+        ("orchestrion.settings", "orchestrion.kernel.mcp_config", True),
+        ("orchestrion.gateway.app", "orchestrion.engine", False),
     ],
 )
 def test_rules_catch_crossings(module: str, imported: str, allowed: bool) -> None:

@@ -376,7 +376,7 @@ async def internal_events(
     execution_id: str, request: Request, session: Session, _internal: Internal
 ) -> dict[str, Any]:
     """For the realtime service: the log after `after`, with the owning tenant."""
-    from orchestrion.engine.models import Execution
+    from orchestrion.engine import Execution
 
     execution = await session.get(Execution, execution_id)
     if execution is None:
