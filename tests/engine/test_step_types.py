@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 import importlib
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import httpx
 import pytest
