@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -214,3 +215,50 @@ def test_loop_bodies_are_checked_at_definition_time() -> None:
         }
     )
     assert ok.steps[0].type == "loop"
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "workflows.md"
+
+
+async def test_the_documented_step_type_is_one_working_module(tmp_path: Path) -> None:
+    text = DOCS.read_text()
+    section = text[text.index("### Writing a step type") :]
+    start = section.index("```python\n") + len("```python\n")
+    source = section[start : section.index("\n```", start)]
+    module_path = tmp_path / "word_count.py"
+    module_path.write_text(source)
+    spec = importlib.util.spec_from_file_location("word_count_doc", module_path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    (word_count,) = step_types_of(module)
+    registry = StepTypeRegistry()
+    registry.register(word_count)
+    validate_definition(
+        {"name": "t", "steps": [{"id": "w", "type": "word_count", "with": {"text": "a b"}}]},
+        registry=registry,
+    )
+    with pytest.raises(DefinitionError):
+        validate_definition(
+            {"name": "t", "steps": [{"id": "w", "type": "word_count", "with": {"txt": "a"}}]},
+            registry=registry,
+        )
+    async with httpx.AsyncClient() as client:
+        engine = Engine(
+            Database(f"sqlite+aiosqlite:///{tmp_path / 'w.db'}"),
+            registry=registry,
+            resources={HTTP: HttpAccess(client)},
+        )
+        execution = Execution(id="e1", tenant_id="t1")
+        call = engine.parts.executor.bind(
+            "word_count",
+            execution=execution,
+            step_id="w",
+            index=None,
+            attempt=1,
+            raw_with={"text": "{{ inputs.words }}"},
+            context={"inputs": {"words": "one two three"}},
+        )
+        outcome = await engine.parts.executor.run(StepBody(type="word_count"), call)
+    assert outcome == Succeeded({"words": 3})
