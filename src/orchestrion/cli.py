@@ -82,7 +82,7 @@ def up(
 
     settings = _settings(host=host, port=port)
     configure_logging(
-        level=settings.observability.log_level, json_logs=settings.observability.log_json
+        level=settings.observability.log_level, format=settings.observability.log_format
     )
     _prepare(settings)
     console.print(
@@ -201,7 +201,7 @@ def serve(
         raise typer.Exit(2)
     settings = _settings(host=host, port=port)
     configure_logging(
-        level=settings.observability.log_level, json_logs=settings.observability.log_json
+        level=settings.observability.log_level, format=settings.observability.log_format
     )
     console.print(f"{service} on http://{settings.host}:{settings.port}")
     _uvicorn(registered(service, factories[service](settings), settings, advertise), settings)
@@ -239,7 +239,7 @@ def gateway(
     if config is not None:
         settings.gateway.config = config
     configure_logging(
-        level=settings.observability.log_level, json_logs=settings.observability.log_json
+        level=settings.observability.log_level, format=settings.observability.log_format
     )
     secret = settings.secret_key.get_secret_value().encode()
     upstreams: dict[str, Upstream] = {}
@@ -281,7 +281,7 @@ def worker(
 
     settings = _settings()
     configure_logging(
-        level=settings.observability.log_level, json_logs=settings.observability.log_json
+        level=settings.observability.log_level, format=settings.observability.log_format
     )
 
     async def serve() -> None:
