@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from starlette.routing import Route
 
 from orchestrion import __version__
+from orchestrion.engine.definition import WorkflowDefinition
 from orchestrion.engine.mcp.pool import McpPool
 from orchestrion.engine.mcp.servers import McpServers
 from orchestrion.engine.outcomes import StepServices
@@ -29,7 +30,7 @@ from orchestrion.kernel.http.app import create_service_app
 from orchestrion.kernel.queue import TaskQueue
 from orchestrion.services.workflows import automation, mcp_servers
 from orchestrion.services.workflows.automation_endpoints import router as automation_router
-from orchestrion.services.workflows.endpoints import router
+from orchestrion.services.workflows.definitions.endpoints import router as definitions_router
 from orchestrion.services.workflows.execution_endpoints import router as execution_router
 from orchestrion.services.workflows.executions import resolve_workflow
 from orchestrion.services.workflows.live import LivePublisher
@@ -37,6 +38,7 @@ from orchestrion.services.workflows.llm_backend import PlatformLlm, platform_llm
 from orchestrion.services.workflows.llm_endpoints import router as llm_router
 from orchestrion.services.workflows.mcp_endpoints import router as mcp_router
 from orchestrion.services.workflows.mcp_server import create_mcp_endpoint
+from orchestrion.services.workflows.responses import Problem, register_schemas
 from orchestrion.services.workflows.token_bus import (
     TokenBatcher,
     TokenFeed,
@@ -183,11 +185,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.fernet = fernet_for(
         settings.secret_key.get_secret_value().encode(), purpose="orchestrion-webhook-secrets-v1"
     )
-    app.include_router(router)
+    app.include_router(definitions_router)
     app.include_router(execution_router)
     app.include_router(automation_router)
     app.include_router(llm_router)
     app.include_router(mcp_router)
+    register_schemas(app, Problem, WorkflowDefinition)
     # The MCP transport answers POST (and GET/DELETE with a 405) at /mcp itself.
     app.router.routes.append(
         Route("/mcp", endpoint=mcp_endpoint, methods=["GET", "POST", "DELETE"])

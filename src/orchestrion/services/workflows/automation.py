@@ -30,7 +30,8 @@ from orchestrion.engine.runtime import Engine, schema_errors
 from orchestrion.kernel.errors import NotFound, Unauthenticated, ValidationFailed
 from orchestrion.kernel.ids import isoformat, utcnow
 from orchestrion.kernel.queue import ClaimedTask
-from orchestrion.services.workflows.models import Schedule, Trigger, Workflow
+from orchestrion.services.workflows.definitions.models import Workflow
+from orchestrion.services.workflows.models import Schedule, Trigger
 
 SCHEDULE_TASK = "schedule"
 SIGNATURE_TOLERANCE = timedelta(minutes=5)

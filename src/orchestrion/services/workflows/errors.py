@@ -1,4 +1,20 @@
-"""Errors of the workflows service."""
+"""Errors of the workflows service, shared by its sub-packages.
+
+Exception tree (bases from :mod:`orchestrion.kernel.errors`)::
+
+    BadRequest (400)
+    ├── UnreadableBody
+    └── ValidationFailed (422)
+        └── InvalidDefinition
+    NotFound (404)
+    ├── WorkflowNotFound
+    ├── VersionNotFound
+    ├── ExecutionNotFound
+    ├── LlmProviderNotFound
+    └── BudgetNotFound
+    Conflict (409)
+    └── BudgetExceededProblem
+"""
 
 from orchestrion.kernel.errors import BadRequest, Conflict, NotFound, ValidationFailed
 

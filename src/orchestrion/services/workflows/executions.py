@@ -18,7 +18,7 @@ from orchestrion.kernel.auth.principal import Principal
 from orchestrion.kernel.errors import Conflict
 from orchestrion.kernel.http.lists import ListSpec, equals, query_int
 from orchestrion.kernel.ids import isoformat
-from orchestrion.services.workflows import repository
+from orchestrion.services.workflows.definitions import service as definitions
 from orchestrion.services.workflows.errors import ExecutionNotFound, WorkflowNotFound
 
 EXECUTION_LIST = ListSpec(
@@ -59,7 +59,9 @@ async def resolve_workflow(
     session: AsyncSession, tenant_id: str, workflow_id: str
 ) -> tuple[int, dict[str, Any]] | None:
     """The current version and runnable definition of a tenant's workflow."""
-    workflow = await repository.get(session, tenant_id=tenant_id, workflow_id=workflow_id)
+    workflow = await definitions.find_workflow(
+        session, tenant_id=tenant_id, workflow_id=workflow_id
+    )
     if workflow is None:
         return None
     return workflow.version, {"name": workflow.name, **workflow.definition}
@@ -75,7 +77,9 @@ async def start_execution(
     priority: int = 0,
 ) -> Execution:
     """Run the workflow's current version with ``inputs`` (422 when they do not fit)."""
-    workflow = await repository.get(session, tenant_id=principal.tenant_id, workflow_id=workflow_id)
+    workflow = await definitions.find_workflow(
+        session, tenant_id=principal.tenant_id, workflow_id=workflow_id
+    )
     if workflow is None:
         raise WorkflowNotFound(f"workflow '{workflow_id}' not found")
     if workflow.status == "archived":

@@ -25,7 +25,8 @@ from orchestrion.engine.models import Execution
 from orchestrion.engine.outcomes import StepCall
 from orchestrion.kernel.db.engine import Database
 from orchestrion.kernel.errors import ValidationFailed
-from orchestrion.services.workflows import llm_service, repository
+from orchestrion.services.workflows import llm_service
+from orchestrion.services.workflows.definitions import service as definitions
 from orchestrion.settings import LlmSettings
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ class WorkflowTools:
         async with self.backend.database.session() as session:
             for ref in refs:
                 workflow_id = str(ref["workflow_id"])
-                workflow = await repository.get(
+                workflow = await definitions.find_workflow(
                     session, tenant_id=call.tenant_id, workflow_id=workflow_id
                 )
                 if workflow is None:

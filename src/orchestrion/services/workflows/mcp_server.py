@@ -51,8 +51,9 @@ from orchestrion.kernel.auth.permissions import Permission
 from orchestrion.kernel.auth.principal import Principal
 from orchestrion.kernel.db.engine import Database
 from orchestrion.kernel.errors import OrchestrionError, Unauthenticated, problem_response
-from orchestrion.services.workflows import executions, repository
-from orchestrion.services.workflows.models import Workflow
+from orchestrion.services.workflows import executions
+from orchestrion.services.workflows.definitions import service as definitions
+from orchestrion.services.workflows.definitions.models import Workflow
 
 EXECUTION_URI = "orchestrion://executions/{execution_id}"
 _URI = re.compile(r"orchestrion://executions/(?P<id>[A-Za-z0-9-]{1,64})")
@@ -153,13 +154,10 @@ class WorkflowTools:
 
     async def _runnable(self, tenant_id: str) -> dict[str, Workflow]:
         async with self.database.session() as session:
-            rows = await session.execute(
-                repository.workflows_of(tenant_id)
-                .where(Workflow.status == "active")
-                .order_by(Workflow.created_at)
-                .limit(MAX_TOOLS)
+            found = await definitions.runnable_workflows(
+                session, tenant_id=tenant_id, limit=MAX_TOOLS
             )
-            return tool_names(list(rows.scalars()))
+            return tool_names(found)
 
     async def list_tools(
         self, ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams | None

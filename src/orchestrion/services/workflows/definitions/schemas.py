@@ -1,11 +1,25 @@
-"""Response shapes of the workflows service (requests are engine definitions)."""
+"""Response shapes of workflows and versions (requests are engine definitions).
+
+The JSON itself is built by :mod:`.service` (``to_dict``, ``version_to_dict``) so that
+bytes and ETags do not depend on these models; they document it exactly. A definition
+is open-ended JSON: a step keeps every key it was written with.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class StepRead(BaseModel):
+    """A step as stored: ``id`` and ``type`` first, then the keys it was written with."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    type: str
 
 
 class WorkflowRead(BaseModel):
@@ -18,9 +32,12 @@ class WorkflowRead(BaseModel):
     version: int
     status: Literal["draft", "active", "archived"]
     tags: list[str]
-    inputs: dict[str, Any]
-    steps: list[dict[str, Any]]
+    inputs: dict[str, Any] = Field(description="JSON Schema of the inputs.")
+    steps: list[StepRead]
     outputs: dict[str, Any]
+    concurrency: dict[str, Any] | None = Field(
+        description="`{limit, key?}` when executions are limited, else null."
+    )
     created_by: str | None
     created_at: datetime
     updated_at: datetime
@@ -34,8 +51,9 @@ class WorkflowVersionRead(BaseModel):
     name: str
     description: str
     inputs: dict[str, Any]
-    steps: list[dict[str, Any]]
+    steps: list[StepRead]
     outputs: dict[str, Any]
+    concurrency: dict[str, Any] | None
     created_by: str | None
     created_at: datetime
 
@@ -46,3 +64,6 @@ class StepTypeRead(BaseModel):
     name: str
     description: str
     with_schema: dict[str, Any]
+    instant: bool = Field(
+        description="Runs inside the transaction that schedules it, without a worker."
+    )
