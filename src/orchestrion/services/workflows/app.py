@@ -31,9 +31,9 @@ from orchestrion.kernel.queue import TaskQueue
 from orchestrion.services.workflows import automation, mcp_servers
 from orchestrion.services.workflows.automation_endpoints import router as automation_router
 from orchestrion.services.workflows.definitions.endpoints import router as definitions_router
-from orchestrion.services.workflows.execution_endpoints import router as execution_router
-from orchestrion.services.workflows.executions import resolve_workflow
-from orchestrion.services.workflows.live import LivePublisher
+from orchestrion.services.workflows.executions.endpoints import router as execution_router
+from orchestrion.services.workflows.executions.live import LivePublisher
+from orchestrion.services.workflows.executions.service import resolve_workflow
 from orchestrion.services.workflows.llm_backend import PlatformLlm, platform_llm
 from orchestrion.services.workflows.llm_endpoints import router as llm_router
 from orchestrion.services.workflows.mcp_endpoints import router as mcp_router

@@ -20,9 +20,9 @@ from orchestrion.kernel.http.idempotency import run_idempotent
 from orchestrion.kernel.ids import isoformat, utcnow
 from orchestrion.kernel.queue.models import Task
 from orchestrion.services.workflows import automation
-from orchestrion.services.workflows import executions as execution_service
 from orchestrion.services.workflows.definitions import service
 from orchestrion.services.workflows.definitions.models import Workflow
+from orchestrion.services.workflows.executions import service as execution_service
 from orchestrion.services.workflows.models import Schedule, Trigger
 
 router = APIRouter(tags=["automation"])

@@ -31,7 +31,7 @@ from orchestrion.settings import LlmSettings
 
 if TYPE_CHECKING:
     from orchestrion.engine.runtime import Engine
-    from orchestrion.services.workflows.live import LivePublisher
+    from orchestrion.services.workflows.executions.live import LivePublisher
     from orchestrion.services.workflows.token_bus import TokenBatcher
 
 _TOOL_NAME = re.compile(r"[^A-Za-z0-9_-]+")

@@ -51,9 +51,9 @@ from orchestrion.kernel.auth.permissions import Permission
 from orchestrion.kernel.auth.principal import Principal
 from orchestrion.kernel.db.engine import Database
 from orchestrion.kernel.errors import OrchestrionError, Unauthenticated, problem_response
-from orchestrion.services.workflows import executions
 from orchestrion.services.workflows.definitions import service as definitions
 from orchestrion.services.workflows.definitions.models import Workflow
+from orchestrion.services.workflows.executions import service as executions
 
 EXECUTION_URI = "orchestrion://executions/{execution_id}"
 _URI = re.compile(r"orchestrion://executions/(?P<id>[A-Za-z0-9-]{1,64})")

@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar
 
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
+from starlette.responses import StreamingResponse
 
 from orchestrion.kernel.errors import PROBLEM_JSON
 
@@ -37,6 +38,16 @@ _WHEN = {
     503: "The upstream is unavailable",
     504: "The upstream timed out",
 }
+
+
+class EventStream(StreamingResponse):
+    """A ``text/event-stream`` answer (Server-Sent Events), for ``response_class``.
+
+    Not FastAPI's ``EventSourceResponse``: FastAPI takes a route declaring that one to
+    be a generator of events, while these routes build and return their own stream.
+    """
+
+    media_type = "text/event-stream"
 
 
 class ProblemError(BaseModel):
