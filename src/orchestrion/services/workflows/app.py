@@ -28,8 +28,9 @@ from orchestrion.kernel.crypto import fernet_for
 from orchestrion.kernel.db.engine import Database
 from orchestrion.kernel.http.app import create_service_app
 from orchestrion.kernel.queue import TaskQueue
-from orchestrion.services.workflows import automation, mcp_servers
-from orchestrion.services.workflows.automation_endpoints import router as automation_router
+from orchestrion.services.workflows import mcp_servers
+from orchestrion.services.workflows.automation import service as automation
+from orchestrion.services.workflows.automation.endpoints import router as automation_router
 from orchestrion.services.workflows.definitions.endpoints import router as definitions_router
 from orchestrion.services.workflows.executions.endpoints import router as execution_router
 from orchestrion.services.workflows.executions.live import LivePublisher

@@ -6,17 +6,27 @@ Exception tree (bases from :mod:`orchestrion.kernel.errors`)::
     ├── UnreadableBody
     └── ValidationFailed (422)
         └── InvalidDefinition
+    Unauthenticated (401)
+    └── InvalidSignature
     NotFound (404)
     ├── WorkflowNotFound
     ├── VersionNotFound
     ├── ExecutionNotFound
+    ├── ScheduleNotFound
+    ├── TriggerNotFound
     ├── LlmProviderNotFound
     └── BudgetNotFound
     Conflict (409)
     └── BudgetExceededProblem
 """
 
-from orchestrion.kernel.errors import BadRequest, Conflict, NotFound, ValidationFailed
+from orchestrion.kernel.errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    Unauthenticated,
+    ValidationFailed,
+)
 
 
 class WorkflowNotFound(NotFound):
@@ -37,6 +47,18 @@ class UnreadableBody(BadRequest):
 
 class ExecutionNotFound(NotFound):
     """No such execution in the caller's tenant."""
+
+
+class ScheduleNotFound(NotFound):
+    """No such schedule on this workflow."""
+
+
+class TriggerNotFound(NotFound):
+    """No such webhook trigger."""
+
+
+class InvalidSignature(Unauthenticated):
+    """The webhook's signature, timestamp or id is missing or wrong."""
 
 
 class LlmProviderNotFound(NotFound):
