@@ -287,8 +287,8 @@ def worker(
     from orchestrion.kernel.bus.outbox import OutboxRelay
     from orchestrion.kernel.observability.logging import configure_logging
     from orchestrion.services.workflows.app import create_engine
-    from orchestrion.services.workflows.llm_backend import platform_llm
-    from orchestrion.services.workflows.token_bus import start_batcher
+    from orchestrion.services.workflows.llm.backend import platform_llm
+    from orchestrion.services.workflows.llm.token_bus import start_batcher
 
     settings = _settings()
     configure_logging(

@@ -35,17 +35,17 @@ from orchestrion.services.workflows.definitions.endpoints import router as defin
 from orchestrion.services.workflows.executions.endpoints import router as execution_router
 from orchestrion.services.workflows.executions.live import LivePublisher
 from orchestrion.services.workflows.executions.service import resolve_workflow
-from orchestrion.services.workflows.llm_backend import PlatformLlm, platform_llm
-from orchestrion.services.workflows.llm_endpoints import router as llm_router
-from orchestrion.services.workflows.mcp_endpoints import router as mcp_router
-from orchestrion.services.workflows.mcp_server import create_mcp_endpoint
-from orchestrion.services.workflows.responses import Problem, register_schemas
-from orchestrion.services.workflows.token_bus import (
+from orchestrion.services.workflows.llm.backend import PlatformLlm, platform_llm
+from orchestrion.services.workflows.llm.endpoints import router as llm_router
+from orchestrion.services.workflows.llm.token_bus import (
     TokenBatcher,
     TokenFeed,
     start_batcher,
     subscribe_tokens,
 )
+from orchestrion.services.workflows.mcp_endpoints import router as mcp_router
+from orchestrion.services.workflows.mcp_server import create_mcp_endpoint
+from orchestrion.services.workflows.responses import Problem, register_schemas
 from orchestrion.settings import Settings, open_database
 
 #: Where execution events are published (CloudEvents ``orchestrion.<event type>``).

@@ -27,7 +27,7 @@ from orchestrion.kernel.ids import isoformat
 from orchestrion.services.workflows.definitions import service as definitions
 from orchestrion.services.workflows.errors import ExecutionNotFound, WorkflowNotFound
 from orchestrion.services.workflows.executions import repository
-from orchestrion.services.workflows.llm_backend import platform_llm
+from orchestrion.services.workflows.llm.backend import platform_llm
 
 #: What ``GET /api/v1/executions`` may sort, filter and select.
 EXECUTION_LIST = repository.EXECUTION_LIST

@@ -25,14 +25,14 @@ from orchestrion.engine.models import Execution
 from orchestrion.engine.outcomes import StepCall
 from orchestrion.kernel.db.engine import Database
 from orchestrion.kernel.errors import ValidationFailed
-from orchestrion.services.workflows import llm_service
 from orchestrion.services.workflows.definitions import service as definitions
+from orchestrion.services.workflows.llm import service as llm_service
 from orchestrion.settings import LlmSettings
 
 if TYPE_CHECKING:
     from orchestrion.engine.runtime import Engine
     from orchestrion.services.workflows.executions.live import LivePublisher
-    from orchestrion.services.workflows.token_bus import TokenBatcher
+    from orchestrion.services.workflows.llm.token_bus import TokenBatcher
 
 _TOOL_NAME = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -177,7 +177,7 @@ class PlatformLlm:
     async def provider(self, tenant_id: str, name: str | None) -> ProviderConfig | None:
         """A tenant's provider of that name first, then the platform's; None if neither."""
         async with self.database.session() as session:
-            mine = await llm_service.list_providers(session, tenant_id)
+            mine = await llm_service.list_providers(session, tenant_id=tenant_id)
         if name is None:
             name = self.settings.default_provider or next(iter(self.platform), None)
             if name is None and mine:
