@@ -25,7 +25,7 @@ def target_metadata() -> MetaData:
     import orchestrion.services.workflows.automation.models
     import orchestrion.services.workflows.definitions.models
     import orchestrion.services.workflows.llm.models
-    import orchestrion.services.workflows.models  # noqa: F401
+    import orchestrion.services.workflows.mcp.models  # noqa: F401
     from orchestrion.kernel.db.base import Base
 
     return Base.metadata

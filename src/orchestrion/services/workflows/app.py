@@ -28,7 +28,6 @@ from orchestrion.kernel.crypto import fernet_for
 from orchestrion.kernel.db.engine import Database
 from orchestrion.kernel.http.app import create_service_app
 from orchestrion.kernel.queue import TaskQueue
-from orchestrion.services.workflows import mcp_servers
 from orchestrion.services.workflows.automation import service as automation
 from orchestrion.services.workflows.automation.endpoints import router as automation_router
 from orchestrion.services.workflows.definitions.endpoints import router as definitions_router
@@ -43,8 +42,9 @@ from orchestrion.services.workflows.llm.token_bus import (
     start_batcher,
     subscribe_tokens,
 )
-from orchestrion.services.workflows.mcp_endpoints import router as mcp_router
-from orchestrion.services.workflows.mcp_server import create_mcp_endpoint
+from orchestrion.services.workflows.mcp import service as mcp_servers
+from orchestrion.services.workflows.mcp.endpoints import router as mcp_router
+from orchestrion.services.workflows.mcp.server import create_mcp_endpoint
 from orchestrion.services.workflows.responses import Problem, register_schemas
 from orchestrion.settings import Settings, open_database
 
@@ -73,7 +73,7 @@ def create_mcp_servers(settings: Settings, database: Database) -> McpServers:
             idle_seconds=config.idle_seconds,
         ),
         configured=dict(config.servers),
-        tenant_lookup=mcp_servers.tenant_lookup(database, mcp_fernet(settings)),
+        tenant_lookup=mcp_servers.tenant_lookup(database=database, fernet=mcp_fernet(settings)),
         allowlist=tuple(settings.engine.http_allowlist),
         call_timeout=config.call_timeout_seconds,
     )

@@ -15,7 +15,8 @@ Exception tree (bases from :mod:`orchestrion.kernel.errors`)::
     ├── ScheduleNotFound
     ├── TriggerNotFound
     ├── LlmProviderNotFound
-    └── BudgetNotFound
+    ├── BudgetNotFound
+    └── McpServerNotFound
     Conflict (409)
     └── BudgetExceededProblem
 """
@@ -73,3 +74,7 @@ class BudgetExceededProblem(Conflict):
     """A run would spend more than a budget allows."""
 
     title = "Budget exceeded"
+
+
+class McpServerNotFound(NotFound):
+    """No MCP server of that name in the caller's tenant."""

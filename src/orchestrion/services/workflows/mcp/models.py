@@ -1,4 +1,4 @@
-"""Tables of the workflows service."""
+"""Tables of the MCP servers tenants register (``wf_mcp_servers``)."""
 
 from __future__ import annotations
 

@@ -39,12 +39,10 @@ from mcp_types import (
     TextResourceContents,
     Tool,
 )
-from sqlalchemy import select
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from orchestrion.engine.context import TERMINAL
-from orchestrion.engine.models import Execution
 from orchestrion.engine.runtime import Engine
 from orchestrion.kernel.auth.identity import IDENTITY_HEADER, decode_identity
 from orchestrion.kernel.auth.permissions import Permission
@@ -217,13 +215,9 @@ class WorkflowTools:
         if not principal.can(Permission.EXECUTIONS_READ):
             return ListResourcesResult(resources=[])
         async with self.database.session() as session:
-            rows = await session.execute(
-                select(Execution)
-                .where(Execution.tenant_id == principal.tenant_id)
-                .order_by(Execution.created_at.desc())
-                .limit(RECENT_EXECUTIONS)
+            found = await executions.recent_executions(
+                session, tenant_id=principal.tenant_id, limit=RECENT_EXECUTIONS
             )
-            found = list(rows.scalars())
         return ListResourcesResult(
             resources=[
                 Resource(
