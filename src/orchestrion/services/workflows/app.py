@@ -1,4 +1,10 @@
-"""The workflows service's ASGI app: definitions, executions and the engine's workers."""
+"""The workflows service's ASGI app: it assembles the sub-packages' routers, the engine
+with its step services, the /mcp endpoint and the embedded workers.
+
+definitions/ (workflows, versions, step types), executions/ (runs, event log, stream,
+approvals, signals), automation/ (schedules, webhooks), llm/ (providers, budgets, usage,
+the platform LLM backend, tokens) and mcp/ (tenants' MCP servers, the /mcp endpoint).
+"""
 
 from __future__ import annotations
 
@@ -45,7 +51,7 @@ from orchestrion.services.workflows.llm.token_bus import (
 from orchestrion.services.workflows.mcp import service as mcp_servers
 from orchestrion.services.workflows.mcp.endpoints import router as mcp_router
 from orchestrion.services.workflows.mcp.server import create_mcp_endpoint
-from orchestrion.services.workflows.responses import Problem, register_schemas
+from orchestrion.services.workflows.responses import Problem, finish_openapi
 from orchestrion.settings import Settings, open_database
 
 #: Where execution events are published (CloudEvents ``orchestrion.<event type>``).
@@ -191,7 +197,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(automation_router)
     app.include_router(llm_router)
     app.include_router(mcp_router)
-    register_schemas(app, Problem, WorkflowDefinition)
+    finish_openapi(app, Problem, WorkflowDefinition)
     # The MCP transport answers POST (and GET/DELETE with a 405) at /mcp itself.
     app.router.routes.append(
         Route("/mcp", endpoint=mcp_endpoint, methods=["GET", "POST", "DELETE"])

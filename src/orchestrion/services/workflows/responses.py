@@ -2,7 +2,7 @@
 
 ``problems(404, 409)`` documents error statuses as ``application/problem+json`` (the
 document :mod:`orchestrion.kernel.errors` renders), referring to the ``Problem``
-component that :func:`register_schemas` adds to the app's OpenAPI document.
+component that :func:`finish_openapi` adds to the app's OpenAPI document.
 ``Items[T]`` types the unpaginated ``{"data": [...]}`` answers; paginated lists use
 :class:`orchestrion.kernel.http.lists.ListPage`.
 
@@ -13,6 +13,7 @@ Routes answer with the JSON their service functions build (``JSONResponse``,
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any, Generic, TypeVar
@@ -91,11 +92,14 @@ def not_modified() -> dict[int | str, dict[str, Any]]:
     return {304: {"description": "Not Modified: `If-None-Match` matches the current ETag"}}
 
 
-def register_schemas(app: FastAPI, *models: type[BaseModel]) -> None:
-    """Add ``models`` (and the models they use) to ``app``'s OpenAPI components.
+def finish_openapi(app: FastAPI, *models: type[BaseModel]) -> None:
+    """Make ``app``'s OpenAPI document say exactly what its routes answer.
 
-    For schemas that routes refer to by ``$ref`` without FastAPI seeing the model: the
-    problem document and bodies declared through ``openapi_extra``.
+    ``models`` (and the models they use) join the components: routes refer to them by
+    ``$ref`` without FastAPI seeing them (the problem document, bodies declared through
+    ``openapi_extra``). The 422 FastAPI adds to every route with parameters goes: it
+    describes a JSON body the error handler never sends, and routes that can answer 422
+    declare it themselves, as problem+json.
     """
     generate: Callable[[], dict[str, Any]] = app.openapi
 
@@ -108,6 +112,16 @@ def register_schemas(app: FastAPI, *models: type[BaseModel]) -> None:
             for name, definition in found.items():
                 if schemas.setdefault(name, definition) != definition:
                     raise RuntimeError(f"two OpenAPI schemas are named {name!r}")
+        for item in document.get("paths", {}).values():
+            for operation in item.values():
+                answers = operation.get("responses", {})
+                if answers.get("422", {}).get("content", {}).get("application/json") == {
+                    "schema": {"$ref": COMPONENTS.format(model="HTTPValidationError")}
+                }:
+                    del answers["422"]
+        if COMPONENTS.format(model="HTTPValidationError") not in json.dumps(document["paths"]):
+            schemas.pop("HTTPValidationError", None)
+            schemas.pop("ValidationError", None)
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]

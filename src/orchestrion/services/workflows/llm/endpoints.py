@@ -158,7 +158,7 @@ async def delete_budget(budget_id: str, session: Session, principal: CurrentPrin
 @router.get(
     "/api/v1/usage",
     response_model=UsageReport,
-    responses=problems(400, 401, 403, 422),
+    responses=problems(400, 401, 403),
     summary="LLM usage",
 )
 async def get_usage(
