@@ -269,15 +269,8 @@ def worker(
     """Run workflow steps from the shared database until stopped (SIGINT or SIGTERM)."""
     import signal
 
-    import httpx
-
-    from orchestrion.engine import MCP, Worker
-    from orchestrion.kernel.bus import service_bus
-    from orchestrion.kernel.bus.outbox import OutboxRelay
     from orchestrion.kernel.observability.logging import configure_logging
-    from orchestrion.services.workflows.app import create_engine
-    from orchestrion.services.workflows.llm_backend import platform_llm
-    from orchestrion.services.workflows.token_bus import start_batcher
+    from orchestrion.services.workflows.runtime import WorkflowsRuntime
 
     settings = _settings()
     configure_logging(
@@ -286,37 +279,19 @@ def worker(
 
     async def serve() -> None:
         database = open_database(settings)
-        http = httpx.AsyncClient(follow_redirects=False)
-        engine = create_engine(settings, database, http)
-        running = Worker(
-            engine,
-            concurrency=concurrency or settings.engine.worker_concurrency,
-            poll_seconds=settings.engine.poll_seconds,
+        runtime = WorkflowsRuntime(
+            settings, database, workers=concurrency or settings.engine.worker_concurrency
         )
-        bus, owned = await service_bus(None, settings.bus.url)
-        relay = OutboxRelay(database, bus) if bus is not None else None
-        if relay is not None:
-            relay.start()
-        # Token chunks reach realtime (and the service's SSE streams) over the broker.
-        batcher = await start_batcher(settings.bus.url, settings.llm) if bus is not None else None
-        platform_llm(engine).batcher = batcher
+        stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, running.stop)
-        console.print(f"worker {running.owner} on {database.engine.url.render_as_string()}")
+            loop.add_signal_handler(signum, stopping.set)
         try:
-            await running.run()
+            async with runtime.running():
+                owner = runtime.worker.owner if runtime.worker else "-"
+                console.print(f"worker {owner} on {database.engine.url.render_as_string()}")
+                await stopping.wait()
         finally:
-            if batcher is not None:
-                await batcher.stop()
-            if relay is not None:
-                await relay.stop()
-            if bus is not None and owned:
-                await bus.close()
-            await engine.queue.close()
-            if (servers := engine.resources.get(MCP)) is not None:
-                await servers.aclose()
-            await http.aclose()
             await database.dispose()
 
     asyncio.run(serve())

@@ -22,8 +22,10 @@ def target_metadata() -> MetaData:
     import orchestrion.kernel.http.idempotency
     import orchestrion.kernel.queue.models
     import orchestrion.services.auth.models
-    import orchestrion.services.workflows.llm_models
-    import orchestrion.services.workflows.models  # noqa: F401
+    import orchestrion.services.workflows.automation.models
+    import orchestrion.services.workflows.definitions.models
+    import orchestrion.services.workflows.llm.models
+    import orchestrion.services.workflows.mcp.models  # noqa: F401
     from orchestrion.kernel.db.base import Base
 
     return Base.metadata

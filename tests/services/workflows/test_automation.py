@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import httpx
 
-from orchestrion.services.workflows.automation import next_fire, sign
+from orchestrion.services.workflows.automation.service import next_fire, sign
 from tests.services.workflows.helpers import create_workflow, wait_until
 
 INPUTS = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}

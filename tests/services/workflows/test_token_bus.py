@@ -10,7 +10,7 @@ import pytest
 
 from orchestrion.kernel.bus import CloudEvent, open_bus
 from orchestrion.kernel.ids import utcnow
-from orchestrion.services.workflows.token_bus import (
+from orchestrion.services.workflows.llm.token_bus import (
     CHUNK_TOPIC,
     CHUNK_TYPE,
     TokenBatcher,

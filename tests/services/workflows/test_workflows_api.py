@@ -290,3 +290,19 @@ async def test_unauthenticated_is_401(client) -> None:
     response = await client.get("/api/v1/workflows")
     assert response.status_code == 401
     assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_step_types_are_sorted_and_say_which_run_without_a_worker(
+    client, admin_headers
+) -> None:
+    viewer = await user_headers(client, admin_headers, email="reader@x.test", roles=["viewer"])
+    response = await client.get("/api/v1/workflows/step-types", headers=viewer)
+    assert response.status_code == 200, response.text
+    types = response.json()
+    assert [t["name"] for t in types] == sorted(t["name"] for t in types)
+    by_name = {t["name"]: t for t in types}
+    assert set(by_name["delay"]) == {"name", "description", "with_schema", "instant"}
+    assert by_name["transform"]["instant"] is True
+    assert by_name["fail"]["instant"] is True
+    assert by_name["delay"]["instant"] is False
+    assert by_name["http"]["with_schema"]["type"] == "object"

@@ -14,8 +14,9 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+from pydantic import BaseModel, Field
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
@@ -23,6 +24,7 @@ from starlette.requests import Request
 from orchestrion.kernel.errors import BadRequest
 
 Filter = Callable[[str], ColumnElement[bool]]
+Item = TypeVar("Item")
 RESERVED = frozenset({"page", "limit", "sort", "fields", "cursor"})
 MAX_LIMIT = 100
 
@@ -243,3 +245,34 @@ def list_body(
         "prev": _link(request, page=query.page - 1) if query.page > 1 else None,
     }
     return {"data": data, "meta": meta, "links": links}
+
+
+class ListMeta(BaseModel):
+    """The ``meta`` of a list answer."""
+
+    page: int
+    limit: int
+    total: int
+    next_cursor: str | None = Field(
+        default=None,
+        description="Only with `cursor=`: the cursor of the next page, null on the last one.",
+    )
+
+
+class ListLinks(BaseModel):
+    """The ``links`` of a list answer."""
+
+    self: str
+    next: str | None
+    prev: str | None
+
+
+class ListPage(BaseModel, Generic[Item]):
+    """The ``{"data", "meta", "links"}`` envelope of :func:`list_body`, as a response model.
+
+    With ``fields=``, each item holds only the chosen keys (``id`` always kept).
+    """
+
+    data: list[Item]
+    meta: ListMeta
+    links: ListLinks

@@ -1,6 +1,33 @@
-"""Errors of the workflows service."""
+"""Errors of the workflows service, shared by its sub-packages.
 
-from orchestrion.kernel.errors import BadRequest, Conflict, NotFound, ValidationFailed
+Exception tree (bases from :mod:`orchestrion.kernel.errors`)::
+
+    BadRequest (400)
+    ├── UnreadableBody
+    └── ValidationFailed (422)
+        └── InvalidDefinition
+    Unauthenticated (401)
+    └── InvalidSignature
+    NotFound (404)
+    ├── WorkflowNotFound
+    ├── VersionNotFound
+    ├── ExecutionNotFound
+    ├── ScheduleNotFound
+    ├── TriggerNotFound
+    ├── LlmProviderNotFound
+    ├── BudgetNotFound
+    └── McpServerNotFound
+    Conflict (409)
+    └── BudgetExceededProblem
+"""
+
+from orchestrion.kernel.errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    Unauthenticated,
+    ValidationFailed,
+)
 
 
 class WorkflowNotFound(NotFound):
@@ -23,6 +50,18 @@ class ExecutionNotFound(NotFound):
     """No such execution in the caller's tenant."""
 
 
+class ScheduleNotFound(NotFound):
+    """No such schedule on this workflow."""
+
+
+class TriggerNotFound(NotFound):
+    """No such webhook trigger."""
+
+
+class InvalidSignature(Unauthenticated):
+    """The webhook's signature, timestamp or id is missing or wrong."""
+
+
 class LlmProviderNotFound(NotFound):
     """No such LLM provider in the caller's tenant."""
 
@@ -35,3 +74,7 @@ class BudgetExceededProblem(Conflict):
     """A run would spend more than a budget allows."""
 
     title = "Budget exceeded"
+
+
+class McpServerNotFound(NotFound):
+    """No MCP server of that name in the caller's tenant."""

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import Date, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orchestrion.engine import BudgetExceeded, LlmUsage
+from orchestrion.engine import BudgetExceeded, ProviderConfig
 from orchestrion.kernel.errors import BadRequest, Conflict
 from orchestrion.kernel.ids import isoformat, utcnow
 from orchestrion.services.workflows.errors import (
@@ -18,8 +17,9 @@ from orchestrion.services.workflows.errors import (
     BudgetNotFound,
     LlmProviderNotFound,
 )
-from orchestrion.services.workflows.llm_models import LlmBudget, LlmProvider
-from orchestrion.services.workflows.llm_schemas import BudgetCreate, ProviderCreate
+from orchestrion.services.workflows.llm import repository
+from orchestrion.services.workflows.llm.models import LlmBudget, LlmProvider
+from orchestrion.services.workflows.llm.schemas import BudgetCreate, ProviderCreate
 
 GROUPS = ("model", "workflow", "day")
 
@@ -40,21 +40,21 @@ def provider_to_dict(provider: LlmProvider) -> dict[str, Any]:
     }
 
 
+def platform_to_list(platform: Mapping[str, ProviderConfig]) -> list[dict[str, Any]]:
+    """The platform's providers as tenants see them: names and kinds, by name."""
+    return [{"name": name, "kind": p.kind} for name, p in sorted(platform.items())]
+
+
 async def create_provider(
     session: AsyncSession,
-    fernet: Fernet,
     *,
+    fernet: Fernet,
     tenant_id: str,
     user_id: str | None,
     body: ProviderCreate,
 ) -> LlmProvider:
     """Add a provider (409 when the tenant has one by that name)."""
-    found = await session.execute(
-        select(LlmProvider.id).where(
-            LlmProvider.tenant_id == tenant_id, LlmProvider.name == body.name
-        )
-    )
-    if found.first() is not None:
+    if await repository.provider_named(session, tenant_id=tenant_id, name=body.name):
         raise Conflict(f"an LLM provider named {body.name!r} exists; delete it first")
     key = body.api_key.get_secret_value() if body.api_key else None
     provider = LlmProvider(
@@ -70,26 +70,23 @@ async def create_provider(
     return provider
 
 
-async def list_providers(session: AsyncSession, tenant_id: str) -> list[LlmProvider]:
+async def list_providers(session: AsyncSession, *, tenant_id: str) -> list[LlmProvider]:
     """The tenant's providers by name."""
-    rows = await session.execute(
-        select(LlmProvider).where(LlmProvider.tenant_id == tenant_id).order_by(LlmProvider.name)
-    )
-    return list(rows.scalars())
+    return await repository.providers_of(session, tenant_id=tenant_id)
 
 
-async def get_provider(session: AsyncSession, tenant_id: str, provider_id: str) -> LlmProvider:
+async def get_provider(session: AsyncSession, *, tenant_id: str, provider_id: str) -> LlmProvider:
     """One of the tenant's providers, by id or name (404 otherwise)."""
-    rows = await session.execute(
-        select(LlmProvider).where(
-            LlmProvider.tenant_id == tenant_id,
-            (LlmProvider.id == provider_id) | (LlmProvider.name == provider_id),
-        )
-    )
-    provider = rows.scalars().first()
+    provider = await repository.find_provider(session, tenant_id=tenant_id, id_or_name=provider_id)
     if provider is None:
         raise LlmProviderNotFound(f"LLM provider '{provider_id}' not found")
     return provider
+
+
+async def delete_provider(session: AsyncSession, *, tenant_id: str, provider_id: str) -> None:
+    """Remove one of the tenant's providers, by id or name."""
+    provider = await get_provider(session, tenant_id=tenant_id, provider_id=provider_id)
+    await session.delete(provider)
 
 
 def reveal(fernet: Fernet, provider: LlmProvider) -> str | None:
@@ -119,20 +116,18 @@ async def spent(
     session: AsyncSession, budget: LlmBudget, *, root_execution_id: str | None = None
 ) -> float:
     """USD counted against ``budget`` (for an execution budget: that execution tree's)."""
-    stmt = select(func.coalesce(func.sum(LlmUsage.cost_usd), 0.0)).where(
-        LlmUsage.tenant_id == budget.tenant_id
-    )
     if budget.scope == "execution":
         if root_execution_id is None:
             return 0.0
-        stmt = stmt.where(LlmUsage.root_execution_id == root_execution_id)
-    else:
-        if budget.workflow_id:
-            stmt = stmt.where(LlmUsage.workflow_id == budget.workflow_id)
-        since = period_start(budget.period)
-        if since is not None:
-            stmt = stmt.where(LlmUsage.created_at >= since)
-    return float((await session.execute(stmt)).scalar_one())
+        return await repository.cost(
+            session, tenant_id=budget.tenant_id, root_execution_id=root_execution_id
+        )
+    return await repository.cost(
+        session,
+        tenant_id=budget.tenant_id,
+        workflow_id=budget.workflow_id,
+        since=period_start(budget.period),
+    )
 
 
 def budget_to_dict(budget: LlmBudget, spent_usd: float | None = None) -> dict[str, Any]:
@@ -161,20 +156,34 @@ async def create_budget(
     return budget
 
 
-async def list_budgets(session: AsyncSession, tenant_id: str) -> list[LlmBudget]:
+def new_budget_to_dict(budget: LlmBudget) -> dict[str, Any]:
+    """The public shape of a budget just created (nothing counted yet)."""
+    return budget_to_dict(budget, None if budget.scope == "execution" else 0.0)
+
+
+async def budget_with_spent(session: AsyncSession, *, budget: LlmBudget) -> dict[str, Any]:
+    """The public shape with ``spent_usd`` in the current period (none per execution)."""
+    used = None if budget.scope == "execution" else await spent(session, budget)
+    return budget_to_dict(budget, used)
+
+
+async def list_budgets(session: AsyncSession, *, tenant_id: str) -> list[LlmBudget]:
     """The tenant's budgets, oldest first."""
-    rows = await session.execute(
-        select(LlmBudget).where(LlmBudget.tenant_id == tenant_id).order_by(LlmBudget.created_at)
-    )
-    return list(rows.scalars())
+    return await repository.budgets_of(session, tenant_id=tenant_id)
 
 
-async def get_budget(session: AsyncSession, tenant_id: str, budget_id: str) -> LlmBudget:
+async def get_budget(session: AsyncSession, *, tenant_id: str, budget_id: str) -> LlmBudget:
     """One of the tenant's budgets (404 otherwise)."""
-    budget = await session.get(LlmBudget, budget_id)
+    budget = await repository.get_budget(session, budget_id=budget_id)
     if budget is None or budget.tenant_id != tenant_id:
         raise BudgetNotFound(f"budget '{budget_id}' not found")
     return budget
+
+
+async def delete_budget(session: AsyncSession, *, tenant_id: str, budget_id: str) -> None:
+    """Stop enforcing one of the tenant's budgets."""
+    budget = await get_budget(session, tenant_id=tenant_id, budget_id=budget_id)
+    await session.delete(budget)
 
 
 def budget_problem(budget: LlmBudget, spent_usd: float, estimate_usd: float) -> dict[str, Any]:
@@ -210,7 +219,7 @@ async def check_budgets(
 
     A budget already reached stops any further call, even one estimated at 0.
     """
-    for budget in await list_budgets(session, tenant_id):
+    for budget in await list_budgets(session, tenant_id=tenant_id):
         if budget.scope in ("execution", "workflow") and budget.workflow_id not in (
             None,
             workflow_id,
@@ -249,34 +258,16 @@ async def usage(
             f"group_by must be one of {', '.join(GROUPS)}",
             errors=[{"loc": ["query", "group_by"], "msg": "unknown grouping"}],
         )
-    key: Any = {
-        "model": LlmUsage.model,
-        "workflow": LlmUsage.workflow_id,
-        "day": cast(LlmUsage.created_at, Date)
-        if session.get_bind().dialect.name == "postgresql"
-        else func.substr(LlmUsage.created_at, 1, 10),
-    }[group_by]
-    conditions: list[Any] = [LlmUsage.tenant_id == tenant_id]
     start, end = _parse_time(since, "from"), _parse_time(until, "to")
-    if start is not None:
-        conditions.append(LlmUsage.created_at >= start)
-    if end is not None:
-        conditions.append(LlmUsage.created_at < end)
-    if workflow_id:
-        conditions.append(LlmUsage.workflow_id == workflow_id)
-    rows = await session.execute(
-        select(
-            key.label("key"),
-            func.sum(LlmUsage.input_tokens),
-            func.sum(LlmUsage.output_tokens),
-            func.sum(LlmUsage.cost_usd),
-            func.count(),
-        )
-        .where(*conditions)
-        .group_by(key)
-        .order_by(key)
+    rows = await repository.usage_groups(
+        session,
+        tenant_id=tenant_id,
+        group_by=group_by,
+        start=start,
+        end=end,
+        workflow_id=workflow_id,
     )
-    data = [_row(group_by, row) for row in rows.all()]
+    data = [_row(group_by, row) for row in rows]
     return {
         "group_by": group_by,
         "data": data,

@@ -39,18 +39,18 @@ from mcp_types import (
     TextResourceContents,
     Tool,
 )
-from sqlalchemy import select
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from orchestrion.engine import TERMINAL, Engine, Execution
+from orchestrion.engine import TERMINAL, Engine
 from orchestrion.kernel.auth.identity import IDENTITY_HEADER, decode_identity
 from orchestrion.kernel.auth.permissions import Permission
 from orchestrion.kernel.auth.principal import Principal
 from orchestrion.kernel.db.engine import Database
 from orchestrion.kernel.errors import OrchestrionError, Unauthenticated, problem_response
-from orchestrion.services.workflows import executions, repository
-from orchestrion.services.workflows.models import Workflow
+from orchestrion.services.workflows.definitions import service as definitions
+from orchestrion.services.workflows.definitions.models import Workflow
+from orchestrion.services.workflows.executions import service as executions
 
 EXECUTION_URI = "orchestrion://executions/{execution_id}"
 _URI = re.compile(r"orchestrion://executions/(?P<id>[A-Za-z0-9-]{1,64})")
@@ -151,13 +151,10 @@ class WorkflowTools:
 
     async def _runnable(self, tenant_id: str) -> dict[str, Workflow]:
         async with self.database.session() as session:
-            rows = await session.execute(
-                repository.workflows_of(tenant_id)
-                .where(Workflow.status == "active")
-                .order_by(Workflow.created_at)
-                .limit(MAX_TOOLS)
+            found = await definitions.runnable_workflows(
+                session, tenant_id=tenant_id, limit=MAX_TOOLS
             )
-            return tool_names(list(rows.scalars()))
+            return tool_names(found)
 
     async def list_tools(
         self, ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams | None
@@ -217,13 +214,9 @@ class WorkflowTools:
         if not principal.can(Permission.EXECUTIONS_READ):
             return ListResourcesResult(resources=[])
         async with self.database.session() as session:
-            rows = await session.execute(
-                select(Execution)
-                .where(Execution.tenant_id == principal.tenant_id)
-                .order_by(Execution.created_at.desc())
-                .limit(RECENT_EXECUTIONS)
+            found = await executions.recent_executions(
+                session, tenant_id=principal.tenant_id, limit=RECENT_EXECUTIONS
             )
-            found = list(rows.scalars())
         return ListResourcesResult(
             resources=[
                 Resource(

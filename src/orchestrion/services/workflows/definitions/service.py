@@ -1,4 +1,4 @@
-"""Rules of the workflows service: validation, tenancy and versioning.
+"""Rules of workflow definitions: validation, tenancy and versioning.
 
 A version is the executable part of a workflow (name, description, inputs, steps,
 outputs). Changing any of it makes a new version; changing only tags or status does
@@ -12,17 +12,27 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orchestrion.engine import DefinitionError, WorkflowDefinition, validate_definition
+from orchestrion.engine import (
+    DefinitionError,
+    WorkflowDefinition,
+    default_registry,
+    validate_definition,
+)
 from orchestrion.kernel.auth.principal import Principal
+from orchestrion.kernel.http.lists import ListQuery, Page
 from orchestrion.kernel.ids import isoformat, utcnow
-from orchestrion.services.workflows import repository
+from orchestrion.services.workflows.definitions import repository
+from orchestrion.services.workflows.definitions.models import Workflow, WorkflowVersion
 from orchestrion.services.workflows.errors import (
     InvalidDefinition,
     VersionNotFound,
     WorkflowNotFound,
 )
-from orchestrion.services.workflows.models import Workflow, WorkflowVersion
 
+#: What ``GET /api/v1/workflows`` may sort, filter and select.
+WORKFLOW_LIST = repository.WORKFLOW_LIST
+#: What ``GET /api/v1/workflows/{id}/versions`` may sort and select.
+VERSION_LIST = repository.VERSION_LIST
 _CONTENT_KEYS = ("inputs", "steps", "outputs", "concurrency")
 _DEFINITION_KEYS = ("name", "description", "tags", "status", *_CONTENT_KEYS)
 
@@ -98,6 +108,35 @@ async def get_workflow(
     if workflow is None:
         raise WorkflowNotFound(f"workflow '{workflow_id}' not found")
     return workflow
+
+
+async def find_workflow(
+    session: AsyncSession, *, tenant_id: str, workflow_id: str
+) -> Workflow | None:
+    """A live workflow of the tenant, or None: for callers with their own answer to absence."""
+    return await repository.get(session, tenant_id=tenant_id, workflow_id=workflow_id)
+
+
+async def workflow_by_id(session: AsyncSession, *, workflow_id: str) -> Workflow | None:
+    """A workflow whatever its tenant, deleted ones included (schedules check both)."""
+    return await repository.get_any(session, workflow_id=workflow_id)
+
+
+async def runnable_workflows(
+    session: AsyncSession, *, tenant_id: str, limit: int
+) -> list[Workflow]:
+    """The tenant's active workflows, oldest first, at most ``limit``."""
+    return await repository.active(session, tenant_id=tenant_id, limit=limit)
+
+
+async def list_workflows(session: AsyncSession, *, principal: Principal, query: ListQuery) -> Page:
+    """One page of the caller's tenant's workflows."""
+    return await repository.page_of(session, tenant_id=principal.tenant_id, query=query)
+
+
+async def list_versions(session: AsyncSession, *, workflow_id: str, query: ListQuery) -> Page:
+    """One page of the versions of a workflow (found by :func:`get_workflow` first)."""
+    return await repository.versions_page(session, workflow_id=workflow_id, query=query)
 
 
 def merged_definition(workflow: Workflow, changes: Mapping[str, Any]) -> dict[str, Any]:
@@ -183,3 +222,8 @@ def version_to_dict(version: WorkflowVersion) -> dict[str, Any]:
         "created_by": version.created_by,
         "created_at": isoformat(version.created_at),
     }
+
+
+def step_types() -> list[dict[str, Any]]:
+    """Every registered step type, by name: its ``with`` schema, what it needs and waits for."""
+    return [step_type.describe() for step_type in default_registry.all()]

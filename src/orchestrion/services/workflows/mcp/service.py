@@ -4,40 +4,36 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 from cryptography.fernet import Fernet
-from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orchestrion.engine import BlockedDestination, TenantLookup, check_url
+from orchestrion.engine import (
+    BlockedDestination,
+    McpCallError,
+    McpServers,
+    McpTimeout,
+    McpUnavailable,
+    TenantLookup,
+    UnknownServer,
+    check_url,
+)
 from orchestrion.kernel.auth.principal import Principal
 from orchestrion.kernel.db.engine import Database
-from orchestrion.kernel.errors import Conflict, NotFound, ValidationFailed
+from orchestrion.kernel.errors import (
+    Conflict,
+    ServiceUnavailable,
+    UpstreamError,
+    UpstreamTimeout,
+    ValidationFailed,
+)
 from orchestrion.kernel.ids import isoformat
 from orchestrion.kernel.mcp_config import McpServerConfig
-from orchestrion.services.workflows.models import McpServer
-
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
-
-
-class McpServerCreate(BaseModel):
-    """A tenant's MCP server: a URL (a tenant never makes the platform spawn a command)."""
-
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field(pattern=NAME_PATTERN, description="The name `mcp` steps use as `server`.")
-    url: str = Field(min_length=1, max_length=2000, description="http(s) URL of the server.")
-    transport: Literal["streamable_http", "sse"] | None = Field(
-        default=None, description="Inferred when empty: `sse` for a path ending in /sse."
-    )
-    headers: dict[str, str] | None = Field(
-        default=None, description="Headers sent to the server (write-only, stored encrypted)."
-    )
-
-
-class McpServerNotFound(NotFound):
-    """No MCP server of that name in the caller's tenant."""
+from orchestrion.services.workflows.errors import McpServerNotFound
+from orchestrion.services.workflows.mcp import repository
+from orchestrion.services.workflows.mcp.models import McpServer
+from orchestrion.services.workflows.mcp.schemas import McpServerCreate
 
 
 def to_dict(server: McpServer) -> dict[str, Any]:
@@ -59,24 +55,32 @@ def config_of(server: McpServer, fernet: Fernet) -> McpServerConfig:
     return McpServerConfig(url=server.url, transport=server.transport, headers=headers)
 
 
-async def list_servers(session: AsyncSession, tenant_id: str) -> list[McpServer]:
+async def list_servers(session: AsyncSession, *, tenant_id: str) -> list[McpServer]:
     """The tenant's servers by name."""
-    rows = await session.execute(
-        select(McpServer).where(McpServer.tenant_id == tenant_id).order_by(McpServer.name)
-    )
-    return list(rows.scalars())
+    return await repository.servers_of(session, tenant_id=tenant_id)
 
 
-async def get_server(session: AsyncSession, tenant_id: str, name: str) -> McpServer:
+async def server_list(
+    session: AsyncSession, *, servers: McpServers, tenant_id: str
+) -> list[dict[str, Any]]:
+    """What ``mcp`` steps may call: the platform's servers (names only), then the tenant's."""
+    platform = [{"name": name, "scope": "platform"} for name in sorted(servers.configured)]
+    own = [to_dict(s) for s in await list_servers(session, tenant_id=tenant_id)]
+    return platform + own
+
+
+async def get_server(session: AsyncSession, *, tenant_id: str, name: str) -> McpServer:
     """One of the tenant's servers (404 when absent)."""
-    found = (
-        await session.execute(
-            select(McpServer).where(McpServer.tenant_id == tenant_id, McpServer.name == name)
-        )
-    ).scalar_one_or_none()
+    found = await repository.find(session, tenant_id=tenant_id, name=name)
     if found is None:
         raise McpServerNotFound(f"no MCP server named '{name}'")
     return found
+
+
+async def delete_server(session: AsyncSession, *, tenant_id: str, name: str) -> None:
+    """Remove one of the tenant's servers: ``mcp`` steps naming it fail from now on."""
+    server = await get_server(session, tenant_id=tenant_id, name=name)
+    await session.delete(server)
 
 
 async def create_server(
@@ -105,13 +109,9 @@ async def create_server(
     if body.name in platform_names:
         raise Conflict(f"'{body.name}' is the name of a platform MCP server")
     tenant = principal.tenant_id
-    taken = await session.scalar(
-        select(func.count()).where(McpServer.tenant_id == tenant, McpServer.name == body.name)
-    )
-    if taken:
+    if await repository.count_named(session, tenant_id=tenant, name=body.name):
         raise Conflict(f"an MCP server named '{body.name}' exists; delete it first")
-    count = await session.scalar(select(func.count()).where(McpServer.tenant_id == tenant))
-    if (count or 0) >= limit:
+    if await repository.count_of(session, tenant_id=tenant) >= limit:
         raise Conflict(f"a tenant may register at most {limit} MCP servers")
     server = McpServer(
         tenant_id=tenant,
@@ -128,13 +128,34 @@ async def create_server(
     return server
 
 
-def tenant_lookup(database: Database, fernet: Fernet) -> TenantLookup:
+async def tools(*, servers: McpServers, tenant_id: str, name: str) -> list[dict[str, Any]]:
+    """Ask a server (the platform's or the tenant's) for its tools.
+
+    404 for an unknown name, 502 for a destination the guard refuses, 504 when the
+    server does not answer in time, 503 when it cannot be reached or fails.
+    """
+    try:
+        config = await servers.resolve(tenant_id, name)
+    except UnknownServer as exc:
+        raise McpServerNotFound(str(exc)) from None
+    except BlockedDestination as exc:
+        raise UpstreamError(str(exc)) from None
+    try:
+        found = await servers.pool.list_tools(config, seconds=servers.call_timeout)
+    except McpTimeout as exc:
+        raise UpstreamTimeout(str(exc)) from None
+    except (McpUnavailable, McpCallError) as exc:
+        raise ServiceUnavailable(f"MCP server '{name}': {exc}") from None
+    return [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in found]
+
+
+def tenant_lookup(*, database: Database, fernet: Fernet) -> TenantLookup:
     """What ``mcp`` steps use to find a tenant's server by name."""
 
     async def lookup(tenant_id: str, name: str) -> McpServerConfig | None:
         async with database.session() as session:
             try:
-                server = await get_server(session, tenant_id, name)
+                server = await get_server(session, tenant_id=tenant_id, name=name)
             except McpServerNotFound:
                 return None
             return config_of(server, fernet)

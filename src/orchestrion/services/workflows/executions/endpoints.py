@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.responses import JSONResponse
 
 from orchestrion.engine import TERMINAL, Engine
 from orchestrion.kernel.auth.permissions import Permission
@@ -19,38 +15,37 @@ from orchestrion.kernel.errors import BadRequest
 from orchestrion.kernel.http.deps import CurrentPrincipal, Internal, Session
 from orchestrion.kernel.http.etag import resource_response
 from orchestrion.kernel.http.idempotency import run_idempotent
-from orchestrion.kernel.http.lists import fetch_page, list_body, parse_list_query
-from orchestrion.services.workflows import executions as service
-from orchestrion.services.workflows.llm_backend import platform_llm
+from orchestrion.kernel.http.lists import ListPage, list_body, parse_list_query
+from orchestrion.services.workflows.executions import service
+from orchestrion.services.workflows.executions.schemas import (
+    Approval,
+    EventPage,
+    ExecutionRead,
+    ExecutionStart,
+    RealtimeLog,
+    SignalBody,
+    SignalRead,
+)
+from orchestrion.services.workflows.responses import EventStream, not_modified, problems
 
 router = APIRouter(tags=["executions"])
 MAX_WAIT_SECONDS = 300.0
-_KEEPALIVE_SECONDS = 15.0
-
-
-class ExecutionStart(BaseModel):
-    """Inputs for a new execution (checked against the workflow's ``inputs`` schema)."""
-
-    model_config = ConfigDict(extra="forbid")
-    inputs: dict[str, Any] = Field(default_factory=dict)
-    priority: int = Field(default=0, ge=-100, le=100)
-
-
-class Approval(BaseModel):
-    """A decision on an ``approval`` step; ``index`` picks a ``for_each`` iteration."""
-
-    model_config = ConfigDict(extra="forbid")
-    approved: bool
-    data: dict[str, Any] = Field(default_factory=dict)
-    index: int | None = Field(default=None, ge=0)
-
-
-class SignalBody(BaseModel):
-    """An event for ``wait_for_event`` steps."""
-
-    model_config = ConfigDict(extra="forbid")
-    event: str = Field(min_length=1, max_length=200)
-    data: Any = None
+_EVENT_STREAM: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The log as Server-Sent Events: `id:` is the event's `seq`, `event:` its "
+        "`type`, `data:` the event as JSON (an `EventRead`); `event: token` frames carry "
+        "LLM tokens (`{step_id, text, index?}`, no `id:`); `: keep-alive` comments every 15 s "
+        "of quiet. Ends after the terminal event.",
+        "content": {
+            "text/event-stream": {
+                "schema": {"type": "string"},
+                "example": 'id: 1\nevent: execution.started\ndata: {"seq":1,'
+                '"type":"execution.started","step_id":null,"data":{},'
+                '"at":"2025-01-01T00:00:00Z"}\n\n',
+            }
+        },
+    }
+}
 
 
 def _engine(request: Request) -> Engine:
@@ -77,8 +72,12 @@ def _wait_seconds(request: Request) -> float:
 @router.post(
     "/api/v1/workflows/{workflow_id}/executions",
     status_code=202,
+    response_model=ExecutionRead,
+    responses={
+        200: {"description": "Finished within `wait` seconds", "model": ExecutionRead},
+        **problems(400, 401, 403, 404, 409, 422),
+    },
     summary="Start an execution",
-    responses={200: {"description": "Finished within `wait` seconds"}},
 )
 async def start_execution(
     workflow_id: str,
@@ -120,36 +119,41 @@ async def start_execution(
         if created["status"] in TERMINAL and response.status_code == 202:
             return JSONResponse(created, status_code=200, headers=headers)
         return response
-    deadline = time.monotonic() + wait
-    while True:
-        async with database.session() as session:
-            execution = await service.get_execution(
-                session, tenant_id=principal.tenant_id, execution_id=created["id"]
-            )
-            if execution.status in TERMINAL or time.monotonic() >= deadline:
-                body_now = await service.execution_dict(session, execution)
-                status = 200 if execution.status in TERMINAL else 202
-                return JSONResponse(body_now, status_code=status, headers=headers)
-        remaining = deadline - time.monotonic()
-        await engine.wait_for_change(created["id"], min(0.25, max(0.0, remaining)))
+    now = await service.wait_for_end(
+        database,
+        engine=engine,
+        tenant_id=principal.tenant_id,
+        execution_id=created["id"],
+        seconds=wait,
+    )
+    status = 200 if now["status"] in TERMINAL else 202
+    return JSONResponse(now, status_code=status, headers=headers)
 
 
-@router.get("/api/v1/executions", summary="List executions")
+@router.get(
+    "/api/v1/executions",
+    response_model=ListPage[ExecutionRead],
+    responses=problems(400, 401, 403),
+    summary="List executions",
+)
 async def list_executions(
     request: Request, session: Session, principal: CurrentPrincipal
-) -> dict[str, Any]:
+) -> Response:
     """Executions of the caller's tenant; filters `workflow_id`, `status`."""
     principal.require(Permission.EXECUTIONS_READ)
     query = parse_list_query(request, service.EXECUTION_LIST)
-    page = await fetch_page(
-        session, service.executions_of(principal.tenant_id), service.EXECUTION_LIST, query
-    )
-    states = await service.step_states(session, [e.id for e in page.rows])
+    page = await service.list_executions(session, tenant_id=principal.tenant_id, query=query)
+    states = await service.step_states(session, execution_ids=[e.id for e in page.rows])
     items = [service.to_dict(e, states.get(e.id, [])) for e in page.rows]
-    return list_body(request, items, query, page)
+    return JSONResponse(list_body(request, items, query, page))
 
 
-@router.get("/api/v1/executions/{execution_id}", summary="Get an execution")
+@router.get(
+    "/api/v1/executions/{execution_id}",
+    response_model=ExecutionRead,
+    responses={**not_modified(), **problems(401, 403, 404)},
+    summary="Get an execution",
+)
 async def get_execution(
     execution_id: str, request: Request, session: Session, principal: CurrentPrincipal
 ) -> Response:
@@ -161,10 +165,15 @@ async def get_execution(
     return resource_response(request, await service.execution_dict(session, execution))
 
 
-@router.get("/api/v1/executions/{execution_id}/events", summary="An execution's event log")
+@router.get(
+    "/api/v1/executions/{execution_id}/events",
+    response_model=EventPage,
+    responses=problems(400, 401, 403, 404),
+    summary="An execution's event log",
+)
 async def list_events(
     execution_id: str, request: Request, session: Session, principal: CurrentPrincipal
-) -> dict[str, Any]:
+) -> Response:
     """Events with `seq > after` (and `<= until`); `until` also returns the state then."""
     principal.require(Permission.EXECUTIONS_READ)
     execution = await service.get_execution(
@@ -187,21 +196,21 @@ async def list_events(
     }
     if until is not None:
         body["state"] = await service.state_at(session, execution=execution, until=until)
-    return body
+    return JSONResponse(body)
 
 
 @router.get(
     "/api/v1/executions/{execution_id}/stream",
+    response_class=EventStream,
+    responses={**_EVENT_STREAM, **problems(400, 401, 403, 404)},
     summary="Watch an execution (Server-Sent Events)",
-    response_class=StreamingResponse,
 )
 async def stream_events(
     execution_id: str, request: Request, principal: CurrentPrincipal
-) -> StreamingResponse:
+) -> EventStream:
     """`text/event-stream` of the log (`id:` is `seq`), resuming after `Last-Event-ID`."""
     principal.require(Permission.EXECUTIONS_READ)
     database: Database = request.app.state.database
-    engine = _engine(request)
     async with database.session() as session:
         await service.get_execution(
             session, tenant_id=principal.tenant_id, execution_id=execution_id
@@ -211,89 +220,39 @@ async def stream_events(
         after = max(0, int(raw_after))
     except ValueError:
         raise BadRequest("Last-Event-ID must be an event seq (an integer)") from None
-
-    hub = platform_llm(engine).hub
-    tokens = hub.watch(execution_id)
-
-    async def frames() -> AsyncIterator[bytes]:
-        try:
-            async for frame in _frames():
-                yield frame
-        finally:
-            hub.unwatch(execution_id, tokens)
-
-    async def _frames() -> AsyncIterator[bytes]:
-        last, quiet_since = after, time.monotonic()
-        while True:
-            # Tokens first: those queued now were produced before any event read next.
-            while not tokens.empty():
-                token = json.dumps(tokens.get_nowait(), separators=(",", ":"))
-                yield f"event: token\ndata: {token}\n\n".encode()
-            async with database.session() as session:
-                rows = await service.events(
-                    session, execution_id=execution_id, after=last, until=None, limit=500
-                )
-            for row in rows:
-                event = service.event_to_dict(row)
-                last = event["seq"]
-                payload = json.dumps(event, separators=(",", ":"))
-                yield f"id: {last}\nevent: {event['type']}\ndata: {payload}\n\n".encode()
-                if event["type"] in (
-                    "execution.succeeded",
-                    "execution.failed",
-                    "execution.cancelled",
-                ):
-                    return
-            if rows:
-                quiet_since = time.monotonic()
-                continue
-            if time.monotonic() - quiet_since > _KEEPALIVE_SECONDS:
-                quiet_since = time.monotonic()
-                yield b": keep-alive\n\n"
-            if await request.is_disconnected():
-                return
-            if tokens.empty():
-                await _changed_or_token(engine, execution_id, tokens)
-
-    return StreamingResponse(
-        frames(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    frames = service.event_stream(
+        database,
+        engine=_engine(request),
+        execution_id=execution_id,
+        after=after,
+        is_disconnected=request.is_disconnected,
     )
-
-
-async def _changed_or_token(engine: Engine, execution_id: str, tokens: asyncio.Queue[Any]) -> None:
-    """Sleep until the execution changes, a token arrives, or a second passes."""
-    waiter = asyncio.ensure_future(tokens.get())
-    changed = asyncio.ensure_future(engine.wait_for_change(execution_id, 1.0))
-    try:
-        done, _ = await asyncio.wait({waiter, changed}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for pending in (changed, waiter):
-            pending.cancel()
-    if waiter in done and not waiter.cancelled():
-        # Put it back in front: the frames loop drains the queue in order.
-        token = waiter.result()
-        rest = [tokens.get_nowait() for _ in range(tokens.qsize())]
-        for item in (token, *rest):
-            tokens.put_nowait(item)
+    return EventStream(frames, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 async def _control(
     request: Request, session: Session, principal: CurrentPrincipal, execution_id: str, action: str
 ) -> Response:
     principal.require(Permission.EXECUTIONS_RUN)
-    await service.get_execution(session, tenant_id=principal.tenant_id, execution_id=execution_id)
-    engine = _engine(request)
-    operation = getattr(engine, action)
-    await operation(session, execution_id=execution_id, by=principal.user_id)
-    execution = await service.get_execution(
-        session, tenant_id=principal.tenant_id, execution_id=execution_id
+    body = await service.control(
+        session,
+        engine=_engine(request),
+        principal=principal,
+        execution_id=execution_id,
+        action=action,
     )
-    return JSONResponse(await service.execution_dict(session, execution))
+    return JSONResponse(body)
 
 
-@router.post("/api/v1/executions/{execution_id}/cancel", summary="Cancel an execution")
+_CONTROL_ERRORS = problems(401, 403, 404, 409)
+
+
+@router.post(
+    "/api/v1/executions/{execution_id}/cancel",
+    response_model=ExecutionRead,
+    responses=_CONTROL_ERRORS,
+    summary="Cancel an execution",
+)
 async def cancel(
     execution_id: str, request: Request, session: Session, principal: CurrentPrincipal
 ) -> Response:
@@ -301,7 +260,12 @@ async def cancel(
     return await _control(request, session, principal, execution_id, "cancel")
 
 
-@router.post("/api/v1/executions/{execution_id}/pause", summary="Pause an execution")
+@router.post(
+    "/api/v1/executions/{execution_id}/pause",
+    response_model=ExecutionRead,
+    responses=_CONTROL_ERRORS,
+    summary="Pause an execution",
+)
 async def pause(
     execution_id: str, request: Request, session: Session, principal: CurrentPrincipal
 ) -> Response:
@@ -309,7 +273,12 @@ async def pause(
     return await _control(request, session, principal, execution_id, "pause")
 
 
-@router.post("/api/v1/executions/{execution_id}/resume", summary="Resume a paused execution")
+@router.post(
+    "/api/v1/executions/{execution_id}/resume",
+    response_model=ExecutionRead,
+    responses=_CONTROL_ERRORS,
+    summary="Resume a paused execution",
+)
 async def resume(
     execution_id: str, request: Request, session: Session, principal: CurrentPrincipal
 ) -> Response:
@@ -317,7 +286,12 @@ async def resume(
     return await _control(request, session, principal, execution_id, "resume")
 
 
-@router.post("/api/v1/executions/{execution_id}/retry", summary="Retry a failed execution")
+@router.post(
+    "/api/v1/executions/{execution_id}/retry",
+    response_model=ExecutionRead,
+    responses=_CONTROL_ERRORS,
+    summary="Retry a failed execution",
+)
 async def retry(
     execution_id: str, request: Request, session: Session, principal: CurrentPrincipal
 ) -> Response:
@@ -326,7 +300,10 @@ async def retry(
 
 
 @router.post(
-    "/api/v1/executions/{execution_id}/steps/{step_id}/approve", summary="Approve or reject a step"
+    "/api/v1/executions/{execution_id}/steps/{step_id}/approve",
+    response_model=ExecutionRead,
+    responses=problems(401, 403, 404, 409, 422),
+    summary="Approve or reject a step",
 )
 async def approve(
     execution_id: str,
@@ -338,58 +315,56 @@ async def approve(
 ) -> Response:
     """Decide a waiting `approval` step; `data` must match the step's `schema`."""
     principal.require(Permission.EXECUTIONS_RUN)
-    await service.get_execution(session, tenant_id=principal.tenant_id, execution_id=execution_id)
-    await _engine(request).approve(
+    execution = await service.approve(
         session,
+        engine=_engine(request),
+        principal=principal,
         execution_id=execution_id,
         step_id=step_id,
         approved=body.approved,
         data=body.data,
-        by=principal.email or principal.user_id,
         index=body.index,
     )
-    execution = await service.get_execution(
-        session, tenant_id=principal.tenant_id, execution_id=execution_id
-    )
-    return JSONResponse(await service.execution_dict(session, execution))
+    return JSONResponse(execution)
 
 
-@router.post("/api/v1/executions/{execution_id}/signal", summary="Send an event to an execution")
+@router.post(
+    "/api/v1/executions/{execution_id}/signal",
+    response_model=SignalRead,
+    responses=problems(401, 403, 404, 409, 422),
+    summary="Send an event to an execution",
+)
 async def signal(
     execution_id: str,
     body: SignalBody,
     request: Request,
     session: Session,
     principal: CurrentPrincipal,
-) -> dict[str, Any]:
+) -> Response:
     """Resume a `wait_for_event` step waiting for `event`, or keep it for one that will."""
     principal.require(Permission.EXECUTIONS_RUN)
-    await service.get_execution(session, tenant_id=principal.tenant_id, execution_id=execution_id)
-    delivered = await _engine(request).signal(
-        session, execution_id=execution_id, name=body.event, data=body.data
+    delivered = await service.signal(
+        session,
+        engine=_engine(request),
+        principal=principal,
+        execution_id=execution_id,
+        event=body.event,
+        data=body.data,
     )
-    return {"delivered": delivered, "event": body.event}
+    return JSONResponse({"delivered": delivered, "event": body.event})
 
 
-@router.get("/internal/workflows/executions/{execution_id}/events", include_in_schema=False)
+@router.get(
+    "/internal/workflows/executions/{execution_id}/events",
+    response_model=RealtimeLog,
+    responses=problems(400, 404),
+    include_in_schema=False,
+)
 async def internal_events(
     execution_id: str, request: Request, session: Session, _internal: Internal
-) -> dict[str, Any]:
+) -> Response:
     """For the realtime service: the log after `after`, with the owning tenant."""
-    from orchestrion.engine import Execution
-
-    execution = await session.get(Execution, execution_id)
-    if execution is None:
-        from orchestrion.services.workflows.errors import ExecutionNotFound
-
-        raise ExecutionNotFound(f"execution '{execution_id}' not found")
-    after, _, limit = service.event_window(request.query_params)
-    rows = await service.events(
-        session, execution_id=execution_id, after=after, until=None, limit=limit
+    body = await service.log_for_realtime(
+        session, execution_id=execution_id, params=request.query_params
     )
-    return {
-        "tenant_id": execution.tenant_id,
-        "workflow_id": execution.workflow_id,
-        "status": execution.status,
-        "data": [service.event_to_dict(e) for e in rows],
-    }
+    return JSONResponse(body)

@@ -30,13 +30,14 @@ from orchestrion.engine import (
     ToolSpec,
 )
 from orchestrion.kernel.db.engine import Database
-from orchestrion.services.workflows import llm_service, repository
+from orchestrion.services.workflows.definitions import service as definitions
+from orchestrion.services.workflows.llm import service as llm_service
 from orchestrion.settings import LlmSettings
 
 if TYPE_CHECKING:
     from orchestrion.engine import Engine
-    from orchestrion.services.workflows.live import LivePublisher
-    from orchestrion.services.workflows.token_bus import TokenBatcher
+    from orchestrion.services.workflows.executions.live import LivePublisher
+    from orchestrion.services.workflows.llm.token_bus import TokenBatcher
 
 _TOOL_NAME = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -88,7 +89,7 @@ class WorkflowTools:
         async with self.backend.database.session() as session:
             for ref in refs:
                 workflow_id = str(ref["workflow_id"])
-                workflow = await repository.get(
+                workflow = await definitions.find_workflow(
                     session, tenant_id=call.tenant_id, workflow_id=workflow_id
                 )
                 if workflow is None:
@@ -102,7 +103,7 @@ class WorkflowTools:
         return tools
 
     async def invoke(self, call: StepCall, tool: BoundTool, arguments: dict[str, Any]) -> Any:
-        """Run the workflow with ``arguments`` as inputs; its outputs."""
+        """Run the workflow with ``arguments`` as inputs, as a child of the step; its outputs."""
         try:
             children = call.need(CHILDREN)
         except LookupError:
@@ -122,7 +123,14 @@ class PlatformLlm:
     """Providers (settings, then each tenant's), prices, budgets, token push and tools."""
 
     def __init__(
-        self, settings: LlmSettings, database: Database, fernet: Fernet, http: httpx.AsyncClient
+        self,
+        settings: LlmSettings,
+        database: Database,
+        fernet: Fernet,
+        http: httpx.AsyncClient,
+        *,
+        publisher: LivePublisher | None = None,
+        batcher: TokenBatcher | None = None,
     ) -> None:
         self.settings = settings
         self.database = database
@@ -151,14 +159,15 @@ class PlatformLlm:
         # MCP tools reach their servers through the step's resources (``MCP``).
         self.tools: dict[str, ToolProvider] = {"workflow": WorkflowTools(self), "mcp": McpTools()}
         self.hub = TokenHub()
-        self.publisher: LivePublisher | None = None
+        #: In process: chunks go to realtime over its internal endpoint.
+        self.publisher = publisher
         #: With a broker: chunks go to the bus for realtime and other processes' SSE.
-        self.batcher: TokenBatcher | None = None
+        self.batcher = batcher
 
     async def provider(self, tenant_id: str, name: str | None) -> ProviderConfig | None:
         """A tenant's provider of that name first, then the platform's; None if neither."""
         async with self.database.session() as session:
-            mine = await llm_service.list_providers(session, tenant_id)
+            mine = await llm_service.list_providers(session, tenant_id=tenant_id)
         if name is None:
             name = self.settings.default_provider or next(iter(self.platform), None)
             if name is None and mine:
@@ -222,7 +231,7 @@ class PlatformLlm:
 
 
 def platform_llm(engine: Engine) -> PlatformLlm:
-    """The engine's LLM backend (set up by the workflows service's ``create_engine``)."""
+    """The engine's LLM backend (provided by the workflows service's runtime)."""
     llm = engine.resources.get(LLM)
     if not isinstance(llm, PlatformLlm):
         raise RuntimeError("this engine has no platform LLM backend")

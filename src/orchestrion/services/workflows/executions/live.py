@@ -25,13 +25,15 @@ _QUEUE_LIMIT = 100_000
 class LivePublisher:
     """Forwards engine events to realtime's internal publish endpoint."""
 
-    def __init__(self, client: httpx.AsyncClient) -> None:
-        self.client = client
+    def __init__(self) -> None:
+        self.client: httpx.AsyncClient | None = None
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(_QUEUE_LIMIT)
         self._task: asyncio.Task[None] | None = None
 
     async def listen(self, execution: Execution, events: list[dict[str, Any]]) -> None:
         """An engine listener: queue the messages for these committed events."""
+        if self.client is None:
+            return  # no realtime in this process
         for event in events:
             data = {**event, "at": isoformat(event["at"])}
             message = {
@@ -52,13 +54,16 @@ class LivePublisher:
 
     def offer(self, message: dict[str, Any]) -> None:
         """Queue one message for realtime (dropped with a warning when far behind)."""
+        if self.client is None:
+            return
         try:
             self.queue.put_nowait(message)
         except asyncio.QueueFull:
             logger.warning("live updates are falling behind; dropping one (clients resync)")
 
-    def start(self) -> None:
-        """Start sending."""
+    def start(self, client: httpx.AsyncClient) -> None:
+        """Start sending to realtime through ``client``."""
+        self.client = client
         self._task = asyncio.create_task(self._send_forever())
 
     async def stop(self) -> None:
@@ -70,12 +75,17 @@ class LivePublisher:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
+        self._task = None
+        self.client = None
 
     async def _send_forever(self) -> None:
         while True:
             message = await self.queue.get()
+            client = self.client
             try:
-                response = await self.client.post(PUBLISH, json=message)
+                if client is None:
+                    continue
+                response = await client.post(PUBLISH, json=message)
                 if response.status_code >= 400:
                     logger.warning(
                         "realtime refused %s: %s", message["channel"], response.text[:200]

@@ -1,4 +1,4 @@
-"""Queries of the workflows service."""
+"""Queries of workflows and their versions."""
 
 from __future__ import annotations
 
@@ -7,8 +7,12 @@ from typing import Any
 from sqlalchemy import Select, delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orchestrion.kernel.http.lists import ListSpec, equals
-from orchestrion.services.workflows.models import Workflow, WorkflowTag, WorkflowVersion
+from orchestrion.kernel.http.lists import ListQuery, ListSpec, Page, equals, fetch_page
+from orchestrion.services.workflows.definitions.models import (
+    Workflow,
+    WorkflowTag,
+    WorkflowVersion,
+)
 
 
 def _has_tag(value: str) -> Any:
@@ -71,15 +75,41 @@ def workflows_of(tenant_id: str) -> Select[Workflow]:
     return select(Workflow).where(Workflow.tenant_id == tenant_id, Workflow.deleted_at.is_(None))
 
 
+async def page_of(session: AsyncSession, *, tenant_id: str, query: ListQuery) -> Page:
+    """One page of a tenant's live workflows."""
+    return await fetch_page(session, workflows_of(tenant_id), WORKFLOW_LIST, query)
+
+
 async def get(session: AsyncSession, *, tenant_id: str, workflow_id: str) -> Workflow | None:
     """A live workflow of the tenant, or None (another tenant's is None too)."""
     result = await session.execute(workflows_of(tenant_id).where(Workflow.id == workflow_id))
     return result.scalar_one_or_none()
 
 
+async def get_any(session: AsyncSession, *, workflow_id: str) -> Workflow | None:
+    """A workflow by id, whatever its tenant, deleted ones included."""
+    return await session.get(Workflow, workflow_id)
+
+
+async def active(session: AsyncSession, *, tenant_id: str, limit: int) -> list[Workflow]:
+    """The tenant's active workflows, oldest first."""
+    rows = await session.execute(
+        workflows_of(tenant_id)
+        .where(Workflow.status == "active")
+        .order_by(Workflow.created_at)
+        .limit(limit)
+    )
+    return list(rows.scalars())
+
+
 def versions_of(workflow_id: str) -> Select[WorkflowVersion]:
     """Every version of a workflow."""
     return select(WorkflowVersion).where(WorkflowVersion.workflow_id == workflow_id)
+
+
+async def versions_page(session: AsyncSession, *, workflow_id: str, query: ListQuery) -> Page:
+    """One page of a workflow's versions."""
+    return await fetch_page(session, versions_of(workflow_id), VERSION_LIST, query)
 
 
 async def get_version(

@@ -1,4 +1,4 @@
-"""HTTP routes of the workflows service: they map requests to service calls, nothing more."""
+"""HTTP routes of workflows and their versions: they map requests to service calls."""
 
 from __future__ import annotations
 
@@ -7,16 +7,21 @@ from typing import Any
 
 import yaml
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
 
-from orchestrion.engine import WorkflowDefinition, default_registry
 from orchestrion.kernel.auth.permissions import Permission
 from orchestrion.kernel.http.deps import CurrentPrincipal, Session
 from orchestrion.kernel.http.etag import check_if_match, resource_response
 from orchestrion.kernel.http.idempotency import run_idempotent
-from orchestrion.kernel.http.lists import fetch_page, list_body, parse_list_query
-from orchestrion.services.workflows import repository, service
+from orchestrion.kernel.http.lists import ListPage, list_body, parse_list_query
+from orchestrion.services.workflows.definitions import service
+from orchestrion.services.workflows.definitions.schemas import (
+    StepTypeRead,
+    WorkflowRead,
+    WorkflowVersionRead,
+)
 from orchestrion.services.workflows.errors import UnreadableBody
-from orchestrion.services.workflows.schemas import StepTypeRead, WorkflowRead, WorkflowVersionRead
+from orchestrion.services.workflows.responses import COMPONENTS, not_modified, problems
 
 router = APIRouter(prefix="/api/v1/workflows", tags=["workflows"])
 _YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
@@ -24,7 +29,7 @@ _DEFINITION_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": WorkflowDefinition.model_json_schema(by_alias=True)},
+            "application/json": {"schema": {"$ref": COMPONENTS.format(model="WorkflowDefinition")}},
             "application/yaml": {"schema": {"type": "string"}},
         },
     }
@@ -51,22 +56,24 @@ def _can_write(principal: CurrentPrincipal) -> None:
 
 
 @router.get(
-    "/step-types", response_model=list[StepTypeRead], summary="Step types a definition may use"
+    "/step-types",
+    response_model=list[StepTypeRead],
+    responses=problems(401),
+    summary="Step types a definition may use",
 )
-async def list_step_types(principal: CurrentPrincipal) -> list[dict[str, Any]]:
-    """Every registered step type and the schema of its ``with``, for definition editors."""
-    principal.require(Permission.WORKFLOWS_READ)
-    return [
-        {"name": name, "description": step.description, "with_schema": step.with_schema}
-        for name in default_registry.names()
-        if (step := default_registry.get(name)) is not None
-    ]
+async def list_step_types(principal: CurrentPrincipal) -> Response:
+    """Every registered step type, by name, with the JSON Schema of its `with`.
+
+    Any authenticated caller may read it: it is the platform's, not a tenant's.
+    """
+    return JSONResponse(service.step_types())
 
 
 @router.post(
     "",
     status_code=201,
     response_model=WorkflowRead,
+    responses=problems(400, 401, 403, 409, 422),
     openapi_extra=_DEFINITION_BODY,
     summary="Create a workflow",
 )
@@ -96,20 +103,28 @@ async def create_workflow(
     return response
 
 
-@router.get("", summary="List workflows")
+@router.get(
+    "",
+    response_model=ListPage[WorkflowRead],
+    responses=problems(400, 401, 403),
+    summary="List workflows",
+)
 async def list_workflows(
     request: Request, session: Session, principal: CurrentPrincipal
-) -> dict[str, Any]:
+) -> Response:
     """Workflows of the caller's tenant; filters `status`, `tag`, `name`."""
     principal.require(Permission.WORKFLOWS_READ)
-    query = parse_list_query(request, repository.WORKFLOW_LIST)
-    page = await fetch_page(
-        session, repository.workflows_of(principal.tenant_id), repository.WORKFLOW_LIST, query
-    )
-    return list_body(request, [service.to_dict(w) for w in page.rows], query, page)
+    query = parse_list_query(request, service.WORKFLOW_LIST)
+    page = await service.list_workflows(session, principal=principal, query=query)
+    return JSONResponse(list_body(request, [service.to_dict(w) for w in page.rows], query, page))
 
 
-@router.get("/{workflow_id}", response_model=WorkflowRead, summary="Get a workflow")
+@router.get(
+    "/{workflow_id}",
+    response_model=WorkflowRead,
+    responses={**not_modified(), **problems(401, 403, 404)},
+    summary="Get a workflow",
+)
 async def get_workflow(
     workflow_id: str, request: Request, session: Session, principal: CurrentPrincipal
 ) -> Response:
@@ -122,6 +137,7 @@ async def get_workflow(
 @router.put(
     "/{workflow_id}",
     response_model=WorkflowRead,
+    responses=problems(400, 401, 403, 404, 412, 422),
     openapi_extra=_DEFINITION_BODY,
     summary="Replace a workflow",
 )
@@ -139,7 +155,12 @@ async def replace_workflow(
     return resource_response(request, service.to_dict(workflow))
 
 
-@router.patch("/{workflow_id}", response_model=WorkflowRead, summary="Change part of a workflow")
+@router.patch(
+    "/{workflow_id}",
+    response_model=WorkflowRead,
+    responses=problems(400, 401, 403, 404, 412, 422),
+    summary="Change part of a workflow",
+)
 async def patch_workflow(
     workflow_id: str, request: Request, session: Session, principal: CurrentPrincipal
 ) -> Response:
@@ -155,7 +176,13 @@ async def patch_workflow(
     return resource_response(request, service.to_dict(workflow))
 
 
-@router.delete("/{workflow_id}", status_code=204, summary="Delete a workflow")
+@router.delete(
+    "/{workflow_id}",
+    status_code=204,
+    response_class=Response,
+    responses=problems(401, 403, 404, 412),
+    summary="Delete a workflow",
+)
 async def delete_workflow(
     workflow_id: str, request: Request, session: Session, principal: CurrentPrincipal
 ) -> Response:
@@ -167,23 +194,29 @@ async def delete_workflow(
     return Response(status_code=204)
 
 
-@router.get("/{workflow_id}/versions", summary="List a workflow's versions")
+@router.get(
+    "/{workflow_id}/versions",
+    response_model=ListPage[WorkflowVersionRead],
+    responses=problems(400, 401, 403, 404),
+    summary="List a workflow's versions",
+)
 async def list_versions(
     workflow_id: str, request: Request, session: Session, principal: CurrentPrincipal
-) -> dict[str, Any]:
+) -> Response:
     """Every version, newest first by default."""
     principal.require(Permission.WORKFLOWS_READ)
     await service.get_workflow(session, principal=principal, workflow_id=workflow_id)
-    query = parse_list_query(request, repository.VERSION_LIST)
-    page = await fetch_page(
-        session, repository.versions_of(workflow_id), repository.VERSION_LIST, query
+    query = parse_list_query(request, service.VERSION_LIST)
+    page = await service.list_versions(session, workflow_id=workflow_id, query=query)
+    return JSONResponse(
+        list_body(request, [service.version_to_dict(v) for v in page.rows], query, page)
     )
-    return list_body(request, [service.version_to_dict(v) for v in page.rows], query, page)
 
 
 @router.get(
     "/{workflow_id}/versions/{version}",
     response_model=WorkflowVersionRead,
+    responses={**not_modified(), **problems(401, 403, 404, 422)},
     summary="Get one version",
 )
 async def get_version(

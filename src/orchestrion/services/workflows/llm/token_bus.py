@@ -23,7 +23,6 @@ from urllib.parse import urlsplit
 
 from orchestrion.kernel.bus import Bus, CloudEvent, MemoryDeduplicator, open_bus
 from orchestrion.kernel.ids import new_id, utcnow
-from orchestrion.settings import LlmSettings
 
 logger = logging.getLogger("orchestrion.workflows.tokens")
 CHUNK_TOPIC = "workflows.tokens"
@@ -43,20 +42,6 @@ def open_token_bus(url: str) -> Bus:
     if urlsplit(url).scheme.lower() in ("redis", "rediss"):
         return open_bus(url, maxlen=REDIS_MAXLEN)
     return open_bus(url)
-
-
-async def start_batcher(url: str, settings: LlmSettings) -> TokenBatcher:
-    """A running batcher on a bus connection of its own (closed by ``stop``)."""
-    bus = open_token_bus(url)
-    await bus.start()
-    batcher = TokenBatcher(
-        bus,
-        interval=settings.token_flush_seconds,
-        max_chars=settings.token_flush_chars,
-        owns_bus=True,
-    )
-    batcher.start()
-    return batcher
 
 
 class TokenBatcher:

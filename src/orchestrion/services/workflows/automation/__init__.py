@@ -1,0 +1,1 @@
+"""Starting workflows without a person: cron schedules and signed webhook triggers."""

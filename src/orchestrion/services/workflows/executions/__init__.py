@@ -1,0 +1,1 @@
+"""Executions: starting, reading, watching and steering them, and their event log."""

@@ -1,0 +1,1 @@
+"""LLM steps' side of the service: providers, budgets, usage, the platform backend, tokens."""

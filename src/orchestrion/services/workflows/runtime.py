@@ -1,0 +1,173 @@
+"""What the workflows service runs on besides HTTP, built in one place.
+
+:class:`WorkflowsRuntime` builds the engine with what its step types need (HTTP, the
+platform's models, MCP servers), the live paths of execution events and model tokens,
+and the workers, all through constructors. ``running()`` starts and stops them in order.
+Both the API app (``create_app``) and ``orchestrion worker`` use it, so the two shapes
+cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+import httpx
+from cryptography.fernet import Fernet
+
+from orchestrion.engine import HTTP, LLM, MCP, Engine, HttpAccess, McpPool, McpServers, Worker
+from orchestrion.kernel.bus import Bus, is_memory, service_bus
+from orchestrion.kernel.bus.outbox import OutboxRelay
+from orchestrion.kernel.crypto import fernet_for
+from orchestrion.kernel.db.engine import Database
+from orchestrion.kernel.queue import TaskQueue
+from orchestrion.services.workflows.automation import service as automation
+from orchestrion.services.workflows.executions.live import LivePublisher
+from orchestrion.services.workflows.executions.service import resolve_workflow
+from orchestrion.services.workflows.llm.backend import PlatformLlm
+from orchestrion.services.workflows.llm.token_bus import (
+    TokenBatcher,
+    TokenFeed,
+    open_token_bus,
+    subscribe_tokens,
+)
+from orchestrion.services.workflows.mcp import service as mcp_servers
+from orchestrion.settings import Settings
+
+#: Where execution events are published (CloudEvents ``orchestrion.<event type>``).
+EXECUTION_TOPIC = "workflows.executions"
+
+
+def llm_fernet(settings: Settings) -> Fernet:
+    """The cipher of tenants' LLM provider keys."""
+    secret = settings.secret_key.get_secret_value().encode()
+    return fernet_for(secret, purpose="orchestrion-llm-provider-keys-v1")
+
+
+def mcp_fernet(settings: Settings) -> Fernet:
+    """The key tenants' MCP server headers are encrypted under."""
+    return fernet_for(settings.secret_key.get_secret_value().encode(), purpose="orchestrion-mcp-v1")
+
+
+def create_mcp_servers(settings: Settings, database: Database) -> McpServers:
+    """The MCP servers ``mcp`` steps reach: the configured ones and each tenant's."""
+    config = settings.mcp
+    return McpServers(
+        pool=McpPool(
+            connect_timeout=config.connect_timeout_seconds,
+            max_sessions=config.max_sessions,
+            idle_seconds=config.idle_seconds,
+        ),
+        configured=dict(config.servers),
+        tenant_lookup=mcp_servers.tenant_lookup(database=database, fernet=mcp_fernet(settings)),
+        allowlist=tuple(settings.engine.http_allowlist),
+        call_timeout=config.call_timeout_seconds,
+    )
+
+
+class WorkflowsRuntime:
+    """The engine, its step resources, live updates and workers of one process.
+
+    ``workers`` runs that many concurrent attempts here (0: none, the API only);
+    ``feed_tokens`` makes this process's SSE streams hear other processes' tokens.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        *,
+        workers: int,
+        feed_tokens: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.database = database
+        self.feed_tokens = feed_tokens
+        self.http = httpx.AsyncClient(follow_redirects=False)
+        broker = not is_memory(settings.bus.url)
+        # With a broker, realtime and other processes read events and tokens from it;
+        # in process, they are pushed to realtime's internal endpoint.
+        self.publisher = None if broker else LivePublisher()
+        self.batcher = (
+            TokenBatcher(
+                open_token_bus(settings.bus.url),
+                interval=settings.llm.token_flush_seconds,
+                max_chars=settings.llm.token_flush_chars,
+                owns_bus=True,
+            )
+            if broker
+            else None
+        )
+        self.llm = PlatformLlm(
+            settings.llm,
+            database,
+            llm_fernet(settings),
+            self.http,
+            publisher=self.publisher,
+            batcher=self.batcher,
+        )
+        self.mcp = create_mcp_servers(settings, database)
+        config = settings.engine
+        self.engine = Engine(
+            database,
+            resources={
+                HTTP: HttpAccess(self.http, tuple(config.http_allowlist)),
+                LLM: self.llm,
+                MCP: self.mcp,
+            },
+            env={name: os.environ[name] for name in config.env_allowlist if name in os.environ},
+            queue=TaskQueue(database, lease=timedelta(seconds=config.lease_seconds)),
+            resolver=resolve_workflow,
+            outbox_topic=EXECUTION_TOPIC if broker else None,
+            handlers={automation.SCHEDULE_TASK: automation.fire},
+            listeners=[self.publisher.listen] if self.publisher is not None else [],
+        )
+        self.worker = (
+            Worker(self.engine, concurrency=workers, poll_seconds=config.poll_seconds)
+            if workers > 0
+            else None
+        )
+
+    @asynccontextmanager
+    async def running(
+        self, *, bus: Bus | None = None, realtime: httpx.AsyncClient | None = None
+    ) -> AsyncIterator[WorkflowsRuntime]:
+        """Start everything (on the process's shared ``bus``, if any), stop it on exit.
+
+        ``realtime`` is the in-process client of the realtime service, if it runs here.
+        """
+        async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(self.http.aclose)
+            stack.push_async_callback(self.mcp.aclose)
+            stack.push_async_callback(self.engine.queue.close)
+            broker, owned = await service_bus(bus, self.settings.bus.url)
+            if broker is not None:
+                if owned:
+                    stack.push_async_callback(broker.close)
+                relay = OutboxRelay(self.database, broker)
+                relay.start()
+                stack.push_async_callback(relay.stop)
+            if self.publisher is not None and realtime is not None:
+                self.publisher.start(realtime)
+                stack.push_async_callback(self.publisher.stop)
+            if self.batcher is not None:
+                await self.batcher.bus.start()
+                self.batcher.start()
+                stack.push_async_callback(self.batcher.stop)
+                if self.feed_tokens and broker is not None:
+                    feed = TokenFeed(self.llm.hub.publish, origin=self.batcher.origin)
+                    await subscribe_tokens(broker, self.settings.llm.token_bus_group, feed)
+            if self.worker is not None:
+                running = asyncio.create_task(self.worker.run(), name="engine-worker")
+                stack.push_async_callback(self._stop_worker, running)
+            yield self
+
+    async def _stop_worker(self, running: asyncio.Task[None]) -> None:
+        assert self.worker is not None
+        self.worker.stop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
