@@ -43,7 +43,7 @@ def _all_imports(path: Path) -> list[str]:
 
 def test_the_service_is_its_sub_packages_and_an_assembler() -> None:
     top = {p.name for p in SERVICE.iterdir() if p.name != "__pycache__"}
-    assert top == {"__init__.py", "app.py", "errors.py", "responses.py", *SUBPACKAGES}
+    assert top == {"__init__.py", "app.py", "runtime.py", "errors.py", "responses.py", *SUBPACKAGES}
     for name, extra in SUBPACKAGES.items():
         files = {p.name for p in (SERVICE / name).glob("*.py")}
         assert files == CONTRACT | extra, name
@@ -69,7 +69,7 @@ def test_siblings_meet_through_services_schemas_and_models_only() -> None:
         module = _module_name(path)
         parts = module.split(".")
         if len(parts) < 5:
-            continue  # app.py assembles the sub-packages; errors.py and responses.py serve them
+            continue  # app.py and runtime.py assemble; errors.py and responses.py serve
         own = parts[3]
         for imported in _all_imports(path):
             target = imported.split(".")

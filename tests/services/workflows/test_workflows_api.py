@@ -301,7 +301,17 @@ async def test_step_types_are_sorted_and_say_which_run_without_a_worker(
     types = response.json()
     assert [t["name"] for t in types] == sorted(t["name"] for t in types)
     by_name = {t["name"]: t for t in types}
-    assert set(by_name["delay"]) == {"name", "description", "with_schema", "instant"}
+    assert set(by_name["delay"]) == {
+        "name",
+        "description",
+        "with_schema",
+        "instant",
+        "requires",
+        "waits",
+    }
+    assert by_name["delay"]["waits"] == ["timer"]
+    assert by_name["http"]["requires"] == ["http"]
+    assert by_name["loop"]["requires"] == ["steps", "journal"]
     assert by_name["transform"]["instant"] is True
     assert by_name["fail"]["instant"] is True
     assert by_name["delay"]["instant"] is False
