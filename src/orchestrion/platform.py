@@ -23,7 +23,7 @@ from orchestrion.gateway.routes import Route
 from orchestrion.gateway.upstream import InProcessUpstream, Upstream
 from orchestrion.kernel.bus import is_memory, open_bus
 from orchestrion.kernel.http.peers import Peers
-from orchestrion.settings import Settings
+from orchestrion.settings import Settings, open_revocations
 
 ServiceFactory = Callable[[Settings], FastAPI]
 
@@ -54,20 +54,26 @@ def create_embedded_app(settings: Settings, *, routes: list[Route] | None = None
     peers = Peers({name: upstream.client for name, upstream in upstreams.items()})
     # One in-process bus for the whole process (a broker URL gives each service its own).
     bus = open_bus("memory://") if is_memory(settings.bus.url) else None
+    # Auth publishes revocations here; the gateway and realtime honour them at once.
+    revocations = open_revocations(settings)
     for app in apps.values():
         app.state.peers = peers
         app.state.bus = bus
+        app.state.revocations = revocations
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             if bus is not None:
                 await stack.enter_async_context(bus)
+            await stack.enter_async_context(revocations)
             for app in apps.values():
                 await stack.enter_async_context(app.router.lifespan_context(app))
             yield
 
-    return create_gateway(settings, upstreams, routes=routes, lifespan=lifespan)
+    return create_gateway(
+        settings, upstreams, routes=routes, lifespan=lifespan, revocations=revocations
+    )
 
 
 def registered(service: str, app: FastAPI, settings: Settings, advertise: str | None) -> FastAPI:

@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 import secrets
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from orchestrion.kernel.db.engine import Database
 from orchestrion.kernel.mcp_config import McpServerConfig
+
+if TYPE_CHECKING:
+    from orchestrion.kernel.auth.revocation import Revocations
 
 _DEV_SECRET = "orchestrion-development-secret-change-me"  # noqa: S105 - refused outside development
 
@@ -61,7 +64,15 @@ class AuthSettings(BaseModel):
     )
     login_window_seconds: int = Field(default=900, ge=1, description="Login throttling window.")
     api_key_cache_seconds: float = Field(
-        default=10.0, ge=0, description="How long the gateway trusts an API key lookup."
+        default=10.0,
+        ge=0,
+        description="How long the gateway trusts an API key lookup (a revocation or "
+        "rotation drops it at once).",
+    )
+    revocation_key: str = Field(
+        default="orn:auth:revoked",
+        description="With Redis: the sorted set and pub/sub channel that carry revocation "
+        "notices to every gateway; deployments sharing one Redis need different names.",
     )
 
 
@@ -506,4 +517,17 @@ def open_database(settings: Settings) -> Database:
         echo=settings.database.echo,
         pool_size=settings.database.pool_size,
         busy_timeout_ms=settings.database.busy_timeout_ms,
+    )
+
+
+def open_revocations(settings: Settings, *, follow: bool = True) -> Revocations:
+    """Revocation notices of this deployment: shared through Redis when it is configured."""
+    from orchestrion.kernel.auth.revocation import Revocations  # imports redis: only when used
+
+    return Revocations(
+        # Past an access token's lifetime (plus clock leeway) a notice concerns nothing.
+        lifetime=settings.auth.access_token_ttl_seconds + 60.0,
+        redis_url=settings.redis.url,
+        key=settings.auth.revocation_key,
+        follow=follow,
     )

@@ -39,10 +39,12 @@ class SharedRedis:
     client: Redis
 
     def gateway(self, **gateway: Any) -> dict[str, Any]:
-        """Settings overrides that put both policies on this Redis under the prefix."""
+        """Settings overrides that put both policies (and revocation notices) on this Redis
+        under the prefix."""
         return {
             "redis": {"url": self.url},
             "realtime": {"redis_url": ""},  # realtime stays in memory: not under test here
+            "auth": {"revocation_key": f"{self.prefix}revoked"},
             "gateway": {
                 "rate_limit_prefix": f"{self.prefix}rl:",
                 "cache_prefix": f"{self.prefix}cache:",

@@ -44,6 +44,7 @@ from orchestrion.kernel.auth.identity import (
 )
 from orchestrion.kernel.auth.permissions import Permission
 from orchestrion.kernel.auth.principal import Principal
+from orchestrion.kernel.auth.revocation import Revocations
 from orchestrion.kernel.collector import tune_collector
 from orchestrion.kernel.errors import (
     Forbidden,
@@ -57,7 +58,7 @@ from orchestrion.kernel.errors import (
 )
 from orchestrion.kernel.http.requestid import RequestIdMiddleware
 from orchestrion.kernel.observability.metrics import MetricsMiddleware, metrics_endpoint
-from orchestrion.settings import Settings
+from orchestrion.settings import Settings, open_revocations
 
 logger = logging.getLogger("orchestrion.gateway")
 access_logger = logging.getLogger("orchestrion.access")
@@ -87,6 +88,7 @@ class Gateway:
         routes: list[Route],
         lifespan: Lifespan | None = None,
         discover: bool = False,
+        revocations: Revocations | None = None,
     ) -> None:
         self.settings = settings
         self.upstreams = upstreams
@@ -127,6 +129,9 @@ class Gateway:
             upstreams["auth"] = HttpUpstream("auth", [], secret=self.secret)
         if self.config_path is not None:
             self.reload_config(force=True, strict=True)
+        # Shared with the auth service in one process; else followed through Redis.
+        self.own_revocations = revocations is None
+        self.revocations = revocations or open_revocations(settings)
         self.authenticator = Authenticator(
             upstreams["auth"],
             issuer=settings.auth.issuer,
@@ -134,6 +139,7 @@ class Gateway:
             jwks_cache_seconds=settings.gateway.jwks_cache_seconds,
             jwks_min_refresh_seconds=settings.gateway.jwks_min_refresh_seconds,
             api_key_cache_seconds=settings.auth.api_key_cache_seconds,
+            revocations=self.revocations,
         )
         self.rate_limiter, self.cache, self.lifespan = open_policies(settings, lifespan)
         self._openapi: dict[str, Any] | None = None
@@ -473,6 +479,12 @@ class Gateway:
         self.running = True
         if self.settings.environment != "test":
             tune_collector()
+        if isinstance(self.upstreams.get("auth"), HttpUpstream) and not self.settings.redis.url:
+            logger.warning(
+                "auth runs in another process and ORCHESTRION_REDIS__URL is not set: logouts "
+                "reach this gateway only when access tokens expire, API-key revocations "
+                "after ORCHESTRION_AUTH__API_KEY_CACHE_SECONDS"
+            )
         for upstream in self.upstreams.values():
             if isinstance(upstream, HttpUpstream):
                 upstream.start()
@@ -488,6 +500,8 @@ class Gateway:
         try:
             if context is not None:
                 await context.__aenter__()
+            if self.own_revocations:
+                await self.revocations.start()
         except Exception as exc:
             logger.exception("start-up failed")
             await send({"type": "lifespan.startup.failed", "message": str(exc)})
@@ -501,6 +515,8 @@ class Gateway:
             await asyncio.gather(*self._background, return_exceptions=True)
             if self.watcher is not None:
                 await self.watcher.aclose()
+            if self.own_revocations:
+                await self.revocations.stop()
             await self.composer.aclose()
             if context is not None:
                 await context.__aexit__(None, None, None)
@@ -570,10 +586,13 @@ def create_gateway(
     routes: list[Route] | None = None,
     lifespan: Lifespan | None = None,
     discover: bool = False,
+    revocations: Revocations | None = None,
 ) -> ASGIApp:
     """The gateway app in front of ``upstreams``, with the platform's middleware.
 
     ``discover``: also route to the instances services register in Redis.
+    ``revocations``: the notices the auth service publishes in this process (embedded
+    shape; the caller starts and stops them); without, the gateway follows them itself.
     """
     core = Gateway(
         settings=settings,
@@ -581,6 +600,7 @@ def create_gateway(
         routes=routes if routes is not None else DEFAULT_ROUTES,
         lifespan=lifespan,
         discover=discover,
+        revocations=revocations,
     )
     app: ASGIApp = core
     if settings.gateway.cors_origins:

@@ -26,6 +26,7 @@ import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from orchestrion.gateway.balancer import Instance
+from orchestrion.kernel.http.peers import scan_registry
 from orchestrion.kernel.ids import new_id
 
 logger = logging.getLogger("orchestrion.registry")
@@ -122,21 +123,7 @@ class RegistryWatcher:
 
     async def scan(self) -> dict[str, list[dict[str, Any]]]:
         """Every registered instance, by service."""
-        keys = [key async for key in self.redis.scan_iter(match=f"{self.prefix}*", count=500)]
-        found: dict[str, list[dict[str, Any]]] = {}
-        if not keys:
-            return found
-        for raw in await self.redis.mget(keys):
-            if raw is None:
-                continue  # expired between the scan and the read
-            try:
-                entry = json.loads(raw)
-                found.setdefault(str(entry["service"]), []).append(entry)
-            except (ValueError, KeyError, TypeError):
-                logger.warning("ignoring a malformed registry entry")
-        for entries in found.values():
-            entries.sort(key=lambda e: str(e.get("id")))
-        return found
+        return await scan_registry(self.redis, self.prefix)
 
     async def refresh(self) -> None:
         """Scan once and report a change."""

@@ -90,3 +90,45 @@ async def test_bad_authorization_header_is_refused_by_the_gateway(platform: Plat
             await send(ws, type="auth", token=platform.admin_token)
         assert await close_code(ws) == 4401
         assert ws.close_reason == "malformed token"
+
+
+async def test_revoked_credentials_close_their_open_sockets(platform: Platform) -> None:
+    admin = {"Authorization": f"Bearer {platform.admin_token}"}
+    created = await platform.http.post(
+        "/api/v1/auth/users",
+        json={"email": "rt@example.com", "password": "user-password-1", "roles": ["editor"]},
+        headers=admin,
+    )
+    assert created.status_code == 201, created.text
+    login = await platform.http.post(
+        "/api/v1/auth/login", json={"email": "rt@example.com", "password": "user-password-1"}
+    )
+    token = login.json()["access_token"]
+    key = await platform.http.post(
+        "/api/v1/auth/api-keys",
+        json={"name": "socket", "scopes": ["executions:read"]},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    async with (
+        connect(platform.ws_url, subprotocols=["bearer", token]) as by_token,
+        connect(platform.ws_url, additional_headers={"X-API-Key": key.json()["key"]}) as by_key,
+        connect(platform.ws_url, subprotocols=["bearer", platform.admin_token]) as bystander,
+    ):
+        for ws in (by_token, by_key, bystander):
+            assert (await recv(ws))["type"] == "welcome"
+        out = await platform.http.post(
+            "/api/v1/auth/logout", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert out.status_code == 204
+        assert await close_code(by_token) == 4401
+        assert by_token.close_reason == "credentials revoked"
+        deleted = await platform.http.delete(
+            f"/api/v1/auth/api-keys/{key.json()['id']}", headers=admin
+        )
+        assert deleted.status_code == 204
+        assert await close_code(by_key) == 4401
+        await send(bystander, type="ping", ref=1)
+        assert await recv(bystander) == {"type": "pong", "ref": 1}
+    async with connect(platform.ws_url) as ws:
+        await send(ws, type="auth", token=token)
+        assert await close_code(ws) == 4401

@@ -1,14 +1,16 @@
 """Authentication at the gateway: request headers to a :class:`Principal`.
 
 The verification itself (JWTs against the JWKS, API keys with the auth service, and
-their caches) is :class:`orchestrion.kernel.auth.tokens.TokenVerifier`, shared with the
-services that authenticate clients themselves; this module only reads the headers.
+their caches, the revocation notices it honours) is
+:class:`orchestrion.kernel.auth.tokens.TokenVerifier`, shared with the services that
+authenticate clients themselves; this module only reads the headers.
 """
 
 from __future__ import annotations
 
 from orchestrion.gateway.upstream import Upstream
 from orchestrion.kernel.auth.principal import Principal
+from orchestrion.kernel.auth.revocation import Revocations
 from orchestrion.kernel.auth.tokens import API_KEY_PREFIX, TokenVerifier
 from orchestrion.kernel.errors import Unauthenticated
 
@@ -27,6 +29,7 @@ class Authenticator:
         jwks_cache_seconds: float,
         api_key_cache_seconds: float,
         jwks_min_refresh_seconds: float = 5.0,
+        revocations: Revocations | None = None,
     ) -> None:
         self.auth = auth
         self.verifier = TokenVerifier(
@@ -36,6 +39,7 @@ class Authenticator:
             jwks_cache_seconds=jwks_cache_seconds,
             jwks_min_refresh_seconds=jwks_min_refresh_seconds,
             api_key_cache_seconds=api_key_cache_seconds,
+            revocations=revocations,
         )
 
     async def authenticate(

@@ -7,9 +7,13 @@ needs an HTTP client to the auth service, so it works in-process and across host
 JWTs are verified locally against the JWKS, fetched once and refreshed when a token
 names an unknown ``kid`` (key rotation) at most every ``jwks_min_refresh_seconds``, so a
 flood of forged kids cannot hammer the auth service. Verified tokens are cached until
-they expire: the hot path for a repeated token is a dict lookup. API keys are looked up
-through auth's internal endpoint and the answer is cached briefly, so revocation takes
-effect within ``api_key_cache_seconds``.
+they expire: the hot path for a repeated token is a dict lookup, plus one more to refuse
+tokens of an ended session. API keys are looked up through auth's internal endpoint and
+the answer is cached for ``api_key_cache_seconds``.
+
+Revocations reach the verifier as notices (:mod:`orchestrion.kernel.auth.revocation`):
+an ended session's tokens are refused from the notice on, and a revoked or rotated key's
+(or a changed user's) cached answers are dropped, so the next use asks auth again.
 """
 
 from __future__ import annotations
@@ -25,12 +29,14 @@ import jwt
 from jwt import PyJWK
 
 from orchestrion.kernel.auth.principal import Principal
+from orchestrion.kernel.auth.revocation import Revocation, Revocations
 from orchestrion.kernel.errors import ServiceUnavailable, Unauthenticated
 
 API_KEY_PREFIX = "orn_"
 JWKS_PATH = "/.well-known/jwks.json"
 API_KEY_VERIFY_PATH = "/internal/auth/api-keys/verify"
 _MAX_CACHED = 10_000
+_SESSION_ENDED = "this session has ended; log in again"
 
 
 class TTLCache:
@@ -67,6 +73,7 @@ class TokenVerifier:
 
     ``auth`` is an HTTP client whose base URL is the auth service and whose default
     headers carry the internal token (API-key lookups are internal calls).
+    ``revocations``: the notices to honour (none are known without them).
     """
 
     def __init__(
@@ -78,6 +85,7 @@ class TokenVerifier:
         jwks_cache_seconds: float = 300.0,
         jwks_min_refresh_seconds: float = 5.0,
         api_key_cache_seconds: float = 10.0,
+        revocations: Revocations | None = None,
     ) -> None:
         self.auth = auth
         self.issuer = issuer
@@ -89,6 +97,11 @@ class TokenVerifier:
         self._keys_fetched_at = float("-inf")
         self._tokens = TTLCache()
         self._api_keys = TTLCache()
+        self.revocations = revocations if revocations is not None else Revocations()
+        self._ended = self.revocations.sessions
+        # Bumped by every notice about keys: a lookup that straddles one is not cached.
+        self._key_epoch = 0
+        self.revocations.listen(self._revoked)
 
     async def verify(self, credential: str) -> Principal:
         """The principal of a JWT or API key; :class:`Unauthenticated` when it is not valid."""
@@ -103,6 +116,8 @@ class TokenVerifier:
         """The principal of an access token signed by one of the auth service's keys."""
         cached = self._tokens.get(token)
         if cached is not None:
+            if cached.session_id in self._ended:
+                raise Unauthenticated(_SESSION_ENDED)
             return cached  # type: ignore[no-any-return]
         try:
             header = jwt.get_unverified_header(token)
@@ -134,6 +149,8 @@ class TokenVerifier:
             email=claims.get("email"),
             session_id=claims.get("sid"),
         )
+        if principal.session_id in self._ended:
+            raise Unauthenticated(_SESSION_ENDED)
         self._tokens.put(token, principal, max(0.0, float(claims["exp"]) - time.time()))
         return principal
 
@@ -177,6 +194,7 @@ class TokenVerifier:
             if cached is False:
                 raise Unauthenticated("invalid API key")
             return cached  # type: ignore[no-any-return]
+        epoch = self._key_epoch
         try:
             response = await self.auth.post(API_KEY_VERIFY_PATH, json={"key": key})
         except Exception as exc:
@@ -187,8 +205,24 @@ class TokenVerifier:
         if response.status_code != 200:
             raise ServiceUnavailable("the auth service could not check the API key")
         principal = Principal.from_claims(json.loads(response.content)["principal"])
-        self._api_keys.put(cache_key, principal, self.api_key_cache_seconds)
+        if epoch == self._key_epoch:  # else auth may have answered before a revocation
+            self._api_keys.put(cache_key, principal, self.api_key_cache_seconds)
         return principal
+
+    def _revoked(self, notice: Revocation) -> None:
+        """Drop cached key answers a notice makes stale (sessions are checked per request)."""
+        if notice.kind == "session":
+            return
+        self._key_epoch += 1
+        field = "api_key_id" if notice.kind == "api_key" else "subject"
+        items = self._api_keys.items
+        stale = [
+            digest
+            for digest, (_, value) in items.items()
+            if isinstance(value, Principal) and getattr(value, field) == notice.id
+        ]
+        for digest in stale:
+            items.pop(digest, None)
 
     def forget(self) -> None:
         """Drop cached verifications (tests and key revocation hooks)."""

@@ -19,7 +19,7 @@ from orchestrion.services.auth.endpoints import router
 from orchestrion.services.auth.keys import KeyRing
 from orchestrion.services.auth.service import AuthRuntime
 from orchestrion.services.auth.throttle import LoginThrottle
-from orchestrion.settings import Settings, open_database
+from orchestrion.settings import Settings, open_database, open_revocations
 
 logger = logging.getLogger("orchestrion.auth")
 
@@ -61,9 +61,17 @@ def create_app(settings: Settings) -> FastAPI:
         relay = OutboxRelay(database, bus) if bus is not None else None
         if relay is not None:
             relay.start()
+        # The composer's (embedded shape), else our own: publish only, through Redis.
+        revocations = getattr(app.state, "revocations", None)
+        own_revocations = revocations is None
+        if own_revocations:
+            app.state.revocations = open_revocations(settings, follow=False)
         try:
             yield
         finally:
+            if own_revocations:
+                await app.state.revocations.stop()
+                del app.state.revocations
             if relay is not None:
                 await relay.stop()
             if bus is not None and owned:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from orchestrion.kernel.auth.permissions import Permission
 from orchestrion.kernel.auth.principal import Principal
+from orchestrion.kernel.auth.revocation import Revocations
+from orchestrion.kernel.db.engine import Database
 from orchestrion.kernel.errors import error_response
-from orchestrion.kernel.http.deps import CurrentPrincipal, Internal, Session, client_ip, require
+from orchestrion.kernel.http.deps import CurrentPrincipal, Internal, client_ip, require
 from orchestrion.kernel.http.etag import check_if_match, resource_response
 from orchestrion.kernel.http.idempotency import run_idempotent
 from orchestrion.kernel.http.lists import fetch_page, list_body, parse_list_query
@@ -50,6 +54,22 @@ def _runtime(request: Request) -> AuthRuntime:
 
 
 Runtime = Annotated[AuthRuntime, Depends(_runtime)]
+
+
+async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's unit of work (``kernel.http.deps.Session``), whose revocations are
+    announced once it commits: before the answer leaves, so the client's next request,
+    at any gateway, finds the credential refused."""
+    database: Database = request.app.state.database
+    async with database.session() as session:
+        yield session
+    revoked = service.committed_revocations(session)
+    if revoked:
+        revocations: Revocations = request.app.state.revocations
+        await revocations.publish(revoked)
+
+
+Session = Annotated[AsyncSession, Depends(_session, scope="function")]
 
 
 async def _live_principal(principal: CurrentPrincipal, session: Session) -> Principal:
@@ -424,7 +444,7 @@ async def revoke_api_key(
     session: Session,
     principal: Annotated[Principal, Depends(require(Permission.API_KEYS_WRITE))],
 ) -> Response:
-    """The key stops working (gateways forget cached checks within seconds)."""
+    """The key stops working, at every gateway before this answers."""
     key = await service.get_api_key(session, principal=principal, key_id=key_id)
     await service.revoke_api_key(session, principal=principal, key=key, ip=client_ip(request))
     return Response(status_code=204)

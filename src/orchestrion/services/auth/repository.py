@@ -169,10 +169,15 @@ async def revoke_session(
     )
 
 
-async def revoke_user_sessions(session: AsyncSession, user_id: str, *, at: datetime) -> None:
-    """End every login of a user (deactivated, password changed)."""
-    await session.execute(
+async def revoke_user_sessions(
+    session: AsyncSession, user_id: str, *, at: datetime, reason: str = "user_changed"
+) -> list[str]:
+    """End every login of a user (demoted, deactivated, password changed, deleted); the
+    ids of the sessions this ended."""
+    result = await session.execute(
         update(AuthSession)
         .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
-        .values(revoked_at=at, revoked_reason="user_changed")
+        .values(revoked_at=at, revoked_reason=reason)
+        .returning(AuthSession.id)
     )
+    return list(result.scalars())

@@ -4,6 +4,11 @@ Functions take keyword arguments and never commit; the caller's unit of work doe
 Failures that must still be recorded (a reused refresh token revokes its family) are
 raised *after* the recording is flushed, and the endpoint answers with
 :func:`~orchestrion.kernel.errors.error_response` so the revocation commits.
+
+What stops working early (an ended session, a revoked or rotated key, a user whose rights
+shrank) is recorded with :func:`revoke_later` and announced to every verifier once the
+unit of work commits (:mod:`orchestrion.kernel.auth.revocation`); announcing earlier could
+let a gateway re-cache a key answer that the commit is about to make stale.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from orchestrion.kernel.auth.permissions import (
     permissions_for_roles,
 )
 from orchestrion.kernel.auth.principal import Principal
+from orchestrion.kernel.auth.revocation import Kind
 from orchestrion.kernel.bus.events import CloudEvent
 from orchestrion.kernel.bus.outbox import stage
 from orchestrion.kernel.ids import isoformat, utcnow
@@ -66,6 +72,7 @@ INTEGRATION_EVENTS = frozenset(
 )
 API_KEY_PREFIX = "orn_"
 REFRESH_PREFIX = "ort_"
+_REVOKED = "orchestrion.revoked"
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -124,6 +131,30 @@ def audit(
             data=data or {},
         )
     )
+
+
+# --- revocations -------------------------------------------------------------------
+
+
+def revoke_later(session: AsyncSession, kind: Kind, ident: str) -> None:
+    """Record that ``kind`` ``ident`` stops working, to announce once ``session`` commits."""
+    session.info.setdefault(_REVOKED, []).append((kind, ident))
+
+
+def committed_revocations(session: AsyncSession) -> list[tuple[Kind, str]]:
+    """The revocations recorded in ``session`` (taken: a second call gives none)."""
+    revoked: list[tuple[Kind, str]] = session.info.pop(_REVOKED, [])
+    return revoked
+
+
+async def end_user_sessions(
+    session: AsyncSession, *, user_id: str, at: datetime, reason: str = "user_changed"
+) -> None:
+    """End every login of a user, their outstanding access tokens with them, and drop
+    cached answers for their API keys (their rights are read again at the next use)."""
+    for session_id in await repository.revoke_user_sessions(session, user_id, at=at, reason=reason):
+        revoke_later(session, "session", session_id)
+    revoke_later(session, "user", user_id)
 
 
 # --- validation --------------------------------------------------------------------
@@ -234,7 +265,8 @@ async def get_user(session: AsyncSession, *, principal: Principal, user_id: str)
 async def update_user(
     session: AsyncSession, *, principal: Principal, user: User, changes: dict[str, Any]
 ) -> User:
-    """Apply changes; a new password or deactivation ends the user's sessions."""
+    """Apply changes; a new password, deactivation or lost permissions end the user's
+    sessions (their tokens carry the rights they were issued with)."""
     now = utcnow()
     if user.id == principal.user_id and (
         changes.get("is_active") is False
@@ -247,15 +279,21 @@ async def update_user(
         if other is not None and other.id != user.id:
             raise EmailTaken(f"a user with email '{address}' exists")
         user.email = address
+    end_sessions = None
     if changes.get("roles") is not None:
+        before = set(user_permissions(user))
         user.roles = check_roles(changes["roles"])
+        if before - set(user_permissions(user)):
+            end_sessions = "demoted"
     if changes.get("password") is not None:
         user.password_hash = await hash_password(changes["password"])
-        await repository.revoke_user_sessions(session, user.id, at=now)
+        end_sessions = "password_changed"
     if changes.get("is_active") is not None:
         user.is_active = bool(changes["is_active"])
         if not user.is_active:
-            await repository.revoke_user_sessions(session, user.id, at=now)
+            end_sessions = "deactivated"
+    if end_sessions is not None:
+        await end_user_sessions(session, user_id=user.id, at=now, reason=end_sessions)
     user.updated_at = now
     await session.flush()
     return user
@@ -265,6 +303,8 @@ async def delete_user(session: AsyncSession, *, principal: Principal, user: User
     """Remove a user with their sessions and API keys."""
     if user.id == principal.user_id:
         raise SelfLockout("you cannot delete yourself")
+    # Noted before the rows go (they cascade with the user): gateways still need the ids.
+    await end_user_sessions(session, user_id=user.id, at=utcnow(), reason="user_deleted")
     await session.delete(user)
     await session.flush()
 
@@ -371,6 +411,7 @@ async def refresh(
         # Someone presents a token that was already exchanged: it leaked, or was
         # stolen and used first. Either way nobody holding this family is trusted.
         await repository.revoke_session(session, auth_session.id, at=now, reason="reuse")
+        revoke_later(session, "session", auth_session.id)
         audit(
             session,
             action="refresh_token.reused",
@@ -402,6 +443,7 @@ async def logout(
                 session_id = owner.id
     if session_id:
         await repository.revoke_session(session, session_id, at=utcnow(), reason="logout")
+        revoke_later(session, "session", session_id)
     audit(
         session,
         action="logout",
@@ -504,9 +546,10 @@ async def get_api_key(session: AsyncSession, *, principal: Principal, key_id: st
 async def revoke_api_key(
     session: AsyncSession, *, principal: Principal, key: ApiKey, ip: str
 ) -> None:
-    """Stop a key working (the gateway's cache forgets it within seconds)."""
+    """Stop a key working, at every gateway once the change commits."""
     if key.revoked_at is None:
         key.revoked_at = utcnow()
+    revoke_later(session, "api_key", key.id)
     audit(
         session,
         action="api_key.revoked",
@@ -528,6 +571,7 @@ async def rotate_api_key(
     prefix, secret, raw = _new_key()
     key.prefix = prefix
     key.secret_hash = digest(secret)
+    revoke_later(session, "api_key", key.id)
     audit(
         session,
         action="api_key.rotated",

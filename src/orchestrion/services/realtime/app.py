@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
+import httpx
 from fastapi import FastAPI
 
 from orchestrion import __version__
+from orchestrion.kernel.auth.revocation import Revocations
 from orchestrion.kernel.auth.tokens import TokenVerifier
 from orchestrion.kernel.bus import (
     CloudEvent,
@@ -29,12 +31,38 @@ from orchestrion.services.realtime.endpoints import router
 from orchestrion.services.realtime.executions import HttpExecutionSource
 from orchestrion.services.realtime.schemas import InternalPublish
 from orchestrion.services.realtime.service import Realtime
-from orchestrion.settings import Settings, open_database
+from orchestrion.settings import Settings, open_database, open_revocations
 
 logger = logging.getLogger("orchestrion.realtime")
 
 
-def _verifier(settings: Settings, peers: Peers) -> TokenVerifier | None:
+#: Services realtime calls: auth verifies tokens, workflows holds execution logs.
+PEER_SERVICES = ("auth", "workflows")
+
+
+async def _peers(
+    settings: Settings, config: RealtimeSettings, given: Any
+) -> tuple[Mapping[str, httpx.AsyncClient], list[Peers]]:
+    """Explicit base URLs first, then the composer's clients, then the service registry
+    (with Redis) for the services still missing; and the :class:`Peers` to close after."""
+    secret = settings.secret_key.get_secret_value().encode()
+    explicit = Peers.from_urls(config.peers, secret=secret)
+    peers = {**(given or {}), **explicit}
+    missing = [name for name in PEER_SERVICES if name not in peers]
+    if not missing or not settings.redis.url or not settings.gateway.registry:
+        return peers, [explicit]
+    found = await Peers.from_registry(
+        settings.redis.url,
+        prefix=settings.gateway.registry_prefix,
+        names=missing,
+        secret=secret,
+    )
+    return {**found, **peers}, [explicit, found]
+
+
+def _verifier(
+    settings: Settings, peers: Mapping[str, httpx.AsyncClient], revocations: Revocations
+) -> TokenVerifier | None:
     auth = peers.get("auth")
     if auth is None:
         return None  # only gateway-signed identities are accepted then
@@ -45,6 +73,7 @@ def _verifier(settings: Settings, peers: Peers) -> TokenVerifier | None:
         jwks_cache_seconds=settings.gateway.jwks_cache_seconds,
         jwks_min_refresh_seconds=settings.gateway.jwks_min_refresh_seconds,
         api_key_cache_seconds=settings.auth.api_key_cache_seconds,
+        revocations=revocations,
     )
 
 
@@ -104,21 +133,29 @@ def create_app(settings: Settings, *, config: RealtimeSettings | None = None) ->
     """The realtime service: ``GET /ws`` and ``POST /internal/realtime/publish``.
 
     Other services are reached through ``app.state.peers`` when the composer set it
-    (embedded shape), completed or overridden by the base URLs in ``config.peers``.
+    (embedded shape), overridden by the base URLs in ``config.peers``, and completed
+    from the service registry when Redis is configured (``orchestrion serve``).
+    Revocation notices come from ``app.state.revocations`` when the composer set it,
+    else through Redis: they refuse tokens and close the sockets opened with them.
     """
     config = config or realtime_settings(settings)
     secret = settings.secret_key.get_secret_value().encode()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        given: Any = getattr(app.state, "peers", None)
-        peers = Peers.from_urls(config.peers, secret=secret).merged(given or {})
+        peers, peer_sets = await _peers(settings, config, getattr(app.state, "peers", None))
+        revocations: Revocations | None = getattr(app.state, "revocations", None)
+        own_revocations = revocations is None
+        if revocations is None:
+            revocations = open_revocations(settings)
+            await revocations.start()
         realtime = Realtime(
             config=config,
             backend=open_backend(config),
             executions=HttpExecutionSource(peers.get("workflows")),
         )
-        app.state.verifier = _verifier(settings, peers)
+        revocations.listen(realtime.end_revoked)
+        app.state.verifier = _verifier(settings, peers, revocations)
         app.state.realtime = realtime
         await realtime.start()
         bus, owned = await service_bus(getattr(app.state, "bus", None), settings.bus.url)
@@ -141,7 +178,10 @@ def create_app(settings: Settings, *, config: RealtimeSettings | None = None) ->
             if bus is not None and owned:
                 await bus.close()
             await realtime.stop()
-            await peers.aclose()
+            if own_revocations:
+                await revocations.stop()
+            for each in peer_sets:
+                await each.aclose()
 
     app = create_service_app(
         name="realtime",

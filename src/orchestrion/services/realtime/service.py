@@ -8,6 +8,7 @@ import logging
 import time
 from typing import Any
 
+from orchestrion.kernel.auth.revocation import Revocation
 from orchestrion.kernel.errors import ValidationFailed
 from orchestrion.services.realtime.backends.base import Backend, Envelope, Member
 from orchestrion.services.realtime.channels import (
@@ -21,6 +22,7 @@ from orchestrion.services.realtime.config import RealtimeSettings
 from orchestrion.services.realtime.connection import Connection, Subscription
 from orchestrion.services.realtime.errors import (
     CLOSE_SERVICE_RESTART,
+    CLOSE_UNAUTHENTICATED,
     BadChannel,
     BadFrame,
     ChannelNotFound,
@@ -45,6 +47,17 @@ from orchestrion.services.realtime.schemas import (
 logger = logging.getLogger("orchestrion.realtime")
 
 
+def _credentials(connection: Connection) -> list[tuple[str, str]]:
+    """What revocation notices concern this socket: its user, session and API key."""
+    principal = connection.principal
+    found = [("user", principal.user_id)]
+    if principal.session_id:
+        found.append(("session", principal.session_id))
+    if principal.api_key_id:
+        found.append(("api_key", principal.api_key_id))
+    return found
+
+
 class Realtime:
     """Connections of this process, their subscriptions, and the shared backend."""
 
@@ -57,6 +70,8 @@ class Realtime:
         self.hub = Hub()
         self.connections: dict[str, Connection] = {}
         self.per_user: dict[str, int] = {}
+        # (kind, id) of a revocation notice → the sockets it closes (one lookup per notice).
+        self.by_credential: dict[tuple[str, str], set[str]] = {}
         self._refresher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -95,11 +110,27 @@ class Realtime:
         self.connections[connection.id] = connection
         user = connection.principal.user_id
         self.per_user[user] = self.per_user.get(user, 0) + 1
+        for credential in _credentials(connection):
+            self.by_credential.setdefault(credential, set()).add(connection.id)
+
+    def end_revoked(self, notice: Revocation) -> None:
+        """Close (4401) the sockets opened with credentials a revocation notice ended:
+        the session's, the API key's, or any of a user whose rights changed."""
+        for connection_id in list(self.by_credential.get((notice.kind, notice.id), ())):
+            connection = self.connections.get(connection_id)
+            if connection is not None:
+                connection.close(CLOSE_UNAUTHENTICATED, "credentials revoked")
 
     async def unregister(self, connection: Connection) -> None:
         """Forget a socket: its subscriptions and presence leave with it."""
         if self.connections.pop(connection.id, None) is None:
             return
+        for credential in _credentials(connection):
+            held = self.by_credential.get(credential)
+            if held is not None:
+                held.discard(connection.id)
+                if not held:
+                    del self.by_credential[credential]
         user = connection.principal.user_id
         left = self.per_user.get(user, 1) - 1
         if left > 0:
