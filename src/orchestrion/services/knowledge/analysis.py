@@ -13,6 +13,7 @@ import asyncio
 from collections import OrderedDict
 from typing import Any, Literal
 
+import numpy as np
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orchestrion.kernel.auth.principal import Principal
@@ -86,7 +87,7 @@ async def pagerank(
     """The ``limit`` highest PageRank scores (over all nodes, they sum to 1)."""
     graph = await graphs.graph(session, tenant_id=principal.tenant_id)
     scores = await asyncio.to_thread(graph.pagerank)
-    order = sorted(range(graph.size), key=lambda i: (-scores[i], i))[:limit]
+    order = np.argsort(-scores, kind="stable")[:limit].tolist()
     return [{"node_id": graph.node_id(i), "score": float(scores[i])} for i in order]
 
 

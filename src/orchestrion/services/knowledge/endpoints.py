@@ -7,11 +7,12 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel
 
 from orchestrion.kernel.auth.permissions import Permission
 from orchestrion.kernel.http.deps import CurrentPrincipal, Session
 from orchestrion.kernel.http.etag import check_if_match, resource_response
-from orchestrion.kernel.http.idempotency import run_idempotent
+from orchestrion.kernel.http.idempotency import HEADER, run_idempotent
 from orchestrion.kernel.http.lists import fetch_page, list_body, parse_list_query
 from orchestrion.services.knowledge import repository, service
 from orchestrion.services.knowledge.responses import problems
@@ -35,15 +36,17 @@ async def _created(
     request: Request,
     session: Session,
     principal: CurrentPrincipal,
-    payload: dict[str, Any],
+    data: BaseModel,
     produce: Any,
     location: str | None,
 ) -> Response:
+    # The body is hashed only when a key asks for it: an import can be large.
+    keyed = request.headers.get(HEADER) is not None
     response = await run_idempotent(
         session,
         request=request,
         scope=f"{principal.tenant_id}:{principal.subject}:POST:{request.url.path}",
-        payload=payload,
+        payload=data.model_dump(mode="json") if keyed else None,
         produce=produce,
     )
     if location is not None and response.status_code == 201:
@@ -68,8 +71,7 @@ async def create_node(
         node = await service.create_node(session, principal=principal, data=data)
         return 201, service.node_to_dict(node)
 
-    payload = data.model_dump(mode="json")
-    return await _created(request, session, principal, payload, produce, "/api/v1/knowledge/nodes")
+    return await _created(request, session, principal, data, produce, "/api/v1/knowledge/nodes")
 
 
 @router.get("/nodes", response_model=ListPage[Node], responses=problems(400), summary="List nodes")
@@ -146,8 +148,7 @@ async def create_edge(
         edge = await service.create_edge(session, principal=principal, data=data)
         return 201, service.edge_to_dict(edge)
 
-    payload = data.model_dump(mode="json")
-    return await _created(request, session, principal, payload, produce, "/api/v1/knowledge/edges")
+    return await _created(request, session, principal, data, produce, "/api/v1/knowledge/edges")
 
 
 @router.get("/edges", response_model=ListPage[Edge], responses=problems(400), summary="List edges")
@@ -202,8 +203,7 @@ async def import_graph(
     async def produce() -> tuple[int, Any]:
         return 200, await service.import_graph(session, principal=principal, data=data)
 
-    payload = data.model_dump(mode="json")
-    return await _created(request, session, principal, payload, produce, None)
+    return await _created(request, session, principal, data, produce, None)
 
 
 @router.get(
