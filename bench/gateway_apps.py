@@ -121,7 +121,7 @@ def orchestrion_gateway() -> ASGIApp:
 
     settings = Settings()
     configure_logging(
-        level=settings.observability.log_level, json_logs=settings.observability.log_json
+        level=settings.observability.log_level, format=settings.observability.log_format
     )
     secret = settings.secret_key.get_secret_value().encode()
     upstreams: dict[str, Any] = {

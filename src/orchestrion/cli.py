@@ -77,36 +77,19 @@ def up(
     port: Annotated[int | None, typer.Option(help="Port to bind (ORCHESTRION_PORT).")] = None,
 ) -> None:
     """Start the whole platform in one process (embedded: SQLite, in-process bus)."""
-    import uvicorn
-
     from orchestrion.kernel.observability.logging import configure_logging
     from orchestrion.platform import create_embedded_app
 
     settings = _settings(host=host, port=port)
     configure_logging(
-        level=settings.observability.log_level, json_logs=settings.observability.log_json
+        level=settings.observability.log_level, format=settings.observability.log_format
     )
     _prepare(settings)
     console.print(
         f"Orchestrion {__version__} on [bold]{settings.base_url}[/bold]  "
         f"(docs: {settings.base_url}/docs, health: {settings.base_url}/health)"
     )
-    config = uvicorn.Config(
-        create_embedded_app(settings),
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        proxy_headers=False,
-    )
-    try:
-        uvicorn.Server(config).run()
-    except KeyboardInterrupt:
-        # uvicorn re-raises Ctrl-C after a graceful shutdown; stopping is not an error.
-        console.print("stopped")
+    _uvicorn(create_embedded_app(settings), settings, gateway=True)
 
 
 @db_app.command("upgrade")
@@ -168,11 +151,14 @@ def users_create(
     console.print(f"user {email} created: {user_id}")
 
 
-def _uvicorn(target: object, settings: Settings) -> None:
+def _uvicorn(target: object, settings: Settings, *, gateway: bool = False) -> None:
+    """Serve ``target``; a ``gateway`` keeps its services' ``Date`` (gateway/origin.py)."""
     import uvicorn
 
+    from orchestrion.gateway.origin import SERVER_HEADER, DateHeader
+
     config = uvicorn.Config(
-        target,  # type: ignore[arg-type]
+        DateHeader(target) if gateway else target,  # type: ignore[arg-type]
         host=settings.host,
         port=settings.port,
         loop="uvloop",
@@ -181,10 +167,13 @@ def _uvicorn(target: object, settings: Settings) -> None:
         access_log=False,
         lifespan="on",
         proxy_headers=False,
+        headers=[SERVER_HEADER],
+        date_header=not gateway,
     )
     try:
         uvicorn.Server(config).run()
     except KeyboardInterrupt:
+        # uvicorn re-raises Ctrl-C after a graceful shutdown; stopping is not an error.
         console.print("stopped")
 
 
@@ -212,7 +201,7 @@ def serve(
         raise typer.Exit(2)
     settings = _settings(host=host, port=port)
     configure_logging(
-        level=settings.observability.log_level, json_logs=settings.observability.log_json
+        level=settings.observability.log_level, format=settings.observability.log_format
     )
     console.print(f"{service} on http://{settings.host}:{settings.port}")
     _uvicorn(registered(service, factories[service](settings), settings, advertise), settings)
@@ -250,7 +239,7 @@ def gateway(
     if config is not None:
         settings.gateway.config = config
     configure_logging(
-        level=settings.observability.log_level, json_logs=settings.observability.log_json
+        level=settings.observability.log_level, format=settings.observability.log_format
     )
     secret = settings.secret_key.get_secret_value().encode()
     upstreams: dict[str, Upstream] = {}
@@ -267,7 +256,7 @@ def gateway(
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     console.print(f"gateway on {settings.base_url} -> {', '.join(sorted(upstreams)) or 'registry'}")
-    _uvicorn(app, settings)
+    _uvicorn(app, settings, gateway=True)
 
 
 @app.command()
@@ -292,7 +281,7 @@ def worker(
 
     settings = _settings()
     configure_logging(
-        level=settings.observability.log_level, json_logs=settings.observability.log_json
+        level=settings.observability.log_level, format=settings.observability.log_format
     )
 
     async def serve() -> None:

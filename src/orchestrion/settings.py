@@ -412,10 +412,25 @@ class ObservabilitySettings(BaseModel):
     """Logs, metrics and traces."""
 
     log_level: str = Field(default="INFO", description="Root log level.")
-    log_json: bool = Field(default=True, description="JSON logs (false: human-readable console).")
+    log_format: Literal["auto", "console", "json"] = Field(
+        default="auto",
+        description="`json`: one JSON object per line; `console`: time, level, logger, message "
+        "and key=value extras, for people; `auto`: console when stderr is a terminal, else json.",
+    )
     access_log: bool = Field(
         default=True, description="One log line per request at the gateway (false: none)."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _log_json(cls, data: object) -> object:
+        # `log_json` (true/false) came before `log_format`; alone, it still decides.
+        if isinstance(data, dict) and "log_json" in data and "log_format" not in data:
+            from pydantic import TypeAdapter
+
+            as_json = TypeAdapter(bool).validate_python(data["log_json"])
+            return {**data, "log_format": "json" if as_json else "console"}
+        return data
 
 
 class Settings(BaseSettings):

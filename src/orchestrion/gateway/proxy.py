@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +47,8 @@ from orchestrion.kernel.http.peers import internal_headers
 logger = logging.getLogger("orchestrion.gateway")
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 RETRY_STATUSES = frozenset({502, 503, 504})
-_RESPONSE_DROP = HOP_BY_HOP | {b"host"}
+# The gateway sends its own Server (gateway/origin.py); the service's would be a second.
+_RESPONSE_DROP = HOP_BY_HOP | {b"host", b"server"}
 # A retryable request body up to this size is kept in memory so it can be sent again.
 _REPLAYABLE_BODY_BYTES = 64 * 1024
 # An answer up to this size is read whole before it is relayed.
@@ -283,7 +284,7 @@ class HttpUpstream:
             if status in RETRY_STATUSES and retry_statuses:
                 self._failed(instance)
                 raise _Refused(UpstreamError(f"{self.name} answered {status}"), reached=True)
-            headers = [(k, v) for k, v in raw_headers if k.lower() not in _RESPONSE_DROP]
+            headers = _relayed(raw_headers)
             length = _length_of(raw_headers)
             cap = policy.max_response_bytes
             if length is not None and length > cap:
@@ -321,7 +322,7 @@ class HttpUpstream:
     async def _relay(
         self, instance: Instance, response: aiohttp.ClientResponse, send: Send
     ) -> None:
-        headers = [(k, v) for k, v in response.raw_headers if k.lower() not in _RESPONSE_DROP]
+        headers = _relayed(response.raw_headers)
         cap = self.policy.max_response_bytes
         length = response.content_length
         if length is not None and length > cap:
@@ -439,6 +440,23 @@ def _head(request: _Request, target: str, host: bytes) -> bytes:
             lines.append(b"transfer-encoding: chunked\r\n")
     lines.append(b"\r\n")
     return b"".join(lines)
+
+
+def _relayed(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The service's answer headers that reach the client: no hop-by-hop ones, no
+    ``Server``, and its first ``Date`` only (a singleton field; gateway/origin.py)."""
+    headers: list[tuple[bytes, bytes]] = []
+    dated = False
+    for name, value in raw:
+        lower = name.lower()
+        if lower in _RESPONSE_DROP:
+            continue
+        if lower == b"date":
+            if dated:
+                continue
+            dated = True
+        headers.append((name, value))
+    return headers
 
 
 def _length_of(headers: list[tuple[bytes, bytes]]) -> int | None:
