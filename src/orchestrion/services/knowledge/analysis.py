@@ -30,6 +30,7 @@ class GraphCache:
     def __init__(self, capacity: int = 4) -> None:
         self.capacity = capacity
         self._graphs: OrderedDict[str, tuple[int, Graph]] = OrderedDict()
+        self._loading: dict[str, asyncio.Lock] = {}
         self.loads = 0
 
     async def graph(self, session: AsyncSession, *, tenant_id: str) -> Graph:
@@ -37,18 +38,22 @@ class GraphCache:
         # The revision is read before the rows: a change landing in between makes the
         # cached graph newer than its revision, never older, and the next read reloads.
         revision = await repository.revision(session, tenant_id=tenant_id)
-        cached = self._graphs.get(tenant_id)
-        if cached is not None and cached[0] == revision:
+        # One load per tenant at a time: concurrent first calls wait for it rather than
+        # each holding a copy of a large graph.
+        async with self._loading.setdefault(tenant_id, asyncio.Lock()):
+            cached = self._graphs.get(tenant_id)
+            if cached is not None and cached[0] >= revision:
+                self._graphs.move_to_end(tenant_id)
+                return cached[1]
+            node_ids, edges = await repository.structure(session, tenant_id=tenant_id)
+            graph = await asyncio.to_thread(Graph.build, node_ids, edges)
+            self.loads += 1
+            self._graphs[tenant_id] = (revision, graph)
             self._graphs.move_to_end(tenant_id)
-            return cached[1]
-        node_ids, edges = await repository.structure(session, tenant_id=tenant_id)
-        graph = await asyncio.to_thread(Graph.build, node_ids, edges)
-        self.loads += 1
-        self._graphs[tenant_id] = (revision, graph)
-        self._graphs.move_to_end(tenant_id)
-        while len(self._graphs) > self.capacity:
-            self._graphs.popitem(last=False)
-        return graph
+            while len(self._graphs) > self.capacity:
+                evicted, _ = self._graphs.popitem(last=False)
+                self._loading.pop(evicted, None)
+            return graph
 
 
 def _index(graph: Graph, node_id: str) -> int:

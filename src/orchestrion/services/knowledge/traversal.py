@@ -49,6 +49,9 @@ async def neighbors(
             if far not in level_of:
                 level_of[far] = level
                 frontier.append(far)
+        # Nearer levels sort first, so once they fill the page deeper ones cannot show.
+        if node_type is None and len(level_of) > limit:
+            break
     del level_of[start.id]
     nodes = await repository.nodes_by_id(session, tenant_id=principal.tenant_id, ids=level_of)
     chosen = [n for n in nodes.values() if node_type is None or n.type == node_type]
