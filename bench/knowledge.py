@@ -236,8 +236,6 @@ async def postgres_database() -> tuple[str, Callable[[], Any]]:
 def _figure(value: float) -> str:
     if value != value:  # NaN: no baseline
         return "-"
-    if value >= 100:
-        return f"{value:,.0f}"
     return f"{value * 1000:.2f} ms" if value < 1 else f"{value:.2f} s"
 
 
