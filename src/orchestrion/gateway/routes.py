@@ -155,6 +155,16 @@ DEFAULT_ROUTES = [
             rule("*", r".*", _WF.EXECUTIONS_RUN),
         ),
     ),
+    # Search is a POST that only reads.
+    Route(
+        prefix="/api/v1/knowledge",
+        service="knowledge",
+        rules=(
+            rule("GET,HEAD", r".*", _WF.KNOWLEDGE_READ),
+            rule("POST", r"/api/v1/knowledge/search", _WF.KNOWLEDGE_READ),
+            rule("*", r".*", _WF.KNOWLEDGE_WRITE),
+        ),
+    ),
     # Provider keys and budgets are an admin's; reading them and usage, an editor's.
     *(
         Route(

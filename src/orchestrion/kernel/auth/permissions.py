@@ -26,12 +26,15 @@ class Permission(StrEnum):
     AUDIT_READ = "audit:read"
     LLM_READ = "llm:read"
     LLM_WRITE = "llm:write"
+    KNOWLEDGE_READ = "knowledge:read"
+    KNOWLEDGE_WRITE = "knowledge:write"
     PLATFORM_ADMIN = "platform:admin"
 
 
-_VIEWER = {Permission.WORKFLOWS_READ, Permission.EXECUTIONS_READ}
+_VIEWER = {Permission.WORKFLOWS_READ, Permission.EXECUTIONS_READ, Permission.KNOWLEDGE_READ}
 _EDITOR = _VIEWER | {
     Permission.WORKFLOWS_WRITE,
+    Permission.KNOWLEDGE_WRITE,
     Permission.EXECUTIONS_RUN,
     Permission.API_KEYS_READ,
     Permission.API_KEYS_WRITE,

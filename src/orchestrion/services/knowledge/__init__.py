@@ -1,0 +1,1 @@
+"""The knowledge graph service: typed nodes and edges, search, paths, ranking."""
