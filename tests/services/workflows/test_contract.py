@@ -22,13 +22,14 @@ from pydantic import TypeAdapter
 from starlette.routing import Match
 
 from orchestrion.kernel.errors import PROBLEM_JSON
+from orchestrion.kernel.http.problems import Problem
 from orchestrion.services.workflows.automation.endpoints import router as automation
 from orchestrion.services.workflows.automation.service import sign
 from orchestrion.services.workflows.definitions.endpoints import router as definitions
 from orchestrion.services.workflows.executions.endpoints import router as executions
 from orchestrion.services.workflows.llm.endpoints import router as llm
 from orchestrion.services.workflows.mcp.endpoints import router as mcp
-from orchestrion.services.workflows.responses import EventStream, Problem
+from orchestrion.services.workflows.responses import EventStream
 from orchestrion.settings import Settings
 from tests.conftest import make_settings
 from tests.fixtures.llm import LlmServer, llm_server

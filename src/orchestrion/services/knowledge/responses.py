@@ -5,7 +5,7 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
-from orchestrion.services.knowledge.schemas import Problem
+from orchestrion.kernel.http.problems import Problem
 
 _PROBLEM = {"schema": {"$ref": "#/components/schemas/Problem"}}
 

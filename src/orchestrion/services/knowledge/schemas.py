@@ -223,22 +223,3 @@ class HitData(BaseModel):
     """Hits, best first."""
 
     data: list[Hit]
-
-
-class ProblemError(BaseModel):
-    """One problem with the input."""
-
-    loc: list[str | int]
-    msg: str
-
-
-class Problem(BaseModel):
-    """An RFC 9457 problem document."""
-
-    type: str
-    title: str
-    status: int
-    detail: str
-    instance: str
-    request_id: str | None
-    errors: list[ProblemError]

@@ -18,13 +18,14 @@ from orchestrion import __version__
 from orchestrion.engine import WorkflowDefinition
 from orchestrion.kernel.crypto import fernet_for
 from orchestrion.kernel.http.app import create_service_app
+from orchestrion.kernel.http.problems import Problem
 from orchestrion.services.workflows.automation.endpoints import router as automation_router
 from orchestrion.services.workflows.definitions.endpoints import router as definitions_router
 from orchestrion.services.workflows.executions.endpoints import router as execution_router
 from orchestrion.services.workflows.llm.endpoints import router as llm_router
 from orchestrion.services.workflows.mcp.endpoints import router as mcp_router
 from orchestrion.services.workflows.mcp.server import create_mcp_endpoint
-from orchestrion.services.workflows.responses import Problem, finish_openapi
+from orchestrion.services.workflows.responses import finish_openapi
 from orchestrion.services.workflows.runtime import WorkflowsRuntime, llm_fernet, mcp_fernet
 from orchestrion.settings import Settings, open_database
 

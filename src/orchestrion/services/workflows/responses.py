@@ -19,7 +19,7 @@ from http import HTTPStatus
 from typing import Any, Generic, TypeVar
 
 from fastapi import FastAPI
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from starlette.responses import StreamingResponse
 
 from orchestrion.kernel.errors import PROBLEM_JSON
@@ -49,25 +49,6 @@ class EventStream(StreamingResponse):
     """
 
     media_type = "text/event-stream"
-
-
-class ProblemError(BaseModel):
-    """One error of a problem: where (``loc``) and what (``msg``)."""
-
-    loc: list[str | int]
-    msg: str
-
-
-class Problem(BaseModel):
-    """An RFC 9457 problem document, as every error is answered."""
-
-    type: str = Field(examples=["https://orchestrion.dev/problems/not-found"])
-    title: str = Field(examples=["Not Found"])
-    status: int = Field(examples=[404])
-    detail: str
-    instance: str
-    request_id: str | None
-    errors: list[ProblemError]
 
 
 class Items(BaseModel, Generic[Item]):
