@@ -202,14 +202,16 @@ class Revocations:
 
     async def stop(self) -> None:
         """Stop following and resending; close the Redis client."""
+        # Bounded: a Redis connection stuck mid-call must not hold up a process's exit.
         for task in (self._follower, self._resender):
             if task is not None:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                    await asyncio.wait_for(task, self.timeout)
         self._follower = self._resender = None
         if self._redis is not None:
-            await self._redis.aclose()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._redis.aclose(), self.timeout)
 
     async def __aenter__(self) -> Revocations:
         await self.start()
@@ -267,7 +269,7 @@ class Revocations:
                 failing = True
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await asyncio.wait_for(pubsub.aclose(), self.timeout)  # type: ignore[no-untyped-call]
             await asyncio.sleep(_RETRY_SECONDS)
 
     async def _read(self, pubsub: Any) -> None:
