@@ -71,10 +71,6 @@ class Resources:
         """What a step that declared ``requirements`` may see."""
         return Resources({r: self._provided[r] for r in requirements if r in self._provided})
 
-    def values(self) -> list[Any]:
-        """Every provided value (to close those that need closing)."""
-        return list(self._provided.values())
-
 
 @dataclass(frozen=True)
 class HttpAccess:

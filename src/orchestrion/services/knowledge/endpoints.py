@@ -13,7 +13,7 @@ from orchestrion.kernel.auth.permissions import Permission
 from orchestrion.kernel.http.deps import CurrentPrincipal, Session
 from orchestrion.kernel.http.etag import check_if_match, resource_response
 from orchestrion.kernel.http.idempotency import HEADER, run_idempotent
-from orchestrion.kernel.http.lists import fetch_page, list_body, parse_list_query
+from orchestrion.kernel.http.lists import ListPage, fetch_page, list_body, parse_list_query
 from orchestrion.services.knowledge import repository, service
 from orchestrion.services.knowledge.responses import problems
 from orchestrion.services.knowledge.schemas import (
@@ -22,7 +22,6 @@ from orchestrion.services.knowledge.schemas import (
     GraphExport,
     ImportRequest,
     ImportResult,
-    ListPage,
     Node,
     NodeCreate,
     NodeUpdate,

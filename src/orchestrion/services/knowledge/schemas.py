@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -134,31 +134,6 @@ class GraphExport(BaseModel):
 
     nodes: list[ExportNode]
     edges: list[Edge]
-
-
-class ListMeta(BaseModel):
-    """Where a page sits in its collection."""
-
-    page: int
-    limit: int
-    total: int
-    next_cursor: str | None = None
-
-
-class ListLinks(BaseModel):
-    """Links to this page and its neighbours."""
-
-    self: str
-    next: str | None
-    prev: str | None
-
-
-class ListPage(BaseModel, Generic[T]):
-    """The list envelope of API.md (items may be trimmed by ``fields``)."""
-
-    data: list[T]
-    meta: ListMeta
-    links: ListLinks
 
 
 class NodeData(BaseModel):
