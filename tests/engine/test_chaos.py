@@ -123,6 +123,8 @@ def _check_exactly_once(client: httpx.Client, ids: list[str], seconds: float = 9
         assert sum(e["type"] == "execution.succeeded" for e in log) == 1
 
 
+# Several process restarts on a loaded 2-core machine: more than the default 120 s.
+@pytest.mark.timeout(300)
 def test_embedded_process_killed_mid_run(tmp_path: Path, upstream: Upstream) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -144,6 +146,7 @@ def test_embedded_process_killed_mid_run(tmp_path: Path, upstream: Upstream) -> 
 
 
 @pytest.mark.postgres
+@pytest.mark.timeout(300)
 def test_distributed_worker_killed_mid_run(
     tmp_path: Path, upstream: Upstream, postgres_url: str
 ) -> None:
