@@ -51,9 +51,14 @@ def _prepare(settings: Settings) -> None:
     upgrade(settings.database_url)
 
     async def bootstrap() -> None:
+        from orchestrion.kernel.errors import OrchestrionError
+
         database = open_database(settings)
         try:
             result = await ensure_bootstrap(database, settings)
+        except OrchestrionError as exc:
+            err.print(f"[red]cannot create the first admin:[/red] {exc.detail}")
+            raise typer.Exit(2) from None
         finally:
             await database.dispose()
         if result.generated_password:
@@ -118,6 +123,7 @@ def users_create(
     """Create a user directly in the database."""
     from orchestrion.kernel.errors import OrchestrionError
     from orchestrion.services.auth.bootstrap import ensure_bootstrap
+    from orchestrion.services.auth.passwords import PasswordPolicy
     from orchestrion.services.auth.service import create_user, tenant_by_name
 
     if role is None:
@@ -137,6 +143,7 @@ def users_create(
                     email=email,
                     password=password,
                     roles=role or ["viewer"],
+                    passwords=PasswordPolicy(min_length=settings.auth.password_min_length),
                     platform_admin=platform_admin,
                 )
                 return str(user.id)

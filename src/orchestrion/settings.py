@@ -63,6 +63,13 @@ class AuthSettings(BaseModel):
         default=10, ge=1, description="Failed logins allowed per account and per IP in the window."
     )
     login_window_seconds: int = Field(default=900, ge=1, description="Login throttling window.")
+    password_min_length: int = Field(
+        default=12,
+        ge=8,
+        le=128,
+        description="Fewest characters of a new password (creation, change, bootstrap admin); "
+        "common passwords and ones built on the email's name are refused at any length.",
+    )
     api_key_cache_seconds: float = Field(
         default=10.0,
         ge=0,

@@ -17,6 +17,7 @@ from orchestrion.services.auth.bootstrap import ensure_bootstrap
 from orchestrion.services.auth.crypto import fernet_for
 from orchestrion.services.auth.endpoints import router
 from orchestrion.services.auth.keys import KeyRing
+from orchestrion.services.auth.passwords import PasswordPolicy
 from orchestrion.services.auth.service import AuthRuntime
 from orchestrion.services.auth.throttle import LoginThrottle
 from orchestrion.settings import Settings, open_database, open_revocations
@@ -43,6 +44,7 @@ def create_app(settings: Settings) -> FastAPI:
             max_attempts=settings.auth.login_max_attempts,
             window_seconds=settings.auth.login_window_seconds,
         ),
+        passwords=PasswordPolicy(min_length=settings.auth.password_min_length),
     )
     database = open_database(settings)
 

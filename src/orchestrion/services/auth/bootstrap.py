@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from orchestrion.kernel.db.engine import Database
 from orchestrion.services.auth import repository, service
+from orchestrion.services.auth.errors import WeakPassword
+from orchestrion.services.auth.passwords import PasswordPolicy
 from orchestrion.settings import Settings, generate_password
 
 logger = logging.getLogger("orchestrion.auth")
@@ -19,6 +21,19 @@ class BootstrapResult:
     created: bool
     email: str
     generated_password: str | None = None
+
+
+def _generated_password(policy: PasswordPolicy, email: str) -> str:
+    """A random password the policy accepts (however long it asks them to be)."""
+    while True:
+        candidate = generate_password()
+        while len(candidate) < policy.min_length:
+            candidate += generate_password()
+        try:
+            policy.check(candidate, email=email)
+        except WeakPassword:
+            continue
+        return candidate
 
 
 async def ensure_bootstrap(database: Database, settings: Settings) -> BootstrapResult:
@@ -34,16 +49,22 @@ async def ensure_bootstrap(database: Database, settings: Settings) -> BootstrapR
         if tenant is None:
             tenant = await service.create_tenant(session, name=settings.default_tenant)
         generated = None
+        policy = PasswordPolicy(min_length=settings.auth.password_min_length)
         if settings.admin_password is not None:
             password = settings.admin_password.get_secret_value()
+            try:
+                policy.check(password, email=settings.admin_email)
+            except WeakPassword as exc:
+                raise WeakPassword(f"ORCHESTRION_ADMIN_PASSWORD: {exc.detail}") from None
         else:
-            password = generated = generate_password()
+            password = generated = _generated_password(policy, settings.admin_email)
         user = await service.create_user(
             session,
             tenant_id=tenant.id,
             email=settings.admin_email,
             password=password,
             roles=["admin"],
+            passwords=policy,
             platform_admin=True,
         )
         service.audit(
