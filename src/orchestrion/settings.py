@@ -472,7 +472,14 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path(".orchestrion"), description="Embedded data directory.")
     secret_key: SecretStr = Field(
         default=SecretStr(_DEV_SECRET),
-        description="Secret for internal signatures (identity headers, key encryption).",
+        description="Secret for internal signatures (identity headers, key encryption). "
+        "Unset, `orchestrion up` on loopback generates one in `<data_dir>/secret_key`; "
+        "anything reachable from other hosts, or in production, refuses to start without it.",
+    )
+    secret_key_previous: SecretStr | None = Field(
+        default=None,
+        description="The secret before the last rotation of `secret_key`: what it encrypted "
+        "(signing keys, provider keys, MCP headers, webhook secrets) stays readable.",
     )
     admin_email: str = Field(
         default="admin@orchestrion.local", description="Bootstrap admin email."
@@ -498,6 +505,13 @@ class Settings(BaseSettings):
         if self.environment == "production" and self.secret_key.get_secret_value() == _DEV_SECRET:
             raise ValueError("ORCHESTRION_SECRET_KEY must be set in production")
         return self
+
+    @property
+    def previous_secrets(self) -> tuple[bytes, ...]:
+        """Secrets data may still be encrypted under (``secret_key_previous``)."""
+        if self.secret_key_previous is None or not self.secret_key_previous.get_secret_value():
+            return ()
+        return (self.secret_key_previous.get_secret_value().encode(),)
 
     @property
     def database_url(self) -> str:

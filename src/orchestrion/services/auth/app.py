@@ -13,6 +13,7 @@ from orchestrion import __version__
 from orchestrion.kernel.bus import service_bus
 from orchestrion.kernel.bus.outbox import OutboxRelay
 from orchestrion.kernel.http.app import create_service_app
+from orchestrion.kernel.http.idempotency import Sealing
 from orchestrion.services.auth.bootstrap import ensure_bootstrap
 from orchestrion.services.auth.crypto import fernet_for
 from orchestrion.services.auth.endpoints import router
@@ -35,7 +36,7 @@ def create_app(settings: Settings) -> FastAPI:
         access_ttl=access_ttl,
         refresh_ttl=timedelta(seconds=settings.auth.refresh_token_ttl_seconds),
         keys=KeyRing(
-            fernet=fernet_for(secret),
+            fernet=fernet_for(secret, previous=settings.previous_secrets),
             rotation=timedelta(days=settings.auth.signing_key_rotation_days),
             token_ttl=access_ttl,
             publish_ahead=timedelta(seconds=settings.auth.signing_key_publish_seconds),
@@ -45,6 +46,7 @@ def create_app(settings: Settings) -> FastAPI:
             window_seconds=settings.auth.login_window_seconds,
         ),
         passwords=PasswordPolicy(min_length=settings.auth.password_min_length),
+        sealing=Sealing.from_secret(secret, previous=settings.previous_secrets),
     )
     database = open_database(settings)
 

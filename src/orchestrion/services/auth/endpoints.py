@@ -298,6 +298,7 @@ async def create_user(
         scope=f"{principal.tenant_id}:{principal.subject}:POST:{PREFIX}/users",
         payload=body.model_dump(mode="json"),
         produce=produce,
+        sealing=runtime.sealing,
     )
 
 
@@ -392,6 +393,7 @@ async def create_api_key(
     body: ApiKeyCreate,
     request: Request,
     session: Session,
+    runtime: Runtime,
     principal: Annotated[Principal, Depends(require(Permission.API_KEYS_WRITE))],
 ) -> Response:
     """The key (``orn_...``) is in the answer this once; store it now."""
@@ -413,6 +415,7 @@ async def create_api_key(
         scope=f"{principal.tenant_id}:{principal.subject}:POST:{PREFIX}/api-keys",
         payload=body.model_dump(mode="json"),
         produce=produce,
+        sealing=runtime.sealing,
     )
 
 

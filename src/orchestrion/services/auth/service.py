@@ -32,6 +32,7 @@ from orchestrion.kernel.auth.principal import Principal
 from orchestrion.kernel.auth.revocation import Kind
 from orchestrion.kernel.bus.events import CloudEvent
 from orchestrion.kernel.bus.outbox import stage
+from orchestrion.kernel.http.idempotency import Sealing
 from orchestrion.kernel.ids import isoformat, utcnow
 from orchestrion.services.auth import powers, repository
 from orchestrion.services.auth.crypto import digest, hash_password, random_token, verify_password
@@ -89,6 +90,8 @@ class AuthRuntime:
     keys: KeyRing
     throttle: LoginThrottle
     passwords: PasswordPolicy = field(default_factory=PasswordPolicy)
+    #: Stored first responses (a new API key's secret) are kept encrypted.
+    sealing: Sealing | None = None
 
 
 # --- audit -------------------------------------------------------------------------
