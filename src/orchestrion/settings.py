@@ -507,6 +507,18 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def uses_development_secret(self) -> bool:
+        """Whether ``secret_key`` is the public development value (nothing was set)."""
+        return self.secret_key.get_secret_value() == _DEV_SECRET
+
+    def use_secret(self, value: str) -> None:
+        """Adopt ``value`` (a generated secret) in place of the development one, which
+        stays readable as ``secret_key_previous`` for data written under it earlier."""
+        if self.secret_key_previous is None and self.uses_development_secret:
+            self.secret_key_previous = SecretStr(_DEV_SECRET)
+        self.secret_key = SecretStr(value)
+
+    @property
     def previous_secrets(self) -> tuple[bytes, ...]:
         """Secrets data may still be encrypted under (``secret_key_previous``)."""
         if self.secret_key_previous is None or not self.secret_key_previous.get_secret_value():

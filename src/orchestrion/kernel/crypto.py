@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
+import secrets
 from collections.abc import Iterable
+from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
@@ -64,10 +67,41 @@ def rotating_fernet(secret: bytes, *, purpose: str, previous: Iterable[bytes] = 
     return RotatingFernet(Fernet(key), key, older)
 
 
+def read_secret_file(path: Path) -> str | None:
+    """The secret kept in ``path`` (see :func:`create_secret_file`), if there is one."""
+    try:
+        value = path.read_text("utf-8").strip()
+    except FileNotFoundError:
+        return None
+    return value or None
+
+
+def create_secret_file(path: Path) -> str:
+    """A new random secret written to ``path``, readable by its owner only (0600).
+
+    Created exclusively: if another process wrote one first, that one is returned, so
+    two processes starting together agree on one secret.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        existing = read_secret_file(path)
+        if existing is None:
+            raise
+        return existing
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(value + "\n")
+    return value
+
+
 __all__ = [
     "InvalidToken",
     "RotatingFernet",
+    "create_secret_file",
     "derive_key",
     "fernet_for",
+    "read_secret_file",
     "rotating_fernet",
 ]

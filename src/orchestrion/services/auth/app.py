@@ -60,6 +60,7 @@ def create_app(settings: Settings) -> FastAPI:
                 result.generated_password,
             )
         async with database.session() as session:
+            await runtime.keys.check_readable(session)  # a changed secret fails here, clearly
             await runtime.keys.active(session)  # the first key exists before the first login
         bus, owned = await service_bus(getattr(app.state, "bus", None), settings.bus.url)
         relay = OutboxRelay(database, bus) if bus is not None else None

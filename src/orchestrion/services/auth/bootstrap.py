@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from orchestrion.kernel.db.engine import Database
 from orchestrion.services.auth import repository, service
+from orchestrion.services.auth.crypto import fernet_for
 from orchestrion.services.auth.errors import WeakPassword
+from orchestrion.services.auth.keys import KeyRing
 from orchestrion.services.auth.passwords import PasswordPolicy
 from orchestrion.settings import Settings, generate_password
 
@@ -21,6 +24,20 @@ class BootstrapResult:
     created: bool
     email: str
     generated_password: str | None = None
+
+
+async def check_signing_keys(database: Database, settings: Settings) -> None:
+    """Raise :class:`~.keys.UnreadableSigningKey` when the configured secret (and
+    ``secret_key_previous``) cannot decrypt the stored signing keys; checked before a
+    server starts so a changed secret is a clear message, not a failed startup."""
+    secret = settings.secret_key.get_secret_value().encode()
+    keys = KeyRing(
+        fernet=fernet_for(secret, previous=settings.previous_secrets),
+        rotation=timedelta(days=settings.auth.signing_key_rotation_days),
+        token_ttl=timedelta(seconds=settings.auth.access_token_ttl_seconds),
+    )
+    async with database.session() as session:
+        await keys.check_readable(session)
 
 
 def _generated_password(policy: PasswordPolicy, email: str) -> str:
