@@ -70,14 +70,11 @@ def _secure(settings: Settings, *, command: str, host: str | None, generate: boo
     if secret is None and generate and local:
         secret = create_secret_file(path)
         err.print(
-            Panel(
-                f"ORCHESTRION_SECRET_KEY is not set: generated one in [bold]{path}[/bold] "
-                "(mode 0600) and using it from now on.\nIt signs identities and encrypts "
-                "signing and provider keys: back it up with the data, and set "
-                "ORCHESTRION_SECRET_KEY before serving other hosts.",
-                title="[bold yellow]WARNING: generated secret key[/bold yellow]",
-                border_style="yellow",
-            )
+            "[bold yellow]WARNING: ORCHESTRION_SECRET_KEY is not set: generated a secret key "
+            f"in {path} (mode 0600), used from now on.[/bold yellow]\n"
+            "It signs identities and encrypts signing and provider keys: back it up with the "
+            "data, and set ORCHESTRION_SECRET_KEY before serving other hosts.",
+            soft_wrap=True,
         )
     if secret is not None:
         settings.use_secret(secret)
