@@ -49,7 +49,7 @@ from bench.wrk import (
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-ADMIN = ("bench@orchestrion.local", "bench-password-1234")
+ADMIN = ("bench@orchestrion.local", "load-test-password-1234")
 GOAL_VS_NGINX, GOAL_VS_AIOHTTP, GOAL_ADDED_P99_MS = 0.35, 1.6, 5.0
 
 

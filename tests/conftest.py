@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 ADMIN_EMAIL = "admin@example.com"
-ADMIN_PASSWORD = "admin-password-1"
+ADMIN_PASSWORD = "bootstrap-password-1"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

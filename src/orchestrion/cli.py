@@ -42,6 +42,77 @@ def _settings(**overrides: object) -> Settings:
         raise typer.Exit(2) from None
 
 
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _secure(settings: Settings, *, command: str, host: str | None, generate: bool) -> None:
+    """Refuse to serve other hosts with the public development secret (exit 2).
+
+    Unset, the secret is read from ``<data_dir>/secret_key``; ``up`` and ``cluster up`` on
+    loopback create that file (0600) the first time. Production never reaches here
+    without ``ORCHESTRION_SECRET_KEY`` (the settings refuse it).
+    """
+    from orchestrion.kernel.crypto import create_secret_file, read_secret_file
+
+    if not settings.uses_development_secret:
+        return
+    path = settings.data_dir / "secret_key"
+    local = host is None or _loopback(host)
+    secret = read_secret_file(path)
+    if secret is None and generate and local:
+        secret = create_secret_file(path)
+        err.print(
+            "[bold yellow]WARNING: ORCHESTRION_SECRET_KEY is not set: generated a secret key "
+            f"in {path} (mode 0600), used from now on.[/bold yellow]\n"
+            "It signs identities and encrypts signing and provider keys: back it up with the "
+            "data, and set ORCHESTRION_SECRET_KEY before serving other hosts.",
+            soft_wrap=True,
+        )
+    if secret is not None:
+        settings.use_secret(secret)
+        return
+    if not local:
+        err.print(
+            f"[red]refusing to start:[/red] `orchestrion {command}` listens on {host}, reachable "
+            "from other hosts, and ORCHESTRION_SECRET_KEY is not set: anyone could sign "
+            "identities with the public development secret. Set ORCHESTRION_SECRET_KEY to a "
+            "long random value, e.g. the output of "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`."
+        )
+        raise typer.Exit(2)
+
+
+def _check_signing_keys(settings: Settings) -> None:
+    """Exit 2 with a clear message when the secret cannot read the stored signing keys."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from orchestrion.services.auth.bootstrap import check_signing_keys
+    from orchestrion.services.auth.keys import UnreadableSigningKey
+
+    async def check() -> None:
+        database = open_database(settings)
+        try:
+            await check_signing_keys(database, settings)
+        finally:
+            await database.dispose()
+
+    try:
+        asyncio.run(check())
+    except UnreadableSigningKey as exc:
+        err.print(f"[red]refusing to start:[/red] {exc}")
+        raise typer.Exit(2) from None
+    except SQLAlchemyError:
+        pass  # no schema yet: the service reports that itself
+
+
 def _prepare(settings: Settings) -> None:
     """Migrate the schema, then create the first admin if the database is empty."""
     from orchestrion.migrations import upgrade
@@ -51,9 +122,14 @@ def _prepare(settings: Settings) -> None:
     upgrade(settings.database_url)
 
     async def bootstrap() -> None:
+        from orchestrion.kernel.errors import OrchestrionError
+
         database = open_database(settings)
         try:
             result = await ensure_bootstrap(database, settings)
+        except OrchestrionError as exc:
+            err.print(f"[red]cannot create the first admin:[/red] {exc.detail}")
+            raise typer.Exit(2) from None
         finally:
             await database.dispose()
         if result.generated_password:
@@ -81,10 +157,12 @@ def up(
     from orchestrion.platform import create_embedded_app
 
     settings = _settings(host=host, port=port)
+    _secure(settings, command="up", host=settings.host, generate=True)
     configure_logging(
         level=settings.observability.log_level, format=settings.observability.log_format
     )
     _prepare(settings)
+    _check_signing_keys(settings)
     console.print(
         f"Orchestrion {__version__} on [bold]{settings.base_url}[/bold]  "
         f"(docs: {settings.base_url}/docs, health: {settings.base_url}/health)"
@@ -118,6 +196,7 @@ def users_create(
     """Create a user directly in the database."""
     from orchestrion.kernel.errors import OrchestrionError
     from orchestrion.services.auth.bootstrap import ensure_bootstrap
+    from orchestrion.services.auth.passwords import PasswordPolicy
     from orchestrion.services.auth.service import create_user, tenant_by_name
 
     if role is None:
@@ -137,6 +216,7 @@ def users_create(
                     email=email,
                     password=password,
                     roles=role or ["viewer"],
+                    passwords=PasswordPolicy(min_length=settings.auth.password_min_length),
                     platform_admin=platform_admin,
                 )
                 return str(user.id)
@@ -200,6 +280,9 @@ def serve(
         err.print(f"[red]unknown service {service!r}[/red]; one of: {', '.join(factories)}")
         raise typer.Exit(2)
     settings = _settings(host=host, port=port)
+    _secure(settings, command=f"serve {service}", host=settings.host, generate=False)
+    if service == "auth":
+        _check_signing_keys(settings)
     configure_logging(
         level=settings.observability.log_level, format=settings.observability.log_format
     )
@@ -236,6 +319,7 @@ def gateway(
 
     overrides: dict[str, object] = {"host": host, "port": port}
     settings = _settings(**overrides)
+    _secure(settings, command="gateway", host=settings.host, generate=False)
     if config is not None:
         settings.gateway.config = config
     configure_logging(
@@ -273,6 +357,7 @@ def worker(
     from orchestrion.services.workflows.runtime import WorkflowsRuntime
 
     settings = _settings()
+    _secure(settings, command="worker", host=None, generate=False)
     configure_logging(
         level=settings.observability.log_level, format=settings.observability.log_format
     )
@@ -381,6 +466,7 @@ def cluster_up(
     from orchestrion import cluster
 
     settings = _settings(host=host, port=port)
+    _secure(settings, command="cluster up", host=settings.host, generate=True)
     counts: dict[str, int] = {}
     for item in instances or []:
         name, _, count = item.partition("=")
@@ -394,9 +480,14 @@ def cluster_up(
             "(ORCHESTRION_DATABASE__URL) is the distributed shape's database.[/yellow]"
         )
     _prepare(settings)
+    _check_signing_keys(settings)
+    env = cluster.environment()
+    env["ORCHESTRION_SECRET_KEY"] = settings.secret_key.get_secret_value()
+    if settings.secret_key_previous is not None:
+        env["ORCHESTRION_SECRET_KEY_PREVIOUS"] = settings.secret_key_previous.get_secret_value()
     children = cluster.plan(
         host=settings.host, port=settings.port, instances=counts, workers=workers,
-        env=cluster.environment(),
+        env=env,
     )  # fmt: skip
     for child in children:
         console.print(f"  {child.name}: orchestrion {' '.join(child.args)}")

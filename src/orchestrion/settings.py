@@ -63,6 +63,13 @@ class AuthSettings(BaseModel):
         default=10, ge=1, description="Failed logins allowed per account and per IP in the window."
     )
     login_window_seconds: int = Field(default=900, ge=1, description="Login throttling window.")
+    password_min_length: int = Field(
+        default=12,
+        ge=8,
+        le=128,
+        description="Fewest characters of a new password (creation, change, bootstrap admin); "
+        "common passwords and ones built on the email's name are refused at any length.",
+    )
     api_key_cache_seconds: float = Field(
         default=10.0,
         ge=0,
@@ -465,7 +472,14 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path(".orchestrion"), description="Embedded data directory.")
     secret_key: SecretStr = Field(
         default=SecretStr(_DEV_SECRET),
-        description="Secret for internal signatures (identity headers, key encryption).",
+        description="Secret for internal signatures (identity headers, key encryption). "
+        "Unset, `orchestrion up` on loopback generates one in `<data_dir>/secret_key`; "
+        "anything reachable from other hosts, or in production, refuses to start without it.",
+    )
+    secret_key_previous: SecretStr | None = Field(
+        default=None,
+        description="The secret before the last rotation of `secret_key`: what it encrypted "
+        "(signing keys, provider keys, MCP headers, webhook secrets) stays readable.",
     )
     admin_email: str = Field(
         default="admin@orchestrion.local", description="Bootstrap admin email."
@@ -491,6 +505,25 @@ class Settings(BaseSettings):
         if self.environment == "production" and self.secret_key.get_secret_value() == _DEV_SECRET:
             raise ValueError("ORCHESTRION_SECRET_KEY must be set in production")
         return self
+
+    @property
+    def uses_development_secret(self) -> bool:
+        """Whether ``secret_key`` is the public development value (nothing was set)."""
+        return self.secret_key.get_secret_value() == _DEV_SECRET
+
+    def use_secret(self, value: str) -> None:
+        """Adopt ``value`` (a generated secret) in place of the development one, which
+        stays readable as ``secret_key_previous`` for data written under it earlier."""
+        if self.secret_key_previous is None and self.uses_development_secret:
+            self.secret_key_previous = SecretStr(_DEV_SECRET)
+        self.secret_key = SecretStr(value)
+
+    @property
+    def previous_secrets(self) -> tuple[bytes, ...]:
+        """Secrets data may still be encrypted under (``secret_key_previous``)."""
+        if self.secret_key_previous is None or not self.secret_key_previous.get_secret_value():
+            return ()
+        return (self.secret_key_previous.get_secret_value().encode(),)
 
     @property
     def database_url(self) -> str:

@@ -152,7 +152,7 @@ async def test_deleting_or_disabling_a_user_refuses_their_credentials_at_once(
     client: httpx.AsyncClient, admin_headers: dict[str, str]
 ) -> None:
     for change in ("delete", "disable", "password"):
-        email = f"{change}@example.com"
+        email = f"{change}-case@example.com"
         user_id, tokens = await _user(client, admin_headers, email, ["editor"])
         headers = _bearer(tokens["access_token"])
         key_headers = {"X-API-Key": (await _key(client, headers, ["workflows:read"]))["key"]}

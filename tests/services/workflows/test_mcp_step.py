@@ -11,7 +11,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from orchestrion.platform import create_embedded_app
-from tests.conftest import login, make_settings, user_headers
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, login, make_settings, user_headers
 from tests.fixtures.mcp_peer import stdio_command
 from tests.services.workflows.helpers import run, step
 
@@ -35,7 +35,7 @@ async def mcp_client(
 
 @pytest.fixture
 async def headers(mcp_client: httpx.AsyncClient) -> dict[str, str]:
-    tokens = await login(mcp_client, "admin@example.com", "admin-password-1")
+    tokens = await login(mcp_client, ADMIN_EMAIL, ADMIN_PASSWORD)
     return {"Authorization": f"Bearer {tokens['access_token']}"}
 
 

@@ -13,10 +13,12 @@ from orchestrion import __version__
 from orchestrion.kernel.bus import service_bus
 from orchestrion.kernel.bus.outbox import OutboxRelay
 from orchestrion.kernel.http.app import create_service_app
+from orchestrion.kernel.http.idempotency import Sealing
 from orchestrion.services.auth.bootstrap import ensure_bootstrap
 from orchestrion.services.auth.crypto import fernet_for
 from orchestrion.services.auth.endpoints import router
 from orchestrion.services.auth.keys import KeyRing
+from orchestrion.services.auth.passwords import PasswordPolicy
 from orchestrion.services.auth.service import AuthRuntime
 from orchestrion.services.auth.throttle import LoginThrottle
 from orchestrion.settings import Settings, open_database, open_revocations
@@ -34,7 +36,7 @@ def create_app(settings: Settings) -> FastAPI:
         access_ttl=access_ttl,
         refresh_ttl=timedelta(seconds=settings.auth.refresh_token_ttl_seconds),
         keys=KeyRing(
-            fernet=fernet_for(secret),
+            fernet=fernet_for(secret, previous=settings.previous_secrets),
             rotation=timedelta(days=settings.auth.signing_key_rotation_days),
             token_ttl=access_ttl,
             publish_ahead=timedelta(seconds=settings.auth.signing_key_publish_seconds),
@@ -43,6 +45,8 @@ def create_app(settings: Settings) -> FastAPI:
             max_attempts=settings.auth.login_max_attempts,
             window_seconds=settings.auth.login_window_seconds,
         ),
+        passwords=PasswordPolicy(min_length=settings.auth.password_min_length),
+        sealing=Sealing.from_secret(secret, previous=settings.previous_secrets),
     )
     database = open_database(settings)
 
@@ -56,6 +60,7 @@ def create_app(settings: Settings) -> FastAPI:
                 result.generated_password,
             )
         async with database.session() as session:
+            await runtime.keys.check_readable(session)  # a changed secret fails here, clearly
             await runtime.keys.active(session)  # the first key exists before the first login
         bus, owned = await service_bus(getattr(app.state, "bus", None), settings.bus.url)
         relay = OutboxRelay(database, bus) if bus is not None else None

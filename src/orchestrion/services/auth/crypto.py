@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
+from collections.abc import Iterable
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.fernet import Fernet
 
-from orchestrion.kernel.crypto import fernet_for as kernel_fernet
+from orchestrion.kernel.crypto import rotating_fernet
 
 _hasher = PasswordHasher()
 # Verified when the email is unknown, so a login takes as long whether or not it exists.
@@ -50,6 +51,6 @@ def random_token(nbytes: int = 32) -> str:
     return secrets.token_urlsafe(nbytes)
 
 
-def fernet_for(secret: bytes) -> Fernet:
-    """The cipher of signing keys at rest."""
-    return kernel_fernet(secret, purpose="orchestrion-auth-keys-v1")
+def fernet_for(secret: bytes, *, previous: Iterable[bytes] = ()) -> Fernet:
+    """The cipher of signing keys at rest (reads keys written under ``previous`` too)."""
+    return rotating_fernet(secret, purpose="orchestrion-auth-keys-v1", previous=previous)

@@ -260,13 +260,13 @@ async def create_user(
     body: UserCreate,
     request: Request,
     session: Session,
+    runtime: Runtime,
     principal: Annotated[Principal, Depends(require(Permission.USERS_WRITE))],
 ) -> Response:
-    """Admins create users in their tenant; platform admins in any (``Idempotency-Key``)."""
+    """Admins create users in their tenant, never above themselves; platform admins in
+    any tenant (``Idempotency-Key``)."""
     tenant_id = body.tenant_id or principal.tenant_id
     service.check_can_manage_tenant(principal, tenant_id)
-    if body.platform_admin and not principal.is_platform_admin:
-        raise NotPlatformAdmin("only platform admins may create platform admins")
 
     async def produce() -> tuple[int, Any]:
         await service.get_tenant(session, principal=principal, tenant_id=tenant_id)
@@ -277,6 +277,8 @@ async def create_user(
             password=body.password,
             roles=body.roles,
             platform_admin=body.platform_admin,
+            passwords=runtime.passwords,
+            principal=principal,
         )
         service.audit(
             session,
@@ -296,6 +298,7 @@ async def create_user(
         scope=f"{principal.tenant_id}:{principal.subject}:POST:{PREFIX}/users",
         payload=body.model_dump(mode="json"),
         produce=produce,
+        sealing=runtime.sealing,
     )
 
 
@@ -330,13 +333,16 @@ async def update_user(
     body: UserUpdate,
     request: Request,
     session: Session,
+    runtime: Runtime,
     principal: Annotated[Principal, Depends(require(Permission.USERS_WRITE))],
 ) -> Response:
     """Email, password, roles or active flag; a new password or deactivation ends sessions."""
     user = await service.get_user(session, principal=principal, user_id=user_id)
     check_if_match(request, service.user_to_dict(user))
     changes = body.model_dump(exclude_unset=True)
-    user = await service.update_user(session, principal=principal, user=user, changes=changes)
+    user = await service.update_user(
+        session, principal=principal, user=user, changes=changes, passwords=runtime.passwords
+    )
     service.audit(
         session,
         action="user.updated",
@@ -387,6 +393,7 @@ async def create_api_key(
     body: ApiKeyCreate,
     request: Request,
     session: Session,
+    runtime: Runtime,
     principal: Annotated[Principal, Depends(require(Permission.API_KEYS_WRITE))],
 ) -> Response:
     """The key (``orn_...``) is in the answer this once; store it now."""
@@ -408,6 +415,7 @@ async def create_api_key(
         scope=f"{principal.tenant_id}:{principal.subject}:POST:{PREFIX}/api-keys",
         payload=body.model_dump(mode="json"),
         produce=produce,
+        sealing=runtime.sealing,
     )
 
 

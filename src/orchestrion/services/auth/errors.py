@@ -50,5 +50,17 @@ class NotPlatformAdmin(Forbidden):
     """Only platform administrators may do this."""
 
 
+class PrivilegeEscalation(Forbidden):
+    """The target (a user, a role, an API key) holds more power than the caller."""
+
+    title = "Privilege Escalation"
+
+
+class WeakPassword(ValidationFailed):
+    """The password breaks the password policy (too short, common, guessable)."""
+
+    title = "Weak Password"
+
+
 class SelfLockout(Conflict):
     """An admin may not remove their own admin rights or account."""

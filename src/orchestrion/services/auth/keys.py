@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import jwt
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import OKPAlgorithm
@@ -29,6 +29,18 @@ from orchestrion.services.auth.models import SigningKey
 
 ALGORITHM = "EdDSA"
 _RELOAD_SECONDS = 10.0
+
+
+class UnreadableSigningKey(RuntimeError):
+    """A stored signing key does not decrypt: the secret key changed without its
+    predecessor being kept in ``ORCHESTRION_SECRET_KEY_PREVIOUS``."""
+
+    def __init__(self, kid: str) -> None:
+        super().__init__(
+            f"signing key {kid} cannot be decrypted: the secret key changed. Set "
+            "ORCHESTRION_SECRET_KEY_PREVIOUS to the secret it was written under (or restore "
+            "ORCHESTRION_SECRET_KEY), then rotate the signing keys."
+        )
 
 
 @dataclass(frozen=True)
@@ -77,7 +89,10 @@ class KeyRing:
         return row
 
     def _load(self, row: SigningKey) -> ActiveKey:
-        pem = self.fernet.decrypt(row.private_key.encode())
+        try:
+            pem = self.fernet.decrypt(row.private_key.encode())
+        except InvalidToken:
+            raise UnreadableSigningKey(row.kid) from None
         private = serialization.load_pem_private_key(pem, password=None)
         if not isinstance(private, Ed25519PrivateKey):
             raise TypeError(f"signing key {row.kid} is not Ed25519")
@@ -118,6 +133,11 @@ class KeyRing:
         self._active = self._load(current)
         self._loaded_at = time.monotonic()
         return self._active
+
+    async def check_readable(self, session: AsyncSession) -> None:
+        """Raise :class:`UnreadableSigningKey` unless every live key decrypts."""
+        for row in await self._live(session):
+            self._load(row)
 
     async def rotate(self, session: AsyncSession) -> SigningKey:
         """Publish a new key now; it signs once ``publish_ahead`` has passed."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hmac
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,8 +32,9 @@ from orchestrion.kernel.auth.principal import Principal
 from orchestrion.kernel.auth.revocation import Kind
 from orchestrion.kernel.bus.events import CloudEvent
 from orchestrion.kernel.bus.outbox import stage
+from orchestrion.kernel.http.idempotency import Sealing
 from orchestrion.kernel.ids import isoformat, utcnow
-from orchestrion.services.auth import repository
+from orchestrion.services.auth import powers, repository
 from orchestrion.services.auth.crypto import digest, hash_password, random_token, verify_password
 from orchestrion.services.auth.errors import (
     ApiKeyNotFound,
@@ -42,6 +43,7 @@ from orchestrion.services.auth.errors import (
     InvalidRefreshToken,
     InvalidUser,
     NotPlatformAdmin,
+    PrivilegeEscalation,
     SelfLockout,
     TenantExists,
     TenantNotFound,
@@ -56,6 +58,7 @@ from orchestrion.services.auth.models import (
     Tenant,
     User,
 )
+from orchestrion.services.auth.passwords import PasswordPolicy
 from orchestrion.services.auth.throttle import LoginThrottle
 
 AUTH_TOPIC = "auth.events"
@@ -86,6 +89,9 @@ class AuthRuntime:
     refresh_ttl: timedelta
     keys: KeyRing
     throttle: LoginThrottle
+    passwords: PasswordPolicy = field(default_factory=PasswordPolicy)
+    #: Stored first responses (a new API key's secret) are kept encrypted.
+    sealing: Sealing | None = None
 
 
 # --- audit -------------------------------------------------------------------------
@@ -186,6 +192,12 @@ def user_permissions(user: User) -> list[str]:
     return permissions_for_roles(user.roles, platform_admin=user.platform_admin)
 
 
+def check_can_act_on_user(principal: Principal, user: User, *, action: str) -> None:
+    """403 when ``user`` holds a permission the caller does not (see :mod:`.powers`)."""
+    target = powers.user_power(user.roles, platform_admin=user.platform_admin)
+    powers.check_power(principal, target, action=f"{action} user {user.email}")
+
+
 # --- tenants -----------------------------------------------------------------------
 
 
@@ -227,22 +239,28 @@ async def create_user(
     email: str,
     password: str,
     roles: list[str],
+    passwords: PasswordPolicy,
     platform_admin: bool = False,
+    principal: Principal | None = None,
 ) -> User:
-    """A new user with an argon2id password hash; 409 when the email is taken."""
+    """A new user with an argon2id password hash; 409 when the email is taken.
+
+    With ``principal`` (a request, not the command line or the bootstrap), the new user
+    may hold no permission the caller lacks (403 ``PrivilegeEscalation``).
+    """
     address = normalize_email(email)
-    if len(password) < 8:
-        raise InvalidUser(
-            "password must have at least 8 characters",
-            errors=[{"loc": ["body", "password"], "msg": "too short"}],
-        )
+    roles = check_roles(roles)
+    if principal is not None:
+        target = powers.user_power(roles, platform_admin=platform_admin)
+        powers.check_power(principal, target, action=f"create user {address}")
+    passwords.check(password, email=address)
     if await repository.user_by_email(session, address) is not None:
         raise EmailTaken(f"a user with email '{address}' exists")
     user = User(
         tenant_id=tenant_id,
         email=address,
         password_hash=await hash_password(password),
-        roles=check_roles(roles),
+        roles=roles,
         platform_admin=platform_admin,
         is_active=True,
     )
@@ -263,11 +281,26 @@ async def get_user(session: AsyncSession, *, principal: Principal, user_id: str)
 
 
 async def update_user(
-    session: AsyncSession, *, principal: Principal, user: User, changes: dict[str, Any]
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    user: User,
+    changes: dict[str, Any],
+    passwords: PasswordPolicy,
 ) -> User:
     """Apply changes; a new password, deactivation or lost permissions end the user's
-    sessions (their tokens carry the rights they were issued with)."""
+    sessions (their tokens carry the rights they were issued with).
+
+    The caller must hold every permission of the user as they are and as they would be
+    (403 ``PrivilegeEscalation``): no re-passwording a platform admin, no raising anyone
+    above oneself.
+    """
     now = utcnow()
+    check_can_act_on_user(principal, user, action="change")
+    if changes.get("roles") is not None:
+        roles = check_roles(changes["roles"])
+        raised = powers.user_power(roles, platform_admin=user.platform_admin)
+        powers.check_power(principal, raised, action=f"give user {user.email} these roles")
     if user.id == principal.user_id and (
         changes.get("is_active") is False
         or ("roles" in changes and "admin" not in (changes["roles"] or []))
@@ -286,6 +319,7 @@ async def update_user(
         if before - set(user_permissions(user)):
             end_sessions = "demoted"
     if changes.get("password") is not None:
+        passwords.check(changes["password"], email=user.email)
         user.password_hash = await hash_password(changes["password"])
         end_sessions = "password_changed"
     if changes.get("is_active") is not None:
@@ -303,6 +337,7 @@ async def delete_user(session: AsyncSession, *, principal: Principal, user: User
     """Remove a user with their sessions and API keys."""
     if user.id == principal.user_id:
         raise SelfLockout("you cannot delete yourself")
+    check_can_act_on_user(principal, user, action="delete")
     # Noted before the rows go (they cascade with the user): gateways still need the ids.
     await end_user_sessions(session, user_id=user.id, at=utcnow(), reason="user_deleted")
     await session.delete(user)
@@ -474,7 +509,8 @@ def _new_key() -> tuple[str, str, str]:
 
 
 def check_scopes(principal: Principal, scopes: list[str]) -> list[str]:
-    """Scopes must be known permissions the caller holds (a key never exceeds its owner)."""
+    """Scopes must be known permissions the caller holds: a key never exceeds its owner,
+    nor the key that created it (403 ``PrivilegeEscalation`` otherwise)."""
     known = {p.value for p in Permission}
     unknown = [s for s in scopes if s not in known]
     if unknown:
@@ -482,13 +518,30 @@ def check_scopes(principal: Principal, scopes: list[str]) -> list[str]:
             f"unknown scope(s): {', '.join(unknown)}",
             errors=[{"loc": ["body", "scopes"], "msg": "unknown scope"}],
         )
-    missing = [s for s in scopes if not principal.can(s)]
+    missing = sorted({s for s in scopes if not principal.can(s)})
     if missing:
-        raise InvalidUser(
-            f"you do not hold: {', '.join(missing)}",
-            errors=[{"loc": ["body", "scopes"], "msg": "scope exceeds your permissions"}],
+        holder = "this API key does" if principal.kind == "api_key" else "you do"
+        raise PrivilegeEscalation(
+            f"cannot create an API key with {', '.join(missing)}, which {holder} not hold "
+            "(a key never holds more than the credential that creates it)",
+            errors=[{"loc": ["body", "scopes"], "msg": f"missing {s}"} for s in missing],
         )
     return sorted(set(scopes))
+
+
+async def check_can_act_on_key(
+    session: AsyncSession, *, principal: Principal, key: ApiKey, action: str
+) -> None:
+    """403 when ``key`` can do something the caller cannot.
+
+    A key's power is its scopes within its owner's current permissions, so a user may
+    always manage their own keys, while a key that manages keys cannot rotate a broader
+    key of its owner (and use its new secret) or an admin a platform admin's key.
+    """
+    owner = await session.get(User, key.user_id)
+    owner_power = frozenset(user_permissions(owner)) if owner is not None else frozenset()
+    target = powers.key_power(key.scopes, owner_power=owner_power)
+    powers.check_power(principal, target, action=f"{action} API key {key.id}")
 
 
 async def create_api_key(
@@ -547,6 +600,7 @@ async def revoke_api_key(
     session: AsyncSession, *, principal: Principal, key: ApiKey, ip: str
 ) -> None:
     """Stop a key working, at every gateway once the change commits."""
+    await check_can_act_on_key(session, principal=principal, key=key, action="revoke")
     if key.revoked_at is None:
         key.revoked_at = utcnow()
     revoke_later(session, "api_key", key.id)
@@ -568,6 +622,7 @@ async def rotate_api_key(
     """A new secret for the same key id; the old secret stops working at once."""
     if key.revoked_at is not None:
         raise ApiKeyNotFound(f"API key {key.id} is revoked")
+    await check_can_act_on_key(session, principal=principal, key=key, action="rotate")
     prefix, secret, raw = _new_key()
     key.prefix = prefix
     key.secret_hash = digest(secret)

@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from orchestrion import __version__
 from orchestrion.engine import WorkflowDefinition
-from orchestrion.kernel.crypto import fernet_for
+from orchestrion.kernel.crypto import rotating_fernet
 from orchestrion.kernel.http.app import create_service_app
 from orchestrion.kernel.http.problems import Problem
 from orchestrion.services.workflows.automation.endpoints import router as automation_router
@@ -66,7 +66,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.runtime = runtime
     app.state.engine = runtime.engine
     app.state.llm_fernet = llm_fernet(settings)
-    app.state.fernet = fernet_for(secret, purpose="orchestrion-webhook-secrets-v1")
+    app.state.fernet = rotating_fernet(
+        secret, purpose="orchestrion-webhook-secrets-v1", previous=settings.previous_secrets
+    )
     app.include_router(definitions_router)
     app.include_router(execution_router)
     app.include_router(automation_router)

@@ -22,7 +22,7 @@ from cryptography.fernet import Fernet
 from orchestrion.engine import HTTP, LLM, MCP, Engine, HttpAccess, McpPool, McpServers, Worker
 from orchestrion.kernel.bus import Bus, is_memory, service_bus
 from orchestrion.kernel.bus.outbox import OutboxRelay
-from orchestrion.kernel.crypto import fernet_for
+from orchestrion.kernel.crypto import rotating_fernet
 from orchestrion.kernel.db.engine import Database
 from orchestrion.kernel.queue import TaskQueue
 from orchestrion.services.workflows.automation import service as automation
@@ -45,12 +45,15 @@ EXECUTION_TOPIC = "workflows.executions"
 def llm_fernet(settings: Settings) -> Fernet:
     """The cipher of tenants' LLM provider keys."""
     secret = settings.secret_key.get_secret_value().encode()
-    return fernet_for(secret, purpose="orchestrion-llm-provider-keys-v1")
+    return rotating_fernet(
+        secret, purpose="orchestrion-llm-provider-keys-v1", previous=settings.previous_secrets
+    )
 
 
 def mcp_fernet(settings: Settings) -> Fernet:
     """The key tenants' MCP server headers are encrypted under."""
-    return fernet_for(settings.secret_key.get_secret_value().encode(), purpose="orchestrion-mcp-v1")
+    secret = settings.secret_key.get_secret_value().encode()
+    return rotating_fernet(secret, purpose="orchestrion-mcp-v1", previous=settings.previous_secrets)
 
 
 def create_mcp_servers(settings: Settings, database: Database) -> McpServers:
