@@ -5,14 +5,17 @@ Each step attempt goes through three short transactions at most: *start* (append
 network), *record* (the outcome, the next tasks, the new status; one transaction). A
 crash between *start* and *record* leaves the task leased; its lease expires and a
 worker runs the attempt again. Outcomes are recorded under a unique key, so a step
-completes once whatever races happen.
+completes once whatever races happen. A result the database refuses (a data error, not
+a lost connection) fails the step once instead: run again, it would be refused again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 
+from sqlalchemy.exc import DataError, DBAPIError, StatementError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orchestrion.engine.definition import StepDefinition
@@ -25,6 +28,8 @@ from orchestrion.engine.runtime.steps import Prepared
 from orchestrion.engine.runtime.transition import Transition
 from orchestrion.engine.statuses import TERMINAL, ExecutionStatus, TaskKind
 from orchestrion.kernel.queue import PARKED, ClaimedTask
+
+logger = logging.getLogger("orchestrion.engine")
 
 
 class TaskRunner:
@@ -104,6 +109,24 @@ class TaskRunner:
         outcome = await self._run_tracked(call.execution_id, step, call)
         if outcome is None:
             return []  # cancelled: the cancel already settled the step
+        try:
+            return await self._record(prepared, owner, outcome, capacity=capacity)
+        except Exception as exc:
+            if not _refused(exc):
+                raise  # e.g. the database went away: the lease runs out, a worker retries
+            logger.exception("the result of step %s could not be stored", step.id)
+            first_line = (str(exc).splitlines() or [""])[0][:300]
+            failure = Failed(
+                f"the step's result could not be stored ({type(exc).__name__}: {first_line})",
+                retryable=False,
+            )
+            return await self._record(prepared, owner, failure, capacity=capacity)
+
+    async def _record(
+        self, prepared: Prepared, owner: str, outcome: Outcome, *, capacity: int
+    ) -> list[Prepared]:
+        task, step, index, attempt = prepared.task, prepared.step, prepared.index, prepared.attempt
+        call = prepared.call
         async with self.parts.database.session() as session:
             # Lock the execution before touching the task: every transaction takes
             # the execution first, so PostgreSQL never sees a lock-order deadlock.
@@ -212,6 +235,17 @@ class TaskRunner:
     def running_executions(self) -> set[str]:
         """Executions with a step attempt running in this process."""
         return set(self.parts.tracker.running)
+
+
+def _refused(exc: Exception) -> bool:
+    """Whether recording failed on the data itself (it would fail again), not the database."""
+    if isinstance(exc, DataError):
+        return True
+    if isinstance(exc, DBAPIError):
+        return False  # connection, lock, serialisation: worth another attempt
+    if isinstance(exc, StatementError):
+        return isinstance(exc.orig, TypeError | ValueError)  # a value could not be bound
+    return isinstance(exc, TypeError | ValueError | RecursionError)
 
 
 def _current_task_cancelling() -> bool:
