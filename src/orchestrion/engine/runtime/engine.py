@@ -72,6 +72,8 @@ class Engine(Control):
         )
         bound = {kind: functools.partial(h, self) for kind, h in (handlers or {}).items()}
         self.tasks = TaskRunner(self.parts, bound)
+        if self.queue.on_dead is None:
+            self.queue.on_dead = self.tasks.bury
 
     @property
     def queue_name(self) -> str:

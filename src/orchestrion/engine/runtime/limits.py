@@ -99,7 +99,9 @@ def json_size(value: Any) -> int:
         raise UnstorableValue("not storable as JSON: a string is not valid Unicode") from None
 
 
-def output_refusal(limits: EngineLimits, value: Any, *, what: str = "the step's output") -> str | None:
+def output_refusal(
+    limits: EngineLimits, value: Any, *, what: str = "the step's output"
+) -> str | None:
     """Why ``value`` cannot be stored as a step's output, or None when it can."""
     try:
         size = json_size(value)

@@ -23,11 +23,12 @@ from orchestrion.engine.events import CompensationFailed, StepCompensated
 from orchestrion.engine.models import StepResult, Wait
 from orchestrion.engine.outcomes import Failed, Outcome, StepCall, Succeeded
 from orchestrion.engine.runtime.core import NO_ITERATION
+from orchestrion.engine.runtime.limits import setting
 from orchestrion.engine.runtime.parts import EngineParts, TaskHandler
 from orchestrion.engine.runtime.steps import Prepared
 from orchestrion.engine.runtime.transition import Transition
 from orchestrion.engine.statuses import TERMINAL, ExecutionStatus, TaskKind
-from orchestrion.kernel.queue import PARKED, ClaimedTask
+from orchestrion.kernel.queue import PARKED, ClaimedTask, DeadLetter
 
 logger = logging.getLogger("orchestrion.engine")
 
@@ -105,7 +106,7 @@ class TaskRunner:
             prepared = (await self.start_claimed([task], owner=owner))[task.id]
         if prepared is None:
             return []
-        step, index, attempt, call = prepared.step, prepared.index, prepared.attempt, prepared.call
+        step, call = prepared.step, prepared.call
         outcome = await self._run_tracked(call.execution_id, step, call)
         if outcome is None:
             return []  # cancelled: the cancel already settled the step
@@ -143,6 +144,36 @@ class TaskRunner:
             await transition.record(step, index, attempt, outcome)
             await transition.advance()
             return list(transition.prepared)
+
+    async def bury(self, dead: list[DeadLetter]) -> None:
+        """Tasks given up on (``max_task_attempts``): fail the steps they ran, so their
+        executions end instead of waiting for an attempt that will never come."""
+        for letter in dead:
+            payload = letter.payload
+            kind = payload.get("kind")
+            if kind not in (TaskKind.RUN, TaskKind.COMPENSATE) or "execution_id" not in payload:
+                continue
+            message = (
+                f"the step's task was handed to workers {letter.attempts} times without "
+                f"finishing, the limit (max_task_attempts, {setting('max_task_attempts')})"
+            )
+            async with self.parts.database.session() as session:
+                transition = await Transition.open(self.parts, session, payload["execution_id"])
+                if transition is None or transition.execution.status in TERMINAL:
+                    continue
+                if kind == TaskKind.COMPENSATE:
+                    await transition.finish(ExecutionStatus.FAILED)
+                    continue
+                if not transition.active:
+                    continue
+                step = transition.step(payload["step_id"])
+                index: int | None = payload.get("index")
+                iteration = NO_ITERATION if index is None else index
+                if await session.get(StepResult, (transition.execution.id, step.id, iteration)):
+                    continue
+                failure = Failed(message, retryable=False)
+                await transition.record(step, index, int(payload.get("attempt", 1)), failure)
+                await transition.advance()
 
     async def _run_tracked(
         self, execution_id: str, step: StepDefinition, call: StepCall

@@ -18,6 +18,7 @@ from orchestrion.kernel.http.idempotency import run_idempotent
 from orchestrion.kernel.http.lists import ListPage, list_body, parse_list_query
 from orchestrion.services.workflows.executions import service
 from orchestrion.services.workflows.executions.schemas import (
+    START_LIMITS,
     Approval,
     EventPage,
     ExecutionRead,
@@ -76,6 +77,7 @@ def _wait_seconds(request: Request) -> float:
     responses={
         200: {"description": "Finished within `wait` seconds", "model": ExecutionRead},
         **problems(400, 401, 403, 404, 409, 422),
+        **START_LIMITS,
     },
     summary="Start an execution",
 )
