@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import Mapping
 
-from sqlalchemy.exc import DataError, DBAPIError, StatementError
+from sqlalchemy.exc import DataError, StatementError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orchestrion.engine.definition import StepDefinition
@@ -272,11 +272,19 @@ def _refused(exc: Exception) -> bool:
     """Whether recording failed on the data itself (it would fail again), not the database."""
     if isinstance(exc, DataError):
         return True
-    if isinstance(exc, DBAPIError):
-        return False  # connection, lock, serialisation: worth another attempt
     if isinstance(exc, StatementError):
-        return isinstance(exc.orig, TypeError | ValueError)  # a value could not be bound
-    return isinstance(exc, TypeError | ValueError | RecursionError)
+        # A value the driver could not bind (asyncpg's client-side DataError is a
+        # ValueError); a lost connection, a lock or serialisation error is worth retrying.
+        cause: BaseException | None = exc.orig
+        while cause is not None:
+            if isinstance(cause, _UNBINDABLE):
+                return True
+            cause = cause.__cause__
+        return False
+    return isinstance(exc, (*_UNBINDABLE, RecursionError))
+
+
+_UNBINDABLE = (TypeError, ValueError, OverflowError)
 
 
 def _current_task_cancelling() -> bool:
