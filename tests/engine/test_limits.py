@@ -22,7 +22,6 @@ from orchestrion.engine import (
     EngineLimits,
     Execution,
     ExecutionEvent,
-    Failed,
     ModelUsage,
     Outcome,
     StepCall,
@@ -199,7 +198,13 @@ async def test_an_output_over_the_limit_fails_the_step_once(database: Database) 
     definition = _workflow(
         "big",
         {"id": "small", "type": "big", "with": {"bytes": 900}},
-        {"id": "large", "type": "big", "needs": ["small"], "with": {"bytes": 5000}, "retry": retried},
+        {
+            "id": "large",
+            "type": "big",
+            "needs": ["small"],
+            "with": {"bytes": 5000},
+            "retry": retried,
+        },
     )
     execution_id = await runner.start(definition, {})
     execution = await runner.finish(execution_id)
