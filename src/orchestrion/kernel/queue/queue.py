@@ -243,7 +243,14 @@ class TaskQueue:
 
         Tasks already handed out ``max_attempts`` times are dead-lettered instead.
         """
-        claimed, dead = await self._claim(queue=queue, owner=owner, limit=limit)
+        claimed: list[ClaimedTask] = []
+        dead: list[DeadLetter] = []
+        while len(claimed) < limit:
+            got, died = await self._claim(queue=queue, owner=owner, limit=limit - len(claimed))
+            claimed += got
+            dead += died
+            if not died:
+                break  # else the dead took places of due tasks: look again
         if dead:
             for letter in dead:
                 logger.error(
