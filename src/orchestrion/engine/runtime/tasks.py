@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy.exc import DataError, StatementError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -146,34 +147,44 @@ class TaskRunner:
             return list(transition.prepared)
 
     async def bury(self, dead: list[DeadLetter]) -> None:
-        """Tasks given up on (``max_task_attempts``): fail the steps they ran, so their
-        executions end instead of waiting for an attempt that will never come."""
+        """Tasks given up on (``max_task_attempts``): fail the steps (or waits) they
+        served, so their executions end instead of waiting for a task that is gone."""
         for letter in dead:
             payload = letter.payload
-            kind = payload.get("kind")
-            if kind not in (TaskKind.RUN, TaskKind.COMPENSATE) or "execution_id" not in payload:
-                continue
+            if payload.get("kind") not in _BURIED or "execution_id" not in payload:
+                continue  # another owner's kind (e.g. a schedule's): logged by the queue
             message = (
                 f"the step's task was handed to workers {letter.attempts} times without "
                 f"finishing, the limit (max_task_attempts, {setting('max_task_attempts')})"
             )
             async with self.parts.database.session() as session:
                 transition = await Transition.open(self.parts, session, payload["execution_id"])
-                if transition is None or transition.execution.status in TERMINAL:
-                    continue
-                if kind == TaskKind.COMPENSATE:
-                    await transition.finish(ExecutionStatus.FAILED)
-                    continue
-                if not transition.active:
-                    continue
-                step = transition.step(payload["step_id"])
-                index: int | None = payload.get("index")
-                iteration = NO_ITERATION if index is None else index
-                if await session.get(StepResult, (transition.execution.id, step.id, iteration)):
-                    continue
-                failure = Failed(message, retryable=False)
-                await transition.record(step, index, int(payload.get("attempt", 1)), failure)
-                await transition.advance()
+                if transition is not None and transition.execution.status not in TERMINAL:
+                    await self._bury_one(session, transition, payload, message)
+
+    async def _bury_one(
+        self, session: AsyncSession, transition: Transition, payload: dict[str, Any], message: str
+    ) -> None:
+        kind = payload["kind"]
+        if kind == TaskKind.COMPENSATE:
+            await transition.finish(ExecutionStatus.FAILED)
+            return
+        if transition.execution.error is not None:
+            return  # failing already: its open steps were stopped
+        step = transition.step(payload["step_id"])
+        index: int | None = payload.get("index")
+        iteration = NO_ITERATION if index is None else index
+        failure = Failed(message, retryable=False)
+        if kind == TaskKind.RUN:
+            if await session.get(StepResult, (transition.execution.id, step.id, iteration)):
+                return
+            await transition.record(step, index, int(payload.get("attempt", 1)), failure)
+        else:  # a timer: end the wait it would have ended
+            wait = await session.get(Wait, (transition.execution.id, step.id, iteration))
+            if wait is None or wait.attempt != payload.get("attempt"):
+                return
+            await transition.resolve_wait(wait, failure)
+        await transition.advance()
 
     async def _run_tracked(
         self, execution_id: str, step: StepDefinition, call: StepCall
@@ -266,6 +277,9 @@ class TaskRunner:
     def running_executions(self) -> set[str]:
         """Executions with a step attempt running in this process."""
         return set(self.parts.tracker.running)
+
+
+_BURIED = {TaskKind.RUN, TaskKind.RESUME, TaskKind.TIMEOUT, TaskKind.COMPENSATE}
 
 
 def _refused(exc: Exception) -> bool:
