@@ -173,6 +173,12 @@ class Runner:
             return int(found.scalar_one())
 
 
+def _message(row: StepState | Execution) -> str:
+    """The error message a failed step or execution recorded."""
+    assert row.error is not None
+    return str(row.error["message"])
+
+
 def _workflow(name: str, *steps: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "steps": list(steps)}
 
@@ -186,7 +192,7 @@ async def test_for_each_over_too_many_items_fails_naming_the_limit(database: Dat
     execution_id = await runner.start(definition, {"items": list(range(6))})
     execution = await runner.finish(execution_id)
     assert execution.status == "failed"
-    message = (await runner.step(execution_id, "fan")).error["message"]
+    message = _message(await runner.step(execution_id, "fan"))
     assert "6 items, over the limit of 5" in message
     assert "ORCHESTRION_ENGINE__MAX_ITEMS" in message
     assert await runner.count_events(execution_id, "step.started") == 0
@@ -212,8 +218,8 @@ async def test_an_output_over_the_limit_fails_the_step_once(database: Database) 
     assert (await runner.step(execution_id, "small")).status == "succeeded"
     large = await runner.step(execution_id, "large")
     assert large.status == "failed"
-    assert "over the limit of 1000 bytes" in large.error["message"]
-    assert "ORCHESTRION_ENGINE__MAX_OUTPUT_BYTES" in large.error["message"]
+    assert "over the limit of 1000 bytes" in _message(large)
+    assert "ORCHESTRION_ENGINE__MAX_OUTPUT_BYTES" in _message(large)
     assert Counted.runs[f"{execution_id}:large"] == 1  # not retried: it would be too big again
 
 
@@ -223,7 +229,7 @@ async def test_iteration_outputs_adding_up_past_the_limit_fail_the_step(database
     execution_id = await runner.start(_workflow("sum", fan), {"items": [1, 2, 3]})
     execution = await runner.finish(execution_id)
     assert execution.status == "failed"
-    message = (await runner.step(execution_id, "fan")).error["message"]
+    message = _message(await runner.step(execution_id, "fan"))
     assert "the iterations' outputs" in message
     assert "max_output_bytes" in message
 
@@ -245,7 +251,7 @@ async def test_a_result_that_cannot_be_stored_fails_once_not_forever(
     assert execution.status == "failed"
     state = await runner.step(execution_id, "odd")
     assert state.status == "failed"
-    assert "stor" in state.error["message"]  # "not storable" / "could not be stored"
+    assert "stor" in _message(state)  # "not storable" / "could not be stored"
     assert Counted.runs[f"{execution_id}:odd"] == 1
     assert await runner.count_events(execution_id, "step.failed") == 1
     assert await runner.engine.queue.count(queue=runner.engine.queue_name) == 0
@@ -264,7 +270,7 @@ async def test_sub_workflows_past_the_roots_budget_fail(database: Database) -> N
     execution_id = await runner.start(_workflow("root", fan), {"items": [1, 2, 3, 4, 5]})
     execution = await runner.finish(execution_id)
     assert execution.status == "failed"
-    message = (await runner.step(execution_id, "fan")).error["message"]
+    message = _message(await runner.step(execution_id, "fan"))
     assert "already started 3 child executions" in message
     assert "ORCHESTRION_ENGINE__MAX_CHILD_EXECUTIONS" in message
     assert await runner.children() == 3
@@ -278,7 +284,7 @@ async def test_sub_workflows_nest_at_most_max_child_depth(database: Database) ->
     execution_id = await runner.start(runner.workflows["deeper"], {})
     execution = await runner.finish(execution_id)
     assert execution.status == "failed"
-    assert "ORCHESTRION_ENGINE__MAX_CHILD_DEPTH" in execution.error["message"]
+    assert "ORCHESTRION_ENGINE__MAX_CHILD_DEPTH" in _message(execution)
     assert await runner.children() == 2  # depth 1 and 2; the third level was refused
 
 
@@ -301,7 +307,7 @@ async def test_a_task_handed_out_too_often_is_dead_lettered_and_fails_its_step(
         execution = await session.get(Execution, execution_id)
         assert execution is not None
         assert execution.status == "failed"
-    message = (await runner.step(execution_id, "s")).error["message"]
+    message = _message(await runner.step(execution_id, "s"))
     assert "3 times" in message
     assert "ORCHESTRION_ENGINE__MAX_TASK_ATTEMPTS" in message
     assert f"{execution_id}:s" not in Counted.runs

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 
 from orchestrion.settings import Settings
@@ -28,7 +29,9 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
     )
 
 
-async def test_inputs_over_the_limit_answer_413(client, admin_headers) -> None:
+async def test_inputs_over_the_limit_answer_413(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
     workflow_id = await create_workflow(
         client, admin_headers, [{"id": "t", "type": "transform", "with": {}}]
     )
@@ -46,7 +49,9 @@ async def test_inputs_over_the_limit_answer_413(client, admin_headers) -> None:
     assert [e["id"] for e in listed.json()["data"]] == [fits.json()["id"]]
 
 
-async def test_too_many_active_executions_answer_429(client, admin_headers) -> None:
+async def test_too_many_active_executions_answer_429(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
     workflow_id = await create_workflow(
         client, admin_headers, [{"id": "ok", "type": "approval", "with": {}}]
     )
@@ -71,7 +76,7 @@ async def test_too_many_active_executions_answer_429(client, admin_headers) -> N
     assert again.status_code == 202, again.text
 
 
-async def test_start_routes_declare_413_and_429(client) -> None:
+async def test_start_routes_declare_413_and_429(client: httpx.AsyncClient) -> None:
     document = (await client.get("/openapi.json")).json()
     for path in ("/api/v1/workflows/{workflow_id}/executions", "/api/v1/hooks/{trigger_id}"):
         answers = document["paths"][path]["post"]["responses"]
