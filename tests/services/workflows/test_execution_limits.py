@@ -74,6 +74,10 @@ async def test_too_many_active_executions_answer_429(
     await wait_until(client, admin_headers, started[0], lambda e: e["status"] == "cancelled")
     again = await client.post(url, json={"inputs": {}}, headers=admin_headers)
     assert again.status_code == 202, again.text
+    # Retrying an ended execution makes it active again: the same limit applies.
+    retried = await client.post(f"/api/v1/executions/{started[0]}/retry", headers=admin_headers)
+    assert retried.status_code == 429, retried.text
+    assert retried.headers["retry-after"] == "10"
 
 
 async def test_start_routes_declare_413_and_429(client: httpx.AsyncClient) -> None:

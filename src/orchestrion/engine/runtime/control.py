@@ -1,6 +1,7 @@
 """Control of one execution from the API: cancel, pause, resume, retry, approve, signal.
 
-Each runs in the caller's transaction and raises the API's errors (404, 409, 422).
+Each runs in the caller's transaction and raises the API's errors (404, 409, 422; 429
+when a retry would pass the tenant's active executions).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from orchestrion.engine.events import (
 from orchestrion.engine.models import Signal, StepResult
 from orchestrion.engine.outcomes import Failed, Outcome, Succeeded
 from orchestrion.engine.runtime.core import NO_ITERATION
+from orchestrion.engine.runtime.limits import check_active
 from orchestrion.engine.runtime.parts import EngineParts
 from orchestrion.engine.runtime.starting import schema_errors
 from orchestrion.engine.runtime.transition import Transition
@@ -88,6 +90,8 @@ class Control:
             raise Conflict(
                 f"only failed or cancelled executions can be retried, not {execution.status}"
             )
+        if execution.parent_execution_id is None:  # it becomes active again (429 if full)
+            await check_active(session, self.parts.limits, tenant_id=execution.tenant_id)
         kept: list[tuple[str, StepResult]] = []
         for state in transition.states.values():
             if state.status in (StepStatus.SUCCEEDED, StepStatus.SKIPPED):

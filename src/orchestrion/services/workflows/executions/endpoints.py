@@ -291,7 +291,7 @@ async def resume(
 @router.post(
     "/api/v1/executions/{execution_id}/retry",
     response_model=ExecutionRead,
-    responses=_CONTROL_ERRORS,
+    responses={**_CONTROL_ERRORS, 429: START_LIMITS[429]},
     summary="Retry a failed execution",
 )
 async def retry(
