@@ -311,3 +311,23 @@ async def test_a_task_handed_out_too_often_is_dead_lettered_and_fails_its_step(
     assert "3 times" in message
     assert "ORCHESTRION_ENGINE__MAX_TASK_ATTEMPTS" in message
     assert f"{execution_id}:s" not in Counted.runs
+
+
+async def test_a_dead_lettered_timer_ends_its_wait(database: Database) -> None:
+    queue = TaskQueue(database, lease=timedelta(seconds=-1), max_attempts=2)
+    runner = Runner(database, EngineLimits(max_task_attempts=2), queue=queue)
+    name = runner.engine.queue_name
+    execution_id = await runner.start(
+        _workflow("nap", {"id": "nap", "type": "delay", "with": {"seconds": 0}}), {}
+    )
+    [run] = await queue.claim(queue=name, owner="w")
+    assert run.payload["kind"] == "run"
+    await runner.engine.process(run, owner="w")  # the step now waits on its timer task
+    assert (await runner.step(execution_id, "nap")).status == "waiting"
+    for attempt in (1, 2):
+        [timer] = await queue.claim(queue=name, owner=f"crashed-{attempt}")
+        assert (timer.payload["kind"], timer.attempts) == ("resume", attempt)
+    assert await queue.claim(queue=name, owner="next") == []
+    state = await runner.step(execution_id, "nap")
+    assert state.status == "failed"
+    assert "ORCHESTRION_ENGINE__MAX_TASK_ATTEMPTS" in _message(state)
