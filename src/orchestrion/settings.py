@@ -227,7 +227,10 @@ class EngineSettings(BaseModel):
         "execution may start, counting every level.",
     )
     max_child_depth: int = Field(
-        default=8, ge=0, description="How deep child executions may nest under a root."
+        default=8,
+        ge=0,
+        le=15,
+        description="How deep child executions may nest under a root (at most 15).",
     )
     max_active_executions: int = Field(
         default=1000,

@@ -28,10 +28,12 @@ from sqlalchemy import Integer, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orchestrion.engine.models import Execution
-from orchestrion.engine.statuses import TERMINAL
+from orchestrion.engine.statuses import TERMINAL, ExecutionStatus
 from orchestrion.kernel.errors import Conflict, PayloadTooLarge, TooManyRequests
 
 MIB = 1024 * 1024
+#: Statuses of an unfinished execution (every status but the terminal ones).
+ACTIVE = tuple(status for status in ExecutionStatus if status not in TERMINAL)
 #: Seconds a client refused for too many active executions is told to wait.
 RETRY_AFTER_SECONDS = 10
 # A NUL character, escaped by json.dumps as \u0000 (not preceded by an escaping backslash):
@@ -149,8 +151,8 @@ async def check_active(session: AsyncSession, limits: EngineLimits, *, tenant_id
         .select_from(Execution)
         .where(
             Execution.tenant_id == tenant_id,
+            Execution.status.in_(ACTIVE),  # by index (tenant_id, status)
             Execution.parent_execution_id.is_(None),
-            Execution.status.not_in(TERMINAL),
         )
     )
     if int(busy.scalar_one()) >= limits.max_active_executions:
