@@ -45,6 +45,14 @@ async def test_inputs_over_the_limit_answer_413(
     assert problem["status"] == 413
     assert "over the limit of 1024 bytes" in problem["detail"]
     assert "ORCHESTRION_ENGINE__MAX_INPUT_BYTES" in problem["detail"]
+    # Inputs no backend stores the same way (PostgreSQL's JSONB refuses NaN) are invalid.
+    nan = await client.post(
+        url,
+        content=b'{"inputs": {"x": NaN}}',
+        headers={**admin_headers, "Content-Type": "application/json"},
+    )
+    assert nan.status_code == 422, nan.text
+    assert "not storable as JSON" in nan.json()["detail"]
     listed = await client.get("/api/v1/executions", headers=admin_headers)
     assert [e["id"] for e in listed.json()["data"]] == [fits.json()["id"]]
 

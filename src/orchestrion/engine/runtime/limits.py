@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from orchestrion.engine.models import Execution
 from orchestrion.engine.statuses import TERMINAL, ExecutionStatus
-from orchestrion.kernel.errors import Conflict, PayloadTooLarge, TooManyRequests
+from orchestrion.kernel.errors import Conflict, PayloadTooLarge, TooManyRequests, ValidationFailed
 
 MIB = 1024 * 1024
 #: Statuses of an unfinished execution (every status but the terminal ones).
@@ -128,11 +128,13 @@ def items_refusal(limits: EngineLimits, count: int) -> str | None:
 
 
 def check_inputs(limits: EngineLimits, inputs: Any) -> None:
-    """Refuse inputs that cannot be stored or are over ``max_input_bytes`` (413)."""
+    """Refuse inputs over ``max_input_bytes`` (413) or that cannot be stored (422)."""
     try:
         size = json_size(inputs)
     except UnstorableValue as exc:
-        raise InputsTooLarge(f"the inputs are {exc}") from None
+        raise ValidationFailed(
+            f"the inputs are {exc}", errors=[{"loc": ["inputs"], "msg": str(exc)}]
+        ) from None
     if size > limits.max_input_bytes:
         raise InputsTooLarge(
             f"the inputs are {size} bytes, over the limit of {limits.max_input_bytes} bytes "
