@@ -94,3 +94,31 @@ async def test_start_routes_declare_413_and_429(client: httpx.AsyncClient) -> No
         answers = document["paths"][path]["post"]["responses"]
         assert {"413", "429"} <= set(answers), (path, sorted(answers))
         assert "Retry-After" in answers["429"]["headers"]
+    retry = document["paths"]["/api/v1/executions/{execution_id}/retry"]["post"]["responses"]
+    assert "Retry-After" in retry["429"]["headers"]
+    for action in ("signal", "steps/{step_id}/approve"):
+        answers = document["paths"][f"/api/v1/executions/{{execution_id}}/{action}"]["post"]
+        assert "413" in answers["responses"], action
+
+
+async def test_signal_data_over_the_limit_answer_413(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    workflow_id = await create_workflow(
+        client,
+        admin_headers,
+        [{"id": "hear", "type": "wait_for_event", "with": {"event": "go"}}],
+    )
+    started = await client.post(
+        f"/api/v1/workflows/{workflow_id}/executions", json={"inputs": {}}, headers=admin_headers
+    )
+    assert started.status_code == 202, started.text
+    url = f"/api/v1/executions/{started.json()['id']}/signal"
+    refused = await client.post(
+        url, json={"event": "go", "data": {"text": "x" * 2000}}, headers=admin_headers
+    )
+    assert refused.status_code == 413, refused.text
+    assert "the signal's data are" in refused.json()["detail"]
+    assert "ORCHESTRION_ENGINE__MAX_INPUT_BYTES" in refused.json()["detail"]
+    taken = await client.post(url, json={"event": "go", "data": {"ok": 1}}, headers=admin_headers)
+    assert taken.status_code in (200, 202), taken.text

@@ -127,19 +127,21 @@ def items_refusal(limits: EngineLimits, count: int) -> str | None:
     )
 
 
-def check_inputs(limits: EngineLimits, inputs: Any) -> None:
-    """Refuse inputs over ``max_input_bytes`` (413) or that cannot be stored (422)."""
+def check_inputs(
+    limits: EngineLimits, inputs: Any, *, what: str = "the inputs", loc: str = "inputs"
+) -> None:
+    """Refuse inputs (or data sent to an execution: a signal's, an approval's) over
+    ``max_input_bytes`` (413) or that cannot be stored (422)."""
     try:
         size = json_size(inputs)
     except UnstorableValue as exc:
-        raise ValidationFailed(
-            f"the inputs are {exc}", errors=[{"loc": ["inputs"], "msg": str(exc)}]
-        ) from None
+        errors = [{"loc": [loc], "msg": str(exc)}]
+        raise ValidationFailed(f"{what} are {exc}", errors=errors) from None
     if size > limits.max_input_bytes:
         raise InputsTooLarge(
-            f"the inputs are {size} bytes, over the limit of {limits.max_input_bytes} bytes "
+            f"{what} are {size} bytes, over the limit of {limits.max_input_bytes} bytes "
             f"(max_input_bytes, {setting('max_input_bytes')})",
-            errors=[{"loc": ["inputs"], "msg": f"larger than {limits.max_input_bytes} bytes"}],
+            errors=[{"loc": [loc], "msg": f"larger than {limits.max_input_bytes} bytes"}],
         )
 
 

@@ -304,7 +304,7 @@ async def retry(
 @router.post(
     "/api/v1/executions/{execution_id}/steps/{step_id}/approve",
     response_model=ExecutionRead,
-    responses=problems(401, 403, 404, 409, 422),
+    responses={**problems(401, 403, 404, 409, 422), 413: START_LIMITS[413]},
     summary="Approve or reject a step",
 )
 async def approve(
@@ -333,7 +333,7 @@ async def approve(
 @router.post(
     "/api/v1/executions/{execution_id}/signal",
     response_model=SignalRead,
-    responses=problems(401, 403, 404, 409, 422),
+    responses={**problems(401, 403, 404, 409, 422), 413: START_LIMITS[413]},
     summary="Send an event to an execution",
 )
 async def signal(
