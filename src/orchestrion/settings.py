@@ -222,6 +222,45 @@ class EngineSettings(BaseModel):
     poll_seconds: float = Field(
         default=1.0, gt=0, description="Longest sleep of an idle worker between checks."
     )
+    max_items: int = Field(
+        default=10_000,
+        ge=1,
+        description="Most items a `for_each` step fans out over; a longer list fails the step.",
+    )
+    max_child_executions: int = Field(
+        default=100,
+        ge=0,
+        description="Most child executions (`sub_workflow`, workflow tools) one root "
+        "execution may start, counting every level.",
+    )
+    max_child_depth: int = Field(
+        default=8,
+        ge=0,
+        le=15,
+        description="How deep child executions may nest under a root (at most 15).",
+    )
+    max_active_executions: int = Field(
+        default=1000,
+        ge=1,
+        description="Most unfinished root executions a tenant may have; starting one more "
+        "answers 429.",
+    )
+    max_output_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest step output (serialised JSON bytes); a larger one fails the step.",
+    )
+    max_input_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest execution inputs (serialised JSON bytes); larger answer 413.",
+    )
+    max_task_attempts: int = Field(
+        default=25,
+        ge=1,
+        description="Times a queued task is handed to a worker before it is dead-lettered "
+        "(a task that crashes its worker every time).",
+    )
 
     @field_validator("http_allowlist", "env_allowlist", mode="before")
     @classmethod

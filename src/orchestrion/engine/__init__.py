@@ -73,6 +73,7 @@ if TYPE_CHECKING:
         Resources,
     )
     from orchestrion.engine.runtime import Engine, EngineTaskHandler, EventListener, schema_errors
+    from orchestrion.engine.runtime.limits import EngineLimits
     from orchestrion.engine.statuses import (
         TERMINAL,
         ExecutionStatus,
@@ -158,6 +159,7 @@ _EXPORTS: dict[str, str] = {
         ("Engine", "EngineTaskHandler", "EventListener", "schema_errors"),
         "orchestrion.engine.runtime",
     ),
+    "EngineLimits": "orchestrion.engine.runtime.limits",
     **dict.fromkeys(
         (
             "TERMINAL",
@@ -189,6 +191,7 @@ __all__ = [
     "ChildWorkflows",
     "DefinitionError",
     "Engine",
+    "EngineLimits",
     "EngineTaskHandler",
     "Event",
     "EventListener",

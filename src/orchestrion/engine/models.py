@@ -27,6 +27,7 @@ class Execution(IdMixin, Base):
         Index("ix_wf_executions_tenant_created", "tenant_id", "created_at"),
         Index("ix_wf_executions_workflow", "workflow_id", "status"),
         Index("ix_wf_executions_slots", "workflow_id", "concurrency_key", "status"),
+        Index("ix_wf_executions_tenant_status", "tenant_id", "status"),
     )
 
     tenant_id: Mapped[str] = mapped_column(String(36))

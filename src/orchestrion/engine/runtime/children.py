@@ -1,8 +1,9 @@
 """Children: ``child`` waits start another execution; its end resolves the wait.
 
 A child's usage adds up to its parent's (only what it has not given yet: a retried
-child finishes again). Children nest at most :data:`MAX_DEPTH` deep, and stop when
-their parent stops.
+child finishes again). Children nest at most ``max_child_depth`` deep, a root starts at
+most ``max_child_executions`` of them (:mod:`.limits`), and they stop when their parent
+stops.
 """
 
 from __future__ import annotations
@@ -15,23 +16,14 @@ from orchestrion.engine.definition import StepDefinition
 from orchestrion.engine.models import Execution, Wait
 from orchestrion.engine.outcomes import Failed, Outcome, Succeeded
 from orchestrion.engine.runtime.core import NO_ITERATION, TransitionCore
+from orchestrion.engine.runtime.limits import ChildLimitReached, InputsTooLarge
 from orchestrion.engine.runtime.recording import USAGE_KEYS, add_usage
 from orchestrion.engine.statuses import TERMINAL, ExecutionStatus, WaitKind
 from orchestrion.kernel.errors import ValidationFailed
 
-MAX_DEPTH = 8
-
 
 class Children(TransitionCore):
     """Starting children, hearing of their end, cancelling them."""
-
-    async def depth(self) -> int:
-        """How many ancestors this execution has (up to ``MAX_DEPTH + 1``)."""
-        depth, ancestor = 0, self.execution
-        while ancestor.parent_execution_id and depth <= MAX_DEPTH:
-            depth += 1
-            ancestor = await self.session.get(Execution, ancestor.parent_execution_id) or ancestor
-        return depth
 
     async def start_child(
         self, *, step: StepDefinition, index: int | None, spec: dict[str, Any]
@@ -42,8 +34,6 @@ class Children(TransitionCore):
         resolver = self.parts.resolver
         if resolver is None:
             return Failed("sub-workflows are not available here", retryable=False)
-        if await self.depth() >= MAX_DEPTH:
-            return Failed(f"sub-workflows nested deeper than {MAX_DEPTH}", retryable=False)
         workflow_id = str(spec["workflow_id"])
         found = await resolver(self.session, self.execution.tenant_id, workflow_id)
         if found is None:
@@ -66,6 +56,8 @@ class Children(TransitionCore):
             return Failed(
                 f"child inputs: {exc.detail}", retryable=False, details={"errors": exc.errors}
             )
+        except (ChildLimitReached, InputsTooLarge) as exc:
+            return Failed(f"sub-workflow not started: {exc.detail}", retryable=False)
         return child.id
 
     async def tell_parent(self) -> None:

@@ -1,6 +1,8 @@
 """Control of one execution from the API: cancel, pause, resume, retry, approve, signal.
 
-Each runs in the caller's transaction and raises the API's errors (404, 409, 422).
+Each runs in the caller's transaction and raises the API's errors (404, 409, 422; 413
+for data over ``max_input_bytes``; 429 when a retry would pass the tenant's active
+executions).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from orchestrion.engine.events import (
 from orchestrion.engine.models import Signal, StepResult
 from orchestrion.engine.outcomes import Failed, Outcome, Succeeded
 from orchestrion.engine.runtime.core import NO_ITERATION
+from orchestrion.engine.runtime.limits import check_active, check_inputs
 from orchestrion.engine.runtime.parts import EngineParts
 from orchestrion.engine.runtime.starting import schema_errors
 from orchestrion.engine.runtime.transition import Transition
@@ -88,6 +91,8 @@ class Control:
             raise Conflict(
                 f"only failed or cancelled executions can be retried, not {execution.status}"
             )
+        if execution.parent_execution_id is None:  # it becomes active again (429 if full)
+            await check_active(session, self.parts.limits, tenant_id=execution.tenant_id)
         kept: list[tuple[str, StepResult]] = []
         for state in transition.states.values():
             if state.status in (StepStatus.SUCCEEDED, StepStatus.SKIPPED):
@@ -136,6 +141,7 @@ class Control:
         index: int | None = None,
     ) -> None:
         """Approve or reject a waiting ``approval`` wait (of a step, or one iteration)."""
+        check_inputs(self.parts.limits, data, what="the approval data", loc="data")
         transition = await self._open_running(session, execution_id)
         waits = await transition.waits(step_id=step_id, kind=WaitKind.APPROVAL)
         if index is not None:
@@ -163,6 +169,7 @@ class Control:
         self, session: AsyncSession, *, execution_id: str, name: str, data: Any
     ) -> bool:
         """Deliver an event; True when a waiting step took it, False when it is kept."""
+        check_inputs(self.parts.limits, data, what="the signal's data", loc="data")
         transition = await self._open_running(session, execution_id)
         transition.emit(SignalReceived(name=name, data_=data))
         for wait in await transition.waits(kind=WaitKind.EVENT):

@@ -17,6 +17,7 @@ from orchestrion.engine.models import Execution
 from orchestrion.engine.registry import StepTypeRegistry, default_registry
 from orchestrion.engine.requirements import Requirement, Resources
 from orchestrion.engine.runtime.control import Control
+from orchestrion.engine.runtime.limits import EngineLimits
 from orchestrion.engine.runtime.parts import EngineParts, EventListener, Tracker, WorkflowResolver
 from orchestrion.engine.runtime.starting import start_execution
 from orchestrion.engine.runtime.steps import Prepared
@@ -43,9 +44,11 @@ class Engine(Control):
         outbox_topic: str | None = None,
         handlers: Mapping[str, EngineTaskHandler] | None = None,
         listeners: Iterable[EventListener] = (),
+        limits: EngineLimits | None = None,
     ) -> None:
         self.database = database
-        self.queue = queue or TaskQueue(database)
+        self.limits = limits or EngineLimits()
+        self.queue = queue or TaskQueue(database, max_attempts=self.limits.max_task_attempts)
         self.registry = registry
         self.resolver = resolver
         self.outbox_topic = outbox_topic
@@ -64,10 +67,13 @@ class Engine(Control):
                 resolver=resolver,
                 outbox_topic=outbox_topic,
                 resources=self.resources,
+                limits=self.limits,
             )
         )
         bound = {kind: functools.partial(h, self) for kind, h in (handlers or {}).items()}
         self.tasks = TaskRunner(self.parts, bound)
+        if self.queue.on_dead is None:
+            self.queue.on_dead = self.tasks.bury
 
     @property
     def queue_name(self) -> str:

@@ -21,6 +21,7 @@ from orchestrion.engine.definition import WorkflowDefinition
 from orchestrion.engine.models import Execution
 from orchestrion.engine.registry import StepTypeRegistry
 from orchestrion.engine.requirements import Resources
+from orchestrion.engine.runtime.limits import EngineLimits
 from orchestrion.engine.statuses import TERMINAL
 from orchestrion.kernel.db.engine import Database
 from orchestrion.kernel.queue import ClaimedTask, TaskQueue
@@ -112,6 +113,8 @@ class EngineParts:
     queue_name: str = QUEUE_NAME
     #: What this process provides to step types (the runtime adds its own).
     resources: Resources = field(default_factory=Resources)
+    #: What one request, execution tree or tenant may use (see :mod:`.limits`).
+    limits: EngineLimits = field(default_factory=EngineLimits)
     executor: StepExecutor = field(init=False)
     _definitions: dict[tuple[str, int], WorkflowDefinition] = field(default_factory=dict)
 

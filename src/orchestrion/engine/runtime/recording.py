@@ -17,8 +17,9 @@ from orchestrion.engine.context import backoff_seconds
 from orchestrion.engine.definition import RetryPolicy, StepDefinition
 from orchestrion.engine.events import IterationSucceeded, RetryScheduled, StepFailed, StepSucceeded
 from orchestrion.engine.models import Execution, LlmUsage
-from orchestrion.engine.outcomes import Failed, ModelUsage, Outcome, Succeeded
+from orchestrion.engine.outcomes import Failed, ModelUsage, Outcome, Succeeded, Waiting
 from orchestrion.engine.runtime.core import NO_ITERATION, TransitionCore
+from orchestrion.engine.runtime.limits import output_refusal
 from orchestrion.engine.statuses import StepStatus, TaskKind
 from orchestrion.kernel.ids import new_id, utcnow
 
@@ -42,9 +43,10 @@ class Recording(TransitionCore):
     async def record(
         self, step: StepDefinition, index: int | None, attempt: int, outcome: Outcome
     ) -> None:
-        """Apply what one attempt produced."""
+        """Apply what one attempt produced (a result that cannot be stored fails the step)."""
         if isinstance(outcome, Succeeded | Failed) and outcome.usage:
             await self.record_usage(step.id, index, attempt, outcome.usage)
+        outcome = self.storable(outcome)
         if isinstance(outcome, Succeeded):
             if index is None:
                 await self.succeed_step(step, outcome.output, attempt=attempt)
@@ -55,6 +57,33 @@ class Recording(TransitionCore):
         else:
             await self.wait(step, index, attempt, outcome)
 
+    def storable(self, outcome: Outcome) -> Outcome:
+        """``outcome``, or the non-retryable failure its result becomes when it cannot be
+        stored: not JSON, or over ``max_output_bytes`` (retrying would give it again)."""
+        limits = self.parts.limits
+        if isinstance(outcome, Succeeded):
+            refusal = output_refusal(limits, outcome.output)
+            if refusal is not None:
+                return Failed(refusal, retryable=False, usage=outcome.usage)
+        elif isinstance(outcome, Failed) and outcome.details is not None:
+            if output_refusal(limits, outcome.details, what="the error's details") is not None:
+                return Failed(
+                    outcome.message[:2000],
+                    outcome.retryable,
+                    {"dropped": "the details could not be stored"},
+                    outcome.usage,
+                )
+        elif isinstance(outcome, Waiting):
+            refusal = output_refusal(limits, outcome.data, what="the wait's data")
+            if refusal is not None:
+                return Failed(refusal, retryable=False)
+        if isinstance(outcome, Failed) and len(outcome.message) > 4000:
+            # Messages are stored with the error and in the log; keep their head.
+            return Failed(
+                outcome.message[:4000] + "...", outcome.retryable, outcome.details, outcome.usage
+            )
+        return outcome
+
     async def keep_late(
         self, step: StepDefinition, index: int | None, attempt: int, outcome: Outcome
     ) -> None:
@@ -62,6 +91,7 @@ class Recording(TransitionCore):
         and keep a success, unannounced, so that a retry reuses it instead of paying again."""
         if isinstance(outcome, Succeeded | Failed) and outcome.usage:
             await self.record_usage(step.id, index, attempt, outcome.usage)
+        outcome = self.storable(outcome)
         if isinstance(outcome, Succeeded):
             await self.insert_result(
                 step.id,
@@ -163,7 +193,12 @@ class Recording(TransitionCore):
         items = state.items or []
         if len(done) == len(items):
             ordered = {r.iteration: r.output for r in results}
-            await self.succeed_step(step, [ordered[i] for i in range(len(items))], attempt=1)
+            output = [ordered[i] for i in range(len(items))]
+            refusal = output_refusal(self.parts.limits, output, what="the iterations' outputs")
+            if refusal is not None:
+                await self.fail_step(step, None, Failed(refusal, retryable=False), 1)
+                return
+            await self.succeed_step(step, output, attempt=1)
             return
         state.status = StepStatus.RUNNING
         await self.launch_iterations(step, done=done)

@@ -12,6 +12,7 @@ from orchestrion.engine.events import StepSkipped, StepStarted
 from orchestrion.engine.expressions import ExpressionError, parse_expression
 from orchestrion.engine.outcomes import Failed, Succeeded
 from orchestrion.engine.runtime.core import TransitionCore
+from orchestrion.engine.runtime.limits import items_refusal
 from orchestrion.engine.statuses import STEP_DONE, StepStatus, TaskKind
 from orchestrion.kernel.ids import utcnow
 
@@ -65,6 +66,10 @@ class Scheduling(TransitionCore):
         if not isinstance(items, list):
             message = f"'for_each' must give a list, got {type(items).__name__}"
             await self.record(step, None, 1, Failed(message, retryable=False))
+            return
+        refusal = items_refusal(self.parts.limits, len(items))
+        if refusal is not None:
+            await self.record(step, None, 1, Failed(refusal, retryable=False))
             return
         state.items = items
         state.status = StepStatus.RUNNING

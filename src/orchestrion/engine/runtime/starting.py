@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from orchestrion.engine.events import ExecutionQueued, ExecutionStarted
 from orchestrion.engine.models import Execution, StepState
 from orchestrion.engine.runtime.concurrency import concurrency_key, slot_free
+from orchestrion.engine.runtime.limits import check_active, check_child, check_inputs
 from orchestrion.engine.runtime.parts import EngineParts
 from orchestrion.engine.runtime.transition import Transition
 from orchestrion.engine.statuses import ExecutionStatus, StepStatus
@@ -40,10 +41,19 @@ async def start_execution(
     priority: int = 0,
     parent: tuple[str, str, int | None] | None = None,
 ) -> Execution:
-    """Create an execution and schedule its first steps, in the caller's transaction."""
+    """Create an execution and schedule its first steps, in the caller's transaction.
+
+    Inputs over the size limit answer 413, a tenant's root executions over its limit
+    429; a child past its tree's limits raises ``ChildLimitReached``.
+    """
+    check_inputs(parts.limits, inputs)
     errors = schema_errors(definition.get("inputs") or {}, inputs, where="inputs")
     if errors:
         raise ValidationFailed("the inputs do not match the workflow's schema", errors=errors)
+    if parent is None:
+        await check_active(session, parts.limits, tenant_id=tenant_id)
+    else:
+        await check_child(session, parts.limits, parent_id=parent[0])
     now = utcnow()
     execution = Execution(
         tenant_id=tenant_id,

@@ -24,6 +24,12 @@ from orchestrion.engine.requirements import (
     Resources,
     Unavailable,
 )
+from orchestrion.engine.runtime.limits import (
+    ChildLimitReached,
+    InputsTooLarge,
+    UnstorableValue,
+    output_refusal,
+)
 from orchestrion.engine.statuses import TERMINAL, ExecutionStatus
 from orchestrion.kernel.errors import ValidationFailed
 from orchestrion.kernel.ids import utcnow
@@ -97,6 +103,8 @@ class StepExecutor:
             return Failed(f"expression error: {exc}", retryable=False)
         except Unavailable as exc:
             return Failed(f"step type {body.type!r}: {exc}", retryable=False)
+        except UnstorableValue as exc:  # a part it would record cannot be: retrying won't help
+            return Failed(str(exc), retryable=False)
         except Exception as exc:  # a step type's bug must fail the step, not the worker
             logger.exception("step %s (%s) raised", call.step_id, body.type)
             return Failed(f"{type(exc).__name__}: {exc}")
@@ -140,6 +148,9 @@ class DatabaseJournal:
         """Record ``part`` and count its usage, in one transaction (once)."""
         from orchestrion.engine.runtime.transition import Transition
 
+        refusal = output_refusal(self.parts.limits, entry.output, what=f"part {part} of the output")
+        if refusal is not None:
+            raise UnstorableValue(refusal)
         async with self.parts.database.session() as session:
             transition = await Transition.open(self.parts, session, call.execution_id)
             if transition is None:
@@ -213,6 +224,8 @@ class ChildRunner:
                 )
             except ValidationFailed as exc:
                 raise ChildWorkflowError(f"inputs do not fit: {exc.errors or exc.detail}") from None
+            except (ChildLimitReached, InputsTooLarge) as exc:
+                raise ChildWorkflowError(f"not started: {exc.detail}") from None
             child_id = child.id
         deadline = time.monotonic() + seconds
         while True:

@@ -5,14 +5,18 @@ Each step attempt goes through three short transactions at most: *start* (append
 network), *record* (the outcome, the next tasks, the new status; one transaction). A
 crash between *start* and *record* leaves the task leased; its lease expires and a
 worker runs the attempt again. Outcomes are recorded under a unique key, so a step
-completes once whatever races happen.
+completes once whatever races happen. A result the database refuses (a data error, not
+a lost connection) fails the step once instead: run again, it would be refused again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
+from typing import Any
 
+from sqlalchemy.exc import DataError, StatementError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orchestrion.engine.definition import StepDefinition
@@ -20,11 +24,14 @@ from orchestrion.engine.events import CompensationFailed, StepCompensated
 from orchestrion.engine.models import StepResult, Wait
 from orchestrion.engine.outcomes import Failed, Outcome, StepCall, Succeeded
 from orchestrion.engine.runtime.core import NO_ITERATION
+from orchestrion.engine.runtime.limits import setting
 from orchestrion.engine.runtime.parts import EngineParts, TaskHandler
 from orchestrion.engine.runtime.steps import Prepared
 from orchestrion.engine.runtime.transition import Transition
 from orchestrion.engine.statuses import TERMINAL, ExecutionStatus, TaskKind
-from orchestrion.kernel.queue import PARKED, ClaimedTask
+from orchestrion.kernel.queue import PARKED, ClaimedTask, DeadLetter
+
+logger = logging.getLogger("orchestrion.engine")
 
 
 class TaskRunner:
@@ -100,10 +107,28 @@ class TaskRunner:
             prepared = (await self.start_claimed([task], owner=owner))[task.id]
         if prepared is None:
             return []
-        step, index, attempt, call = prepared.step, prepared.index, prepared.attempt, prepared.call
+        step, call = prepared.step, prepared.call
         outcome = await self._run_tracked(call.execution_id, step, call)
         if outcome is None:
             return []  # cancelled: the cancel already settled the step
+        try:
+            return await self._record(prepared, owner, outcome, capacity=capacity)
+        except Exception as exc:
+            if not _refused(exc):
+                raise  # e.g. the database went away: the lease runs out, a worker retries
+            logger.exception("the result of step %s could not be stored", step.id)
+            first_line = (str(exc).splitlines() or [""])[0][:300]
+            failure = Failed(
+                f"the step's result could not be stored ({type(exc).__name__}: {first_line})",
+                retryable=False,
+            )
+            return await self._record(prepared, owner, failure, capacity=capacity)
+
+    async def _record(
+        self, prepared: Prepared, owner: str, outcome: Outcome, *, capacity: int
+    ) -> list[Prepared]:
+        task, step, index, attempt = prepared.task, prepared.step, prepared.index, prepared.attempt
+        call = prepared.call
         async with self.parts.database.session() as session:
             # Lock the execution before touching the task: every transaction takes
             # the execution first, so PostgreSQL never sees a lock-order deadlock.
@@ -120,6 +145,46 @@ class TaskRunner:
             await transition.record(step, index, attempt, outcome)
             await transition.advance()
             return list(transition.prepared)
+
+    async def bury(self, dead: list[DeadLetter]) -> None:
+        """Tasks given up on (``max_task_attempts``): fail the steps (or waits) they
+        served, so their executions end instead of waiting for a task that is gone."""
+        for letter in dead:
+            payload = letter.payload
+            if payload.get("kind") not in _BURIED or "execution_id" not in payload:
+                continue  # another owner's kind (e.g. a schedule's): logged by the queue
+            message = (
+                f"the step's task was handed to workers {letter.attempts} times without "
+                f"finishing, the limit (max_task_attempts, {setting('max_task_attempts')})"
+            )
+            async with self.parts.database.session() as session:
+                transition = await Transition.open(self.parts, session, payload["execution_id"])
+                if transition is not None and transition.execution.status not in TERMINAL:
+                    await self._bury_one(session, transition, payload, message)
+
+    async def _bury_one(
+        self, session: AsyncSession, transition: Transition, payload: dict[str, Any], message: str
+    ) -> None:
+        kind = payload["kind"]
+        if kind == TaskKind.COMPENSATE:
+            await transition.finish(ExecutionStatus.FAILED)
+            return
+        if transition.execution.error is not None:
+            return  # failing already: its open steps were stopped
+        step = transition.step(payload["step_id"])
+        index: int | None = payload.get("index")
+        iteration = NO_ITERATION if index is None else index
+        failure = Failed(message, retryable=False)
+        if kind == TaskKind.RUN:
+            if await session.get(StepResult, (transition.execution.id, step.id, iteration)):
+                return
+            await transition.record(step, index, int(payload.get("attempt", 1)), failure)
+        else:  # a timer: end the wait it would have ended
+            wait = await session.get(Wait, (transition.execution.id, step.id, iteration))
+            if wait is None or wait.attempt != payload.get("attempt"):
+                return
+            await transition.resolve_wait(wait, failure)
+        await transition.advance()
 
     async def _run_tracked(
         self, execution_id: str, step: StepDefinition, call: StepCall
@@ -212,6 +277,28 @@ class TaskRunner:
     def running_executions(self) -> set[str]:
         """Executions with a step attempt running in this process."""
         return set(self.parts.tracker.running)
+
+
+_BURIED = {TaskKind.RUN, TaskKind.RESUME, TaskKind.TIMEOUT, TaskKind.COMPENSATE}
+
+
+def _refused(exc: Exception) -> bool:
+    """Whether recording failed on the data itself (it would fail again), not the database."""
+    if isinstance(exc, DataError):
+        return True
+    if isinstance(exc, StatementError):
+        # A value the driver could not bind (asyncpg's client-side DataError is a
+        # ValueError); a lost connection, a lock or serialisation error is worth retrying.
+        cause: BaseException | None = exc.orig
+        while cause is not None:
+            if isinstance(cause, _UNBINDABLE):
+                return True
+            cause = cause.__cause__
+        return False
+    return isinstance(exc, (*_UNBINDABLE, RecursionError))
+
+
+_UNBINDABLE = (TypeError, ValueError, OverflowError)
 
 
 def _current_task_cancelling() -> bool:

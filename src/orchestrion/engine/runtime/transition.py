@@ -19,6 +19,7 @@ from orchestrion.engine.models import Wait
 from orchestrion.engine.runtime.children import Children
 from orchestrion.engine.runtime.compensation import Compensation
 from orchestrion.engine.runtime.concurrency import Concurrency
+from orchestrion.engine.runtime.limits import output_refusal
 from orchestrion.engine.runtime.recording import Recording
 from orchestrion.engine.runtime.scheduling import Scheduling
 from orchestrion.engine.runtime.waits import Waits
@@ -76,6 +77,11 @@ class Transition(Scheduling, Recording, Waits, Children, Compensation, Concurren
             outputs = evaluate(self.definition.outputs, self.context())
         except ExpressionError as exc:
             self.execution.error = {"message": f"outputs: {exc}"}
+            await self.finish(ExecutionStatus.FAILED)
+            return
+        refusal = output_refusal(self.parts.limits, outputs, what="the execution's outputs")
+        if refusal is not None:
+            self.execution.error = {"message": refusal}
             await self.finish(ExecutionStatus.FAILED)
             return
         self.execution.outputs = outputs

@@ -1,6 +1,6 @@
 """A durable task queue on the platform's database (see :mod:`.queue`)."""
 
 from orchestrion.kernel.queue.models import Task
-from orchestrion.kernel.queue.queue import PARKED, ClaimedTask, TaskQueue
+from orchestrion.kernel.queue.queue import DEAD_SUFFIX, PARKED, ClaimedTask, DeadLetter, TaskQueue
 
-__all__ = ["PARKED", "ClaimedTask", "Task", "TaskQueue"]
+__all__ = ["DEAD_SUFFIX", "PARKED", "ClaimedTask", "DeadLetter", "Task", "TaskQueue"]

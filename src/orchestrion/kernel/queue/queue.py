@@ -8,6 +8,12 @@ the task again. Completing a task deletes it, again in the caller's transaction.
 PostgreSQL claims with ``FOR UPDATE SKIP LOCKED`` so workers never block each other,
 and wakes idle workers with ``NOTIFY`` sent at commit. SQLite serialises writers
 (``BEGIN IMMEDIATE``) and wakes workers of the same process with an in-memory event.
+
+A task handed out ``max_attempts`` times without being completed (one that crashes or
+hangs its worker every time) is not handed out again: the claim that would exceed the
+cap moves it to the dead-letter queue ``<queue>.dead`` instead (same table, never
+claimed), where :meth:`TaskQueue.dead_letters` lists it. Its key stays taken, so the
+same work enqueued again is still ignored.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,6 +37,8 @@ from orchestrion.kernel.queue.models import Task
 
 logger = logging.getLogger("orchestrion.queue")
 NOTIFY_CHANNEL = "orchestrion_tasks"
+#: The dead-letter queue of ``queue`` is ``queue + DEAD_SUFFIX``.
+DEAD_SUFFIX = ".dead"
 #: ``run_at`` of parked tasks (a paused execution's): far enough never to come.
 PARKED = datetime(9999, 1, 1, tzinfo=UTC)
 
@@ -47,12 +55,38 @@ class ClaimedTask:
     lease_expires_at: datetime
 
 
-class TaskQueue:
-    """Enqueue, claim, renew and complete tasks of named queues on one database."""
+@dataclass(frozen=True)
+class DeadLetter:
+    """A task given up on after ``attempts`` deliveries, at ``died_at``."""
 
-    def __init__(self, database: Database, *, lease: timedelta = timedelta(seconds=30)) -> None:
+    id: str
+    queue: str
+    key: str | None
+    payload: dict[str, Any]
+    attempts: int
+    died_at: datetime
+
+
+class TaskQueue:
+    """Enqueue, claim, renew and complete tasks of named queues on one database.
+
+    ``max_attempts`` caps how many times one task is handed out (see the module's
+    docstring); ``on_dead`` is called with the tasks a claim dead-lettered, after it
+    committed (the engine fails the steps they were running).
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        lease: timedelta = timedelta(seconds=30),
+        max_attempts: int = 25,
+        on_dead: Callable[[list[DeadLetter]], Awaitable[None]] | None = None,
+    ) -> None:
         self.database = database
         self.lease = lease
+        self.max_attempts = max_attempts
+        self.on_dead = on_dead
         self.postgres = not is_sqlite(database.url)
         self._wakeups: dict[str, asyncio.Event] = {}
         self._due: dict[str, datetime] = {}
@@ -205,7 +239,37 @@ class TaskQueue:
     # --- consuming ------------------------------------------------------------------
 
     async def claim(self, *, queue: str, owner: str, limit: int = 1) -> list[ClaimedTask]:
-        """Lease up to ``limit`` due tasks (highest priority, then oldest) to ``owner``."""
+        """Lease up to ``limit`` due tasks (highest priority, then oldest) to ``owner``.
+
+        Tasks already handed out ``max_attempts`` times are dead-lettered instead.
+        """
+        claimed: list[ClaimedTask] = []
+        dead: list[DeadLetter] = []
+        while len(claimed) < limit:
+            got, died = await self._claim(queue=queue, owner=owner, limit=limit - len(claimed))
+            claimed += got
+            dead += died
+            if not died:
+                break  # else the dead took places of due tasks: look again
+        if dead:
+            for letter in dead:
+                logger.error(
+                    "task %s (%s) on %s dead-lettered after %d attempts (max_task_attempts)",
+                    letter.id,
+                    letter.key,
+                    queue,
+                    letter.attempts,
+                )
+            if self.on_dead is not None:
+                try:
+                    await self.on_dead(dead)
+                except Exception:
+                    logger.exception("handling %d dead-lettered tasks failed", len(dead))
+        return claimed
+
+    async def _claim(
+        self, *, queue: str, owner: str, limit: int
+    ) -> tuple[list[ClaimedTask], list[DeadLetter]]:
         now = utcnow()
         expires = now + self.lease
         due = (
@@ -223,14 +287,27 @@ class TaskQueue:
         async with self.database.session() as session:
             ids = list((await session.execute(due)).scalars())
             if not ids:
-                return []
+                return [], []
+            spent = Task.attempts >= self.max_attempts
             await session.execute(
                 update(Task)
-                .where(Task.id.in_(ids))
+                .where(Task.id.in_(ids), spent)
+                .values(
+                    queue=queue + DEAD_SUFFIX,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    run_at=now,
+                    # Out of its group: cancelling or pausing the work keeps the record.
+                    group_key=None,
+                )
+            )
+            await session.execute(
+                update(Task)
+                .where(Task.id.in_(ids), ~spent)
                 .values(lease_owner=owner, lease_expires_at=expires, attempts=Task.attempts + 1)
             )
-            rows = (await session.execute(select(Task).where(Task.id.in_(ids)))).scalars()
-            return [
+            rows = list((await session.execute(select(Task).where(Task.id.in_(ids)))).scalars())
+            claimed = [
                 ClaimedTask(
                     id=row.id,
                     queue=row.queue,
@@ -240,7 +317,10 @@ class TaskQueue:
                     lease_expires_at=expires,
                 )
                 for row in rows
+                if row.queue == queue
             ]
+            dead = [_dead_letter(row, queue) for row in rows if row.queue != queue]
+            return claimed, dead
 
     async def renew(self, *, owner: str, task_ids: Sequence[str]) -> set[str]:
         """Extend the leases ``owner`` still holds; returns the ids it still holds."""
@@ -281,6 +361,25 @@ class TaskQueue:
             await asyncio.wait_for(wakeup.wait(), seconds)
         wakeup.clear()
 
+    async def dead_letters(self, *, queue: str, limit: int = 100) -> list[DeadLetter]:
+        """The tasks of ``queue`` given up on, oldest first."""
+        async with self.database.session() as session:
+            rows = await session.execute(
+                select(Task)
+                .where(Task.queue == queue + DEAD_SUFFIX)
+                .order_by(Task.run_at, Task.id)
+                .limit(limit)
+            )
+            return [_dead_letter(row, queue) for row in rows.scalars()]
+
+    async def discard_dead(self, *, queue: str, task_ids: Sequence[str]) -> int:
+        """Delete dead letters of ``queue`` (once looked into); how many were deleted."""
+        async with self.database.session() as session:
+            result = await session.execute(
+                delete(Task).where(Task.queue == queue + DEAD_SUFFIX, Task.id.in_(task_ids))
+            )
+            return int(getattr(result, "rowcount", 0) or 0)
+
     async def count(self, *, queue: str) -> int:
         """How many tasks ``queue`` holds (due or not)."""
         async with self.database.session() as session:
@@ -310,6 +409,17 @@ class TaskQueue:
             with contextlib.suppress(Exception):
                 await self._listener.close()
             self._listener = None
+
+
+def _dead_letter(row: Task, queue: str) -> DeadLetter:
+    return DeadLetter(
+        id=row.id,
+        queue=queue,
+        key=row.key,
+        payload=row.payload,
+        attempts=row.attempts,
+        died_at=row.run_at,
+    )
 
 
 def _pg_notify(queue: str) -> Any:

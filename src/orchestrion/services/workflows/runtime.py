@@ -19,7 +19,17 @@ from datetime import timedelta
 import httpx
 from cryptography.fernet import Fernet
 
-from orchestrion.engine import HTTP, LLM, MCP, Engine, HttpAccess, McpPool, McpServers, Worker
+from orchestrion.engine import (
+    HTTP,
+    LLM,
+    MCP,
+    Engine,
+    EngineLimits,
+    HttpAccess,
+    McpPool,
+    McpServers,
+    Worker,
+)
 from orchestrion.kernel.bus import Bus, is_memory, service_bus
 from orchestrion.kernel.bus.outbox import OutboxRelay
 from orchestrion.kernel.crypto import rotating_fernet
@@ -123,11 +133,16 @@ class WorkflowsRuntime:
                 MCP: self.mcp,
             },
             env={name: os.environ[name] for name in config.env_allowlist if name in os.environ},
-            queue=TaskQueue(database, lease=timedelta(seconds=config.lease_seconds)),
+            queue=TaskQueue(
+                database,
+                lease=timedelta(seconds=config.lease_seconds),
+                max_attempts=config.max_task_attempts,
+            ),
             resolver=resolve_workflow,
             outbox_topic=EXECUTION_TOPIC if broker else None,
             handlers={automation.SCHEDULE_TASK: automation.fire},
             listeners=[self.publisher.listen] if self.publisher is not None else [],
+            limits=EngineLimits.from_settings(config),
         )
         self.worker = (
             Worker(self.engine, concurrency=workers, poll_seconds=config.poll_seconds)

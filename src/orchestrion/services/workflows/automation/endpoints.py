@@ -22,7 +22,7 @@ from orchestrion.services.workflows.automation.schemas import (
     TriggerCreated,
     TriggerRead,
 )
-from orchestrion.services.workflows.executions.schemas import ExecutionRead
+from orchestrion.services.workflows.executions.schemas import START_LIMITS, ExecutionRead
 from orchestrion.services.workflows.responses import Items, not_modified, problems
 
 router = APIRouter(tags=["automation"])
@@ -217,7 +217,7 @@ async def delete_trigger(
     "/api/v1/hooks/{trigger_id}",
     status_code=202,
     response_model=ExecutionRead,
-    responses=problems(400, 401, 404, 409, 422),
+    responses={**problems(400, 401, 404, 409, 422), **START_LIMITS},
     summary="Call a webhook trigger",
 )
 async def call_trigger(trigger_id: str, request: Request, session: Session) -> Response:

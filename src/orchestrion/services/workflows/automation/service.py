@@ -16,6 +16,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 import time
 from datetime import datetime, timedelta
@@ -28,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from orchestrion.engine import Engine, schema_errors
 from orchestrion.kernel.auth.principal import Principal
-from orchestrion.kernel.errors import BadRequest, ValidationFailed
+from orchestrion.kernel.errors import BadRequest, OrchestrionError, ValidationFailed
 from orchestrion.kernel.ids import isoformat, utcnow
 from orchestrion.kernel.queue import ClaimedTask
 from orchestrion.services.workflows.automation import repository
@@ -42,6 +43,7 @@ from orchestrion.services.workflows.errors import (
 )
 from orchestrion.services.workflows.executions import service as executions
 
+logger = logging.getLogger("orchestrion.workflows.automation")
 SCHEDULE_TASK = "schedule"
 SIGNATURE_TOLERANCE = timedelta(minutes=5)
 
@@ -114,16 +116,21 @@ async def fire(engine: Engine, task: ClaimedTask, owner: str) -> None:
         workflow = await definitions.workflow_by_id(session, workflow_id=schedule.workflow_id)
         schedule.last_run_at = utcnow()
         if workflow is not None and workflow.deleted_at is None and workflow.status == "active":
-            execution = await engine.start(
-                session,
-                tenant_id=schedule.tenant_id,
-                workflow_id=workflow.id,
-                version=workflow.version,
-                definition={"name": workflow.name, **workflow.definition},
-                inputs=dict(schedule.inputs),
-                created_by=schedule.created_by,
-            )
-            schedule.last_execution_id = execution.id
+            try:
+                execution = await engine.start(
+                    session,
+                    tenant_id=schedule.tenant_id,
+                    workflow_id=workflow.id,
+                    version=workflow.version,
+                    definition={"name": workflow.name, **workflow.definition},
+                    inputs=dict(schedule.inputs),
+                    created_by=schedule.created_by,
+                )
+                schedule.last_execution_id = execution.id
+            except OrchestrionError as exc:
+                # Refused (inputs no longer fit, the tenant's limit of active runs): this
+                # run is skipped and the next one armed; raising would retry it forever.
+                logger.warning("schedule %s did not start a run: %s", schedule.id, exc.detail)
         await arm(session, engine=engine, schedule=schedule)
 
 

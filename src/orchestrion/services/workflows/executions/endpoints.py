@@ -18,6 +18,7 @@ from orchestrion.kernel.http.idempotency import run_idempotent
 from orchestrion.kernel.http.lists import ListPage, list_body, parse_list_query
 from orchestrion.services.workflows.executions import service
 from orchestrion.services.workflows.executions.schemas import (
+    START_LIMITS,
     Approval,
     EventPage,
     ExecutionRead,
@@ -76,6 +77,7 @@ def _wait_seconds(request: Request) -> float:
     responses={
         200: {"description": "Finished within `wait` seconds", "model": ExecutionRead},
         **problems(400, 401, 403, 404, 409, 422),
+        **START_LIMITS,
     },
     summary="Start an execution",
 )
@@ -289,7 +291,7 @@ async def resume(
 @router.post(
     "/api/v1/executions/{execution_id}/retry",
     response_model=ExecutionRead,
-    responses=_CONTROL_ERRORS,
+    responses={**_CONTROL_ERRORS, 429: START_LIMITS[429]},
     summary="Retry a failed execution",
 )
 async def retry(
@@ -302,7 +304,7 @@ async def retry(
 @router.post(
     "/api/v1/executions/{execution_id}/steps/{step_id}/approve",
     response_model=ExecutionRead,
-    responses=problems(401, 403, 404, 409, 422),
+    responses={**problems(401, 403, 404, 409, 422), 413: START_LIMITS[413]},
     summary="Approve or reject a step",
 )
 async def approve(
@@ -331,7 +333,7 @@ async def approve(
 @router.post(
     "/api/v1/executions/{execution_id}/signal",
     response_model=SignalRead,
-    responses=problems(401, 403, 404, 409, 422),
+    responses={**problems(401, 403, 404, 409, 422), 413: START_LIMITS[413]},
     summary="Send an event to an execution",
 )
 async def signal(

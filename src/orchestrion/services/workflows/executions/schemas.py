@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from orchestrion.services.workflows.responses import problems
+
 ExecutionStatus = Literal[
     "pending", "running", "waiting", "paused", "succeeded", "failed", "cancelled"
 ]
@@ -150,3 +152,19 @@ class RealtimeLog(BaseModel):
     workflow_id: str
     status: ExecutionStatus
     data: list[EventRead]
+
+
+#: What a route that starts an execution may answer besides its own statuses: inputs
+#: over ``max_input_bytes`` (413), the tenant at ``max_active_executions`` (429).
+START_LIMITS: dict[int | str, dict[str, Any]] = problems(413, 429)
+START_LIMITS[429] = {
+    **START_LIMITS[429],
+    "description": "The tenant has as many unfinished executions as it may; retry later",
+    "headers": {
+        "Retry-After": {
+            "description": "Seconds to wait before trying again",
+            "schema": {"type": "integer"},
+        }
+    },
+}
+START_LIMITS[413] = {**START_LIMITS[413], "description": "The inputs are larger than allowed"}
