@@ -200,7 +200,7 @@ async def test_rules_and_bad_frames_answer_error_frames(realtime_server: StartRe
             assert (answer["code"], answer["ref"]) == (code, frame["ref"])
             assert "Traceback" not in answer["message"]
         await ann.send("{not json")
-        assert (await recv(ann))["code"] == "bad_frame"
+        assert (await recv(ann))["code"] == "invalid_frame"
         await ann.send(b"\x00binary")
         assert (await recv(ann))["code"] == "bad_frame"
         await subscribe(ann, "tenant")
