@@ -70,7 +70,13 @@ def _answer(text: str) -> str:
 @FUZZ
 @given(st.text(st.characters(codec=None)))
 def test_any_text_is_a_frame_or_an_error(text: str) -> None:
-    _answer(text).encode()
+    answer = json.loads(_answer(text).encode(), parse_constant=_not_json)
+    try:
+        is_object = isinstance(json.loads(text), dict)
+    except (ValueError, RecursionError):
+        is_object = False
+    if not is_object:
+        assert answer["code"] == "invalid_frame"
 
 
 @FUZZ
