@@ -49,7 +49,10 @@ def _headers(user: str) -> dict[str, str]:
     from orchestrion.kernel.auth.identity import IDENTITY_HEADER, encode_identity
     from orchestrion.kernel.auth.principal import Principal
 
-    principal = Principal(subject=user, tenant_id="bench")
+    # Publishing needs workflows:write (subscribers could do without; one identity serves both).
+    principal = Principal(
+        subject=user, tenant_id="bench", permissions=frozenset({"workflows:write"})
+    )
     return {IDENTITY_HEADER: encode_identity(principal, SECRET.encode())}
 
 
@@ -76,6 +79,12 @@ def serve(port: int) -> None:
         max_connections_per_user=100_000,
         heartbeat_timeout_seconds=3600,
         send_queue_size=1000,
+        # The bench measures fan-out throughput, not the per-connection and per-user
+        # publish limits: lift them out of the way.
+        publish_rate=1e9,
+        publish_burst=1_000_000_000,
+        user_publish_rate=1e9,
+        user_publish_burst=1_000_000_000,
         tune_gc=os.environ.get("BENCH_TUNE_GC", "1") == "1",
     )
     uvicorn.run(

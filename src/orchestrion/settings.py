@@ -324,6 +324,46 @@ class RealtimeSettings(BaseModel):
     max_frame_bytes: int = Field(
         default=64 * 1024, ge=256, description="Largest client frame; larger ones get an error."
     )
+    max_message_bytes: int = Field(
+        default=32 * 1024,
+        ge=1,
+        description="Largest `data` of a client publish, in bytes of compact JSON; larger ones "
+        "get the error `message_too_large`.",
+    )
+    publish_rate: float = Field(
+        default=20.0,
+        gt=0,
+        description="Publish and presence frames per second a connection may sustain (token "
+        "bucket); more get the error `rate_limited`.",
+    )
+    publish_burst: int = Field(
+        default=40, ge=1, description="Frames a connection may send at once above its rate."
+    )
+    user_publish_rate: float = Field(
+        default=50.0,
+        gt=0,
+        description="Publish and presence frames per second a user may sustain across all "
+        "their connections to one instance.",
+    )
+    user_publish_burst: int = Field(
+        default=100, ge=1, description="Frames a user may send at once above their rate."
+    )
+    max_rate_violations: int = Field(
+        default=100,
+        ge=1,
+        description="Rate-limited frames a connection may send before it is closed with 1008.",
+    )
+    max_tenant_history_messages: int = Field(
+        default=50_000,
+        ge=1,
+        description="Stored messages per tenant across its channels; the oldest are trimmed.",
+    )
+    max_tenant_history_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1,
+        description="Bytes of stored messages per tenant across its channels; the oldest are "
+        "trimmed.",
+    )
     send_queue_size: int = Field(
         default=1000,
         ge=1,

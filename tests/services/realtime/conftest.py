@@ -45,8 +45,20 @@ def settings_for(tmp_path: Path, template: Path, **realtime: Any) -> Settings:
     return base.model_copy(update={"realtime": RealtimeSettings(**realtime)})
 
 
+#: Publish limits no test that floods a channel reaches (tests of the limits set their own).
+UNLIMITED = {
+    "publish_rate": 1e6,
+    "publish_burst": 1_000_000,
+    "user_publish_rate": 1e6,
+    "user_publish_burst": 1_000_000,
+}
+
+#: What test users hold unless a test says otherwise: read executions, publish.
+PERMISSIONS = ("executions:read", "workflows:write")
+
+
 def identity(
-    user: str, *, tenant: str = "t1", permissions: tuple[str, ...] = ("executions:read",)
+    user: str, *, tenant: str = "t1", permissions: tuple[str, ...] = PERMISSIONS
 ) -> dict[str, str]:
     """The header the gateway would set for ``user``."""
     principal = Principal(subject=user, tenant_id=tenant, permissions=frozenset(permissions))
@@ -99,7 +111,7 @@ class RealtimeServer:
     def connect(self, user: str, **kwargs: Any) -> Any:
         """A WebSocket to ``/ws`` authenticated as ``user`` by an identity header."""
         tenant = kwargs.pop("tenant", "t1")
-        permissions = kwargs.pop("permissions", ("executions:read",))
+        permissions = kwargs.pop("permissions", PERMISSIONS)
         return connect(
             f"ws://{self.address}/ws",
             additional_headers=identity(user, tenant=tenant, permissions=permissions),

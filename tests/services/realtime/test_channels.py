@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from tests.services.realtime.conftest import (
+    UNLIMITED,
     StartRealtime,
     close_code,
     recv,
@@ -55,7 +56,7 @@ async def test_publish_is_fanned_out_and_acknowledged_with_ref(
 
 
 async def test_resume_delivers_every_message_once_in_order(realtime_server: StartRealtime) -> None:
-    server = await realtime_server(history_size=1000)
+    server = await realtime_server(history_size=1000, **UNLIMITED)
     total = 300
     async with server.connect("pub") as pub, server.connect("sub") as sub:
         await recv(pub)
@@ -174,7 +175,8 @@ async def test_tenants_never_see_each_other(realtime_server: StartRealtime) -> N
 
 async def test_rules_and_bad_frames_answer_error_frames(realtime_server: StartRealtime) -> None:
     server = await realtime_server(max_frame_bytes=1024, max_subscriptions=2)
-    async with server.connect("ann", permissions=()) as ann, server.connect("bob") as bob:
+    ann_may = ("workflows:write",)  # publish, but read neither executions nor workflows
+    async with server.connect("ann", permissions=ann_may) as ann, server.connect("bob") as bob:
         await recv(ann)
         await recv(bob)
         cases = [
@@ -198,7 +200,7 @@ async def test_rules_and_bad_frames_answer_error_frames(realtime_server: StartRe
             assert (answer["code"], answer["ref"]) == (code, frame["ref"])
             assert "Traceback" not in answer["message"]
         await ann.send("{not json")
-        assert (await recv(ann))["code"] == "bad_frame"
+        assert (await recv(ann))["code"] == "invalid_frame"
         await ann.send(b"\x00binary")
         assert (await recv(ann))["code"] == "bad_frame"
         await subscribe(ann, "tenant")

@@ -7,6 +7,7 @@ import socket
 from typing import Any
 
 from tests.services.realtime.conftest import (
+    UNLIMITED,
     StartRealtime,
     close_code,
     recv,
@@ -16,7 +17,7 @@ from tests.services.realtime.conftest import (
 
 
 async def test_slow_consumer_is_disconnected_with_4408(realtime_server: StartRealtime) -> None:
-    server = await realtime_server(send_queue_size=16, close_timeout_seconds=30)
+    server = await realtime_server(send_queue_size=16, close_timeout_seconds=30, **UNLIMITED)
     chunk = secrets.token_urlsafe(24_000)  # incompressible: per-message deflate cannot shrink it
     count = 400
     # A small receive buffer and max_queue=1: this client soon stops taking frames in.

@@ -4,9 +4,12 @@
 |--------------------|-----------------------------------|------------------------------------|
 | ``execution:<id>`` | ``executions:read``, own tenant   | no (the engine publishes)          |
 | ``workflow:<id>``  | ``workflows:read``                | no (the platform publishes)        |
-| ``user:<id>``      | that user only                    | anyone in the tenant (direct messages) |
-| ``tenant``         | any member of the tenant          | any member of the tenant           |
-| ``room:<name>``    | any member of the tenant          | any member of the tenant           |
+| ``user:<id>``      | that user only                    | ``workflows:write`` (direct messages) |
+| ``tenant``         | any member of the tenant          | ``workflows:write``                |
+| ``room:<name>``    | any member of the tenant          | ``workflows:write``                |
+
+Publishing stores the message in the tenant's history, so it needs
+``workflows:write``: a viewer may listen but not write.
 
 Every channel lives inside a tenant: its key is ``<tenant_id>/<name>``, so a ``tenant``
 or ``room:x`` channel of tenant A never reaches tenant B, and a direct message to a user
@@ -88,6 +91,10 @@ def check_publish(principal: Principal, channel: Channel) -> None:
     """Raise unless ``principal`` may publish from a client frame."""
     if channel.kind in _READ_PERMISSION:
         raise ReadOnlyChannel(f"'{channel.name}' is published by the platform, not by clients")
+    if not principal.can(Permission.WORKFLOWS_WRITE):
+        raise ChannelForbidden(
+            f"publishing on '{channel.name}' needs the permission '{Permission.WORKFLOWS_WRITE}'"
+        )
 
 
 def check_presence(principal: Principal, channel: Channel) -> None:

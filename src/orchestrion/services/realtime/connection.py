@@ -20,6 +20,7 @@ from starlette.types import Send
 from orchestrion.kernel.auth.principal import Principal
 from orchestrion.services.realtime.backends.base import Member
 from orchestrion.services.realtime.errors import CLOSE_SLOW_CONSUMER
+from orchestrion.services.realtime.limits import TokenBucket
 
 logger = logging.getLogger("orchestrion.realtime")
 
@@ -82,6 +83,7 @@ class Connection:
         "_send",
         "_writer",
         "aborted",
+        "bucket",
         "close_timeout",
         "closing",
         "handler",
@@ -89,6 +91,7 @@ class Connection:
         "max_queue",
         "presence",
         "principal",
+        "rate_violations",
         "subscriptions",
     )
 
@@ -109,6 +112,9 @@ class Connection:
         self.presence: dict[str, Member] = {}  # channel key → the state this socket set
         self.closing = False
         self.aborted = False
+        # Set by the service when it registers the socket; refusals count toward 1008.
+        self.bucket = TokenBucket(rate=1.0, burst=1)
+        self.rate_violations = 0
         self.handler: asyncio.Task[Any] | None = asyncio.current_task()
         self._send = send
         self._outbox: deque[str | _Close] = deque()

@@ -3,8 +3,12 @@
 Exception tree::
 
     FrameError                 answered with {"type": "error", "code", "message", "ref"}
-    ├── BadFrame               code "bad_frame": not JSON, unknown type, missing fields
+    ├── BadFrame               code "bad_frame": unknown type, missing or wrong fields
+    │   └── InvalidFrame       code "invalid_frame": not one strict JSON object (NaN, duplicate
+    │                          keys, nesting deeper than 32, lone surrogates, not an object)
     ├── FrameTooLarge          code "frame_too_large"
+    ├── MessageTooLarge        code "message_too_large": a publish's data past max_message_bytes
+    ├── RateLimited            code "rate_limited", with "retry_after" (seconds)
     ├── BadChannel             code "bad_channel": not a channel name
     ├── ChannelForbidden       code "forbidden": outside the principal's rights
     ├── ChannelNotFound        code "not_found": no such channel in the tenant
@@ -16,10 +20,11 @@ Exception tree::
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 # Close codes (RFC 6455 private range 4000-4999 mirrors HTTP statuses where one fits).
 CLOSE_NORMAL = 1000
+CLOSE_POLICY_VIOLATION = 1008  # max_rate_violations rate-limited frames on one socket
 CLOSE_SERVICE_RESTART = 1012  # the instance is shutting down: reconnect elsewhere
 CLOSE_OVERLOADED = 1013  # this process holds max_connections: try again later
 CLOSE_UNAUTHENTICATED = 4401  # no, bad or late credentials
@@ -37,6 +42,10 @@ class FrameError(Exception):
         super().__init__(message)
         self.message = message
 
+    def fields(self) -> dict[str, Any]:
+        """Fields the error frame carries besides ``code``, ``message`` and ``ref``."""
+        return {}
+
 
 class BadFrame(FrameError):
     """The frame is not a valid client frame."""
@@ -44,10 +53,36 @@ class BadFrame(FrameError):
     code = "bad_frame"
 
 
+class InvalidFrame(BadFrame):
+    """The text is not one strict JSON object."""
+
+    code = "invalid_frame"
+
+
 class FrameTooLarge(FrameError):
     """The frame is larger than ``max_frame_bytes``."""
 
     code = "frame_too_large"
+
+
+class MessageTooLarge(FrameError):
+    """A publish whose ``data`` is larger than ``max_message_bytes``."""
+
+    code = "message_too_large"
+
+
+class RateLimited(FrameError):
+    """The connection or its user sends faster than allowed; retry after ``retry_after``."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def fields(self) -> dict[str, Any]:
+        """The retry hint, in seconds."""
+        return {"retry_after": round(self.retry_after, 3)}
 
 
 class BadChannel(FrameError):

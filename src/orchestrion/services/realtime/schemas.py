@@ -8,12 +8,13 @@ publish body (:class:`InternalPublish`) is how the platform (the engine) feeds c
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from orchestrion.services.realtime.backends.base import Envelope
-from orchestrion.services.realtime.errors import BadFrame
+from orchestrion.services.realtime.errors import BadFrame, InvalidFrame
 
 Ref = Annotated[str, Field(max_length=128)] | int | None
 PresenceState = Literal["online", "away", "typing"]
@@ -77,14 +78,64 @@ _CLIENT_FRAME: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
 _TYPES = ("auth", "subscribe", "unsubscribe", "publish", "presence", "ping")
 
 
+#: Deepest nesting of arrays and objects a frame may have (the frame itself is depth 1).
+MAX_DEPTH = 32
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _no_constant(name: str) -> Any:
+    raise InvalidFrame(f"{name} is not JSON; numbers are finite")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        raise InvalidFrame("a frame's objects may not repeat a key")
+    return found
+
+
+def _check_tree(value: Any) -> None:
+    """Refuse nesting deeper than :data:`MAX_DEPTH` and strings with lone surrogates
+    (they cannot be encoded as UTF-8, so no client could be sent them)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                raise InvalidFrame("strings may not hold lone surrogates (\\ud800-\\udfff)")
+            continue
+        if not isinstance(item, dict | list):
+            continue
+        if depth > MAX_DEPTH:
+            raise InvalidFrame(f"a frame nests at most {MAX_DEPTH} levels of arrays and objects")
+        if isinstance(item, dict):
+            stack.extend((key, depth) for key in item)
+            stack.extend((child, depth + 1) for child in item.values())
+        else:
+            stack.extend((child, depth + 1) for child in item)
+
+
+def loads_frame(text: str) -> dict[str, Any]:
+    """``text`` as one strict JSON object, or :class:`InvalidFrame` saying why not."""
+    try:
+        raw = json.loads(text, parse_constant=_no_constant, object_pairs_hook=_unique_keys)
+    except InvalidFrame:
+        raise
+    except RecursionError:
+        raise InvalidFrame(
+            f"a frame nests at most {MAX_DEPTH} levels of arrays and objects"
+        ) from None
+    except ValueError:
+        raise InvalidFrame("a frame is a JSON object") from None
+    if not isinstance(raw, dict):
+        raise InvalidFrame("a frame is a JSON object")
+    _check_tree(raw)
+    return raw
+
+
 def parse_frame(text: str) -> ClientFrame:
     """A client frame from its JSON text; :class:`BadFrame` naming what is wrong."""
-    try:
-        raw = json.loads(text)
-    except ValueError:
-        raise BadFrame("a frame is a JSON object") from None
-    if not isinstance(raw, dict):
-        raise BadFrame("a frame is a JSON object")
+    raw = loads_frame(text)
     if raw.get("type") not in _TYPES:
         raise BadFrame(f"unknown frame type; use one of {', '.join(_TYPES)}")
     try:
@@ -98,11 +149,16 @@ def parse_frame(text: str) -> ClientFrame:
 def peek_ref(text: str) -> Any:
     """The ``ref`` of a frame that failed to parse, when it has a usable one."""
     try:
-        raw = json.loads(text)
-    except ValueError:
+        raw = loads_frame(text)
+    except BadFrame:
         return None
-    ref = raw.get("ref") if isinstance(raw, dict) else None
+    ref = raw.get("ref")
     return ref if isinstance(ref, int | str) and len(str(ref)) <= 128 else None
+
+
+def data_size(data: Any) -> int:
+    """Bytes of ``data`` as compact JSON (what history stores and limits count)."""
+    return len(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 def dumps(frame: dict[str, Any]) -> str:
@@ -139,9 +195,10 @@ def envelope_frame(envelope: Envelope, channel: str, ref: Any = None) -> str:
     return dumps(with_ref(frame, ref))
 
 
-def error_frame(code: str, message: str, ref: Any = None) -> str:
-    """``{"type": "error", "code", "message", "ref"?}``."""
-    return dumps(with_ref({"type": "error", "code": code, "message": message}, ref))
+def error_frame(code: str, message: str, ref: Any = None, **fields: Any) -> str:
+    """``{"type": "error", "code", "message", "ref"?, ...fields}``."""
+    frame = {"type": "error", "code": code, "message": message, **fields}
+    return dumps(with_ref(frame, ref))
 
 
 class TokenData(BaseModel):

@@ -21,16 +21,20 @@ from orchestrion.services.realtime.channels import (
 from orchestrion.services.realtime.config import RealtimeSettings
 from orchestrion.services.realtime.connection import Connection, Subscription
 from orchestrion.services.realtime.errors import (
+    CLOSE_POLICY_VIOLATION,
     CLOSE_SERVICE_RESTART,
     CLOSE_UNAUTHENTICATED,
     BadChannel,
     BadFrame,
     ChannelNotFound,
+    MessageTooLarge,
     NotSubscribed,
+    RateLimited,
     TooManySubscriptions,
 )
 from orchestrion.services.realtime.executions import ExecutionSource
 from orchestrion.services.realtime.hub import Hub
+from orchestrion.services.realtime.limits import Clock, TokenBucket
 from orchestrion.services.realtime.schemas import (
     ClientFrame,
     InternalPublish,
@@ -40,7 +44,9 @@ from orchestrion.services.realtime.schemas import (
     SubscribeFrame,
     TokenData,
     UnsubscribeFrame,
+    data_size,
     dumps,
+    error_frame,
     with_ref,
 )
 
@@ -62,14 +68,22 @@ class Realtime:
     """Connections of this process, their subscriptions, and the shared backend."""
 
     def __init__(
-        self, *, config: RealtimeSettings, backend: Backend, executions: ExecutionSource
+        self,
+        *,
+        config: RealtimeSettings,
+        backend: Backend,
+        executions: ExecutionSource,
+        clock: Clock = time.monotonic,
     ) -> None:
         self.config = config
+        self.clock = clock
         self.backend = backend
         self.executions = executions
         self.hub = Hub()
         self.connections: dict[str, Connection] = {}
         self.per_user: dict[str, int] = {}
+        # Kept after a user's last socket leaves until refilled: reconnecting resets nothing.
+        self.user_buckets: dict[str, TokenBucket] = {}
         # (kind, id) of a revocation notice → the sockets it closes (one lookup per notice).
         self.by_credential: dict[tuple[str, str], set[str]] = {}
         self._refresher: asyncio.Task[None] | None = None
@@ -108,6 +122,15 @@ class Realtime:
     def register(self, connection: Connection) -> None:
         """Count a new authenticated socket."""
         self.connections[connection.id] = connection
+        connection.bucket = TokenBucket(
+            rate=self.config.publish_rate, burst=self.config.publish_burst, clock=self.clock
+        )
+        if len(self.user_buckets) > 2 * len(self.per_user) + 1024:
+            self.user_buckets = {
+                user: bucket
+                for user, bucket in self.user_buckets.items()
+                if user in self.per_user or not bucket.full()
+            }
         user = connection.principal.user_id
         self.per_user[user] = self.per_user.get(user, 0) + 1
         for credential in _credentials(connection):
@@ -137,6 +160,9 @@ class Realtime:
             self.per_user[user] = left
         else:
             self.per_user.pop(user, None)
+            bucket = self.user_buckets.get(user)
+            if bucket is not None and bucket.full():
+                del self.user_buckets[user]
         for subscription in list(connection.subscriptions.values()):
             await self._drop(connection, subscription)
 
@@ -253,11 +279,58 @@ class Realtime:
         answer = {"type": "unsubscribed", "channel": frame.channel}
         connection.push(dumps(with_ref(answer, frame.ref)))
 
+    def _admit(self, connection: Connection, ref: Any) -> None:
+        """Take a token from the connection's bucket and its user's, or refuse the frame;
+        the ``max_rate_violations``-th refusal closes the socket with 1008."""
+        config = self.config
+        user = connection.principal.user_id
+        user_bucket = self.user_buckets.get(user)
+        if user_bucket is None:
+            user_bucket = self.user_buckets[user] = TokenBucket(
+                rate=config.user_publish_rate, burst=config.user_publish_burst, clock=self.clock
+            )
+        own = connection.bucket.wait()
+        shared = user_bucket.wait()
+        if not own and not shared:
+            connection.bucket.take()
+            user_bucket.take()
+            return
+        if own:
+            what = (
+                f"this connection may send {config.publish_rate:g} publish or presence frames "
+                f"per second, {config.publish_burst} at once (ORCHESTRION_REALTIME__PUBLISH_RATE, "
+                "ORCHESTRION_REALTIME__PUBLISH_BURST)"
+            )
+        else:
+            what = (
+                f"a user may send {config.user_publish_rate:g} publish or presence frames per "
+                f"second across their connections, {config.user_publish_burst} at once "
+                "(ORCHESTRION_REALTIME__USER_PUBLISH_RATE, "
+                "ORCHESTRION_REALTIME__USER_PUBLISH_BURST)"
+            )
+        refused = RateLimited(f"rate limited: {what}", retry_after=max(own, shared))
+        connection.rate_violations += 1
+        if connection.rate_violations >= config.max_rate_violations:
+            connection.push(error_frame(refused.code, refused.message, ref, **refused.fields()))
+            connection.close(
+                CLOSE_POLICY_VIOLATION,
+                f"{config.max_rate_violations} rate-limited frames "
+                "(ORCHESTRION_REALTIME__MAX_RATE_VIOLATIONS)",
+            )
+        raise refused
+
     async def publish(self, connection: Connection, frame: PublishFrame) -> None:
         """Store and fan out; the publisher's answer is the ``message`` with its ``ref``."""
         principal = connection.principal
         channel = parse_channel(frame.channel)
         check_publish(principal, channel)
+        self._admit(connection, frame.ref)
+        limit = self.config.max_message_bytes
+        if data_size(frame.data) > limit:
+            raise MessageTooLarge(
+                f"a message's data is at most {limit} bytes of JSON "
+                "(ORCHESTRION_REALTIME__MAX_MESSAGE_BYTES)"
+            )
         key = channel.key(principal.tenant_id)
         if channel.name in connection.subscriptions:
             # The fan-out delivers the publisher's own copy, in order, carrying the ref.
@@ -271,6 +344,7 @@ class Realtime:
         """Set this socket's state on a subscribed channel; members are broadcast on change."""
         channel = parse_channel(frame.channel)
         check_presence(connection.principal, channel)
+        self._admit(connection, frame.ref)
         subscription = connection.subscriptions.get(channel.name)
         if subscription is None:
             raise NotSubscribed(f"subscribe to '{channel.name}' before setting presence there")

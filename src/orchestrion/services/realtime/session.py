@@ -166,13 +166,20 @@ async def _serve_frame(realtime: Realtime, connection: Connection, text: str) ->
     ref = None
     try:
         if len(text) > limit // 4 and len(text.encode()) > limit:
-            raise FrameTooLarge(f"frames are at most {limit} bytes")
+            raise FrameTooLarge(
+                f"frames are at most {limit} bytes (ORCHESTRION_REALTIME__MAX_FRAME_BYTES)"
+            )
         frame = parse_frame(text)
         ref = frame.ref
         await realtime.handle(connection, frame)
     except FrameError as exc:
         connection.push(
-            error_frame(exc.code, exc.message, ref if ref is not None else peek_ref(text))
+            error_frame(
+                exc.code,
+                exc.message,
+                ref if ref is not None else peek_ref(text),
+                **exc.fields(),
+            )
         )
     except Exception:
         logger.exception("realtime frame failed on connection %s", connection.id)

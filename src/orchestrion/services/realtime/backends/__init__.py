@@ -17,7 +17,14 @@ def open_backend(config: RealtimeSettings) -> Backend:
             history_size=config.history_size,
             history_ttl_seconds=config.history_ttl_seconds,
             presence_ttl_seconds=config.presence_ttl_seconds,
+            max_tenant_messages=config.max_tenant_history_messages,
+            max_tenant_bytes=config.max_tenant_history_bytes,
         )
     from orchestrion.services.realtime.backends.memory import MemoryBackend
 
-    return MemoryBackend(history_size=config.history_size, max_channels=config.max_channels)
+    return MemoryBackend(
+        history_size=config.history_size,
+        max_channels=config.max_channels,
+        max_tenant_messages=config.max_tenant_history_messages,
+        max_tenant_bytes=config.max_tenant_history_bytes,
+    )

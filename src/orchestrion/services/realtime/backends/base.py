@@ -1,7 +1,9 @@
 """The port every realtime backend implements: seq, history, presence and fan-out.
 
 A backend assigns each stored message of a channel the next sequence number, keeps
-the last ``history_size`` of them, and delivers every envelope published anywhere (on
+the last ``history_size`` of them (and, per tenant, at most ``max_tenant_messages``
+messages and ``max_tenant_bytes`` bytes across its channels, trimming its oldest),
+and delivers every envelope published anywhere (on
 any instance sharing the backend) to the local ``deliver`` callback, in publish order
 per channel. ``memory`` serves one process; ``redis`` (streams for history, a Lua
 script for atomic seq + append + publish, pub/sub for fan-out) serves many.

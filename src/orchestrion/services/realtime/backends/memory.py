@@ -1,7 +1,14 @@
-"""The in-process backend of the embedded shape: one process, nothing shared."""
+"""The in-process backend of the embedded shape: one process, nothing shared.
+
+History is bounded three ways: ``history_size`` messages per channel, ``max_channels``
+channels, and per tenant (the part of a key before its last ``/``) at most
+``max_tenant_messages`` messages and ``max_tenant_bytes`` bytes of JSON across all its
+channels, the tenant's oldest message trimmed first.
+"""
 
 from __future__ import annotations
 
+import json
 import math
 from collections import OrderedDict, deque
 from typing import Any
@@ -19,18 +26,47 @@ from orchestrion.services.realtime.backends.base import (
 class _Log:
     __slots__ = ("messages", "seq")
 
-    def __init__(self, size: int) -> None:
+    def __init__(self) -> None:
         self.seq = 0
-        self.messages: deque[tuple[int, Any]] = deque(maxlen=size)
+        self.messages: deque[tuple[int, Any]] = deque()
+
+
+class _Tenant:
+    """A tenant's stored messages, oldest first: (key, seq) → bytes."""
+
+    __slots__ = ("bytes", "stored")
+
+    def __init__(self) -> None:
+        self.stored: dict[tuple[str, int], int] = {}
+        self.bytes = 0
+
+
+def tenant_of(key: str) -> str:
+    """The tenant part of a channel key (channel names hold no ``/``)."""
+    return key.rpartition("/")[0]
+
+
+def _size(data: Any) -> int:
+    return len(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 class MemoryBackend:
     """Channel logs in a bounded LRU map; fan-out is a direct call."""
 
-    def __init__(self, *, history_size: int, max_channels: int) -> None:
+    def __init__(
+        self,
+        *,
+        history_size: int,
+        max_channels: int,
+        max_tenant_messages: int = 50_000,
+        max_tenant_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
         self.history_size = history_size
         self.max_channels = max_channels
+        self.max_tenant_messages = max_tenant_messages
+        self.max_tenant_bytes = max_tenant_bytes
         self._logs: OrderedDict[str, _Log] = OrderedDict()
+        self._tenants: dict[str, _Tenant] = {}
         self._listened: dict[str, int] = {}
         self._presence: dict[str, dict[str, Member]] = {}
         self._deliver: Deliver = lambda _envelope: None
@@ -57,7 +93,7 @@ class MemoryBackend:
     def _log(self, key: str) -> _Log:
         log = self._logs.get(key)
         if log is None:
-            log = self._logs[key] = _Log(self.history_size)
+            log = self._logs[key] = _Log()
             self._evict()
         else:
             self._logs.move_to_end(key)
@@ -69,14 +105,48 @@ class MemoryBackend:
         if excess <= 0:
             return
         for key in [k for k in self._logs if k not in self._listened][:excess]:
-            del self._logs[key]
+            log = self._logs.pop(key)
+            while log.messages:
+                self._forget(key, log.messages.popleft()[0])
+
+    def _forget(self, key: str, seq: int) -> None:
+        """Take a message that left a log out of its tenant's account."""
+        tenant_id = tenant_of(key)
+        tenant = self._tenants.get(tenant_id)
+        if tenant is None:
+            return
+        tenant.bytes -= tenant.stored.pop((key, seq), 0)
+        if not tenant.stored:
+            del self._tenants[tenant_id]
+
+    def _store(self, key: str, log: _Log, data: Any) -> None:
+        log.messages.append((log.seq, data))
+        tenant = self._tenants.setdefault(tenant_of(key), _Tenant())
+        size = _size(data)
+        tenant.stored[(key, log.seq)] = size
+        tenant.bytes += size
+        if len(log.messages) > self.history_size:
+            self._forget(key, log.messages.popleft()[0])
+        while tenant.stored and (
+            len(tenant.stored) > self.max_tenant_messages or tenant.bytes > self.max_tenant_bytes
+        ):
+            # A channel's messages enter in seq order, so the tenant's oldest one is the
+            # head of its channel's log.
+            (old_key, old_seq), size = next(iter(tenant.stored.items()))
+            del tenant.stored[(old_key, old_seq)]
+            tenant.bytes -= size
+            old = self._logs.get(old_key)
+            if old is not None and old.messages and old.messages[0][0] == old_seq:
+                old.messages.popleft()
+        if not tenant.stored:
+            self._tenants.pop(tenant_of(key), None)
 
     async def append(self, key: str, data: Any, *, origin: str | None, ref: Any) -> int:
         """Store under the next seq and deliver at once."""
         log = self._log(key)
         log.seq += 1
         if self.history_size:
-            log.messages.append((log.seq, data))
+            self._store(key, log, data)
         self._deliver(
             Envelope(key=key, kind="message", payload=data, seq=log.seq, origin=origin, ref=ref)
         )

@@ -4,6 +4,13 @@ Per channel key: ``seq:<key>`` (INCR counter), ``log:<key>`` (a stream whose ent
 are ``<seq>-0``, capped at ``history_size``), ``presence:<key>`` (a hash of connection →
 member) and the pub/sub channel ``ch:<key>``. One Lua script increments, appends and
 publishes atomically, so every instance sees a channel's messages in seq order.
+
+Per tenant (the part of a key before its last ``/``): ``tenant:<id>`` (a hash: ``n``
+messages and ``b`` bytes stored, ``c`` an append counter) and ``tindex:<id>`` (a sorted
+set of ``<seq>|<bytes>|<key>``, scored by that counter). The append script trims the
+tenant's oldest messages, whatever their channel, past ``max_tenant_messages`` or
+``max_tenant_bytes``. The script touches the logs of the tenant's other channels, which
+it cannot name in advance: the backend needs one Redis, not a cluster.
 """
 
 from __future__ import annotations
@@ -30,18 +37,60 @@ from orchestrion.services.realtime.backends.base import (
 
 logger = logging.getLogger("orchestrion.realtime")
 _CONFIRM_SECONDS = 5.0
-# INCR, XADD (starting the stream afresh if it survived its counter), EXPIRE, PUBLISH.
+# INCR, XADD (starting the stream afresh if it survived its counter), trim the channel
+# to history_size and the tenant to its bounds (oldest first, any channel), EXPIRE, PUBLISH.
+# A tenant's counters are the sum of its index: a member whose stream entry expired or
+# was dropped still counts until it is trimmed (it is among the oldest then).
 _APPEND = """
 local seq = redis.call('INCR', KEYS[1])
+local ttl = ARGV[3]
 if tonumber(ARGV[2]) > 0 then
   local id = seq .. '-0'
-  if not pcall(redis.call, 'XADD', KEYS[2], 'MAXLEN', ARGV[2], id, 'd', ARGV[1]) then
+  local size = string.len(ARGV[1])
+  if not pcall(redis.call, 'XADD', KEYS[2], id, 'd', ARGV[1], 'n', size) then
     redis.call('DEL', KEYS[2])
-    redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], id, 'd', ARGV[1])
+    redis.call('XADD', KEYS[2], id, 'd', ARGV[1], 'n', size)
   end
-  redis.call('EXPIRE', KEYS[2], ARGV[3])
+  local at = redis.call('HINCRBY', KEYS[3], 'c', 1)
+  if redis.call('ZADD', KEYS[4], at, seq .. '|' .. size .. '|' .. ARGV[6]) == 1 then
+    redis.call('HINCRBY', KEYS[3], 'n', 1)
+    redis.call('HINCRBY', KEYS[3], 'b', size)
+  end
+  while redis.call('XLEN', KEYS[2]) > tonumber(ARGV[2]) do
+    local head = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1]
+    redis.call('XDEL', KEYS[2], head[1])
+    local fields = head[2]
+    local n = 0
+    for i = 1, #fields, 2 do
+      if fields[i] == 'n' then n = tonumber(fields[i + 1]) end
+    end
+    local old = string.match(head[1], '^(%d+)') .. '|' .. n .. '|' .. ARGV[6]
+    if redis.call('ZREM', KEYS[4], old) == 1 then
+      redis.call('HINCRBY', KEYS[3], 'n', -1)
+      redis.call('HINCRBY', KEYS[3], 'b', -n)
+    end
+  end
+  local max_n = tonumber(ARGV[7])
+  local max_b = tonumber(ARGV[8])
+  while true do
+    local n = tonumber(redis.call('HGET', KEYS[3], 'n') or '0')
+    local b = tonumber(redis.call('HGET', KEYS[3], 'b') or '0')
+    if n <= 0 or (n <= max_n and b <= max_b) then break end
+    local oldest = redis.call('ZPOPMIN', KEYS[4])[1]
+    if not oldest then
+      redis.call('HSET', KEYS[3], 'n', 0, 'b', 0)
+      break
+    end
+    local old_seq, old_size, old_key = string.match(oldest, '^(%d+)|(%d+)|(.*)$')
+    redis.call('XDEL', ARGV[9] .. old_key, old_seq .. '-0')
+    redis.call('HINCRBY', KEYS[3], 'n', -1)
+    redis.call('HINCRBY', KEYS[3], 'b', -tonumber(old_size))
+  end
+  redis.call('EXPIRE', KEYS[2], ttl)
+  redis.call('EXPIRE', KEYS[3], ttl)
+  redis.call('EXPIRE', KEYS[4], ttl)
 end
-redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('PUBLISH', ARGV[4], seq .. '|' .. ARGV[5])
 return seq
 """
@@ -58,12 +107,16 @@ class RedisBackend:
         history_size: int,
         history_ttl_seconds: int,
         presence_ttl_seconds: float,
+        max_tenant_messages: int = 50_000,
+        max_tenant_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self.url = url
         self.prefix = prefix
         self.history_size = history_size
         self.history_ttl = history_ttl_seconds
         self.presence_ttl = presence_ttl_seconds
+        self.max_tenant_messages = max_tenant_messages
+        self.max_tenant_bytes = max_tenant_bytes
         self.redis: Redis = Redis.from_url(url, decode_responses=True)
         self._pubsub = self.redis.pubsub()
         self._append = self.redis.register_script(_APPEND)
@@ -155,14 +208,24 @@ class RedisBackend:
     async def append(self, key: str, data: Any, *, origin: str | None, ref: Any) -> int:
         """Run the append script: the seq is Redis's, shared by every instance."""
         envelope = Envelope(key=key, kind="message", payload=data, origin=origin, ref=ref)
+        tenant = key.rpartition("/")[0]  # channel names hold no "/"
         seq = await self._append(
-            keys=[self._key("seq", key), self._key("log", key)],
+            keys=[
+                self._key("seq", key),
+                self._key("log", key),
+                self._key("tenant", tenant),
+                self._key("tindex", tenant),
+            ],
             args=[
                 json.dumps(data, separators=(",", ":")),
                 self.history_size,
                 self.history_ttl,
                 self._key("ch", key),
                 json.dumps(envelope.to_wire(), separators=(",", ":")),
+                key,
+                self.max_tenant_messages,
+                self.max_tenant_bytes,
+                self._key("log", ""),
             ],
         )
         return int(seq)
