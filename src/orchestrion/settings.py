@@ -195,6 +195,12 @@ class EngineSettings(BaseModel):
         description="Hosts or CIDRs `http` steps may reach although private or loopback "
         "(comma-separated in the environment).",
     )
+    http_max_response_bytes: int = Field(
+        default=10 * 1024 * 1024,
+        ge=1,
+        description="Largest response body an `http` step reads (after decompression); "
+        "past it the step fails.",
+    )
     env_allowlist: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Environment variables expressions may read as `env.<NAME>`.",
