@@ -26,6 +26,7 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from http.cookiejar import CookieJar, DefaultCookiePolicy
+from types import ModuleType
 from typing import Any
 
 import anyio
@@ -157,11 +158,22 @@ async def check_destination(
 
 
 class GuardedBackend(httpcore.AsyncNetworkBackend):
-    """An httpcore network backend that connects only to addresses ``guard`` checked."""
+    """An httpcore network backend that connects only to addresses ``guard`` checked.
 
-    def __init__(self, guard: NetGuard, backend: httpcore.AsyncNetworkBackend | None = None):
+    ``core`` is the httpcore module whose backend is wrapped and whose errors are raised:
+    ``httpcore`` (httpx) by default, or ``httpcore2`` (httpx2, which the MCP SDK uses).
+    """
+
+    def __init__(
+        self,
+        guard: NetGuard,
+        backend: Any | None = None,
+        *,
+        core: ModuleType = httpcore,
+    ) -> None:
         self.guard = guard
-        self.backend = backend or httpcore.AnyIOBackend()
+        self.core = core
+        self.backend = backend or core.AnyIOBackend()
 
     async def connect_tcp(
         self,
@@ -176,19 +188,21 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
             with anyio.fail_after(timeout):
                 addresses = await self.guard.resolve(host, port)
         except TimeoutError:
-            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from None
+            raise self.core.ConnectTimeout(f"resolving {host} timed out") from None
         failure: Exception | None = None
         for address in addresses:
             try:
-                return await self.backend.connect_tcp(
+                stream: httpcore.AsyncNetworkStream = await self.backend.connect_tcp(
                     str(address),
                     port,
                     timeout=timeout,
                     local_address=local_address,
                     socket_options=socket_options,
                 )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+            except (self.core.ConnectError, self.core.ConnectTimeout) as exc:
                 failure = exc
+            else:
+                return stream
         assert failure is not None
         raise failure
 

@@ -334,7 +334,7 @@ async def test_tenant_provider_in_a_private_range_is_refused(
     assert created.status_code == 201
     failed = await run(client, admin_headers, [llm_step(provider="lan")])
     assert failed["status"] == "failed"
-    assert "private or reserved" in failed["error"]["message"]
+    assert "not a public address" in failed["error"]["message"]
 
 
 @pytest.mark.parametrize("provider", ["oa", "an"])
