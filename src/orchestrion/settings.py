@@ -461,6 +461,11 @@ class ObservabilitySettings(BaseModel):
     access_log: bool = Field(
         default=True, description="One log line per request at the gateway (false: none)."
     )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="When set, `/metrics` answers only requests with "
+        "`Authorization: Bearer <token>` (401 otherwise); empty: open to anyone who reaches it.",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -47,6 +47,8 @@ async def _server(**limits: Any) -> AsyncIterator[int]:
     try:
         async with asyncio.timeout(30):
             while not server.started:
+                if task.done():
+                    task.result()
                 await asyncio.sleep(0.02)
         yield port
     finally:
