@@ -21,6 +21,12 @@ from orchestrion.settings import GatewaySettings
 
 
 async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "websocket":
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+        return
     if scope["type"] != "http":
         return
     while (await receive()).get("more_body"):
@@ -167,4 +173,20 @@ async def test_trusted_proxies_are_not_capped(proxies: list[str]) -> None:
         answer = await _read_all(reader)
         writer.close()
         first[1].close()
+    assert _status(answer) == 200
+
+
+async def test_a_websocket_gives_its_slot_back() -> None:
+    """An upgraded connection leaves the protocol: its slot must not stay taken."""
+    from websockets.asyncio.client import connect
+
+    async with _server(max_connections_per_ip=1) as port:
+        for _ in range(3):
+            async with connect(f"ws://127.0.0.1:{port}/ws"):
+                pass
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        answer = await _read_all(reader)
+        writer.close()
     assert _status(answer) == 200
