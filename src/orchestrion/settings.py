@@ -175,8 +175,7 @@ class GatewaySettings(BaseModel):
     max_header_bytes: int = Field(
         default=64 * 1024,
         ge=1024,
-        description="Largest request line and headers; past it the gateway answers 431 "
-        "and closes.",
+        description="Largest request line and headers; past it the gateway answers 431 and closes.",
     )
     body_timeout_seconds: float = Field(
         default=30.0,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,11 +148,18 @@ class Recording(httpcore.AsyncNetworkBackend):
         self.dialled: list[str] = []
         self.real = httpcore.AnyIOBackend()
 
-    async def connect_tcp(self, host: str, port: int, **kwargs: Any) -> httpcore.AsyncNetworkStream:
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's signature)
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
         self.dialled.append(host)
         if not ipaddress.ip_address(host).is_loopback:
             raise httpcore.ConnectError(f"no route to {host} in this test")
-        return await self.real.connect_tcp(host, port, **kwargs)
+        return await self.real.connect_tcp(host, port, timeout=timeout)
 
     async def sleep(self, seconds: float) -> None:
         await self.real.sleep(seconds)
