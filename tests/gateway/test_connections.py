@@ -21,6 +21,10 @@ from orchestrion.settings import GatewaySettings
 
 
 async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope.get("path") == "/early":  # answers without reading the body
+        await send({"type": "http.response.start", "status": 413, "headers": []})
+        await send({"type": "http.response.body", "body": b"too big"})
+        return
     if scope["type"] == "websocket":
         await receive()  # websocket.connect
         await send({"type": "websocket.accept"})
@@ -190,3 +194,15 @@ async def test_a_websocket_gives_its_slot_back() -> None:
         answer = await _read_all(reader)
         writer.close()
     assert _status(answer) == 200
+
+
+async def test_a_body_late_after_an_early_answer_only_closes() -> None:
+    """The app answered without reading the body: no second response, the connection closes."""
+    async with _server(body_timeout_seconds=0.3) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /early HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nhalf")
+        await writer.drain()
+        answer = await _read_all(reader)
+        writer.close()
+    assert _status(answer) == 413
+    assert answer.count(b"HTTP/1.1 ") == 1

@@ -185,14 +185,16 @@ class GuardedProtocol(HttpToolsProtocol):
             # The gateway stopped reading (the app is slower than the client): not late.
             self._arm(self.body_timeout, self._body_late)
             return
+        # The app may have answered without reading the body: then only close.
         self._refuse(
             408,
             f"the request body did not arrive within {self.body_timeout:g}s; "
             "ORCHESTRION_GATEWAY__BODY_TIMEOUT_SECONDS sets the limit",
+            answer=self.cycle is None or not self.cycle.response_started,
         )
 
-    def _refuse(self, status: int, detail: str) -> None:
-        """Answer ``status`` (unless a response has begun) and close the connection."""
+    def _refuse(self, status: int, detail: str, *, answer: bool = True) -> None:
+        """Answer ``status`` (unless ``answer`` is false or a response has begun) and close."""
         if self._refused or self.transport.is_closing():
             return
         self._refused = True
@@ -203,7 +205,7 @@ class GuardedProtocol(HttpToolsProtocol):
             # The app sees a disconnect; whatever it sends now is dropped.
             cycle.disconnected = True
             cycle.message_event.set()
-        if not (busy and cycle is not None and cycle.response_started):
+        if answer and not (busy and cycle is not None and cycle.response_started):
             body = _problem(status, detail)
             head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n".encode()]
             for name, value in self.server_state.default_headers:
