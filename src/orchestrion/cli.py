@@ -235,6 +235,7 @@ def _uvicorn(target: object, settings: Settings, *, gateway: bool = False) -> No
     """Serve ``target``; a ``gateway`` keeps its services' ``Date`` (gateway/origin.py)."""
     import uvicorn
 
+    from orchestrion.gateway.connections import protocol_class
     from orchestrion.gateway.origin import SERVER_HEADER, DateHeader
 
     config = uvicorn.Config(
@@ -242,7 +243,7 @@ def _uvicorn(target: object, settings: Settings, *, gateway: bool = False) -> No
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=protocol_class(settings.gateway) if gateway else "httptools",
         log_config=None,
         access_log=False,
         lifespan="on",

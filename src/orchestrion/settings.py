@@ -173,6 +173,29 @@ class GatewaySettings(BaseModel):
     max_concurrent_per_client: int = Field(
         default=256, ge=0, description="Requests in flight per client address (0: no cap)."
     )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="Time a client has to send a request's headers (from its first byte, or "
+        "from connecting); past it the gateway answers 408 and closes (0: no limit).",
+    )
+    max_header_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="Largest request line and headers; past it the gateway answers 431 and closes.",
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="Time a client has to send a request body once its headers are in; past "
+        "it the gateway answers 408 and closes (0: no limit).",
+    )
+    max_connections_per_ip: int = Field(
+        default=256,
+        ge=0,
+        description="Open connections per client address (trusted proxies exempt); past it "
+        "a new connection is answered 429 and closed (0: no cap).",
+    )
     registry: bool = Field(
         default=True,
         description="With Redis configured: services started by `orchestrion serve` register "
@@ -201,6 +224,12 @@ class EngineSettings(BaseModel):
         default_factory=list,
         description="Hosts or CIDRs `http` steps may reach although private or loopback "
         "(comma-separated in the environment).",
+    )
+    http_max_response_bytes: int = Field(
+        default=10 * 1024 * 1024,
+        ge=1,
+        description="Largest response body an `http` step reads (after decompression); "
+        "past it the step fails.",
     )
     env_allowlist: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -516,6 +545,11 @@ class ObservabilitySettings(BaseModel):
     )
     access_log: bool = Field(
         default=True, description="One log line per request at the gateway (false: none)."
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="When set, `/metrics` answers only requests with "
+        "`Authorization: Bearer <token>` (401 otherwise); empty: open to anyone who reaches it.",
     )
 
     @model_validator(mode="before")

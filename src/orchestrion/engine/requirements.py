@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import httpx
 
+from orchestrion.engine.netguard import NetGuard, Resolver, guarded_client
+
 if TYPE_CHECKING:
     from orchestrion.engine.definition import StepBody
     from orchestrion.engine.llm.backend import LlmBackend
@@ -74,10 +76,26 @@ class Resources:
 
 @dataclass(frozen=True)
 class HttpAccess:
-    """An HTTP client and the private destinations steps may still reach."""
+    """HTTP clients and the destination policy of tenants' requests.
+
+    ``client`` is the platform's own (operator-configured destinations, trusted);
+    ``guarded`` reaches only public addresses or ``allowlist`` entries and connects to
+    the address it checked (see :mod:`orchestrion.engine.netguard`). ``resolver``
+    replaces DNS (tests). ``max_response_bytes`` caps what an ``http`` step reads.
+    """
 
     client: httpx.AsyncClient
     allowlist: tuple[str, ...] = ()
+    max_response_bytes: int = 10 * 1024 * 1024
+    resolver: Resolver | None = None
+    guard: NetGuard = field(init=False, repr=False)
+    guarded: httpx.AsyncClient = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        guard = NetGuard(self.allowlist, resolver=self.resolver)
+        # Frozen: the derived fields are set once, here.
+        object.__setattr__(self, "guard", guard)
+        object.__setattr__(self, "guarded", guarded_client(guard))
 
 
 class StepRunner(Protocol):

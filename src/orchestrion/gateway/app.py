@@ -452,7 +452,7 @@ class Gateway:
     async def metrics(self, request: Request) -> Response:
         """Prometheus metrics, with the upstream gauges read now."""
         metrics.refresh(self.upstreams)
-        return await metrics_endpoint(request)
+        return await metrics_endpoint(request, token=self.settings.observability.metrics_token)
 
     async def live(self, _: Request) -> Response:
         """The process answers: nothing more is checked."""

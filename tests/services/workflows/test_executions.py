@@ -254,7 +254,7 @@ async def test_http_refuses_private_addresses_unless_allowed(
                 [{"id": "call", "type": "http", "with": {"url": upstream.url + "/status/200"}}],
             )
     assert execution["status"] == "failed"
-    assert "private or reserved" in execution["error"]["message"]
+    assert "not a public address" in execution["error"]["message"]
     assert step(execution, "call")["attempts"] == 1
 
 

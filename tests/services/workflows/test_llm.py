@@ -334,7 +334,24 @@ async def test_tenant_provider_in_a_private_range_is_refused(
     assert created.status_code == 201
     failed = await run(client, admin_headers, [llm_step(provider="lan")])
     assert failed["status"] == "failed"
-    assert "private or reserved" in failed["error"]["message"]
+    assert "not a public address" in failed["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    ["http://100.100.100.200/v1", "http://[2002:a9fe:a9fe::1]/v1", "http://0x7f.1:8080/v1"],
+)
+async def test_tenant_provider_outside_the_public_internet_is_refused(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], base_url: str
+) -> None:
+    """Shared address space, 6to4 of link-local and odd IPv4 were let through before."""
+    body = {"name": "meta", "kind": "openai", "base_url": base_url}
+    created = await client.post("/api/v1/llm/providers", json=body, headers=admin_headers)
+    assert created.status_code == 201, created.text
+    failed = await run(client, admin_headers, [llm_step(provider="meta")])
+    assert failed["status"] == "failed"
+    message = failed["error"]["message"]
+    assert "not a public address" in message or "ambiguous notation" in message
 
 
 @pytest.mark.parametrize("provider", ["oa", "an"])

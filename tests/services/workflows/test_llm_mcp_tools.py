@@ -167,5 +167,5 @@ async def test_tenant_servers_are_offered_as_tools(
     await database.dispose()
     failed = await run(client, admin_headers, [agent([{"mcp": "mine"}])])
     assert failed["status"] == "failed"
-    assert "private or reserved" in step(failed, "think")["error"]["message"]
+    assert "not a public address" in step(failed, "think")["error"]["message"]
     assert llm_server.state.calls[key] == 2

@@ -144,7 +144,7 @@ async def test_tenant_servers_are_urls_behind_the_private_range_guard(
         "/api/v1/mcp/servers", json={"name": "lan", "url": "http://10.1.2.3/mcp"}, headers=headers
     )
     assert private.status_code == 422
-    assert "private" in private.json()["detail"]
+    assert "not a public address" in private.json()["detail"]
 
     deleted = await mcp_client.delete("/api/v1/mcp/servers/mine", headers=headers)
     assert deleted.status_code == 204

@@ -17,7 +17,7 @@ from orchestrion.engine.llm.types import (
     ProviderError,
     TokenSink,
 )
-from orchestrion.engine.netguard import BlockedDestination, check_destination
+from orchestrion.engine.netguard import BlockedDestination, NetGuard
 
 logger = logging.getLogger("orchestrion.engine.llm")
 Chat = Callable[
@@ -46,16 +46,32 @@ PROTOCOLS: dict[str, Chat] = {
 }
 
 
-async def guard(config: ProviderConfig, allowlist: tuple[str, ...]) -> None:
-    """Refuse a tenant's provider URL inside private networks (settings' are trusted)."""
+_AWS_SUFFIXES = (".amazonaws.com", ".amazonaws.com.cn")
+
+
+async def guard(config: ProviderConfig, net: NetGuard) -> None:
+    """Refuse a tenant's provider URL outside the public internet (settings' are trusted).
+
+    Requests to it then go through a client that dials only what ``net`` checked. Bedrock
+    is called through botocore, which resolves the name itself, so a tenant's Bedrock
+    endpoint must be an AWS name (or an allow-listed host), never one the tenant's DNS
+    could answer differently between the check and the call.
+    """
     if config.trusted:
         return
     parts = urlsplit(config.base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ProviderError(f"not an http(s) URL: {config.base_url!r}", retryable=False)
+    host = parts.hostname.lower().rstrip(".")
+    if config.kind == "bedrock" and not host.endswith(_AWS_SUFFIXES) and host not in net.hosts:
+        raise ProviderError(
+            f"a tenant's Bedrock provider must be an AWS endpoint (*.amazonaws.com), not {host}; "
+            "allow the host with ORCHESTRION_ENGINE__HTTP_ALLOWLIST",
+            retryable=False,
+        )
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        await check_destination(parts.hostname, port, allowlist)
+        await net.resolve(host, port)
     except BlockedDestination as exc:
         raise ProviderError(str(exc), retryable=False) from None
 
@@ -78,6 +94,8 @@ async def call_model(
     while True:
         try:
             return await protocol(http, config, request, on_token, limits)
+        except BlockedDestination as exc:
+            error = ProviderError(str(exc), retryable=False)
         except httpx.TimeoutException:
             error = ProviderError(f"{config.name} timed out")
         except httpx.HTTPError as exc:

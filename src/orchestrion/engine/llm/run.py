@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
+
 from orchestrion.engine.llm.backend import LlmBackend
 from orchestrion.engine.llm.client import call_model, guard
 from orchestrion.engine.llm.types import ChatRequest, ChatResult, ProviderError
+from orchestrion.engine.netguard import NetGuard, guarded_client
 from orchestrion.engine.outcomes import ModelUsage, StepCall
-from orchestrion.engine.requirements import HTTP
+from orchestrion.engine.requirements import HTTP, HttpAccess
 
 
 @dataclass(frozen=True)
@@ -121,9 +125,10 @@ class ModelRunner:
             estimate = backend.prices.cost(candidate.model, backend.counter.count(prompt), most)
             await backend.check_budget(self.call, estimate)
             try:
-                await guard(config, _allowlist(self.call))
+                access = self.call.resources.get(HTTP)
+                await guard(config, access.guard if access is not None else _public())
                 result = await call_model(
-                    backend.http,
+                    backend.http if config.trusted else _guarded(access),
                     config,
                     request,
                     self._token,
@@ -168,6 +173,17 @@ class ModelRunner:
         )
 
 
-def _allowlist(call: StepCall) -> tuple[str, ...]:
-    http = call.resources.get(HTTP)
-    return http.allowlist if http is not None else ()
+@functools.cache
+def _public() -> NetGuard:
+    return NetGuard()
+
+
+@functools.cache
+def _public_client() -> httpx.AsyncClient:
+    # Keeps no connection between requests, so it needs no closing.
+    return guarded_client(_public())
+
+
+def _guarded(access: HttpAccess | None) -> httpx.AsyncClient:
+    """The client of a tenant's provider: it dials only the addresses it checked."""
+    return access.guarded if access is not None else _public_client()

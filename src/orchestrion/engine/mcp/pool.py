@@ -16,15 +16,22 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
+import httpcore2
+import httpx2
 from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.sse import sse_client
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared._httpx_utils import (
+    MCP_DEFAULT_SSE_READ_TIMEOUT,
+    MCP_DEFAULT_TIMEOUT,
+    McpHttpClientFactory,
+    create_mcp_http_client,
+)
 from mcp_types import (
     CONNECTION_CLOSED,
     INTERNAL_ERROR,
@@ -34,6 +41,7 @@ from mcp_types import (
     Tool,
 )
 
+from orchestrion.engine.netguard import GuardedBackend, NetGuard
 from orchestrion.kernel.mcp_config import McpServerConfig
 
 logger = logging.getLogger("orchestrion.mcp")
@@ -71,11 +79,42 @@ def _reason(exc: BaseException) -> str:
     return f"{type(leaf).__name__}: {leaf}" if str(leaf) else type(leaf).__name__
 
 
-class _Session:
-    """One connected client, owned by its own task."""
+class _GuardedTransport(httpx2.AsyncHTTPTransport):
+    """httpx2's transport (the SDK's) dialling only addresses ``guard`` checked."""
 
-    def __init__(self, config: McpServerConfig) -> None:
+    def __init__(self, guard: NetGuard) -> None:
+        super().__init__(trust_env=False)
+        self._pool = httpcore2.AsyncConnectionPool(
+            ssl_context=httpx2.create_ssl_context(trust_env=False),
+            network_backend=cast(Any, GuardedBackend(guard, core=httpcore2)),
+        )
+
+
+def guarded_factory(guard: NetGuard) -> McpHttpClientFactory:
+    """The SDK's HTTP client factory, with connections only where ``guard`` allows."""
+
+    def create(
+        headers: dict[str, str] | None = None,
+        timeout: httpx2.Timeout | None = None,
+        auth: httpx2.Auth | None = None,
+    ) -> httpx2.AsyncClient:
+        default = httpx2.Timeout(MCP_DEFAULT_TIMEOUT, read=MCP_DEFAULT_SSE_READ_TIMEOUT)
+        return httpx2.AsyncClient(
+            transport=_GuardedTransport(guard),
+            headers=headers,
+            timeout=timeout or default,
+            auth=auth,
+        )
+
+    return create
+
+
+class _Session:
+    """One connected client, owned by its own task (``guard``: a tenant's server)."""
+
+    def __init__(self, config: McpServerConfig, guard: NetGuard | None = None) -> None:
         self.config = config
+        self.guard = guard
         self.client: Client | None = None
         self.last_used = time.monotonic()
         self._ready = asyncio.Event()
@@ -104,7 +143,7 @@ class _Session:
     async def _run(self) -> None:
         try:
             async with AsyncExitStack() as stack:
-                transport = await _transport(self.config, stack)
+                transport = await _transport(self.config, stack, self.guard)
                 client = Client(
                     transport,
                     cache=None,
@@ -134,8 +173,11 @@ class _Session:
                 await task
 
 
-async def _transport(config: McpServerConfig, stack: AsyncExitStack) -> Any:
-    """The SDK transport for ``config`` (an HTTP client, if any, is closed with ``stack``)."""
+async def _transport(config: McpServerConfig, stack: AsyncExitStack, guard: NetGuard | None) -> Any:
+    """The SDK transport for ``config`` (an HTTP client, if any, is closed with ``stack``).
+
+    With ``guard``, connections go only to the addresses it checked (a tenant's server).
+    """
     kind = config.kind
     if kind == "stdio":
         command = config.command or []
@@ -145,9 +187,10 @@ async def _transport(config: McpServerConfig, stack: AsyncExitStack) -> Any:
             )
         )
     url = config.url or ""
+    factory = create_mcp_http_client if guard is None else guarded_factory(guard)
     if kind == "sse":
-        return sse_client(url, headers=config.headers)
-    http = await stack.enter_async_context(create_mcp_http_client(headers=config.headers))
+        return sse_client(url, headers=config.headers, httpx_client_factory=factory)
+    http = await stack.enter_async_context(factory(headers=config.headers))
     return streamable_http_client(url, http_client=http)
 
 
@@ -167,6 +210,13 @@ class McpPool:
         self._sessions: dict[str, _Session] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._closed = False
+        self._guard: NetGuard | None = None
+        self._trusted: frozenset[str] = frozenset()
+
+    def guard_all_but(self, trusted: Iterable[McpServerConfig], guard: NetGuard) -> None:
+        """Connect to URL servers other than ``trusted`` ones only where ``guard`` allows."""
+        self._trusted = frozenset(config.key() for config in trusted)
+        self._guard = guard
 
     def __len__(self) -> int:
         return sum(1 for s in self._sessions.values() if s.usable)
@@ -257,7 +307,8 @@ class McpPool:
                     if session is not None:
                         await self._discard(key, session)
                     await self._make_room()
-                    session = _Session(config)
+                    guard = None if key in self._trusted else self._guard
+                    session = _Session(config, guard)
                     await session.open(self.connect_timeout)
                     self._sessions[key] = session
                     fresh = True

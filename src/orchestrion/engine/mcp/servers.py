@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from orchestrion.engine.mcp.pool import McpPool
-from orchestrion.engine.netguard import check_destination
+from orchestrion.engine.netguard import NetGuard, Resolver, check_destination
 from orchestrion.kernel.mcp_config import McpServerConfig
 
 TenantLookup = Callable[[str, str], Awaitable[McpServerConfig | None]]
@@ -40,6 +40,12 @@ class McpServers:
     tenant_lookup: TenantLookup | None = None
     allowlist: tuple[str, ...] = ()
     call_timeout: float = 60.0
+    resolver: Resolver | None = None
+
+    def __post_init__(self) -> None:
+        self.guard = NetGuard(self.allowlist, resolver=self.resolver)
+        # Sessions to tenants' servers dial only the addresses the guard checked.
+        self.pool.guard_all_but(self.configured.values(), self.guard)
 
     async def resolve(self, tenant_id: str, name: str) -> McpServerConfig:
         """The server ``name`` means for ``tenant_id`` (UnknownServer, BlockedDestination)."""
@@ -52,7 +58,9 @@ class McpServers:
             raise UnknownServer(f"no MCP server named {name!r}")
         if config.url is None:  # defence in depth: tenant servers are stored as URLs only
             raise UnknownServer(f"MCP server {name!r} of a tenant must be a URL")
-        await check_url(config.url, self.allowlist)
+        parts = urlsplit(config.url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        await self.guard.resolve(parts.hostname or "", port)
         return config
 
     async def aclose(self) -> None:

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from orchestrion.engine.netguard import BlockedDestination, check_destination
+from orchestrion.engine.netguard import BlockedDestination
 from orchestrion.engine.outcomes import Failed, Outcome, StepCall, Succeeded
 from orchestrion.engine.registry import StepType, expr_or
 from orchestrion.engine.requirements import HTTP
@@ -47,22 +47,28 @@ class Http(StepType):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             return Failed(f"not an http(s) URL: {url!r}", retryable=False)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        try:
-            await check_destination(parts.hostname, port, http.allowlist)
-        except BlockedDestination as exc:
-            return Failed(str(exc), retryable=False)
         headers = {str(k): str(v) for k, v in (spec.get("headers") or {}).items()}
         headers.setdefault("Idempotency-Key", call.idempotency_key)
         timeout = float(spec.get("timeout") or 30.0)
         try:
-            response = await http.client.request(
+            # The guarded client resolves the name once, refuses non-public addresses
+            # (unless allow-listed) and connects to the address it checked.
+            async with http.guarded.stream(
                 method,
                 url,
                 headers=headers,
                 json=spec.get("json"),
                 content=spec.get("body"),
                 timeout=timeout,
+            ) as response:
+                content = await _read(response, http.max_response_bytes)
+        except BlockedDestination as exc:
+            return Failed(str(exc), retryable=False)
+        except TooLarge:
+            return Failed(
+                f"{method} {url} answered more than {http.max_response_bytes} bytes; "
+                "raise ORCHESTRION_ENGINE__HTTP_MAX_RESPONSE_BYTES to read more",
+                retryable=False,
             )
         except httpx.TimeoutException:
             return Failed(f"{method} {url} timed out after {timeout:g}s")
@@ -71,7 +77,7 @@ class Http(StepType):
         output = {
             "status": response.status_code,
             "headers": dict(response.headers),
-            "body": _body(response),
+            "body": _body(response, content),
         }
         if response.status_code >= 400:
             retryable = response.status_code >= 500 or response.status_code in (408, 429)
@@ -83,10 +89,29 @@ class Http(StepType):
         return Succeeded(output)
 
 
-def _body(response: httpx.Response) -> Any:
+class TooLarge(Exception):
+    """The response body passed the cap."""
+
+
+async def _read(response: httpx.Response, limit: int) -> bytes:
+    """The decoded body, reading no more than ``limit`` bytes of it (raises TooLarge)."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit and "content-encoding" not in response.headers:
+        raise TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _body(response: httpx.Response, content: bytes) -> Any:
     if "json" in response.headers.get("content-type", ""):
         try:
-            return json.loads(response.content)
+            return json.loads(content)
         except ValueError:
             pass
-    return response.text
+    return content.decode(response.encoding or "utf-8", errors="replace")

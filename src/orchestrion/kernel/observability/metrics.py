@@ -6,13 +6,17 @@ template (``/api/v1/workflows/{id}``) keeps cardinality bounded.
 
 from __future__ import annotations
 
+import hmac
 import time
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from pydantic import SecretStr
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from orchestrion.kernel.errors import Unauthenticated, error_response
 
 REQUESTS = Counter(
     "orchestrion_http_requests_total",
@@ -94,6 +98,21 @@ class MetricsMiddleware:
             timer.observe(time.perf_counter() - start)
 
 
-async def metrics_endpoint(_: Request) -> Response:
-    """The Prometheus text exposition of this process's metrics."""
+async def metrics_endpoint(request: Request, *, token: SecretStr | None = None) -> Response:
+    """The Prometheus text exposition of this process's metrics.
+
+    With ``token`` (``ORCHESTRION_OBSERVABILITY__METRICS_TOKEN``), only a request bearing
+    it (``Authorization: Bearer <token>``) is answered; others get a 401 problem.
+    """
+    if token is not None and token.get_secret_value():
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        expected = token.get_secret_value().encode()
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+            return error_response(
+                request,
+                Unauthenticated(
+                    "/metrics needs Authorization: Bearer <token>, the token set by "
+                    "ORCHESTRION_OBSERVABILITY__METRICS_TOKEN"
+                ),
+            )
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

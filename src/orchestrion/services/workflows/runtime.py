@@ -128,7 +128,11 @@ class WorkflowsRuntime:
         self.engine = Engine(
             database,
             resources={
-                HTTP: HttpAccess(self.http, tuple(config.http_allowlist)),
+                HTTP: HttpAccess(
+                    self.http,
+                    tuple(config.http_allowlist),
+                    max_response_bytes=config.http_max_response_bytes,
+                ),
                 LLM: self.llm,
                 MCP: self.mcp,
             },
