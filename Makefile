@@ -8,6 +8,9 @@ PY := $(VENV)/bin/python
 UV := python3 -m uv
 STAMP := $(VENV)/.installed
 REQS := requirements/dev.txt
+# Test processes (pytest-xdist): the suite mostly waits on servers and sockets, so more
+# workers than cores pays off.
+TEST_WORKERS ?= 4
 
 .PHONY: help install up test test-fast lint fmt lock clean mcp-peer
 
@@ -27,10 +30,10 @@ up: install ## Start the whole platform on :8000 (SQLite, in-process bus)
 	$(VENV)/bin/orchestrion up
 
 test: install ## Run the test suite (SQLite and the local PostgreSQL)
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 test-fast: install ## Run the tests on SQLite only
-	$(VENV)/bin/pytest -q -m "not postgres and not kafka"
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist worksteal -m "not postgres and not kafka"
 
 lint: install ## ruff, ruff format --check, mypy
 	$(VENV)/bin/ruff check src tests bench
