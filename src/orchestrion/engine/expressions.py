@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import itertools
 import re
+import types
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final, cast
@@ -21,7 +22,27 @@ from jinja2 import nodes
 from jinja2.environment import TemplateExpression
 from jinja2.exceptions import TemplateSyntaxError
 
-from orchestrion.engine.sandbox import Missing, create_environment
+from orchestrion.engine.sandbox import (
+    Missing,
+    NotJson,
+    check_json,
+    configure,
+    create_environment,
+    meter,
+)
+
+__all__ = [
+    "MAX_EXPRESSION_LENGTH",
+    "ExpressionError",
+    "Template",
+    "configure",
+    "evaluate",
+    "iter_expressions",
+    "parse",
+    "parse_expression",
+    "references",
+    "validate",
+]
 
 MAX_EXPRESSION_LENGTH: Final = 4096
 
@@ -64,16 +85,25 @@ def _find_path(target: Any, context: Mapping[str, Any]) -> str | None:
 
 
 def _to_native(value: Any) -> Any:
-    """JSON-like data out of what Jinja returns: no Undefined, Markup, tuples or generators."""
+    """JSON-like data out of what Jinja returns: no Undefined, Markup, tuples or generators.
+
+    Anything else (a function, a type, a module, another object) is refused by its type's
+    name, so no repr with a memory address reaches an output.
+    """
     if isinstance(value, jinja2.Undefined):
         value._fail_with_undefined_error()
     if isinstance(value, str):
         return str(value)
+    if isinstance(value, bool | int | float | None):
+        check_json(value)  # refuses nan and infinities
+        return value
+    if callable(value) or isinstance(value, type | types.ModuleType | bytes | bytearray):
+        raise NotJson(value)
     if isinstance(value, Mapping):
         return {_to_native(k): _to_native(v) for k, v in value.items()}
-    if isinstance(value, Iterable) and not isinstance(value, bytes | bytearray):
+    if isinstance(value, Iterable):
         return [_to_native(item) for item in value]
-    return value
+    raise NotJson(value)
 
 
 def _step_references(ast: nodes.Node) -> frozenset[str]:
@@ -128,7 +158,8 @@ class Template:
             if self._native is not None:
                 return _to_native(self._native(scope))
             if self._text is not None:
-                return self._text.render(scope)
+                pieces = list(self._text.generate(scope))
+                return meter("".join(pieces), pieces, "the text")
         except Missing as exc:
             # Only containers: small ints and strings are shared objects, found anywhere.
             found = isinstance(exc.obj, Mapping | list)
