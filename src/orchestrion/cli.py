@@ -276,6 +276,9 @@ def worker(
     configure_logging(
         level=settings.observability.log_level, format=settings.observability.log_format
     )
+    from orchestrion.engine.expressions import configure as configure_expressions
+
+    configure_expressions(max_size=settings.limits.expression_max_size)
 
     async def serve() -> None:
         database = open_database(settings)
