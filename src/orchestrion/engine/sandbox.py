@@ -178,7 +178,9 @@ def _metered_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(func)  # keeps jinja_pass_arg, so Jinja passes the same arguments
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        values = [a for a in args if not isinstance(a, Context | nodes.EvalContext | jinja2.Environment)]
+        values = [
+            a for a in args if not isinstance(a, Context | nodes.EvalContext | jinja2.Environment)
+        ]
         values.extend(kwargs.values())
         for value in values:
             _check_operand(value)
@@ -341,7 +343,9 @@ class _MeteredCodeGenerator(CodeGenerator):
             self.write(", ")
         self.write("))")
 
-    def _metered(self, visit: Callable[[Any, Any, Frame], None], node: nodes.Node, frame: Frame) -> None:
+    def _metered(
+        self, visit: Callable[[Any, Any, Frame], None], node: nodes.Node, frame: Frame
+    ) -> None:
         self.write("environment.meter_literal(")
         visit(self, node, frame)
         self.write(")")

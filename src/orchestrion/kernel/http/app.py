@@ -55,6 +55,8 @@ def create_service_app(
     app.state.service_name = name
     app.state.database = database
     app.state.identity_secret = identity_secret
+    if limits is not None:
+        app.state.list_max_offset = limits.list_max_offset
     install_error_handlers(app)
 
     @app.get("/health", include_in_schema=False)

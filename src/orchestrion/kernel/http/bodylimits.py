@@ -30,6 +30,11 @@ class BodyLimits(Protocol):
         """Deepest nesting of a JSON body."""
         ...
 
+    @property
+    def list_max_offset(self) -> int:
+        """Furthest a paged list may skip."""
+        ...
+
 
 class DepthScanner:
     """Incremental nesting depth of a JSON text fed in chunks (strings are skipped)."""
@@ -102,8 +107,7 @@ class JsonDepthMiddleware:
                     detail=f"the JSON body is nested deeper than {self.max_depth} levels "
                     "(limits.body_max_depth, ORCHESTRION_LIMITS__BODY_MAX_DEPTH)",
                     instance=scope.get("path", ""),
-                    request_id=scope.get("state", {}).get("request_id")
-                    or request_id_from(scope),
+                    request_id=scope.get("state", {}).get("request_id") or request_id_from(scope),
                     title="Unprocessable Content",
                     type_uri="https://orchestrion.dev/problems/body-too-deep",
                 )
