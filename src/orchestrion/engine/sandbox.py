@@ -8,7 +8,8 @@ Definitions come from tenants. Jinja's sandbox already refuses Python internals
 - the only globals are ``range`` (capped by Jinja) and ``dict``;
 - every value an expression builds is metered: operators (``+``, ``~``, ``*``, ``%``),
   list and object literals, calls and filters refuse a result that would grow past
-  ``max_size`` characters plus items (:func:`configure`; ``ORCHESTRION_LIMITS__EXPRESSION_MAX_SIZE``)
+  ``max_size`` characters plus items (:func:`configure`, from the setting
+  ``ORCHESTRION_LIMITS__EXPRESSION_MAX_SIZE``)
   unless it is no larger than what went in; ``str.format``, ``join`` and ``replace`` are
   refused before they run, powers are capped, and only an allow-list of methods may be called;
 - values that are not JSON (functions, types, modules, other objects) are refused by type name

@@ -55,6 +55,7 @@ def create_service_app(
     app.state.service_name = name
     app.state.database = database
     app.state.identity_secret = identity_secret
+    app.state.limits = limits
     if limits is not None:
         app.state.list_max_offset = limits.list_max_offset
     install_error_handlers(app)
