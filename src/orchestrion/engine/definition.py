@@ -13,11 +13,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from graphlib import CycleError, TopologicalSorter
 from typing import Any, Literal
 
-from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, ValidationError, best_match
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
+from orchestrion.engine import tenant_schemas
 from orchestrion.engine.expressions import (
     ExpressionError,
     iter_expressions,
@@ -321,7 +321,7 @@ class _Checker:
 
     def check_inputs(self) -> None:
         try:
-            Draft202012Validator.check_schema(self.defn.inputs)
+            tenant_schemas.check_schema(self.defn.inputs)
         except SchemaError as exc:
             path, message = _schema_message(exc)
             self.add(["inputs", *path], f"inputs is not a valid JSON Schema: {message}")
