@@ -289,7 +289,9 @@ class ExpressionEnvironment(ImmutableSandboxedEnvironment):
         for value in values:
             _check_operand(value)
         pieces = [str(value) for value in values]
-        return meter("".join(pieces), pieces, "'~'")
+        text = "".join(pieces)
+        meter(text, pieces, "'~'")
+        return text
 
     def meter_literal(self, value: Any) -> Any:
         """A list, tuple or object literal, metered against its largest member."""

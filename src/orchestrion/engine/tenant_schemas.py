@@ -59,7 +59,7 @@ def _pattern(
 
 
 def _pattern_properties(
-    validator: Validator, patterns: Mapping[str, Any], instance: Any, schema: Mapping[str, Any]
+    validator: Any, patterns: Mapping[str, Any], instance: Any, schema: Mapping[str, Any]
 ) -> Iterator[ValidationError]:
     if not validator.is_type(instance, "object"):
         return
@@ -75,7 +75,7 @@ def _pattern_properties(
 
 
 #: Draft 2020-12 with ``pattern`` and ``patternProperties`` matched by RE2.
-TenantValidator: Final = validators.extend(
+TenantValidator: Final[type[Validator]] = validators.extend(  # type: ignore[no-untyped-call]
     Draft202012Validator,
     {"pattern": _pattern, "patternProperties": _pattern_properties},
 )
@@ -111,4 +111,5 @@ def check_schema(schema: Any) -> None:
 
 def iter_errors(schema: Mapping[str, Any], instance: Any) -> Iterator[ValidationError]:
     """The violations of instance against a tenant's schema, in linear-time regex matching."""
-    return TenantValidator(dict(schema)).iter_errors(instance)
+    errors: Iterator[ValidationError] = TenantValidator(dict(schema)).iter_errors(instance)
+    return errors
