@@ -129,8 +129,9 @@ def _check_cursor_types(columns: Sequence[Any], values: Sequence[Any]) -> None:
     for column, value in zip(columns, values, strict=True):
         if value is None:
             continue
-        try:
-            expected = column.type.python_type
+        kind = column.type
+        try:  # a TypeDecorator (UTCDateTime) compares as the type it wraps
+            expected = getattr(kind, "impl_instance", kind).python_type
         except (NotImplementedError, AttributeError):
             continue
         numeric = expected is float and isinstance(value, int)
