@@ -29,6 +29,7 @@ from orchestrion.engine.sandbox import (
     configure,
     create_environment,
     meter,
+    metering,
 )
 
 __all__ = [
@@ -151,15 +152,20 @@ class Template:
         """Whether the string contains any ``{{`` (otherwise it renders as itself)."""
         return self._native is not None or self._text is not None
 
+    def _evaluate(self, scope: dict[str, Any]) -> Any:
+        if self._native is not None:
+            return _to_native(self._native(scope))
+        if self._text is not None:
+            pieces = list(self._text.generate(scope))
+            return meter("".join(pieces), pieces, "the text")
+        return self.source
+
     def render(self, context: Mapping[str, Any]) -> Any:
         """Evaluate against context (``inputs``, ``steps``...); raises ExpressionError."""
         scope = dict(context)
         try:
-            if self._native is not None:
-                return _to_native(self._native(scope))
-            if self._text is not None:
-                pieces = list(self._text.generate(scope))
-                return meter("".join(pieces), pieces, "the text")
+            with metering():
+                return self._evaluate(scope)
         except Missing as exc:
             # Only containers: small ints and strings are shared objects, found anywhere.
             found = isinstance(exc.obj, Mapping | list)
@@ -170,7 +176,6 @@ class Template:
         except Exception as exc:  # tenant-written code may raise anything; report, never crash
             reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
             raise ExpressionError(f"{reason} in {_quote(self.source)}") from exc
-        return self.source
 
 
 @functools.lru_cache(maxsize=4096)

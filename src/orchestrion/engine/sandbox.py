@@ -19,14 +19,16 @@ Definitions come from tenants. Jinja's sandbox already refuses Python internals
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import json
 import math
 import re
 import string
+import threading
 import types
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Final, NoReturn
 
 import jinja2
@@ -59,6 +61,11 @@ _SAFE_METHODS: Final = frozenset(
 _DROPPED_FILTERS: Final = (
     "batch", "center", "indent", "random", "slice", "tojson", "urlize", "wordwrap", "xmlattr"
 )  # fmt: skip
+# Filters that turn their input into text: their input is checked all the way down.
+_STRINGIFYING: Final = frozenset(
+    "capitalize center e escape forceescape format indent join json lower pprint replace "  # noqa: SIM905
+    "safe string striptags title trim truncate upper urlencode urlize wordcount wordwrap".split()
+)
 _PRINTF_SPEC: Final = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
 
 
@@ -123,25 +130,47 @@ def check_json(value: Any) -> None:
             raise NotJson(item)
 
 
-def _check_operand(value: Any) -> None:
+def _check_operand(value: Any, *, deep: bool = True) -> None:
     # Lazy sequences (range, map...) are fine as operands; they are checked when listed.
-    # An undefined value is left to fail (or be defaulted) where it is used.
+    # An undefined value is left to fail (or be defaulted) where it is used. A deep check
+    # costs what str() of the value costs, so it is made only where the value becomes text.
     if isinstance(value, jinja2.Undefined):
         return
     if callable(value) or isinstance(value, types.ModuleType):
         raise NotJson(value)
-    if isinstance(value, Mapping | list | tuple):
+    if deep and isinstance(value, Mapping | list | tuple):
         check_json(value)
+
+
+# Sizes of large containers already measured during one evaluation (see metering()):
+# the sandbox is immutable, so a value's size cannot change while an expression runs,
+# and `[big]` written a hundred times then costs one walk of `big`, not a hundred.
+_MEMO_FROM: Final = 10_000
+_memo = threading.local()
+
+
+@contextlib.contextmanager
+def metering() -> Iterator[None]:
+    """Scope of one evaluation: remembers the sizes of large containers until it ends."""
+    outer = getattr(_memo, "sizes", None)
+    _memo.sizes = {}
+    try:
+        yield
+    finally:
+        _memo.sizes = outer
 
 
 def _size(value: Any, limit: int | None = None) -> int:
     """Characters plus items a value stands for, counted no further than just past limit."""
     limit = MAX_SIZE if limit is None else limit
+    sizes: dict[int, tuple[Any, int]] | None = getattr(_memo, "sizes", None)
     total, stack = 0, [value]
     while stack and total <= limit:
         item = stack.pop()
         if isinstance(item, str | bytes):
             total += len(item)
+        elif sizes is not None and id(item) in sizes:
+            total += sizes[id(item)][1]
         elif isinstance(item, Mapping):
             total += len(item)
             stack.extend(itertools.chain.from_iterable(item.items()))
@@ -150,6 +179,8 @@ def _size(value: Any, limit: int | None = None) -> int:
             stack.extend(item)
         else:
             total += 1
+    if sizes is not None and total >= _MEMO_FROM and isinstance(value, Mapping | list | tuple):
+        sizes[id(value)] = (value, total)  # the value is kept, so its id stays its own
     return total
 
 
@@ -184,7 +215,7 @@ def _metered_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
         ]
         values.extend(kwargs.values())
         for value in values:
-            _check_operand(value)
+            _check_operand(value, deep=name in _STRINGIFYING)
         return meter(func(*args, **kwargs), values, f"the {name!r} filter")
 
     return wrapper
@@ -316,8 +347,9 @@ class ExpressionEnvironment(ImmutableSandboxedEnvironment):
             elif isinstance(owner, str) and obj.__name__ == "replace" and len(args) >= 2:
                 count = args[2] if len(args) > 2 else kwargs.get("count")
                 _check_replace(owner, str(args[0]), str(args[1]), count)
+        deep = getattr(obj, "__name__", None) in ("format", "format_map")
         for value in (*args, *kwargs.values()):
-            _check_operand(value)
+            _check_operand(value, deep=deep)
         result = super().call(context, obj, *args, **kwargs)
         return meter(result, (owner, *args, *kwargs.values()), "a call")
 
