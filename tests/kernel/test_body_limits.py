@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from orchestrion.kernel.http.bodylimits import DepthScanner, JsonDepthMiddleware
+from orchestrion.kernel.http.bodylimits import JsonDepthMiddleware, nesting_exceeds
 from tests.fixtures.servers import serve_in_thread
 
 
@@ -36,15 +36,10 @@ json_values = st.recursive(
 
 
 @settings(max_examples=200, deadline=None)
-@given(json_values, st.integers(min_value=1, max_value=7), st.data())
-def test_the_scanner_counts_depth_across_chunks_and_strings(
-    value: Any, max_depth: int, data: st.DataObject
-) -> None:
-    raw = json.dumps(value).encode()
-    cuts = sorted(data.draw(st.lists(st.integers(0, len(raw)), max_size=4)))
-    scanner = DepthScanner(max_depth)
-    ok = all(scanner.feed(raw[a:b]) for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True))
-    assert ok == (_depth(value) <= max_depth)
+@given(json_values, st.integers(min_value=0, max_value=7), st.booleans())
+def test_nesting_is_measured_outside_strings(value: Any, max_depth: int, ascii: bool) -> None:
+    raw = json.dumps(value, ensure_ascii=ascii).encode()
+    assert nesting_exceeds(raw, max_depth) == (_depth(value) > max_depth)
 
 
 async def _echo(request: Request) -> JSONResponse:

@@ -1,14 +1,16 @@
 """Refuse JSON request bodies nested deeper than a limit, before anything parses them.
 
 ``json.loads`` recurses once per level: a body of a few hundred kilobytes of ``[`` would
-exhaust the stack and answer 500. :class:`JsonDepthMiddleware` counts the depth as the
-body arrives, with a small state machine that skips strings, and answers 422
-problem+json naming the limit; the body is then replayed to the app unchanged.
+exhaust the stack and answer 500. :class:`JsonDepthMiddleware` reads a JSON body (the app
+would read all of it anyway), measures its nesting with :func:`nesting_exceeds` (strings
+skipped) and answers 422 problem+json naming the limit; otherwise the body is replayed to
+the app unchanged.
 """
 
 from __future__ import annotations
 
 import re
+from itertools import accumulate
 from typing import Final, Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -17,9 +19,14 @@ from orchestrion.kernel.errors import problem_response
 from orchestrion.kernel.http.requestid import request_id_from
 
 DEFAULT_MAX_DEPTH: Final = 64
-_TOKENS: Final = re.compile(rb'[\[\]{}"\\]')
-_OPEN: Final = frozenset(b"[{")
-_CLOSE: Final = frozenset(b"]}")
+# A JSON string, escapes included (the unrolled form: no backtracking, C speed).
+_STRING: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS: Final = bytes(range(256)).translate(None, delete=b"[]{}")
+_DELTA: Final = [0] * 256
+for _byte in b"[{":
+    _DELTA[_byte] = 1
+for _byte in b"]}":
+    _DELTA[_byte] = -1
 
 
 class BodyLimits(Protocol):
@@ -36,42 +43,16 @@ class BodyLimits(Protocol):
         ...
 
 
-class DepthScanner:
-    """Incremental nesting depth of a JSON text fed in chunks (strings are skipped)."""
+def nesting_exceeds(data: bytes, max_depth: int) -> bool:
+    """Whether a JSON text nests arrays and objects deeper than max_depth.
 
-    __slots__ = ("_escape", "_in_string", "depth", "max_depth")
-
-    def __init__(self, max_depth: int) -> None:
-        self.max_depth = max_depth
-        self.depth = 0
-        self._in_string = False
-        self._escape = False
-
-    def feed(self, data: bytes) -> bool:
-        """Scan one chunk; False once the depth has gone past max_depth."""
-        skip = 0
-        if self._escape and data:
-            self._escape, skip = False, 1
-        for match in _TOKENS.finditer(data, skip):
-            at = match.start()
-            if at < skip:
-                continue
-            char = data[at]
-            if self._in_string:
-                if char == 0x5C:  # backslash: the next byte is escaped
-                    skip = at + 2
-                    self._escape = skip > len(data)
-                elif char == 0x22:
-                    self._in_string = False
-            elif char == 0x22:
-                self._in_string = True
-            elif char in _OPEN:
-                self.depth += 1
-                if self.depth > self.max_depth:
-                    return False
-            elif char in _CLOSE:
-                self.depth -= 1
-        return True
+    Strings are cut out first (brackets inside them do not count), then the running depth
+    of what remains is taken; every step runs in C, at about the speed of ``json.loads``.
+    """
+    if data.count(b"[") + data.count(b"{") <= max_depth:  # cannot be deeper: the usual case
+        return False
+    brackets = _STRING.sub(b"", data).translate(None, delete=_NOT_BRACKETS)
+    return max(accumulate(map(_DELTA.__getitem__, brackets)), default=0) > max_depth
 
 
 def _is_json(scope: Scope) -> bool:
@@ -90,31 +71,29 @@ class JsonDepthMiddleware:
         self.max_depth = max_depth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Scan a JSON body as it arrives, then hand it on or refuse it."""
+        """Read a JSON body, then hand it on unchanged or refuse it."""
         if scope["type"] != "http" or not _is_json(scope):
             await self.app(scope, receive, send)
             return
-        scanner = DepthScanner(self.max_depth)
         received: list[Message] = []
         while True:
             message = await receive()
             received.append(message)
-            if message["type"] != "http.request":
+            if message["type"] != "http.request" or not message.get("more_body", False):
                 break
-            if not scanner.feed(message.get("body", b"")):
-                response = problem_response(
-                    status=422,
-                    detail=f"the JSON body is nested deeper than {self.max_depth} levels "
-                    "(limits.body_max_depth, ORCHESTRION_LIMITS__BODY_MAX_DEPTH)",
-                    instance=scope.get("path", ""),
-                    request_id=scope.get("state", {}).get("request_id") or request_id_from(scope),
-                    title="Unprocessable Content",
-                    type_uri="https://orchestrion.dev/problems/body-too-deep",
-                )
-                await response(scope, receive, send)
-                return
-            if not message.get("more_body", False):
-                break
+        body = b"".join(m.get("body", b"") for m in received if m["type"] == "http.request")
+        if nesting_exceeds(body, self.max_depth):
+            response = problem_response(
+                status=422,
+                detail=f"the JSON body is nested deeper than {self.max_depth} levels "
+                "(limits.body_max_depth, ORCHESTRION_LIMITS__BODY_MAX_DEPTH)",
+                instance=scope.get("path", ""),
+                request_id=scope.get("state", {}).get("request_id") or request_id_from(scope),
+                title="Unprocessable Content",
+                type_uri="https://orchestrion.dev/problems/body-too-deep",
+            )
+            await response(scope, receive, send)
+            return
 
         async def replay() -> Message:
             if received:

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from orchestrion.kernel.errors import ValidationFailed
-from orchestrion.kernel.http.bodylimits import DEFAULT_MAX_DEPTH, DepthScanner
+from orchestrion.kernel.http.bodylimits import DEFAULT_MAX_DEPTH, nesting_exceeds
 
 try:  # the C parser when PyYAML was built with libyaml; same events either way
     from yaml import CSafeLoader as _Loader
@@ -111,8 +111,7 @@ def load_yaml(text: str | bytes, limits: ParseLimits) -> Any:
 
 def load_json(raw: str | bytes, limits: ParseLimits) -> Any:
     """The JSON document as data; DocumentTooLarge when nested deeper than the limit."""
-    scanner = DepthScanner(limits.max_depth)
-    if not scanner.feed(raw.encode() if isinstance(raw, str) else raw):
+    if nesting_exceeds(raw.encode() if isinstance(raw, str) else raw, limits.max_depth):
         raise DocumentTooLarge(
             f"the JSON body is nested deeper than {limits.max_depth} levels "
             "(limits.body_max_depth, ORCHESTRION_LIMITS__BODY_MAX_DEPTH)"
