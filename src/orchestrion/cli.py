@@ -276,7 +276,7 @@ def worker(
     configure_logging(
         level=settings.observability.log_level, format=settings.observability.log_format
     )
-    from orchestrion.engine.expressions import configure as configure_expressions
+    from orchestrion.engine import configure_expressions
 
     configure_expressions(max_size=settings.limits.expression_max_size)
 

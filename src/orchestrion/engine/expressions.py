@@ -37,6 +37,7 @@ __all__ = [
     "ExpressionError",
     "Template",
     "configure",
+    "configure_expressions",
     "evaluate",
     "iter_expressions",
     "parse",
@@ -255,6 +256,14 @@ def _evaluate(obj: Any, context: Mapping[str, Any], path: Path) -> Any:
     if isinstance(obj, list | tuple):
         return [_evaluate(value, context, (*path, i)) for i, value in enumerate(obj)]
     return obj
+
+
+def configure_expressions(*, max_size: int) -> None:
+    """Set the bounds expressions run within, from ``settings.limits`` at start-up.
+
+    ``max_size``: the largest value (characters plus items) an expression may build.
+    """
+    configure(max_size=max_size)
 
 
 def references(value: str) -> set[str]:

@@ -15,8 +15,7 @@ from fastapi import FastAPI
 from starlette.routing import Route
 
 from orchestrion import __version__
-from orchestrion.engine import WorkflowDefinition
-from orchestrion.engine.expressions import configure as configure_expressions
+from orchestrion.engine import WorkflowDefinition, configure_expressions
 from orchestrion.kernel.crypto import fernet_for
 from orchestrion.kernel.http.app import create_service_app
 from orchestrion.kernel.http.problems import Problem
