@@ -123,7 +123,7 @@ def _structured(text: str, schema: dict[str, Any]) -> tuple[Any, str | None]:
     fenced = _FENCE.match(text)
     try:
         data = json.loads(fenced.group(1) if fenced else text)
-    except ValueError:
+    except (ValueError, RecursionError):  # a model can answer [[[[... as well as anyone
         return None, "the answer is not JSON"
     errors = sorted(tenant_schemas.iter_errors(schema, data), key=lambda e: e.path)
     if errors:
