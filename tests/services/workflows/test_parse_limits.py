@@ -14,7 +14,7 @@ import pytest
 from orchestrion.engine import sandbox
 from orchestrion.settings import Settings
 from tests.conftest import make_settings
-from tests.services.workflows.helpers import create_workflow, run
+from tests.services.workflows.helpers import create_workflow, run, start, wait_until
 
 YAML = {"Content-Type": "application/yaml"}
 STEP = {"id": "a", "type": "transform", "with": {}}
@@ -126,6 +126,23 @@ async def test_a_catastrophic_pattern_is_answered_at_once(client, admin_headers)
     response = await client.post(
         f"/api/v1/workflows/{workflow_id}/executions",
         json={"inputs": {"s": "a" * 5000 + "!"}},
+        headers=admin_headers,
+    )
+    assert response.status_code == 422, response.text
+    assert "does not match" in response.json()["errors"][0]["msg"]
+
+
+async def test_a_catastrophic_pattern_in_an_approval_schema_is_answered_at_once(
+    client, admin_headers
+) -> None:
+    schema = {"type": "object", "properties": {"s": {"type": "string", "pattern": "^(a+)+$"}}}
+    approval = {"id": "ok", "type": "approval", "with": {"schema": schema}}
+    workflow_id = await create_workflow(client, admin_headers, [approval])
+    execution = await start(client, admin_headers, workflow_id)
+    await wait_until(client, admin_headers, execution["id"], lambda e: e["status"] == "waiting")
+    response = await client.post(
+        f"/api/v1/executions/{execution['id']}/steps/ok/approve",
+        json={"approved": True, "data": {"s": "a" * 5000 + "!"}},
         headers=admin_headers,
     )
     assert response.status_code == 422, response.text
