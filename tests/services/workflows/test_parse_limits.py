@@ -149,6 +149,27 @@ async def test_a_catastrophic_pattern_in_an_approval_schema_is_answered_at_once(
     assert "does not match" in response.json()["errors"][0]["msg"]
 
 
+@pytest.mark.parametrize(
+    "step",
+    [
+        {"id": "ok", "type": "approval", "with": {"schema": {"pattern": "(a)\\1"}}},
+        {
+            "id": "ask",
+            "type": "llm",
+            "with": {"model": "m", "prompt": "p", "response_schema": {"pattern": "(?<=a)b"}},
+        },
+    ],
+)
+async def test_step_schemas_re2_cannot_run_are_422_when_saved(
+    client, admin_headers, step: dict[str, Any]
+) -> None:
+    response = await client.post(
+        "/api/v1/workflows", json={"name": "bad", "steps": [step]}, headers=admin_headers
+    )
+    assert response.status_code == 422, response.text
+    assert "not supported" in response.text
+
+
 async def test_a_pattern_re2_cannot_run_is_422_when_saved(client, admin_headers) -> None:
     schema = {"type": "object", "properties": {"s": {"type": "string", "pattern": "(?=a)b"}}}
     response = await client.post(
