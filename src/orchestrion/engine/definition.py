@@ -27,12 +27,6 @@ from orchestrion.engine.expressions import (
 from orchestrion.engine.registry import StepType, StepTypeRegistry, default_registry
 
 STEP_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"
-# `with` fields holding a tenant's JSON Schema, checked when written (RE2 patterns).
-_TENANT_SCHEMAS: dict[str, str] = {
-    "approval": "schema",
-    "llm": "response_schema",
-    "agent": "response_schema",
-}
 
 Loc = list[str | int]
 
@@ -260,15 +254,15 @@ class _Checker:
             for error in errors:
                 path, message = _schema_message(error)
                 self.add([*loc, "with", *path], f"step {step_id!r}: {message}")
-        field = _TENANT_SCHEMAS.get(body.type)
-        schema = body.with_.get(field) if field and not errors else None
-        if field and isinstance(schema, dict) and not any(iter_expressions(schema)):
-            try:
-                tenant_schemas.check_schema(schema)
-            except SchemaError as exc:
-                path, message = _schema_message(exc)
-                where = [*loc, "with", field, *path]
-                self.add(where, f"step {step_id!r}: {field} is not a usable JSON Schema: {message}")
+        for field in step_type.schema_fields if step_type is not None and not errors else ():
+            schema = body.with_.get(field)
+            if isinstance(schema, dict) and not any(iter_expressions(schema)):
+                try:
+                    tenant_schemas.check_schema(schema)
+                except SchemaError as exc:
+                    path, message = _schema_message(exc)
+                    where = [*loc, "with", field, *path]
+                    self.add(where, f"step {step_id!r}: {field} is not usable: {message}")
         nested_keys: set[Any] = set()
         if step_type is not None and not errors:
             for nested_path, raw in step_type.bodies(body.with_):

@@ -135,6 +135,7 @@ def _structured(text: str, schema: dict[str, Any]) -> tuple[Any, str | None]:
 class _ModelStep(StepType, ABC):
     # Tools may be MCP servers' tools or other workflows (child executions).
     requires = (LLM, HTTP, MCP, CHILDREN)
+    schema_fields = ("response_schema",)
 
     async def run(self, call: StepCall) -> Outcome:
         """Call the model (and tools for an agent); usage travels with the outcome."""
