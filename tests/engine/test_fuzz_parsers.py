@@ -1,7 +1,7 @@
 """Fuzz targets for every parser a tenant can feed: definition bodies (JSON and YAML),
 definitions themselves and expressions. Whatever the input, the answer is a value or a
-documented error, never another exception. Short runs here; CI may raise ``max_examples``
-with ``HYPOTHESIS_PROFILE``."""
+documented error, never another exception. Short runs here (150 examples per target);
+``FUZZ_EXAMPLES`` raises that for a longer run."""
 
 from __future__ import annotations
 
@@ -24,13 +24,12 @@ from orchestrion.services.workflows.definitions.parsing import (
     load_yaml,
 )
 
-settings.register_profile(
-    "quick", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+# Local to this module (no global profile): FUZZ_EXAMPLES=2000 for a longer run in CI.
+FUZZ = settings(
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
 )
-settings.register_profile(
-    "ci", max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
 
 LIMITS = ParseLimits(max_depth=16, max_aliases=10, max_nodes=2000)
 _JSON_TOKENS = list('{}[]",:0123456789.-eEtruefalsn \\/ab')
@@ -58,21 +57,25 @@ def _accepts(load: Any, text: str, *errors: type[BaseException]) -> None:
         pass
 
 
+@FUZZ
 @given(_texts(_JSON_TOKENS, 200))
 def test_json_bodies(text: str) -> None:
     _accepts(load_json, text, ValueError)
 
 
+@FUZZ
 @given(json_values)
 def test_json_bodies_round_trip_within_the_depth(value: Any) -> None:
     assert load_json(json.dumps(value), LIMITS) == value
 
 
+@FUZZ
 @given(_texts(_YAML_TOKENS, 200))
 def test_yaml_bodies(text: str) -> None:
     _accepts(load_yaml, text, yaml.YAMLError)
 
 
+@FUZZ
 @given(st.text(max_size=100))
 def test_yaml_bodies_of_any_text(text: str) -> None:
     _accepts(load_yaml, text, yaml.YAMLError)
@@ -87,6 +90,7 @@ step = st.fixed_dictionaries(
 )
 
 
+@FUZZ
 @given(
     st.fixed_dictionaries(
         {"name": st.text(max_size=10), "steps": st.lists(step, max_size=4)},
@@ -104,6 +108,7 @@ def test_definitions(raw: Any) -> None:
 CONTEXT = {"inputs": {"a": 1, "s": "text", "l": [1, 2, 3], "d": {"k": "v"}}, "steps": {}}
 
 
+@FUZZ
 @given(_texts(_EXPR_TOKENS, 40).map(lambda t: "{{ " + t + " }}"))
 def test_expressions(source: str) -> None:
     message = ""
@@ -116,6 +121,7 @@ def test_expressions(source: str) -> None:
     assert " at 0x" not in message
 
 
+@FUZZ
 @given(st.text(max_size=80))
 def test_expression_parsing_of_any_text(text: str) -> None:
     with contextlib.suppress(ExpressionError):
