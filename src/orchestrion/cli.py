@@ -362,6 +362,9 @@ def worker(
     configure_logging(
         level=settings.observability.log_level, format=settings.observability.log_format
     )
+    from orchestrion.engine import configure_expressions
+
+    configure_expressions(max_size=settings.limits.expression_max_size)
 
     async def serve() -> None:
         database = open_database(settings)

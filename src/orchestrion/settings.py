@@ -564,6 +564,32 @@ class ObservabilitySettings(BaseModel):
         return data
 
 
+class LimitsSettings(BaseModel):
+    """Bounds on what one request or one expression may cost (see docs/security.md)."""
+
+    expression_max_size: int = Field(
+        default=1_000_000,
+        ge=1000,
+        description="Largest value an expression may build, in characters plus list/object "
+        "items; larger results fail the expression (passing a larger value along unchanged "
+        "is allowed).",
+    )
+    body_max_depth: int = Field(
+        default=64, ge=2, le=1000, description="Deepest nesting of a JSON request body."
+    )
+    yaml_max_aliases: int = Field(
+        default=100, ge=0, description="Most YAML aliases (`*name`) one document may use."
+    )
+    yaml_max_nodes: int = Field(
+        default=100_000, ge=10, description="Most YAML nodes (scalars, lists, maps) per document."
+    )
+    list_max_offset: int = Field(
+        default=100_000,
+        ge=1,
+        description="Furthest a paged list may skip (page x page size); cursors reach further.",
+    )
+
+
 class Settings(BaseSettings):
     """Everything the platform can be told, in one typed object."""
 
@@ -612,6 +638,7 @@ class Settings(BaseSettings):
     llm: LlmSettings = Field(default_factory=LlmSettings)
     mcp: McpSettings = Field(default_factory=McpSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
 
     @model_validator(mode="after")
     def _refuse_development_secret(self) -> Settings:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from orchestrion.engine.expressions import (
         ExpressionError,
         Template,
+        configure_expressions,
         evaluate,
         parse,
         parse_expression,
@@ -104,6 +105,7 @@ _EXPORTS: dict[str, str] = {
         (
             "ExpressionError",
             "Template",
+            "configure_expressions",
             "evaluate",
             "parse",
             "parse_expression",
@@ -238,6 +240,7 @@ __all__ = [
     "WorkflowDefinition",
     "check_destination",
     "check_url",
+    "configure_expressions",
     "default_registry",
     "evaluate",
     "expr_or",

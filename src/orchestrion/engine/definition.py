@@ -13,11 +13,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from graphlib import CycleError, TopologicalSorter
 from typing import Any, Literal
 
-from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, ValidationError, best_match
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
+from orchestrion.engine import tenant_schemas
 from orchestrion.engine.expressions import (
     ExpressionError,
     iter_expressions,
@@ -254,6 +254,15 @@ class _Checker:
             for error in errors:
                 path, message = _schema_message(error)
                 self.add([*loc, "with", *path], f"step {step_id!r}: {message}")
+        for field in step_type.schema_fields if step_type is not None and not errors else ():
+            schema = body.with_.get(field)
+            if isinstance(schema, dict) and not any(iter_expressions(schema)):
+                try:
+                    tenant_schemas.check_schema(schema)
+                except SchemaError as exc:
+                    path, message = _schema_message(exc)
+                    where = [*loc, "with", field, *path]
+                    self.add(where, f"step {step_id!r}: {field} is not usable: {message}")
         nested_keys: set[Any] = set()
         if step_type is not None and not errors:
             for nested_path, raw in step_type.bodies(body.with_):
@@ -321,7 +330,7 @@ class _Checker:
 
     def check_inputs(self) -> None:
         try:
-            Draft202012Validator.check_schema(self.defn.inputs)
+            tenant_schemas.check_schema(self.defn.inputs)
         except SchemaError as exc:
             path, message = _schema_message(exc)
             self.add(["inputs", *path], f"inputs is not a valid JSON Schema: {message}")

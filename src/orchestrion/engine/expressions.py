@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import itertools
 import re
+import types
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final, cast
@@ -21,7 +22,29 @@ from jinja2 import nodes
 from jinja2.environment import TemplateExpression
 from jinja2.exceptions import TemplateSyntaxError
 
-from orchestrion.engine.sandbox import Missing, create_environment
+from orchestrion.engine.sandbox import (
+    Missing,
+    NotJson,
+    check_json,
+    configure,
+    create_environment,
+    meter,
+    metering,
+)
+
+__all__ = [
+    "MAX_EXPRESSION_LENGTH",
+    "ExpressionError",
+    "Template",
+    "configure",
+    "configure_expressions",
+    "evaluate",
+    "iter_expressions",
+    "parse",
+    "parse_expression",
+    "references",
+    "validate",
+]
 
 MAX_EXPRESSION_LENGTH: Final = 4096
 
@@ -64,16 +87,25 @@ def _find_path(target: Any, context: Mapping[str, Any]) -> str | None:
 
 
 def _to_native(value: Any) -> Any:
-    """JSON-like data out of what Jinja returns: no Undefined, Markup, tuples or generators."""
+    """JSON-like data out of what Jinja returns: no Undefined, Markup, tuples or generators.
+
+    Anything else (a function, a type, a module, another object) is refused by its type's
+    name, so no repr with a memory address reaches an output.
+    """
     if isinstance(value, jinja2.Undefined):
         value._fail_with_undefined_error()
     if isinstance(value, str):
         return str(value)
+    if isinstance(value, bool | int | float | None):
+        check_json(value)  # refuses nan and infinities
+        return value
+    if callable(value) or isinstance(value, type | types.ModuleType | bytes | bytearray):
+        raise NotJson(value)
     if isinstance(value, Mapping):
         return {_to_native(k): _to_native(v) for k, v in value.items()}
-    if isinstance(value, Iterable) and not isinstance(value, bytes | bytearray):
+    if isinstance(value, Iterable):
         return [_to_native(item) for item in value]
-    return value
+    raise NotJson(value)
 
 
 def _step_references(ast: nodes.Node) -> frozenset[str]:
@@ -121,14 +153,20 @@ class Template:
         """Whether the string contains any ``{{`` (otherwise it renders as itself)."""
         return self._native is not None or self._text is not None
 
+    def _evaluate(self, scope: dict[str, Any]) -> Any:
+        if self._native is not None:
+            return _to_native(self._native(scope))
+        if self._text is not None:
+            pieces = list(self._text.generate(scope))
+            return meter("".join(pieces), pieces, "the text")
+        return self.source
+
     def render(self, context: Mapping[str, Any]) -> Any:
         """Evaluate against context (``inputs``, ``steps``...); raises ExpressionError."""
         scope = dict(context)
         try:
-            if self._native is not None:
-                return _to_native(self._native(scope))
-            if self._text is not None:
-                return self._text.render(scope)
+            with metering():
+                return self._evaluate(scope)
         except Missing as exc:
             # Only containers: small ints and strings are shared objects, found anywhere.
             found = isinstance(exc.obj, Mapping | list)
@@ -139,7 +177,6 @@ class Template:
         except Exception as exc:  # tenant-written code may raise anything; report, never crash
             reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
             raise ExpressionError(f"{reason} in {_quote(self.source)}") from exc
-        return self.source
 
 
 @functools.lru_cache(maxsize=4096)
@@ -219,6 +256,14 @@ def _evaluate(obj: Any, context: Mapping[str, Any], path: Path) -> Any:
     if isinstance(obj, list | tuple):
         return [_evaluate(value, context, (*path, i)) for i, value in enumerate(obj)]
     return obj
+
+
+def configure_expressions(*, max_size: int) -> None:
+    """Set the bounds expressions run within, from ``settings.limits`` at start-up.
+
+    ``max_size``: the largest value (characters plus items) an expression may build.
+    """
+    configure(max_size=max_size)
 
 
 def references(value: str) -> set[str]:

@@ -55,6 +55,9 @@ class StepType:
     requires: ClassVar[tuple[Requirement[Any], ...]] = ()
     #: What this type may wait for (empty: it never waits, so it may run nested).
     waits: ClassVar[frozenset[WaitKind]] = frozenset()
+    #: ``with`` fields holding a tenant's JSON Schema: checked when a definition is saved
+    #: (RE2-compatible patterns, see :mod:`orchestrion.engine.tenant_schemas`).
+    schema_fields: ClassVar[tuple[str, ...]] = ()
 
     async def run(self, call: StepCall) -> Outcome:
         """Run one attempt; the default says the type cannot run (a definition-only type)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -150,7 +151,10 @@ class Control:
             raise Conflict(f"step {step_id!r} is not waiting for an approval")
         wait = waits[0]
         if approved:
-            errors = schema_errors(wait.data.get("schema") or {}, data, where="data")
+            schema = wait.data.get("schema") or {}
+            errors = await anyio.to_thread.run_sync(  # CPU work: off the event loop
+                lambda: schema_errors(schema, data, where="data")
+            )
             if errors:
                 raise ValidationFailed(
                     "the approval data do not match the step's schema", errors=errors

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from jsonschema import Draft202012Validator
+import anyio
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orchestrion.engine.events import ExecutionQueued, ExecutionStarted
@@ -15,13 +15,14 @@ from orchestrion.engine.runtime.limits import check_active, check_child, check_i
 from orchestrion.engine.runtime.parts import EngineParts
 from orchestrion.engine.runtime.transition import Transition
 from orchestrion.engine.statuses import ExecutionStatus, StepStatus
+from orchestrion.engine.tenant_schemas import TenantValidator
 from orchestrion.kernel.errors import ValidationFailed
 from orchestrion.kernel.ids import utcnow
 
 
 def schema_errors(schema: Mapping[str, Any], value: Any, *, where: str) -> list[dict[str, Any]]:
     """JSON Schema violations of ``value`` as API ``errors`` entries."""
-    validator = Draft202012Validator(dict(schema))
+    validator = TenantValidator(dict(schema))
     return [
         {"loc": [where, *error.absolute_path], "msg": error.message}
         for error in sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
@@ -47,7 +48,10 @@ async def start_execution(
     429; a child past its tree's limits raises ``ChildLimitReached``.
     """
     check_inputs(parts.limits, inputs)
-    errors = schema_errors(definition.get("inputs") or {}, inputs, where="inputs")
+    # Off the event loop: a large input against a tenant's schema is CPU work.
+    errors = await anyio.to_thread.run_sync(
+        lambda: schema_errors(definition.get("inputs") or {}, inputs, where="inputs")
+    )
     if errors:
         raise ValidationFailed("the inputs do not match the workflow's schema", errors=errors)
     if parent is None:

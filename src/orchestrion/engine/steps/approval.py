@@ -19,6 +19,7 @@ class Approval(StepType):
         {"schema": {"type": "object"}, "timeout": TIMEOUT}
     )
     waits = frozenset({WaitKind.APPROVAL})
+    schema_fields = ("schema",)
 
     async def run(self, call: StepCall) -> Outcome:
         """Wait for ``POST .../approve``; the data must match ``schema``."""

@@ -12,9 +12,9 @@ import re
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
-from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from orchestrion.engine import tenant_schemas
 from orchestrion.engine.llm.backend import BoundTool, BudgetExceeded, LlmBackend, ToolError
 from orchestrion.engine.llm.run import ModelRunner
 from orchestrion.engine.llm.types import ChatRequest, ChatResult, ProviderError
@@ -83,7 +83,7 @@ def _request(spec: dict[str, Any]) -> ChatRequest | Failed:
     schema = spec.get("response_schema")
     if schema is not None:
         try:
-            Draft202012Validator.check_schema(schema)
+            tenant_schemas.check_schema(schema)
         except SchemaError as exc:
             return Failed(f"'response_schema' is not a JSON Schema: {exc.message}", False)
     return ChatRequest(
@@ -123,9 +123,9 @@ def _structured(text: str, schema: dict[str, Any]) -> tuple[Any, str | None]:
     fenced = _FENCE.match(text)
     try:
         data = json.loads(fenced.group(1) if fenced else text)
-    except ValueError:
+    except (ValueError, RecursionError):  # a model can answer [[[[... as well as anyone
         return None, "the answer is not JSON"
-    errors = sorted(Draft202012Validator(schema).iter_errors(data), key=lambda e: e.path)
+    errors = sorted(tenant_schemas.iter_errors(schema, data), key=lambda e: e.path)
     if errors:
         where = "/".join(str(p) for p in errors[0].absolute_path) or "(root)"
         return None, f"the answer does not match response_schema at {where}: {errors[0].message}"
@@ -135,6 +135,7 @@ def _structured(text: str, schema: dict[str, Any]) -> tuple[Any, str | None]:
 class _ModelStep(StepType, ABC):
     # Tools may be MCP servers' tools or other workflows (child executions).
     requires = (LLM, HTTP, MCP, CHILDREN)
+    schema_fields = ("response_schema",)
 
     async def run(self, call: StepCall) -> Outcome:
         """Call the model (and tools for an agent); usage travels with the outcome."""

@@ -11,6 +11,11 @@ from sqlalchemy import text
 
 from orchestrion.kernel.db.engine import Database
 from orchestrion.kernel.errors import ServiceUnavailable, install_error_handlers
+from orchestrion.kernel.http.bodylimits import (
+    DEFAULT_MAX_DEPTH,
+    BodyLimits,
+    JsonDepthMiddleware,
+)
 from orchestrion.kernel.http.requestid import RequestIdMiddleware
 from orchestrion.kernel.observability.metrics import MetricsMiddleware
 
@@ -25,12 +30,14 @@ def create_service_app(
     database: Database,
     identity_secret: bytes,
     lifespan: Lifespan | None = None,
+    limits: BodyLimits | None = None,
     **fastapi_kwargs: Any,
 ) -> FastAPI:
     """A FastAPI app with the platform's conventions; its lifespan disposes ``database``.
 
     ``lifespan`` runs inside the database's lifetime, for a service's own start-up
-    (bootstrap data, background tasks).
+    (bootstrap data, background tasks). ``limits`` (the settings' ``limits`` section)
+    bounds request bodies: JSON nested deeper than ``body_max_depth`` answers 422.
     """
 
     @asynccontextmanager
@@ -48,6 +55,9 @@ def create_service_app(
     app.state.service_name = name
     app.state.database = database
     app.state.identity_secret = identity_secret
+    app.state.limits = limits
+    if limits is not None:
+        app.state.list_max_offset = limits.list_max_offset
     install_error_handlers(app)
 
     @app.get("/health", include_in_schema=False)
@@ -60,6 +70,8 @@ def create_service_app(
             raise ServiceUnavailable(f"database unreachable: {type(exc).__name__}") from exc
         return {"status": "ok", "database": "ok"}
 
+    max_depth = limits.body_max_depth if limits is not None else DEFAULT_MAX_DEPTH
+    app.add_middleware(JsonDepthMiddleware, max_depth=max_depth)
     app.add_middleware(MetricsMiddleware, component=name)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -27,6 +27,9 @@ Filter = Callable[[str], ColumnElement[bool]]
 Item = TypeVar("Item")
 RESERVED = frozenset({"page", "limit", "sort", "fields", "cursor"})
 MAX_LIMIT = 100
+DEFAULT_MAX_OFFSET = 100_000
+MAX_CURSOR_LENGTH = 4096
+_CURSOR_SCALARS = (str, int, float, bool, datetime, type(None))
 
 
 def equals(column: Any) -> Filter:
@@ -99,16 +102,49 @@ def encode_cursor(values: Sequence[Any]) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
+def _invalid_cursor() -> BadRequest:
+    return BadRequest(
+        "invalid cursor", errors=[{"loc": ["query", "cursor"], "msg": "not a cursor"}]
+    )
+
+
 def _decode_cursor(raw: str, expected: int) -> list[Any]:
+    # Cursors come back from clients: bound them and accept only what encode_cursor makes.
+    if len(raw) > MAX_CURSOR_LENGTH:
+        raise _invalid_cursor()
     try:
         values = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
         if not isinstance(values, list) or len(values) != expected:
             raise ValueError("cursor shape")
-        return [_decode_value(v) for v in values]
-    except (ValueError, binascii.Error, TypeError):
-        raise BadRequest(
-            "invalid cursor", errors=[{"loc": ["query", "cursor"], "msg": "not a cursor"}]
-        ) from None
+        decoded = [_decode_value(v) for v in values]
+    except (ValueError, binascii.Error, TypeError, RecursionError):
+        raise _invalid_cursor() from None
+    if not all(isinstance(v, _CURSOR_SCALARS) for v in decoded):
+        raise _invalid_cursor()
+    return decoded
+
+
+def _check_cursor_types(columns: Sequence[Any], values: Sequence[Any]) -> None:
+    """A cursor value of the wrong type for its column is a 400, not a database error."""
+    for column, value in zip(columns, values, strict=True):
+        if value is None:
+            continue
+        kind = column.type
+        try:  # a TypeDecorator (UTCDateTime) compares as the type it wraps
+            expected = getattr(kind, "impl_instance", kind).python_type
+        except (NotImplementedError, AttributeError):
+            continue
+        numeric = expected is float and isinstance(value, int)
+        if not (isinstance(value, expected) or numeric) or (
+            isinstance(value, bool) and expected is not bool
+        ):
+            raise _invalid_cursor()
+
+
+def max_offset(request: Request) -> int:
+    """How far a paged list of this app may skip (``limits.list_max_offset``)."""
+    value = getattr(request.app.state, "list_max_offset", DEFAULT_MAX_OFFSET)
+    return int(value)
 
 
 def parse_list_query(request: Request, spec: ListSpec) -> ListQuery:
@@ -147,6 +183,13 @@ def parse_list_query(request: Request, spec: ListSpec) -> ListQuery:
             query.filters[name] = params[name]
     if errors:
         raise BadRequest("; ".join(e["msg"] for e in errors), errors=errors)
+    furthest = max_offset(request)
+    if (query.page - 1) * query.limit > furthest:
+        raise BadRequest(
+            f"page {query.page} is past the furthest offset a paged list may skip "
+            f"({furthest:,} items, limits.list_max_offset); use cursor= to go further",
+            errors=[{"loc": ["query", "page"], "msg": f"offset must be <= {furthest}"}],
+        )
     if "cursor" in params:
         query.cursor_mode = True
         if params["cursor"]:
@@ -188,6 +231,7 @@ async def fetch_page(
     )
     if query.cursor_mode:
         if query.cursor is not None:
+            _check_cursor_types(columns, query.cursor)
             stmt = stmt.where(_keyset_after(columns, descending, query.cursor))
         rows = list((await session.execute(stmt.limit(query.limit + 1))).scalars())
         next_cursor = None

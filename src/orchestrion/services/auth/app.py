@@ -89,6 +89,7 @@ def create_app(settings: Settings) -> FastAPI:
         database=database,
         identity_secret=secret,
         lifespan=lifespan,
+        limits=settings.limits,
     )
     app.state.auth = runtime
     app.state.settings = settings

@@ -20,6 +20,7 @@ def create_app(settings: Settings) -> FastAPI:
         version=__version__,
         database=open_database(settings),
         identity_secret=settings.secret_key.get_secret_value().encode(),
+        limits=settings.limits,
     )
     app.state.graphs = GraphCache()
     app.include_router(router)

@@ -190,6 +190,7 @@ def create_app(settings: Settings, *, config: RealtimeSettings | None = None) ->
         database=open_database(settings),
         identity_secret=secret,
         lifespan=lifespan,
+        limits=settings.limits,
     )
     app.state.realtime_config = config
     app.include_router(router)

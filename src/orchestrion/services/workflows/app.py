@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from starlette.routing import Route
 
 from orchestrion import __version__
-from orchestrion.engine import WorkflowDefinition
+from orchestrion.engine import WorkflowDefinition, configure_expressions
 from orchestrion.kernel.crypto import rotating_fernet
 from orchestrion.kernel.http.app import create_service_app
 from orchestrion.kernel.http.problems import Problem
@@ -32,6 +32,7 @@ from orchestrion.settings import Settings, open_database
 
 def create_app(settings: Settings) -> FastAPI:
     """The workflows service, on the configured database, with embedded workers if set."""
+    configure_expressions(max_size=settings.limits.expression_max_size)
     database = open_database(settings)
     workers = settings.engine.worker_concurrency if settings.engine.embedded_workers else 0
     runtime = WorkflowsRuntime(settings, database, workers=workers, feed_tokens=True)
@@ -62,6 +63,7 @@ def create_app(settings: Settings) -> FastAPI:
         database=database,
         identity_secret=secret,
         lifespan=lifespan,
+        limits=settings.limits,
     )
     app.state.runtime = runtime
     app.state.engine = runtime.engine

@@ -15,6 +15,7 @@ from orchestrion.kernel.http.etag import check_if_match, resource_response
 from orchestrion.kernel.http.idempotency import run_idempotent
 from orchestrion.kernel.http.lists import ListPage, list_body, parse_list_query
 from orchestrion.services.workflows.definitions import service
+from orchestrion.services.workflows.definitions.parsing import ParseLimits, load_json, load_yaml
 from orchestrion.services.workflows.definitions.schemas import (
     StepTypeRead,
     WorkflowRead,
@@ -40,8 +41,10 @@ async def _read_object(request: Request) -> dict[str, Any]:
     """The body as a mapping, from JSON or (by Content-Type) YAML."""
     raw = await request.body()
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
+    limits = ParseLimits.from_settings(getattr(request.app.state, "limits", None))
     try:
-        data = yaml.safe_load(raw) if content_type in _YAML_TYPES else json.loads(raw)
+        load = load_yaml if content_type in _YAML_TYPES else load_json
+        data = load(raw, limits)
     except (ValueError, yaml.YAMLError) as exc:
         raise UnreadableBody(
             f"the body is not valid {'YAML' if content_type in _YAML_TYPES else 'JSON'}: {exc}"
