@@ -150,3 +150,24 @@ async def test_signed_webhook_starts_the_workflow_once(
     assert deleted.status_code == 204
     fresh_raw, fresh = _signed(secret, {"n": 1})
     assert (await client.post(trigger["url"], content=fresh_raw, headers=fresh)).status_code == 404
+
+
+async def test_a_webhook_body_nested_too_deeply_is_400_whatever_its_content_type(
+    client: httpx.AsyncClient, admin_headers
+) -> None:
+    workflow_id = await create_workflow(client, admin_headers, STEPS, inputs=INPUTS)
+    created = await client.post(
+        f"/api/v1/workflows/{workflow_id}/triggers", json={"name": "deep"}, headers=admin_headers
+    )
+    secret = created.json()["secret"]
+    raw = b'{"n": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    hook_id, timestamp = f"msg_{uuid.uuid4().hex}", int(time.time())
+    headers = {
+        "webhook-id": hook_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign(secret, webhook_id=hook_id, timestamp=timestamp, body=raw),
+        "content-type": "text/plain",  # not JSON: the body depth guard does not read it
+    }
+    answer = await client.post(created.json()["url"], content=raw, headers=headers)
+    assert answer.status_code == 400, answer.text
+    assert "nested too deeply" in answer.json()["detail"]

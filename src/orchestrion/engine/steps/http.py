@@ -112,6 +112,6 @@ def _body(response: httpx.Response, content: bytes) -> Any:
     if "json" in response.headers.get("content-type", ""):
         try:
             return json.loads(content)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser's stack
             pass
     return content.decode(response.encoding or "utf-8", errors="replace")

@@ -372,6 +372,8 @@ def accept_call(
         inputs = json.loads(body) if body else {}
     except ValueError:
         raise BadRequest("the body must be JSON") from None
+    except RecursionError:  # a body sent without a JSON content type skips the depth guard
+        raise BadRequest("the body is JSON nested too deeply") from None
     if not isinstance(inputs, dict):
         raise BadRequest("the body must be a JSON object (the workflow's inputs)")
     trigger.last_called_at = utcnow()
