@@ -6,9 +6,13 @@ import re
 from pathlib import Path
 
 import httpx
+import pytest
 
 from orchestrion import __version__
 from tests.fixtures.processes import free_port, run_command, start_up, stop, wait_ready
+
+# Real processes start and stop slowly on a loaded machine (tests run in parallel).
+pytestmark = pytest.mark.timeout(300)
 
 
 def test_up_serves_and_prints_a_generated_password_once(tmp_path: Path) -> None:

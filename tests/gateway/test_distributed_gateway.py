@@ -19,6 +19,9 @@ import redis.asyncio as redis
 from tests.fixtures.databases import PG_HOST, PG_PORT, PG_USER, _admin, in_thread, server_missing
 from tests.fixtures.processes import free_port, kill, run_command, spawn, stop, wait_ready
 
+# Real processes start and stop slowly on a loaded machine (tests run in parallel).
+pytestmark = pytest.mark.timeout(300)
+
 PASSWORD = "gateway-cluster-password-1"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 CONFIG = """

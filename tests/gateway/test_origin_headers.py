@@ -32,6 +32,9 @@ from cryptography.x509.oid import NameOID
 from tests.fixtures.processes import free_port, spawn, stop, wait_ready
 from tests.fixtures.upstream import Upstream as Loopback
 
+# Real processes start and stop slowly on a loaded machine (tests run in parallel).
+pytestmark = pytest.mark.timeout(300)
+
 # RFC 9110's own example date: no clock makes it, so seeing it proves whose Date it is.
 UPSTREAM_DATE = "Sun, 06 Nov 1994 08:49:37 GMT"
 LATER_DATE = "Mon, 07 Nov 1994 08:49:37 GMT"

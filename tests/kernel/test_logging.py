@@ -22,6 +22,9 @@ import pytest
 from orchestrion.settings import Settings
 from tests.fixtures.processes import ORCHESTRION, environment, free_port, wait_ready
 
+# Real processes start and stop slowly on a loaded machine (tests run in parallel).
+pytestmark = pytest.mark.timeout(300)
+
 CONSOLE_LINE = re.compile(
     r"^\d\d:\d\d:\d\d\.\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) +[\w.]+ +\S.*$"
 )

@@ -27,6 +27,9 @@ from orchestrion.kernel.auth.revocation import Revocation, Revocations
 from tests.fixtures.databases import server_missing
 from tests.fixtures.processes import free_port
 
+# Real processes start and stop slowly on a loaded machine (tests run in parallel).
+pytestmark = pytest.mark.timeout(300)
+
 REDIS_URL = os.environ.get("ORCHESTRION_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 WAIT = 5.0
 

@@ -7,9 +7,13 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 
 from orchestrion.cluster import SERVICES
 from tests.fixtures.processes import free_port, run_command, spawn, stop, wait_ready
+
+# Real processes start and stop slowly on a loaded machine (tests run in parallel).
+pytestmark = pytest.mark.timeout(300)
 
 PASSWORD = "knowledge-password-1"
 

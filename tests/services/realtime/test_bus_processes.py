@@ -20,6 +20,9 @@ from tests.fixtures.databases import PG_HOST, PG_PORT, PG_USER, _admin, in_threa
 from tests.fixtures.processes import free_port, spawn, start_up, stop, wait_ready
 from tests.kernel.bus.conftest import URLS
 
+# Real processes start and stop slowly on a loaded machine (tests run in parallel).
+pytestmark = pytest.mark.timeout(300)
+
 PASSWORD = "bus-password-1"
 
 

@@ -24,6 +24,9 @@ from tests.fixtures.databases import server_missing
 from tests.fixtures.processes import free_port, run_command, spawn, stop, wait_ready
 from tests.services.realtime.conftest import REDIS_URL, close_code, recv, send
 
+# Real processes start and stop slowly on a loaded machine (tests run in parallel).
+pytestmark = pytest.mark.timeout(300)
+
 PASSWORD = "standalone-password-1"
 SECRET = "standalone-secret-0123456789abcdef"
 

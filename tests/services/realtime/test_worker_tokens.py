@@ -24,6 +24,9 @@ from tests.fixtures.llm import LlmServer, llm_server
 from tests.fixtures.processes import free_port, spawn, start_up, stop, wait_ready
 from tests.kernel.bus.conftest import URLS
 
+# Real processes start and stop slowly on a loaded machine (tests run in parallel).
+pytestmark = pytest.mark.timeout(300)
+
 __all__ = ["llm_server"]
 PASSWORD = "tokens-password-1"
 CHUNKS = [f"word{i} " for i in range(40)]

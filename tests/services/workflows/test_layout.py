@@ -18,7 +18,7 @@ from tests.test_boundaries import SRC, _module_name
 SERVICE = SRC / "services" / "workflows"
 PACKAGE = "orchestrion.services.workflows"
 SUBPACKAGES = {
-    "definitions": {"models.py"},
+    "definitions": {"models.py", "parsing.py"},
     "executions": {"live.py"},
     "automation": {"models.py"},
     "llm": {"models.py", "backend.py", "token_bus.py"},
