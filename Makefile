@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 REQS := requirements/dev.txt
 # Test processes (pytest-xdist): the suite mostly waits on servers and sockets, so more
 # workers than cores pays off.
-TEST_WORKERS ?= 4
+TEST_WORKERS ?= 3
 
 .PHONY: help install up test test-fast lint fmt lock clean mcp-peer
 
