@@ -1552,7 +1552,7 @@ export interface components {
              * Token Type
              * @default Bearer
              */
-            token_type: string;
+            token_type?: string;
             /** Expires In */
             expires_in: number;
         };
@@ -1573,7 +1573,7 @@ export interface components {
              * Platform Admin
              * @default false
              */
-            platform_admin: boolean;
+            platform_admin?: boolean;
         };
         /**
          * UserRead
@@ -1694,7 +1694,7 @@ export interface components {
              * Weight
              * @default 1
              */
-            weight: number;
+            weight?: number;
             /** Properties */
             properties?: {
                 [key: string]: unknown;
@@ -1789,7 +1789,7 @@ export interface components {
              * Weight
              * @default 1
              */
-            weight: number;
+            weight?: number;
             /** Properties */
             properties?: {
                 [key: string]: unknown;
@@ -1812,7 +1812,7 @@ export interface components {
              * Text
              * @default
              */
-            text: string;
+            text?: string;
             /** Key */
             key: string;
         };
@@ -1930,7 +1930,7 @@ export interface components {
              * Text
              * @default
              */
-            text: string;
+            text?: string;
         };
         /**
          * NodeData
@@ -2025,12 +2025,12 @@ export interface components {
              * @default keyword
              * @enum {string}
              */
-            mode: "keyword" | "semantic" | "hybrid";
+            mode?: "keyword" | "semantic" | "hybrid";
             /**
              * Limit
              * @default 10
              */
-            limit: number;
+            limit?: number;
         };
         /**
          * Approval
@@ -2232,7 +2232,7 @@ export interface components {
              * Priority
              * @default 0
              */
-            priority: number;
+            priority?: number;
         };
         /**
          * ExecutionState
@@ -2525,7 +2525,7 @@ export interface components {
              * @default UTC
              * @example Europe/Berlin
              */
-            timezone: string;
+            timezone?: string;
             /** Inputs */
             inputs?: {
                 [key: string]: unknown;
@@ -2534,7 +2534,7 @@ export interface components {
              * Enabled
              * @default true
              */
-            enabled: boolean;
+            enabled?: boolean;
         };
         /**
          * ScheduleRead
@@ -2931,7 +2931,7 @@ export interface components {
              * Key
              * @default null
              */
-            key: string | null;
+            key?: string | null;
         };
         /**
          * RetryPolicy
@@ -2942,23 +2942,23 @@ export interface components {
              * Max Attempts
              * @default 1
              */
-            max_attempts: number;
+            max_attempts?: number;
             /**
              * Backoff
              * @default exponential
              * @enum {string}
              */
-            backoff: "fixed" | "exponential";
+            backoff?: "fixed" | "exponential";
             /**
              * Delay
              * @default 1
              */
-            delay: number;
+            delay?: number;
             /**
              * Max Delay
              * @default 60
              */
-            max_delay: number;
+            max_delay?: number;
         };
         /**
          * StepBody
@@ -2972,12 +2972,12 @@ export interface components {
                 [key: string]: unknown;
             };
             /** @default null */
-            retry: components["schemas"]["RetryPolicy"] | null;
+            retry?: components["schemas"]["RetryPolicy"] | null;
             /**
              * Timeout
              * @default null
              */
-            timeout: number | null;
+            timeout?: number | null;
         };
         /**
          * StepDefinition
@@ -2991,12 +2991,12 @@ export interface components {
                 [key: string]: unknown;
             };
             /** @default null */
-            retry: components["schemas"]["RetryPolicy"] | null;
+            retry?: components["schemas"]["RetryPolicy"] | null;
             /**
              * Timeout
              * @default null
              */
-            timeout: number | null;
+            timeout?: number | null;
             /** Id */
             id: string;
             /** Needs */
@@ -3005,19 +3005,19 @@ export interface components {
              * When
              * @default null
              */
-            when: string | null;
+            when?: string | null;
             /**
              * For Each
              * @default null
              */
-            for_each: string | null;
+            for_each?: string | null;
             /**
              * Concurrency
              * @default null
              */
-            concurrency: number | null;
+            concurrency?: number | null;
             /** @default null */
-            compensate: components["schemas"]["StepBody"] | null;
+            compensate?: components["schemas"]["StepBody"] | null;
         };
         /**
          * WorkflowDefinition
@@ -3030,7 +3030,7 @@ export interface components {
              * Description
              * @default
              */
-            description: string;
+            description?: string;
             /** Tags */
             tags?: string[];
             /**
@@ -3038,7 +3038,7 @@ export interface components {
              * @default active
              * @enum {string}
              */
-            status: "draft" | "active" | "archived";
+            status?: "draft" | "active" | "archived";
             /** Inputs */
             inputs?: {
                 [key: string]: unknown;
@@ -3050,7 +3050,7 @@ export interface components {
                 [key: string]: unknown;
             };
             /** @default null */
-            concurrency: components["schemas"]["ConcurrencyPolicy"] | null;
+            concurrency?: components["schemas"]["ConcurrencyPolicy"] | null;
         };
     };
     responses: never;
