@@ -5,7 +5,8 @@ throw-away SQLite database, its lifespan run, and ``GET /openapi.json`` asked th
 in-process transport: no port, no server, nothing left behind. The SDK's types
 (``src/schema.d.ts``) are generated from this file by ``npm run generate``.
 
-    python clients/typescript/scripts/openapi.py [OUTPUT]   # default: clients/typescript/openapi.json
+    python clients/typescript/scripts/openapi.py [OUTPUT]
+    # OUTPUT defaults to clients/typescript/openapi.json
 """
 
 from __future__ import annotations
