@@ -41,7 +41,7 @@ def _settings(directory: Path) -> Settings:
         "secret_key": SecretStr("openapi-document-secret-0123456789"),
         "database": {"url": url},
     }
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 async def _fetch(settings: Settings) -> dict[str, Any]:
