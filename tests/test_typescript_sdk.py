@@ -218,6 +218,7 @@ def test_example_runs_against_a_real_platform(npm: str, tmp_path: Path) -> None:
     seqs = summary["realtime_seqs"]
     assert seqs == list(range(1, len(summary["sse_types"]) + 1))
     assert summary["realtime_terminal"] == "execution.succeeded"
+    assert summary["room_seqs"] == [1, 2, 3]  # resumed after a reconnection: each once, in order
     assert summary["problem"]["status"] == 404
     assert summary["problem"]["title"] == "Not Found"
     assert "not found" in summary["problem"]["detail"]

@@ -10,11 +10,13 @@
  */
 
 import {
+  connectRealtime,
   createClient,
   openRealtime,
   ProblemError,
   streamExecution,
   unwrap,
+  type Channel,
   type components,
   type ExecutionEvent,
   type Problem,
@@ -93,6 +95,42 @@ async function main(): Promise<Record<string, unknown>> {
   const realtimeTerminal = await realtimeDone;
   live.close();
 
+  // Resume after a reconnection: messages published while this socket was away arrive
+  // after it is back, in order, each once. The token function holds the reconnection
+  // until the other socket has published.
+  let hold: Promise<void> = Promise.resolve();
+  let release = (): void => {};
+  const states: string[] = [];
+  const resumed = connectRealtime({
+    baseUrl,
+    token: async () => {
+      await hold;
+      return api.credential();
+    },
+    onState: (state) => states.push(state),
+  });
+  const other = openRealtime(api);
+  await Promise.all([resumed.opened(), other.opened()]);
+  const room: Channel = `room:sdk-${Date.now()}`;
+  const roomSeqs: number[] = [];
+  let thirdArrived = (): void => {};
+  const third = new Promise<void>((resolve) => (thirdArrived = resolve));
+  resumed.subscribe(room, (message) => {
+    roomSeqs.push(message.seq);
+    if (message.seq === 3) thirdArrived();
+  });
+  const first = await resumed.publish(room, { text: "one" });
+  hold = new Promise<void>((resolve) => (release = resolve));
+  resumed.reconnect();
+  await other.publish(room, { text: "two" });
+  await other.publish(room, { text: "three" });
+  release();
+  await third;
+  resumed.close();
+  other.close();
+  check(first.seq === 1, "the first message is seq 1");
+  check(states.includes("reconnecting"), "the socket reconnected");
+
   const execution = await unwrap(
     api.GET("/api/v1/executions/{execution_id}", { params: { path: { execution_id: started.id } } }),
   );
@@ -126,6 +164,7 @@ async function main(): Promise<Record<string, unknown>> {
     sse_types: sseTypes,
     realtime_seqs: realtimeSeqs,
     realtime_terminal: realtimeTerminal,
+    room_seqs: roomSeqs,
     problem: { status: problem.status, title: problem.title, type: problem.type, detail: problem.detail },
     thrown: { status: thrown.status, detail: thrown.detail },
   };

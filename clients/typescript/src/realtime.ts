@@ -142,6 +142,7 @@ export class RealtimeClient {
   private readonly url: string;
   private readonly WebSocketClass: WebSocketConstructor;
   private connectionId: string | undefined;
+  private openWaiters: (() => void)[] = [];
 
   constructor(private readonly options: RealtimeOptions) {
     const url = options.url ?? (options.baseUrl ? `${options.baseUrl.replace(/\/+$/, "")}/ws` : undefined);
@@ -209,6 +210,20 @@ export class RealtimeClient {
   /** Set this socket's presence on a subscribed channel; resolves with the members. */
   presence(channel: Channel, state: PresenceState): Promise<PresenceFrame> {
     return this.request({ type: "presence", channel, state }) as Promise<PresenceFrame>;
+  }
+
+  /** Resolves once the connection is authenticated (at once when it is). */
+  opened(): Promise<void> {
+    if (this.ready) return Promise.resolve();
+    return new Promise((resolve) => this.openWaiters.push(resolve));
+  }
+
+  /**
+   * Drop the socket and connect again, as after a network change: every subscription
+   * resumes after the last seq it saw, so nothing is missed or repeated.
+   */
+  reconnect(): void {
+    this.socket?.close(4000, "client reconnect");
   }
 
   /** Close for good (no reconnection). */
@@ -336,6 +351,7 @@ export class RealtimeClient {
         this.options.onState?.("open");
         for (const [channel, subscription] of this.channels) this.sendSubscribe(channel, subscription);
         this.startPinging();
+        for (const resolve of this.openWaiters.splice(0)) resolve();
         return;
       case "message": {
         const subscription = this.channels.get(frame.channel);
