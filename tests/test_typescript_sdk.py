@@ -156,10 +156,15 @@ def _tsc(project: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_package_and_example_type_check_and_wrong_calls_do_not(npm: str) -> None:
-    """Strict tsc passes on the package and the example, and refuses every wrong call."""
+    """Strict tsc passes on the package and the example (and the SSE parser's own tests
+    pass on the build), and tsc refuses every wrong call."""
     for project in ("tsconfig.json", "tsconfig.examples.json"):
         done = _tsc(project)
         assert done.returncode == 0, f"tsc -p {project}:\n{done.stdout}{done.stderr}"
+
+    _, node = _tools()
+    unit = _run(node, "--test", "test/sse.test.mjs")
+    assert unit.returncode == 0, f"the SSE parser's tests:\n{unit.stdout}{unit.stderr}"
 
     wrong = (PACKAGE / "examples" / "wrong.ts").read_text().splitlines()
     marked = {number for number, line in enumerate(wrong, start=1) if "// WRONG" in line}
@@ -215,6 +220,7 @@ def test_example_runs_against_a_real_platform(npm: str, tmp_path: Path) -> None:
     assert summary["outputs"] == {"result": 41}
     assert summary["sse_types"][0] == "execution.started"
     assert summary["sse_types"][-1] == "execution.succeeded"
+    assert summary["sse_resumed_seqs"] == list(range(4, len(summary["sse_types"]) + 1))
     seqs = summary["realtime_seqs"]
     assert seqs == list(range(1, len(summary["sse_types"]) + 1))
     assert summary["realtime_terminal"] == "execution.succeeded"

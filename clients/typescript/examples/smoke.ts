@@ -92,6 +92,11 @@ async function main(): Promise<Record<string, unknown>> {
   for await (const item of streamExecution(api, started.id)) {
     if (item.kind === "event") sseTypes.push(item.event.type);
   }
+  // Resuming the stream after seq 3 (sent as Last-Event-ID) gives the rest, and only it.
+  const resumedSeqs: number[] = [];
+  for await (const item of streamExecution(api, started.id, { after: 3 })) {
+    if (item.kind === "event") resumedSeqs.push(item.event.seq);
+  }
   const realtimeTerminal = await realtimeDone;
   live.close();
 
@@ -162,6 +167,7 @@ async function main(): Promise<Record<string, unknown>> {
     status: execution.status,
     outputs: execution.outputs,
     sse_types: sseTypes,
+    sse_resumed_seqs: resumedSeqs,
     realtime_seqs: realtimeSeqs,
     realtime_terminal: realtimeTerminal,
     room_seqs: roomSeqs,
