@@ -104,6 +104,15 @@ def _ensure_built(npm: str) -> None:
 
 
 @pytest.fixture
+def npm_installed() -> str:
+    """npm, with the package's dependencies installed (dist/ as it is)."""
+    npm, _ = _tools()
+    with _locked():
+        _ensure_installed(npm)
+    return npm
+
+
+@pytest.fixture
 def npm() -> str:
     """npm, with the package's dependencies installed and dist/ built."""
     npm, _ = _tools()
@@ -138,13 +147,15 @@ def test_lockfile_pins_integrity_without_registry_addresses() -> None:
     assert (PACKAGE / ".npmrc").read_text().count("omit-lockfile-registry-resolved=true") == 1
 
 
-def test_committed_types_match_the_served_document(npm: str, tmp_path: Path) -> None:
+def test_committed_types_match_the_served_document(npm_installed: str, tmp_path: Path) -> None:
     """openapi-typescript over today's ``/openapi.json`` gives the committed schema.d.ts."""
     document = tmp_path / "openapi.json"
     script = _openapi_script()
     document.write_text(script.render(script.openapi_document()))
     generated = tmp_path / "schema.d.ts"
-    done = _run(npm, "run", "generate", OPENAPI_JSON=str(document), SCHEMA_OUT=str(generated))
+    done = _run(
+        npm_installed, "run", "generate", OPENAPI_JSON=str(document), SCHEMA_OUT=str(generated)
+    )
     assert done.returncode == 0, f"openapi-typescript failed:\n{done.stdout}\n{done.stderr}"
     assert generated.read_text() == SCHEMA.read_text(), (
         f"the SDK's types drifted from the served OpenAPI document: {REGENERATE}"
