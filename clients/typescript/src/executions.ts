@@ -8,7 +8,7 @@
  * with `Last-Event-ID` (the last `seq` seen), so no event is lost or repeated.
  */
 
-import { ProblemError, problemOf } from "./problem.js";
+import { ProblemError } from "./problem.js";
 import type { paths } from "./schema.js";
 
 /** One entry of an execution's log (as `GET /api/v1/executions/{id}/events` lists them). */
@@ -187,5 +187,3 @@ export class ExecutionStream implements AsyncIterable<ExecutionStreamItem> {
     this.controller.abort();
   }
 }
-
-export { problemOf };

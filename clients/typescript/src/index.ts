@@ -10,7 +10,7 @@
 
 import createOpenApiClient, { type Client, type FetchResponse } from "openapi-fetch";
 
-import { asProblemResponse, isProblem, problemOf, ProblemError, synthesize } from "./problem.js";
+import { asProblemResponse, isProblem, ProblemError, synthesize } from "./problem.js";
 import { connectRealtime, type RealtimeClient, type RealtimeOptions } from "./realtime.js";
 import type { paths } from "./schema.js";
 
@@ -216,7 +216,6 @@ export async function unwrap<T extends Record<string | number, any>, O, M extend
   return settled.data as Exclude<FetchResponse<T, O, M>["data"], undefined>;
 }
 
-export { problemOf as readProblem };
 export { ExecutionStream, streamExecution } from "./executions.js";
 export type { ExecutionEvent, ExecutionStreamItem, StreamOptions } from "./executions.js";
 export { connectRealtime, RealtimeClient } from "./realtime.js";
