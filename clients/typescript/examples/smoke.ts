@@ -17,12 +17,16 @@ import {
   streamExecution,
   unwrap,
   type Channel,
-  type components,
+  type paths,
   type ExecutionEvent,
   type Problem,
 } from "@orchestrion/sdk";
 
-type WorkflowDefinition = components["schemas"]["WorkflowDefinition"];
+// The body POST /api/v1/workflows takes (by path, so a renamed schema does not matter).
+type WorkflowDefinition = Extract<
+  paths["/api/v1/workflows"]["post"]["requestBody"],
+  { content: unknown }
+>["content"]["application/json"];
 
 function need(name: string): string {
   const value = process.env[name];
