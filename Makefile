@@ -12,7 +12,7 @@ REQS := requirements/dev.txt
 # workers than cores pays off.
 TEST_WORKERS ?= 3
 
-.PHONY: help install up test test-fast lint fmt lock clean mcp-peer
+.PHONY: help install up test test-fast lint fmt lock clean mcp-peer sdk
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ fmt: install ## Format and fix what ruff can
 lock: ## Re-pin dependencies with hashes after editing pyproject.toml
 	$(UV) pip compile --quiet pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o $(REQS)
 	$(UV) pip compile --quiet pyproject.toml --generate-hashes --python-version 3.11 -o requirements/main.txt
+
+sdk: install ## Regenerate the TypeScript SDK's types from /openapi.json and build it (needs npm)
+	PYTHON=$(PY) clients/typescript/scripts/regenerate.sh
 
 mcp-peer: install ## Install the reference MCP server the tests talk to (into .peers/, needs npm)
 	$(PY) -c "from tests.fixtures.mcp_peer import install_everything; install_everything()"
