@@ -1,0 +1,56 @@
+"""405 with the full ``Allow`` for a path whose routes do not take the method.
+
+Starlette answers a method mismatch with the ``Allow`` of the first route whose path
+matches, so ``PUT /users`` on a path with a GET route and a POST route says
+``Allow: POST``; and a method no route declares (``TRACE``) reaches a catch-all route
+when there is one. This middleware looks at every route of the path first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from starlette.requests import Request
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from orchestrion.kernel.errors import MethodNotAllowed, error_response
+
+
+def allowed_methods(routes: Iterable[BaseRoute], path: str) -> frozenset[str]:
+    """The methods of every HTTP route whose path pattern matches ``path`` (empty: none)."""
+    methods: set[str] = set()
+    for route in routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(path):
+            methods.update(route.methods)
+    return frozenset(methods)
+
+
+def allow_header(methods: Iterable[str]) -> str:
+    """``methods`` as an ``Allow`` value, in a stable order."""
+    return ", ".join(sorted(methods))
+
+
+def method_not_allowed(methods: Iterable[str]) -> MethodNotAllowed:
+    """The 405 for a path that takes ``methods``, naming them and setting ``Allow``."""
+    allow = allow_header(methods)
+    return MethodNotAllowed(f"this path takes {allow}", headers={"Allow": allow})
+
+
+class MethodGuardMiddleware:
+    """Answers 405 with every method of the path before a route is chosen."""
+
+    def __init__(self, app: ASGIApp, *, routes: Iterable[BaseRoute]) -> None:
+        self.app = app
+        # The router's live list: routes are added after the middleware is.
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Refuse a method the path's routes do not take; pass everything else on."""
+        if scope["type"] == "http":
+            methods = allowed_methods(self.routes, scope["path"])
+            if methods and scope["method"] not in methods:
+                response = error_response(Request(scope), method_not_allowed(methods))
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
