@@ -470,9 +470,17 @@ class Gateway:
         """The merged OpenAPI document (built once: the services do not change at run time)."""
         if self._openapi is None:
             self._openapi = await openapi.merged_document(
-                self.upstreams, title="Orchestrion", version=__version__, own_paths=_OWN_PATHS
+                self.upstreams,
+                title="Orchestrion",
+                version=__version__,
+                own_paths=_OWN_PATHS,
+                public=self._public_operation,
             )
         return JSONResponse(self._openapi)
+
+    def _public_operation(self, method: str, path: str) -> bool:
+        route = self.routes.match(path)
+        return route is not None and route.is_public(method, path)
 
     async def docs(self, _: Request) -> Response:
         """Swagger UI over the merged document."""

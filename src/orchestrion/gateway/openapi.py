@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from orchestrion.gateway.upstream import Upstream
+from orchestrion.kernel.http.openapi import declare_errors, lift_defs, operations
 
 _HIDDEN_PREFIXES = ("/internal/", "/health")
 
@@ -31,10 +32,27 @@ def _rename_schemas(
     return renamed
 
 
+def _mark_public(document: dict[str, Any], public: Callable[[str, str], bool]) -> None:
+    """Say ``security: []`` on the operations the gateway lets through without credentials."""
+    for path, method, operation in operations(document):
+        if public(method.upper(), path):
+            operation["security"] = []
+
+
 async def merged_document(
-    upstreams: Mapping[str, Upstream], *, title: str, version: str, own_paths: dict[str, Any]
+    upstreams: Mapping[str, Upstream],
+    *,
+    title: str,
+    version: str,
+    own_paths: dict[str, Any],
+    public: Callable[[str, str], bool] = lambda method, path: False,
 ) -> dict[str, Any]:
-    """Every service's public paths and schemas, plus the gateway's own and its security."""
+    """Every service's public paths and schemas, plus the gateway's own and its security.
+
+    ``public(method, path)`` tells the operations that need no credentials (the route
+    table's public rules); every operation declares the errors it can answer and every
+    ``$ref`` resolves in the merged document (services' ``$defs`` lifted into components).
+    """
     paths: dict[str, Any] = dict(own_paths)
     schemas: dict[str, Any] = {}
     tags: list[dict[str, Any]] = []
@@ -47,7 +65,7 @@ async def merged_document(
                 paths[path] = item
         schemas.update(document.get("components", {}).get("schemas", {}))
         tags.append({"name": name, "description": f"The {name} service."})
-    return {
+    document = {
         "openapi": "3.1.0",
         "info": {
             "title": title,
@@ -66,3 +84,7 @@ async def merged_document(
         "security": [{"bearer": []}, {"apiKey": []}],
         "tags": tags,
     }
+    _mark_public(document, public)
+    for path, _, operation in operations(document):
+        declare_errors(path, operation)
+    return lift_defs(document)

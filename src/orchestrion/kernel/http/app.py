@@ -17,6 +17,7 @@ from orchestrion.kernel.http.bodylimits import (
     JsonDepthMiddleware,
 )
 from orchestrion.kernel.http.methods import MethodGuardMiddleware
+from orchestrion.kernel.http.openapi import finish_openapi
 from orchestrion.kernel.http.requestid import RequestIdMiddleware
 from orchestrion.kernel.observability.metrics import MetricsMiddleware
 
@@ -60,6 +61,7 @@ def create_service_app(
     if limits is not None:
         app.state.list_max_offset = limits.list_max_offset
     install_error_handlers(app)
+    finish_openapi(app)
 
     @app.get("/health", include_in_schema=False)
     async def service_health() -> dict[str, str]:
