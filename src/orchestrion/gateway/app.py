@@ -473,7 +473,7 @@ class Gateway:
                 self.upstreams,
                 title="Orchestrion",
                 version=__version__,
-                own_paths=_OWN_PATHS,
+                own_paths=openapi.OWN_PATHS,
                 public=self._public_operation,
             )
         return JSONResponse(self._openapi)
@@ -542,24 +542,7 @@ class Gateway:
         await send({"type": "lifespan.shutdown.complete"})
 
 
-def _own_path(summary: str, tag: str = "gateway") -> dict[str, Any]:
-    return {
-        "get": {
-            "summary": summary,
-            "tags": [tag],
-            "security": [],
-            "responses": {"200": {"description": "OK"}},
-        }
-    }
-
-
 _OWN_METHODS = frozenset({"GET", "HEAD"})
-_OWN_PATHS = {
-    "/health": _own_path("Aggregated health of every service"),
-    "/health/live": _own_path("Liveness: the gateway process answers"),
-    "/health/ready": _own_path("Readiness: every service is healthy"),
-    "/metrics": _own_path("Prometheus metrics"),
-}
 
 
 class AccessLogMiddleware:

@@ -8,21 +8,38 @@ when there is one. This middleware looks at every route of the path first.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from starlette.requests import Request
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from orchestrion.kernel.errors import MethodNotAllowed, error_response
 
 
+def _flat(routes: Iterable[Any]) -> Iterator[Any]:
+    for route in routes:
+        # FastAPI keeps an included router as one entry whose routes carry its prefix.
+        contexts = getattr(route, "effective_route_contexts", None)
+        if contexts is not None:
+            yield from _flat(contexts())
+        else:
+            yield route
+
+
 def allowed_methods(routes: Iterable[BaseRoute], path: str) -> frozenset[str]:
     """The methods of every HTTP route whose path pattern matches ``path`` (empty: none)."""
     methods: set[str] = set()
-    for route in routes:
-        if isinstance(route, Route) and route.methods and route.path_regex.match(path):
-            methods.update(route.methods)
+    for route in _flat(routes):
+        if isinstance(route, WebSocketRoute) or isinstance(
+            getattr(route, "original_route", None), WebSocketRoute
+        ):
+            continue
+        found = getattr(route, "methods", None)
+        pattern = getattr(route, "path_regex", None)
+        if found and pattern is not None and pattern.match(path):
+            methods.update(found)
     return frozenset(methods)
 
 

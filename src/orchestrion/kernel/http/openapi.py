@@ -147,7 +147,8 @@ def finish_document(
 ) -> dict[str, Any]:
     """``document`` made exact: see the module docstring."""
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
-    for model in (Problem, *models):
+    every: tuple[type[BaseModel], ...] = (Problem, *models)
+    for model in every:
         schema = model.model_json_schema(by_alias=True, ref_template=COMPONENTS)
         for name, definition in {**schema.pop("$defs", {}), model.__name__: schema}.items():
             _merge_schema(schemas, name, definition)
