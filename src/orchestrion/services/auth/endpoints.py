@@ -18,6 +18,7 @@ from orchestrion.kernel.http.deps import CurrentPrincipal, Internal, client_ip, 
 from orchestrion.kernel.http.etag import check_if_match, resource_response
 from orchestrion.kernel.http.idempotency import run_idempotent
 from orchestrion.kernel.http.lists import ListPage, fetch_page, list_body, parse_list_query
+from orchestrion.kernel.http.openapi import not_modified, problems
 from orchestrion.kernel.ids import isoformat
 from orchestrion.services.auth import repository, service
 from orchestrion.services.auth.errors import (
@@ -132,7 +133,7 @@ async def openid_configuration(request: Request, runtime: Runtime) -> dict[str, 
 # --- sessions ----------------------------------------------------------------------
 
 
-@router.post(f"{PREFIX}/login", response_model=TokenPair, summary="Log in")
+@router.post(f"{PREFIX}/login", response_model=TokenPair, summary="Log in", responses=problems(429))
 async def login(
     body: LoginRequest, request: Request, session: Session, runtime: Runtime
 ) -> Response:
@@ -231,7 +232,11 @@ async def rotate_signing_key(
 
 
 @router.post(
-    f"{PREFIX}/tenants", status_code=201, response_model=TenantRead, summary="Create a tenant"
+    f"{PREFIX}/tenants",
+    status_code=201,
+    response_model=TenantRead,
+    summary="Create a tenant",
+    responses=problems(409),
 )
 async def create_tenant(
     body: TenantCreate, request: Request, session: Session, principal: LivePrincipal
@@ -251,7 +256,12 @@ async def create_tenant(
     return service.tenant_to_dict(tenant)
 
 
-@router.get(f"{PREFIX}/tenants", response_model=ListPage[TenantRead], summary="List tenants")
+@router.get(
+    f"{PREFIX}/tenants",
+    response_model=ListPage[TenantRead],
+    summary="List tenants",
+    responses=problems(400),
+)
 async def list_tenants(request: Request, session: Session, principal: LivePrincipal) -> Response:
     """Every tenant for a platform admin; one's own tenant otherwise."""
     query = parse_list_query(request, repository.TENANT_LIST)
@@ -262,7 +272,12 @@ async def list_tenants(request: Request, session: Session, principal: LivePrinci
     )
 
 
-@router.get(f"{PREFIX}/tenants/{{tenant_id}}", response_model=TenantRead, summary="Get a tenant")
+@router.get(
+    f"{PREFIX}/tenants/{{tenant_id}}",
+    response_model=TenantRead,
+    summary="Get a tenant",
+    responses={**problems(404), **not_modified()},
+)
 async def get_tenant(
     tenant_id: str, request: Request, session: Session, principal: LivePrincipal
 ) -> Response:
@@ -274,7 +289,13 @@ async def get_tenant(
 # --- users -------------------------------------------------------------------------
 
 
-@router.post(f"{PREFIX}/users", status_code=201, response_model=UserRead, summary="Create a user")
+@router.post(
+    f"{PREFIX}/users",
+    status_code=201,
+    response_model=UserRead,
+    summary="Create a user",
+    responses=problems(404, 409),
+)
 async def create_user(
     body: UserCreate,
     request: Request,
@@ -321,7 +342,12 @@ async def create_user(
     )
 
 
-@router.get(f"{PREFIX}/users", response_model=ListPage[UserRead], summary="List users")
+@router.get(
+    f"{PREFIX}/users",
+    response_model=ListPage[UserRead],
+    summary="List users",
+    responses=problems(400),
+)
 async def list_users(
     request: Request,
     session: Session,
@@ -336,7 +362,12 @@ async def list_users(
     )
 
 
-@router.get(f"{PREFIX}/users/{{user_id}}", response_model=UserRead, summary="Get a user")
+@router.get(
+    f"{PREFIX}/users/{{user_id}}",
+    response_model=UserRead,
+    summary="Get a user",
+    responses={**problems(404), **not_modified()},
+)
 async def get_user(
     user_id: str,
     request: Request,
@@ -348,7 +379,12 @@ async def get_user(
     return resource_response(request, service.user_to_dict(user))
 
 
-@router.patch(f"{PREFIX}/users/{{user_id}}", response_model=UserRead, summary="Change a user")
+@router.patch(
+    f"{PREFIX}/users/{{user_id}}",
+    response_model=UserRead,
+    summary="Change a user",
+    responses=problems(404, 409, 412),
+)
 async def update_user(
     user_id: str,
     body: UserUpdate,
@@ -377,7 +413,12 @@ async def update_user(
     return resource_response(request, service.user_to_dict(user))
 
 
-@router.delete(f"{PREFIX}/users/{{user_id}}", status_code=204, summary="Delete a user")
+@router.delete(
+    f"{PREFIX}/users/{{user_id}}",
+    status_code=204,
+    summary="Delete a user",
+    responses=problems(404, 409, 412),
+)
 async def delete_user(
     user_id: str,
     request: Request,
@@ -409,6 +450,7 @@ async def delete_user(
     status_code=201,
     response_model=ApiKeyCreated,
     summary="Create an API key",
+    responses=problems(404, 409),
 )
 async def create_api_key(
     body: ApiKeyCreate,
@@ -440,7 +482,12 @@ async def create_api_key(
     )
 
 
-@router.get(f"{PREFIX}/api-keys", response_model=ListPage[ApiKeyRead], summary="List API keys")
+@router.get(
+    f"{PREFIX}/api-keys",
+    response_model=ListPage[ApiKeyRead],
+    summary="List API keys",
+    responses=problems(400),
+)
 async def list_api_keys(
     request: Request,
     session: Session,
@@ -456,7 +503,12 @@ async def list_api_keys(
     )
 
 
-@router.get(f"{PREFIX}/api-keys/{{key_id}}", response_model=ApiKeyRead, summary="Get an API key")
+@router.get(
+    f"{PREFIX}/api-keys/{{key_id}}",
+    response_model=ApiKeyRead,
+    summary="Get an API key",
+    responses={**problems(404), **not_modified()},
+)
 async def get_api_key(
     key_id: str,
     request: Request,
@@ -501,7 +553,12 @@ async def rotate_api_key(
 # --- audit -------------------------------------------------------------------------
 
 
-@router.get(f"{PREFIX}/audit", response_model=ListPage[AuditEventRead], summary="The audit log")
+@router.get(
+    f"{PREFIX}/audit",
+    response_model=ListPage[AuditEventRead],
+    summary="The audit log",
+    responses=problems(400),
+)
 async def list_audit(
     request: Request,
     session: Session,
