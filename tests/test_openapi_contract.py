@@ -30,6 +30,7 @@ from tests.fixtures.servers import serve
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_REF = "#/components/schemas/Problem"
+SOME_ID = "01a23a77-4f5a-72e9-8909-37f7d7ebee62"
 
 #: Checks left out of the conformance run, each for a reason the report names:
 #: ``positive_data_acceptance`` (ST202) sends schema-valid bodies that the services refuse
@@ -86,8 +87,14 @@ async def document(platform: httpx.AsyncClient) -> dict[str, Any]:
         ("TRACE", "/api/v1/auth/users", "GET, POST"),
         ("PUT", "/api/v1/auth/users", "GET, POST"),
         ("TRACE", "/api/v1/workflows", "GET, POST"),
-        ("POST", "/api/v1/auth/users/01a23a77-4f5a-72e9-8909-37f7d7ebee62", "DELETE, GET, PATCH"),
+        ("POST", f"/api/v1/auth/users/{SOME_ID}", "DELETE, GET, PATCH"),
         ("OPTIONS", "/api/v1/knowledge/nodes", "GET, POST"),
+        ("OPTIONS", "/api/v1/workflows/step-types", "GET"),
+        (
+            "PUT",
+            "/api/v1/workflows/01a23a77-4f5a-72e9-8909-37f7d7ebee62",
+            "DELETE, GET, PATCH, PUT",
+        ),
         ("TRACE", "/health", "GET, HEAD"),
         ("DELETE", "/health/live", "GET, HEAD"),
         ("TRACE", "/metrics", "GET, HEAD"),
@@ -123,7 +130,8 @@ def _resolve(document: dict[str, Any], ref: str) -> Any:
     node: Any = document
     for part in ref[2:].split("/"):
         part = part.replace("~1", "/").replace("~0", "~")
-        assert isinstance(node, dict) and part in node, f"{ref} does not resolve"
+        assert isinstance(node, dict), f"{ref} does not resolve"
+        assert part in node, f"{ref} does not resolve"
         node = node[part]
     return node
 
@@ -159,9 +167,7 @@ def test_definitions_nested_under_defs_are_lifted_into_components() -> None:
     lifted = lift_defs(document)
     assert lifted["components"]["schemas"]["RetryPolicy"] == {"type": "object"}
     body = lifted["paths"]["/x"]["post"]["requestBody"]["content"]["application/json"]
-    assert body["schema"] == {
-        "properties": {"retry": {"$ref": "#/components/schemas/RetryPolicy"}}
-    }
+    assert body["schema"] == {"properties": {"retry": {"$ref": "#/components/schemas/RetryPolicy"}}}
 
 
 def _typed(schema: dict[str, Any]) -> bool:

@@ -29,8 +29,13 @@ def _flat(routes: Iterable[Any]) -> Iterator[Any]:
 
 
 def allowed_methods(routes: Iterable[BaseRoute], path: str) -> frozenset[str]:
-    """The methods of every HTTP route whose path pattern matches ``path`` (empty: none)."""
-    methods: set[str] = set()
+    """The methods of the HTTP routes of ``path`` (empty: none).
+
+    The routes written for exactly ``path`` when there are some, else every route whose
+    pattern matches it.
+    """
+    literal: set[str] = set()
+    templated: set[str] = set()
     for route in _flat(routes):
         if isinstance(route, WebSocketRoute) or isinstance(
             getattr(route, "original_route", None), WebSocketRoute
@@ -39,8 +44,9 @@ def allowed_methods(routes: Iterable[BaseRoute], path: str) -> frozenset[str]:
         found = getattr(route, "methods", None)
         pattern = getattr(route, "path_regex", None)
         if found and pattern is not None and pattern.match(path):
-            methods.update(found)
-    return frozenset(methods)
+            # ``/workflows/step-types`` is its own resource, not ``/workflows/{id}``.
+            (literal if getattr(route, "path_format", None) == path else templated).update(found)
+    return frozenset(literal or templated)
 
 
 def allow_header(methods: Iterable[str]) -> str:
