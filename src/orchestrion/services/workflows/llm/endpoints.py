@@ -169,18 +169,8 @@ async def get_usage(
         description="`model`, `workflow` or `day`",
         json_schema_extra={"enum": ["model", "workflow", "day"]},
     ),
-    since: str | None = Query(
-        default=None,
-        alias="from",
-        description="ISO date/time, inclusive",
-        json_schema_extra={"format": "date-time"},
-    ),
-    until: str | None = Query(
-        default=None,
-        alias="to",
-        description="ISO date/time, exclusive",
-        json_schema_extra={"format": "date-time"},
-    ),
+    since: str | None = Query(default=None, alias="from", description="ISO date/time, inclusive"),
+    until: str | None = Query(default=None, alias="to", description="ISO date/time, exclusive"),
     workflow_id: str | None = None,
 ) -> Response:
     """Tokens and cost of the tenant's LLM steps, grouped, with the total."""
