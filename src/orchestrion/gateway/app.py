@@ -48,7 +48,6 @@ from orchestrion.kernel.auth.revocation import Revocations
 from orchestrion.kernel.collector import tune_collector
 from orchestrion.kernel.errors import (
     Forbidden,
-    MethodNotAllowed,
     NotFound,
     OrchestrionError,
     PayloadTooLarge,
@@ -56,6 +55,7 @@ from orchestrion.kernel.errors import (
     Unauthenticated,
     problem_response,
 )
+from orchestrion.kernel.http.methods import method_not_allowed
 from orchestrion.kernel.http.requestid import RequestIdMiddleware
 from orchestrion.kernel.observability.metrics import MetricsMiddleware, metrics_endpoint
 from orchestrion.settings import Settings, open_revocations
@@ -175,6 +175,9 @@ class Gateway:
         ):
             scope["orchestrion.route"] = path if own or path in self.composites else "admin"
             request = Request(scope, receive)
+            if own is not None and request.method not in _OWN_METHODS:
+                await self._refuse(scope, receive, send, method_not_allowed(_OWN_METHODS))
+                return
             response = await self._guard(request, own or self._special)
             await response(scope, receive, send)
             return
@@ -366,7 +369,7 @@ class Gateway:
         parts = self.composites.get(path)
         if parts is not None:
             if request.method not in ("GET", "HEAD"):
-                raise MethodNotAllowed(f"{path} answers GET only")
+                raise method_not_allowed(_OWN_METHODS)
             return await self.composer.compose(request, parts)
         principal = await self.authenticator.authenticate(
             request.headers.get("authorization"), request.headers.get("x-api-key")
@@ -467,9 +470,17 @@ class Gateway:
         """The merged OpenAPI document (built once: the services do not change at run time)."""
         if self._openapi is None:
             self._openapi = await openapi.merged_document(
-                self.upstreams, title="Orchestrion", version=__version__, own_paths=_OWN_PATHS
+                self.upstreams,
+                title="Orchestrion",
+                version=__version__,
+                own_paths=openapi.OWN_PATHS,
+                public=self._public_operation,
             )
         return JSONResponse(self._openapi)
+
+    def _public_operation(self, method: str, path: str) -> bool:
+        route = self.routes.match(path)
+        return route is not None and route.is_public(method, path)
 
     async def docs(self, _: Request) -> Response:
         """Swagger UI over the merged document."""
@@ -531,23 +542,7 @@ class Gateway:
         await send({"type": "lifespan.shutdown.complete"})
 
 
-def _own_path(summary: str, tag: str = "gateway") -> dict[str, Any]:
-    return {
-        "get": {
-            "summary": summary,
-            "tags": [tag],
-            "security": [],
-            "responses": {"200": {"description": "OK"}},
-        }
-    }
-
-
-_OWN_PATHS = {
-    "/health": _own_path("Aggregated health of every service"),
-    "/health/live": _own_path("Liveness: the gateway process answers"),
-    "/health/ready": _own_path("Readiness: every service is healthy"),
-    "/metrics": _own_path("Prometheus metrics"),
-}
+_OWN_METHODS = frozenset({"GET", "HEAD"})
 
 
 class AccessLogMiddleware:

@@ -3,12 +3,89 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from orchestrion.gateway.upstream import Upstream
+from orchestrion.kernel.http.openapi import declare_errors, lift_defs, operations, problem
 
 _HIDDEN_PREFIXES = ("/internal/", "/health")
+_SCHEMAS = "#/components/schemas/{name}"
+
+#: The gateway's own schemas: what its health endpoints answer.
+OWN_SCHEMAS: dict[str, Any] = {
+    "ServiceHealth": {
+        "type": "object",
+        "title": "ServiceHealth",
+        "description": "One service's health as the gateway sees it.",
+        "properties": {
+            "status": {"type": "string", "enum": ["ok", "degraded", "down"]},
+            "latency_ms": {"type": "number"},
+            "database": {"type": "string"},
+            "error": {"type": "string"},
+            "gateway": {"type": "object", "additionalProperties": True},
+        },
+        "required": ["status"],
+        "additionalProperties": True,
+    },
+    "PlatformHealth": {
+        "type": "object",
+        "title": "PlatformHealth",
+        "description": "Every service's health, summarised: ok, degraded (some down) or down.",
+        "properties": {
+            "status": {"type": "string", "enum": ["ok", "degraded", "down"]},
+            "services": {
+                "type": "object",
+                "additionalProperties": {"$ref": _SCHEMAS.format(name="ServiceHealth")},
+            },
+        },
+        "required": ["status", "services"],
+    },
+    "Liveness": {
+        "type": "object",
+        "title": "Liveness",
+        "description": "The gateway process answers.",
+        "properties": {"status": {"type": "string", "const": "ok"}},
+        "required": ["status"],
+    },
+}
+
+
+def _json(name: str, description: str = "OK") -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": _SCHEMAS.format(name=name)}}},
+    }
+
+
+def _own_path(summary: str, responses: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "get": {"summary": summary, "tags": ["gateway"], "security": [], "responses": responses}
+    }
+
+
+#: The gateway's own endpoints, as the merged document declares them.
+OWN_PATHS: dict[str, Any] = {
+    "/health": _own_path("Aggregated health of every service", {"200": _json("PlatformHealth")}),
+    "/health/live": _own_path("Liveness: the gateway process answers", {"200": _json("Liveness")}),
+    "/health/ready": _own_path(
+        "Readiness: every service is healthy",
+        {
+            "200": _json("PlatformHealth", "Every service is healthy"),
+            "503": _json("PlatformHealth", "Some service is not healthy"),
+        },
+    ),
+    "/metrics": _own_path(
+        "Prometheus metrics",
+        {
+            "200": {
+                "description": "The Prometheus text format",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            },
+            "401": problem(401),
+        },
+    ),
+}
 
 
 def _rename_schemas(
@@ -31,12 +108,29 @@ def _rename_schemas(
     return renamed
 
 
+def _mark_public(document: dict[str, Any], public: Callable[[str, str], bool]) -> None:
+    """Say ``security: []`` on the operations the gateway lets through without credentials."""
+    for path, method, operation in operations(document):
+        if public(method.upper(), path):
+            operation["security"] = []
+
+
 async def merged_document(
-    upstreams: Mapping[str, Upstream], *, title: str, version: str, own_paths: dict[str, Any]
+    upstreams: Mapping[str, Upstream],
+    *,
+    title: str,
+    version: str,
+    own_paths: dict[str, Any],
+    public: Callable[[str, str], bool] = lambda method, path: False,
 ) -> dict[str, Any]:
-    """Every service's public paths and schemas, plus the gateway's own and its security."""
+    """Every service's public paths and schemas, plus the gateway's own and its security.
+
+    ``public(method, path)`` tells the operations that need no credentials (the route
+    table's public rules); every operation declares the errors it can answer and every
+    ``$ref`` resolves in the merged document (services' ``$defs`` lifted into components).
+    """
     paths: dict[str, Any] = dict(own_paths)
-    schemas: dict[str, Any] = {}
+    schemas: dict[str, Any] = dict(OWN_SCHEMAS)
     tags: list[dict[str, Any]] = []
     for name in sorted(upstreams):
         response = await upstreams[name].client.get("/openapi.json")
@@ -47,7 +141,7 @@ async def merged_document(
                 paths[path] = item
         schemas.update(document.get("components", {}).get("schemas", {}))
         tags.append({"name": name, "description": f"The {name} service."})
-    return {
+    document = {
         "openapi": "3.1.0",
         "info": {
             "title": title,
@@ -66,3 +160,7 @@ async def merged_document(
         "security": [{"bearer": []}, {"apiKey": []}],
         "tags": tags,
     }
+    _mark_public(document, public)
+    for path, _, operation in operations(document):
+        declare_errors(path, operation)
+    return lift_defs(document)

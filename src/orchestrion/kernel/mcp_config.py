@@ -9,6 +9,7 @@ import json
 from typing import Literal
 from urllib.parse import urlsplit
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Transport = Literal["stdio", "streamable_http", "sse"]
@@ -48,6 +49,13 @@ class McpServerConfig(BaseModel):
             parts = urlsplit(self.url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ValueError(f"not an http(s) URL: {self.url!r}")
+            try:
+                # What the client would refuse later (control characters, a host no DNS
+                # name can spell) is refused here, as a 422 rather than a crash.
+                httpx.URL(self.url)
+                parts.hostname.encode("idna")
+            except (httpx.InvalidURL, UnicodeError) as exc:
+                raise ValueError(f"not a valid URL: {exc}") from None
             if self.transport == "stdio" or self.env is not None or self.cwd is not None:
                 raise ValueError("'env', 'cwd' and transport 'stdio' go with 'command' only")
         elif self.transport not in (None, "stdio") or self.headers is not None:

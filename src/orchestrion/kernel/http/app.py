@@ -16,6 +16,8 @@ from orchestrion.kernel.http.bodylimits import (
     BodyLimits,
     JsonDepthMiddleware,
 )
+from orchestrion.kernel.http.methods import MethodGuardMiddleware
+from orchestrion.kernel.http.openapi import finish_openapi
 from orchestrion.kernel.http.requestid import RequestIdMiddleware
 from orchestrion.kernel.observability.metrics import MetricsMiddleware
 
@@ -59,6 +61,7 @@ def create_service_app(
     if limits is not None:
         app.state.list_max_offset = limits.list_max_offset
     install_error_handlers(app)
+    finish_openapi(app)
 
     @app.get("/health", include_in_schema=False)
     async def service_health() -> dict[str, str]:
@@ -71,6 +74,7 @@ def create_service_app(
         return {"status": "ok", "database": "ok"}
 
     max_depth = limits.body_max_depth if limits is not None else DEFAULT_MAX_DEPTH
+    app.add_middleware(MethodGuardMiddleware, routes=app.router.routes)
     app.add_middleware(JsonDepthMiddleware, max_depth=max_depth)
     app.add_middleware(MetricsMiddleware, component=name)
     app.add_middleware(RequestIdMiddleware)

@@ -17,7 +17,8 @@ from orchestrion.kernel.errors import error_response
 from orchestrion.kernel.http.deps import CurrentPrincipal, Internal, client_ip, require
 from orchestrion.kernel.http.etag import check_if_match, resource_response
 from orchestrion.kernel.http.idempotency import run_idempotent
-from orchestrion.kernel.http.lists import fetch_page, list_body, parse_list_query
+from orchestrion.kernel.http.lists import ListPage, fetch_page, list_body, parse_list_query
+from orchestrion.kernel.http.openapi import not_modified, problems
 from orchestrion.kernel.ids import isoformat
 from orchestrion.services.auth import repository, service
 from orchestrion.services.auth.errors import (
@@ -29,12 +30,17 @@ from orchestrion.services.auth.keys import ALGORITHM
 from orchestrion.services.auth.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
+    ApiKeyPrincipal,
     ApiKeyRead,
     ApiKeyVerify,
+    AuditEventRead,
+    Jwks,
     LoginRequest,
     LogoutRequest,
     Me,
+    OpenIdConfiguration,
     RefreshRequest,
+    SigningKeyRead,
     TenantCreate,
     TenantRead,
     TokenPair,
@@ -90,7 +96,9 @@ def _platform_admin(principal: LivePrincipal) -> Principal:
 # --- discovery ---------------------------------------------------------------------
 
 
-@router.get("/.well-known/jwks.json", summary="Public keys that verify access tokens")
+@router.get(
+    "/.well-known/jwks.json", response_model=Jwks, summary="Public keys that verify access tokens"
+)
 async def jwks(session: Session, runtime: Runtime) -> Response:
     """The JSON Web Key Set; includes recently retired keys until their tokens expire."""
     return JSONResponse(
@@ -98,7 +106,11 @@ async def jwks(session: Session, runtime: Runtime) -> Response:
     )
 
 
-@router.get("/.well-known/openid-configuration", summary="OpenID Connect discovery document")
+@router.get(
+    "/.well-known/openid-configuration",
+    response_model=OpenIdConfiguration,
+    summary="OpenID Connect discovery document",
+)
 async def openid_configuration(request: Request, runtime: Runtime) -> dict[str, Any]:
     """Where the keys and endpoints are, for OIDC-aware clients and proxies."""
     settings = request.app.state.settings
@@ -121,7 +133,7 @@ async def openid_configuration(request: Request, runtime: Runtime) -> dict[str, 
 # --- sessions ----------------------------------------------------------------------
 
 
-@router.post(f"{PREFIX}/login", response_model=TokenPair, summary="Log in")
+@router.post(f"{PREFIX}/login", response_model=TokenPair, summary="Log in", responses=problems(429))
 async def login(
     body: LoginRequest, request: Request, session: Session, runtime: Runtime
 ) -> Response:
@@ -185,10 +197,15 @@ async def me(principal: LivePrincipal) -> dict[str, Any]:
     }
 
 
-@router.post(f"{PREFIX}/keys/rotate", status_code=201, summary="Rotate the signing key")
+@router.post(
+    f"{PREFIX}/keys/rotate",
+    status_code=201,
+    response_model=SigningKeyRead,
+    summary="Rotate the signing key",
+)
 async def rotate_signing_key(
     session: Session, runtime: Runtime, request: Request, principal: CurrentPrincipal
-) -> dict[str, Any]:
+) -> Response:
     """Publish a new key; it signs from ``activates_at`` and the old one retires then."""
     _platform_admin(principal)
     row = await runtime.keys.rotate(session)
@@ -201,18 +218,25 @@ async def rotate_signing_key(
         target_id=row.kid,
         ip=client_ip(request),
     )
-    return {
-        "kid": row.kid,
-        "created_at": isoformat(row.created_at),
-        "activates_at": isoformat(row.activates_at),
-    }
+    return JSONResponse(
+        {
+            "kid": row.kid,
+            "created_at": isoformat(row.created_at),
+            "activates_at": isoformat(row.activates_at),
+        },
+        status_code=201,
+    )
 
 
 # --- tenants -----------------------------------------------------------------------
 
 
 @router.post(
-    f"{PREFIX}/tenants", status_code=201, response_model=TenantRead, summary="Create a tenant"
+    f"{PREFIX}/tenants",
+    status_code=201,
+    response_model=TenantRead,
+    summary="Create a tenant",
+    responses=problems(409),
 )
 async def create_tenant(
     body: TenantCreate, request: Request, session: Session, principal: LivePrincipal
@@ -232,18 +256,28 @@ async def create_tenant(
     return service.tenant_to_dict(tenant)
 
 
-@router.get(f"{PREFIX}/tenants", summary="List tenants")
-async def list_tenants(
-    request: Request, session: Session, principal: LivePrincipal
-) -> dict[str, Any]:
+@router.get(
+    f"{PREFIX}/tenants",
+    response_model=ListPage[TenantRead],
+    summary="List tenants",
+    responses=problems(400),
+)
+async def list_tenants(request: Request, session: Session, principal: LivePrincipal) -> Response:
     """Every tenant for a platform admin; one's own tenant otherwise."""
     query = parse_list_query(request, repository.TENANT_LIST)
     scope = None if principal.is_platform_admin else principal.tenant_id
     page = await fetch_page(session, repository.tenants(scope), repository.TENANT_LIST, query)
-    return list_body(request, [service.tenant_to_dict(t) for t in page.rows], query, page)
+    return JSONResponse(
+        list_body(request, [service.tenant_to_dict(t) for t in page.rows], query, page)
+    )
 
 
-@router.get(f"{PREFIX}/tenants/{{tenant_id}}", response_model=TenantRead, summary="Get a tenant")
+@router.get(
+    f"{PREFIX}/tenants/{{tenant_id}}",
+    response_model=TenantRead,
+    summary="Get a tenant",
+    responses={**problems(404), **not_modified()},
+)
 async def get_tenant(
     tenant_id: str, request: Request, session: Session, principal: LivePrincipal
 ) -> Response:
@@ -255,7 +289,13 @@ async def get_tenant(
 # --- users -------------------------------------------------------------------------
 
 
-@router.post(f"{PREFIX}/users", status_code=201, response_model=UserRead, summary="Create a user")
+@router.post(
+    f"{PREFIX}/users",
+    status_code=201,
+    response_model=UserRead,
+    summary="Create a user",
+    responses=problems(404, 409),
+)
 async def create_user(
     body: UserCreate,
     request: Request,
@@ -302,20 +342,32 @@ async def create_user(
     )
 
 
-@router.get(f"{PREFIX}/users", summary="List users")
+@router.get(
+    f"{PREFIX}/users",
+    response_model=ListPage[UserRead],
+    summary="List users",
+    responses=problems(400),
+)
 async def list_users(
     request: Request,
     session: Session,
     principal: Annotated[Principal, Depends(require(Permission.USERS_READ))],
-) -> dict[str, Any]:
+) -> Response:
     """Users of the caller's tenant (platform admins: every tenant, filter `tenant_id`)."""
     query = parse_list_query(request, repository.USER_LIST)
     scope = None if principal.is_platform_admin else principal.tenant_id
     page = await fetch_page(session, repository.users_in(scope), repository.USER_LIST, query)
-    return list_body(request, [service.user_to_dict(u) for u in page.rows], query, page)
+    return JSONResponse(
+        list_body(request, [service.user_to_dict(u) for u in page.rows], query, page)
+    )
 
 
-@router.get(f"{PREFIX}/users/{{user_id}}", response_model=UserRead, summary="Get a user")
+@router.get(
+    f"{PREFIX}/users/{{user_id}}",
+    response_model=UserRead,
+    summary="Get a user",
+    responses={**problems(404), **not_modified()},
+)
 async def get_user(
     user_id: str,
     request: Request,
@@ -327,7 +379,12 @@ async def get_user(
     return resource_response(request, service.user_to_dict(user))
 
 
-@router.patch(f"{PREFIX}/users/{{user_id}}", response_model=UserRead, summary="Change a user")
+@router.patch(
+    f"{PREFIX}/users/{{user_id}}",
+    response_model=UserRead,
+    summary="Change a user",
+    responses=problems(404, 409, 412),
+)
 async def update_user(
     user_id: str,
     body: UserUpdate,
@@ -356,7 +413,12 @@ async def update_user(
     return resource_response(request, service.user_to_dict(user))
 
 
-@router.delete(f"{PREFIX}/users/{{user_id}}", status_code=204, summary="Delete a user")
+@router.delete(
+    f"{PREFIX}/users/{{user_id}}",
+    status_code=204,
+    summary="Delete a user",
+    responses=problems(404, 409, 412),
+)
 async def delete_user(
     user_id: str,
     request: Request,
@@ -388,6 +450,7 @@ async def delete_user(
     status_code=201,
     response_model=ApiKeyCreated,
     summary="Create an API key",
+    responses=problems(404, 409),
 )
 async def create_api_key(
     body: ApiKeyCreate,
@@ -419,21 +482,33 @@ async def create_api_key(
     )
 
 
-@router.get(f"{PREFIX}/api-keys", summary="List API keys")
+@router.get(
+    f"{PREFIX}/api-keys",
+    response_model=ListPage[ApiKeyRead],
+    summary="List API keys",
+    responses=problems(400),
+)
 async def list_api_keys(
     request: Request,
     session: Session,
     principal: Annotated[Principal, Depends(require(Permission.API_KEYS_READ))],
-) -> dict[str, Any]:
+) -> Response:
     """The caller's keys (every key of the tenant for user admins)."""
     query = parse_list_query(request, repository.API_KEY_LIST)
     owner = None if principal.can(Permission.USERS_WRITE) else principal.user_id
     stmt = repository.api_keys_in(principal.tenant_id, user_id=owner)
     page = await fetch_page(session, stmt, repository.API_KEY_LIST, query)
-    return list_body(request, [service.api_key_to_dict(k) for k in page.rows], query, page)
+    return JSONResponse(
+        list_body(request, [service.api_key_to_dict(k) for k in page.rows], query, page)
+    )
 
 
-@router.get(f"{PREFIX}/api-keys/{{key_id}}", response_model=ApiKeyRead, summary="Get an API key")
+@router.get(
+    f"{PREFIX}/api-keys/{{key_id}}",
+    response_model=ApiKeyRead,
+    summary="Get an API key",
+    responses={**problems(404), **not_modified()},
+)
 async def get_api_key(
     key_id: str,
     request: Request,
@@ -478,26 +553,33 @@ async def rotate_api_key(
 # --- audit -------------------------------------------------------------------------
 
 
-@router.get(f"{PREFIX}/audit", summary="The audit log")
+@router.get(
+    f"{PREFIX}/audit",
+    response_model=ListPage[AuditEventRead],
+    summary="The audit log",
+    responses=problems(400),
+)
 async def list_audit(
     request: Request,
     session: Session,
     principal: Annotated[Principal, Depends(require(Permission.AUDIT_READ))],
-) -> dict[str, Any]:
+) -> Response:
     """Auth events of the caller's tenant (every tenant for platform admins)."""
     query = parse_list_query(request, repository.AUDIT_LIST)
     scope = None if principal.is_platform_admin else principal.tenant_id
     page = await fetch_page(session, repository.audit_in(scope), repository.AUDIT_LIST, query)
-    return list_body(request, [service.audit_to_dict(e) for e in page.rows], query, page)
+    return JSONResponse(
+        list_body(request, [service.audit_to_dict(e) for e in page.rows], query, page)
+    )
 
 
 # --- internal (gateway only) -------------------------------------------------------
 
 
-@router.post("/internal/auth/api-keys/verify", include_in_schema=False)
-async def verify_api_key(
-    body: ApiKeyVerify, session: Session, _internal: Internal
-) -> dict[str, Any]:
+@router.post(
+    "/internal/auth/api-keys/verify", response_model=ApiKeyPrincipal, include_in_schema=False
+)
+async def verify_api_key(body: ApiKeyVerify, session: Session, _internal: Internal) -> Response:
     """The principal a raw API key stands for; 401 when it is not valid."""
     principal, expires_at = await service.verify_api_key(session, raw=body.key)
-    return {"principal": principal.to_claims(), "expires_at": isoformat(expires_at)}
+    return JSONResponse({"principal": principal.to_claims(), "expires_at": isoformat(expires_at)})

@@ -133,3 +133,63 @@ class ApiKeyVerify(_Body):
     """A raw key for the gateway's internal check."""
 
     key: str = Field(min_length=1, max_length=512)
+
+
+class Jwk(BaseModel):
+    """One public key (RFC 7517): an Ed25519 key for ``EdDSA``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    kid: str
+    kty: str = Field(examples=["OKP"])
+
+
+class Jwks(BaseModel):
+    """The JSON Web Key Set that verifies access tokens."""
+
+    keys: list[Jwk]
+
+
+class OpenIdConfiguration(BaseModel):
+    """The OpenID Connect discovery document."""
+
+    issuer: str
+    jwks_uri: str
+    token_endpoint: str
+    userinfo_endpoint: str
+    revocation_endpoint: str
+    grant_types_supported: list[str]
+    response_types_supported: list[str]
+    subject_types_supported: list[str]
+    id_token_signing_alg_values_supported: list[str]
+    token_endpoint_auth_methods_supported: list[str]
+    claims_supported: list[str]
+
+
+class SigningKeyRead(BaseModel):
+    """A signing key just published: it signs from ``activates_at``."""
+
+    kid: str
+    created_at: datetime
+    activates_at: datetime
+
+
+class AuditEventRead(BaseModel):
+    """One entry of the audit log."""
+
+    id: str
+    tenant_id: str | None
+    actor_id: str | None
+    action: str
+    target_type: str | None
+    target_id: str | None
+    ip: str | None
+    data: dict[str, object]
+    created_at: datetime
+
+
+class ApiKeyPrincipal(BaseModel):
+    """Whom a valid API key stands for (the gateway's internal check)."""
+
+    principal: dict[str, object]
+    expires_at: datetime | None

@@ -18,14 +18,13 @@ from orchestrion import __version__
 from orchestrion.engine import WorkflowDefinition, configure_expressions
 from orchestrion.kernel.crypto import rotating_fernet
 from orchestrion.kernel.http.app import create_service_app
-from orchestrion.kernel.http.problems import Problem
+from orchestrion.kernel.http.openapi import add_schemas
 from orchestrion.services.workflows.automation.endpoints import router as automation_router
 from orchestrion.services.workflows.definitions.endpoints import router as definitions_router
 from orchestrion.services.workflows.executions.endpoints import router as execution_router
 from orchestrion.services.workflows.llm.endpoints import router as llm_router
 from orchestrion.services.workflows.mcp.endpoints import router as mcp_router
 from orchestrion.services.workflows.mcp.server import create_mcp_endpoint
-from orchestrion.services.workflows.responses import finish_openapi
 from orchestrion.services.workflows.runtime import WorkflowsRuntime, llm_fernet, mcp_fernet
 from orchestrion.settings import Settings, open_database
 
@@ -76,7 +75,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(automation_router)
     app.include_router(llm_router)
     app.include_router(mcp_router)
-    finish_openapi(app, Problem, WorkflowDefinition)
+    add_schemas(app, WorkflowDefinition)
     # The MCP transport answers POST (and GET/DELETE with a 405) at /mcp itself.
     app.router.routes.append(
         Route("/mcp", endpoint=mcp_endpoint, methods=["GET", "POST", "DELETE"])

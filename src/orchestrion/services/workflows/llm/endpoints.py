@@ -164,7 +164,11 @@ async def delete_budget(budget_id: str, session: Session, principal: CurrentPrin
 async def get_usage(
     session: Session,
     principal: CurrentPrincipal,
-    group_by: str = Query(default="model", description="`model`, `workflow` or `day`"),
+    group_by: str = Query(
+        default="model",
+        description="`model`, `workflow` or `day`",
+        json_schema_extra={"enum": ["model", "workflow", "day"]},
+    ),
     since: str | None = Query(default=None, alias="from", description="ISO date/time, inclusive"),
     until: str | None = Query(default=None, alias="to", description="ISO date/time, exclusive"),
     workflow_id: str | None = None,

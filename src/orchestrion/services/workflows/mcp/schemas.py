@@ -19,7 +19,13 @@ class McpServerCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=NAME_PATTERN, description="The name `mcp` steps use as `server`.")
-    url: str = Field(min_length=1, max_length=2000, description="http(s) URL of the server.")
+    url: str = Field(
+        min_length=1,
+        max_length=2000,
+        description="http(s) URL of the server.",
+        # Checked by the server config (422 naming it); stated here for clients.
+        json_schema_extra={"pattern": "^https?://[^/?#\\s]+"},
+    )
     transport: Literal["streamable_http", "sse"] | None = Field(
         default=None, description="Inferred when empty: `sse` for a path ending in /sse."
     )
