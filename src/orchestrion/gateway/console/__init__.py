@@ -77,7 +77,9 @@ class Console:
         """The asset asked for, or ``index.html`` for a page."""
         path = request.url.path
         if request.method not in ("GET", "HEAD"):
-            raise MethodNotAllowed(f"{path} answers GET and HEAD only", headers={"Allow": "GET, HEAD"})
+            raise MethodNotAllowed(
+                f"{path} answers GET and HEAD only", headers={"Allow": "GET, HEAD"}
+            )
         name = path.removeprefix(ASSET_PREFIX) if path.startswith(ASSET_PREFIX) else "index.html"
         body = self.files.get(name)
         if body is None:

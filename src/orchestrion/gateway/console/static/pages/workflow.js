@@ -30,13 +30,19 @@ function contentType(text) {
   return text.trimStart().startsWith("{") ? "application/json" : "application/yaml";
 }
 
-function location_(loc) {
-  return (loc || []).filter((part, i) => !(i === 0 && part === "body")).join(" › ") || "definition";
+/** A problem's `loc` as a path into the definition: `steps[0].needs[0]`. */
+function locPath(loc) {
+  let path = "";
+  (loc || []).forEach((part, i) => {
+    if (i === 0 && part === "body") return;
+    path += typeof part === "number" ? `[${part}]` : `${path ? "." : ""}${part}`;
+  });
+  return path || "definition";
 }
 
 function errorList(error) {
   const items = error.errors.length
-    ? error.errors.map((e) => h("li", {}, h("code", { class: "loc" }, location_(e.loc)), " ", e.msg))
+    ? error.errors.map((e) => h("li", {}, h("code", { class: "loc" }, locPath(e.loc)), " ", e.msg))
     : [h("li", {}, error.message)];
   return [h("p", {}, `The definition was refused (${error.status}): ${error.message}`), h("ul", {}, items)];
 }

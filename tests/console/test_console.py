@@ -1,0 +1,238 @@
+"""The web console in a real browser: Debian's chromium driven by Playwright, against a
+real ``orchestrion up``.
+
+Every page's console messages and uncaught errors are collected and must be empty,
+except the network errors a test provokes on purpose (a refused sign-in, a refused
+definition), which the browser logs by itself.
+
+``ORCHESTRION_CONSOLE_SCREENSHOTS=<dir>`` saves screenshots of the main pages there
+(``docs/console`` holds the committed ones).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Error, Page, expect, sync_playwright
+
+from tests.fixtures.databases import server_missing
+from tests.fixtures.processes import free_port, start_up, stop, wait_ready
+
+CHROMIUM = os.environ.get("ORCHESTRION_TEST_CHROMIUM", "/usr/bin/chromium")
+EMAIL = "admin@example.com"
+PASSWORD = "console-password-1"
+SCREENSHOTS = os.environ.get("ORCHESTRION_CONSOLE_SCREENSHOTS")
+#: Generous: the machine running the suite may be busy; nothing here is timed.
+WAIT_MS = 60_000
+
+TRANSFORM = """\
+name: doubler
+description: doubles x
+tags: [demo]
+status: active
+inputs:
+  type: object
+  properties: {x: {type: integer}}
+  required: [x]
+steps:
+  - id: double
+    type: transform
+    with: {value: "{{ inputs.x * 2 }}"}
+outputs:
+  result: "{{ steps.double.output.value }}"
+"""
+
+APPROVAL = """{
+  "name": "needs-approval",
+  "status": "active",
+  "steps": [
+    {"id": "prepare", "type": "transform", "with": {"ready": true}},
+    {"id": "sign_off", "type": "approval", "needs": ["prepare"], "with": {}}
+  ],
+  "outputs": {"approved": "{{ steps.sign_off.output.approved }}"}
+}"""
+
+
+@dataclass
+class Platform:
+    base: str
+    home: Path
+
+
+@dataclass
+class Messages:
+    """What the page said on its console, and what it threw."""
+
+    seen: list[str] = field(default_factory=list)
+
+    def unexpected(self, *allowed: str) -> list[str]:
+        return [m for m in self.seen if not any(a in m for a in allowed)]
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """``orchestrion up`` on a free loopback port, with a known admin."""
+    home = tmp_path_factory.mktemp("console")
+    port = free_port()
+    process = start_up(
+        home, port, ORCHESTRION_ADMIN_EMAIL=EMAIL, ORCHESTRION_ADMIN_PASSWORD=PASSWORD
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base, process)
+        yield Platform(base=base, home=home)
+    finally:
+        stop(process)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's chromium, headless (never a downloaded browser)."""
+    if not Path(CHROMIUM).exists():
+        server_missing("chromium", FileNotFoundError(f"{CHROMIUM} (apt-get install chromium)"))
+    with sync_playwright() as playwright:
+        try:
+            launched = playwright.chromium.launch(
+                executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"]
+            )
+        except Error as exc:
+            server_missing("chromium", exc)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser, platform: Platform) -> Iterator[tuple[Page, Messages]]:
+    """A fresh browser context (empty sessionStorage) on the console, recording errors."""
+    context = browser.new_context(base_url=platform.base, viewport={"width": 1280, "height": 860})
+    context.set_default_timeout(WAIT_MS)
+    tab = context.new_page()
+    messages = Messages()
+    tab.on(
+        "console",
+        lambda m: (
+            messages.seen.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None
+        ),
+    )
+    tab.on("pageerror", lambda e: messages.seen.append(f"pageerror: {e}"))
+    yield tab, messages
+    context.close()
+
+
+def shot(tab: Page, name: str) -> None:
+    if SCREENSHOTS:
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        tab.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"), full_page=True)
+
+
+def sign_in(tab: Page, password: str = PASSWORD) -> None:
+    tab.goto("/")
+    expect(tab.get_by_role("heading", name="Sign in")).to_be_visible()
+    tab.get_by_label("Email").fill(EMAIL)
+    tab.get_by_label("Password").fill(password)
+    tab.get_by_role("button", name="Sign in").click()
+
+
+def create(tab: Page, definition: str) -> None:
+    tab.get_by_role("link", name="New workflow").click()
+    expect(tab.get_by_role("heading", name="New workflow")).to_be_visible()
+    tab.get_by_label("Definition (JSON or YAML)").fill(definition)
+    tab.get_by_role("button", name="Create workflow").click()
+
+
+def test_the_gateway_serves_the_console_with_a_strict_policy(platform: Platform) -> None:
+    root = httpx.get(f"{platform.base}/")
+    assert root.status_code == 200
+    assert root.headers["content-type"].startswith("text/html")
+    policy = root.headers["content-security-policy"]
+    assert "script-src 'self'" in policy
+    assert "unsafe-inline" not in policy
+    deep = httpx.get(f"{platform.base}/workflows/some-id")
+    assert deep.status_code == 200
+    assert deep.text == root.text
+    script = httpx.get(f"{platform.base}/console/app.js")
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert httpx.get(f"{platform.base}/console/missing.js").status_code == 404
+    refused = httpx.post(f"{platform.base}/")
+    assert refused.status_code == 405
+    assert refused.headers["allow"] == "GET, HEAD"
+    # The API and the gateway's own paths are not shadowed.
+    assert httpx.get(f"{platform.base}/health/live").json() == {"status": "ok"}
+    assert httpx.get(f"{platform.base}/api/v1/workflows").status_code == 401
+
+
+def test_a_wrong_password_is_shown(page: tuple[Page, Messages]) -> None:
+    tab, messages = page
+    sign_in(tab, password="not-the-password")
+    alert = tab.get_by_role("alert").filter(has_text="invalid email or password")
+    expect(alert).to_be_visible()
+    expect(tab.get_by_role("heading", name="Sign in")).to_be_visible()
+    shot(tab, "sign-in-error")
+    assert messages.unexpected("status of 401") == []
+
+
+def test_create_run_and_watch_a_workflow_succeed(page: tuple[Page, Messages]) -> None:
+    tab, messages = page
+    sign_in(tab)
+    expect(tab.get_by_role("heading", name="Workflows")).to_be_visible()
+    create(tab, TRANSFORM)
+    expect(tab.get_by_role("heading", name="doubler")).to_be_visible()
+    shot(tab, "workflow")
+    tab.get_by_label("Inputs (JSON)").fill('{"x": 21}')
+    tab.get_by_role("button", name="Run", exact=True).click()
+    expect(tab.locator("#execution-status")).to_contain_text("succeeded")
+    expect(tab.locator("#outputs")).to_contain_text('"result": 42')
+    shot(tab, "execution")
+    # The list finds it by name, and links to it.
+    tab.get_by_role("link", name="Workflows").click()
+    tab.get_by_label("Name").fill("doubler")
+    tab.get_by_role("button", name="Search").click()
+    expect(tab.get_by_role("link", name="doubler")).to_be_visible()
+    shot(tab, "workflows")
+    assert messages.unexpected() == []
+
+
+def test_approve_a_waiting_step(page: tuple[Page, Messages]) -> None:
+    tab, messages = page
+    sign_in(tab)
+    create(tab, APPROVAL)
+    expect(tab.get_by_role("heading", name="needs-approval")).to_be_visible()
+    tab.get_by_role("button", name="Run", exact=True).click()
+    expect(tab.locator("#execution-status")).to_contain_text("waiting")
+    approve = tab.get_by_role("button", name="Approve step sign_off")
+    expect(approve).to_be_visible()
+    shot(tab, "approval")
+    approve.click()
+    expect(tab.locator("#execution-status")).to_contain_text("succeeded")
+    expect(tab.locator("#outputs")).to_contain_text('"approved": true')
+    assert messages.unexpected() == []
+
+
+def test_validation_errors_are_shown_next_to_the_editor(page: tuple[Page, Messages]) -> None:
+    tab, messages = page
+    sign_in(tab)
+    create(
+        tab, '{"name": "broken", "steps": [{"id": "a", "type": "transform", "needs": ["nope"]}]}'
+    )
+    errors = tab.locator("#definition-errors")
+    expect(errors).to_contain_text("needs unknown step 'nope'")
+    expect(errors).to_contain_text("steps[0].needs[0]")
+    expect(tab.get_by_label("Definition (JSON or YAML)")).to_have_attribute("aria-invalid", "true")
+    shot(tab, "editor-errors")
+    assert messages.unexpected("status of 422") == []
+
+
+def test_usage_page(page: tuple[Page, Messages]) -> None:
+    tab, messages = page
+    sign_in(tab)
+    expect(tab.get_by_role("heading", name="Workflows")).to_be_visible()
+    tab.get_by_role("navigation").get_by_role("link", name="Usage").click()
+    expect(tab.get_by_role("heading", name="Usage and cost")).to_be_visible()
+    expect(tab.get_by_role("heading", name="Usage and cost")).to_be_focused()
+    shot(tab, "usage")
+    assert messages.unexpected() == []
