@@ -236,3 +236,33 @@ def test_usage_page(page: tuple[Page, Messages]) -> None:
     expect(tab.get_by_role("heading", name="Usage and cost")).to_be_focused()
     shot(tab, "usage")
     assert messages.unexpected() == []
+
+
+def test_edit_a_definition_makes_a_new_version(page: tuple[Page, Messages]) -> None:
+    tab, messages = page
+    sign_in(tab)
+    create(tab, TRANSFORM.replace("doubler", "editable"))
+    expect(tab.get_by_role("heading", name="editable")).to_be_visible()
+    editor = tab.get_by_label("Definition (JSON or YAML)")
+    editor.fill(editor.input_value().replace('"doubles x"', '"doubles x, edited"'))
+    tab.get_by_role("button", name="Save").click()
+    expect(tab.get_by_role("status").filter(has_text="Saved")).to_have_text("Saved: version 2.")
+    assert messages.unexpected() == []
+
+
+def test_cancel_then_retry_an_execution(page: tuple[Page, Messages]) -> None:
+    tab, messages = page
+    sign_in(tab)
+    create(tab, APPROVAL.replace("needs-approval", "cancellable"))
+    expect(tab.get_by_role("heading", name="cancellable")).to_be_visible()
+    tab.get_by_role("button", name="Run", exact=True).click()
+    status = tab.locator("#execution-status")
+    expect(status).to_contain_text("waiting")
+    tab.get_by_role("button", name="Cancel").click()
+    expect(status).to_contain_text("cancelled")
+    tab.get_by_role("button", name="Retry").click()
+    expect(status).to_contain_text("waiting")
+    tab.get_by_role("button", name="Reject step sign_off").click()
+    expect(status).to_contain_text("failed")
+    expect(tab.get_by_role("button", name="Retry")).to_be_visible()
+    assert messages.unexpected() == []
