@@ -21,7 +21,7 @@ import pytest
 from playwright.sync_api import Browser, Error, Page, expect, sync_playwright
 
 from tests.fixtures.databases import server_missing
-from tests.fixtures.processes import free_port, start_up, stop, wait_ready
+from tests.fixtures.processes import free_port, spawn, start_up, stop, wait_ready
 
 CHROMIUM = os.environ.get("ORCHESTRION_TEST_CHROMIUM", "/usr/bin/chromium")
 EMAIL = "admin@example.com"
@@ -164,6 +164,21 @@ def test_the_gateway_serves_the_console_with_a_strict_policy(platform: Platform)
     # The API and the gateway's own paths are not shadowed.
     assert httpx.get(f"{platform.base}/health/live").json() == {"status": "ok"}
     assert httpx.get(f"{platform.base}/api/v1/workflows").status_code == 401
+
+
+def test_the_standalone_gateway_serves_the_console_too(tmp_path: Path) -> None:
+    port = free_port()
+    process = spawn(tmp_path, "gateway", "--host", "127.0.0.1", "--port", str(port))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base, process)
+        page = httpx.get(f"{base}/executions/some-id")
+        assert page.status_code == 200
+        assert '<script type="module" src="/console/app.js">' in page.text
+        assert "content-security-policy" in page.headers
+        assert httpx.get(f"{base}/console/style.css").status_code == 200
+    finally:
+        stop(process)
 
 
 def test_a_wrong_password_is_shown(page: tuple[Page, Messages]) -> None:
