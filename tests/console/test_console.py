@@ -11,7 +11,9 @@ definition), which the browser logs by itself.
 
 from __future__ import annotations
 
+import json
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +23,16 @@ import pytest
 from playwright.sync_api import Browser, Error, Page, expect, sync_playwright
 
 from tests.fixtures.databases import server_missing
+from tests.fixtures.llm import LlmServer, llm_server
 from tests.fixtures.processes import free_port, spawn, start_up, stop, wait_ready
 
 CHROMIUM = os.environ.get("ORCHESTRION_TEST_CHROMIUM", "/usr/bin/chromium")
 EMAIL = "admin@example.com"
 PASSWORD = "console-password-1"
 SCREENSHOTS = os.environ.get("ORCHESTRION_CONSOLE_SCREENSHOTS")
+LLM_KEY = "console"
+PRICES = {"test-model": {"input": 1.0, "output": 2.0}}
+__all__ = ["llm_server"]
 #: Generous: the machine running the suite may be busy; nothing here is timed.
 WAIT_MS = 60_000
 
@@ -75,12 +81,18 @@ class Messages:
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    """``orchestrion up`` on a free loopback port, with a known admin."""
+def platform(tmp_path_factory: pytest.TempPathFactory, llm_server: LlmServer) -> Iterator[Platform]:
+    """``orchestrion up`` on a free loopback port, with a known admin and an LLM provider."""
     home = tmp_path_factory.mktemp("console")
     port = free_port()
+    provider = {"kind": "openai", "base_url": llm_server.openai(LLM_KEY), "api_key": "sk-test"}
     process = start_up(
-        home, port, ORCHESTRION_ADMIN_EMAIL=EMAIL, ORCHESTRION_ADMIN_PASSWORD=PASSWORD
+        home,
+        port,
+        ORCHESTRION_ADMIN_EMAIL=EMAIL,
+        ORCHESTRION_ADMIN_PASSWORD=PASSWORD,
+        ORCHESTRION_LLM__PROVIDERS=json.dumps({"oa": provider}),
+        ORCHESTRION_LLM__PRICING=json.dumps(PRICES),
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -280,4 +292,44 @@ def test_cancel_then_retry_an_execution(page: tuple[Page, Messages]) -> None:
     tab.get_by_role("button", name="Reject step sign_off").click()
     expect(status).to_contain_text("failed")
     expect(tab.get_by_role("button", name="Retry")).to_be_visible()
+    assert messages.unexpected() == []
+
+
+LLM = """\
+name: greeter
+status: active
+steps:
+  - id: ask
+    type: llm
+    with: {provider: oa, model: test-model, prompt: Say hello}
+outputs:
+  text: "{{ steps.ask.output.text }}"
+"""
+
+
+def test_llm_tokens_stream_into_the_execution_view(
+    page: tuple[Page, Messages], llm_server: LlmServer
+) -> None:
+    tab, messages = page
+    # The provider holds its answer until the page is subscribed, then streams it.
+    gate = llm_server.state.gates[LLM_KEY] = threading.Event()
+    try:
+        sign_in(tab)
+        create(tab, LLM)
+        expect(tab.get_by_role("heading", name="greeter")).to_be_visible()
+        tab.get_by_role("button", name="Run", exact=True).click()
+        expect(tab.get_by_text("Live updates on.")).to_be_visible()
+        gate.set()
+        expect(tab.locator('pre[data-tokens="ask"]')).to_have_text("Hello, world!")
+        expect(tab.locator("#execution-status")).to_contain_text("succeeded")
+        expect(tab.locator("#outputs")).to_contain_text('"text": "Hello, world!"')
+        shot(tab, "llm-tokens")
+        tab.get_by_role("navigation").get_by_role("link", name="Usage").click()
+        row = tab.get_by_role("row").filter(has=tab.get_by_role("link", name="greeter"))
+        # 12 tokens in at $1/M and 5 out at $2/M.
+        expect(row).to_contain_text("$0.000022")
+        shot(tab, "usage")
+    finally:
+        gate.set()
+        llm_server.state.gates.pop(LLM_KEY, None)
     assert messages.unexpected() == []

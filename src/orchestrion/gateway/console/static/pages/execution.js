@@ -142,7 +142,6 @@ export async function executionPage(ctx, id) {
     socket = new WebSocket(`${scheme}//${location.host}/ws`, ["bearer", token]);
     socket.addEventListener("open", () => {
       retryDelay = 500;
-      live.textContent = "Live updates on.";
       socket.send(JSON.stringify({ type: "subscribe", channel: `execution:${id}`, after: lastSeq }));
     });
     socket.addEventListener("message", (message) => {
@@ -152,7 +151,8 @@ export async function executionPage(ctx, id) {
       } catch {
         return;
       }
-      if (frame.type === "message" && frame.data) onEvent(frame.data);
+      if (frame.type === "subscribed") live.textContent = "Live updates on.";
+      else if (frame.type === "message" && frame.data) onEvent(frame.data);
       else if (frame.type === "token") onToken(frame);
       else if (frame.type === "gap") later();
       else if (frame.type === "error") live.textContent = `Live updates: ${frame.message}`;
