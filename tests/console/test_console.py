@@ -261,7 +261,6 @@ def test_usage_page(page: tuple[Page, Messages]) -> None:
     tab.get_by_role("navigation").get_by_role("link", name="Usage").click()
     expect(tab.get_by_role("heading", name="Usage and cost")).to_be_visible()
     expect(tab.get_by_role("heading", name="Usage and cost")).to_be_focused()
-    shot(tab, "usage")
     assert messages.unexpected() == []
 
 
@@ -332,4 +331,21 @@ def test_llm_tokens_stream_into_the_execution_view(
     finally:
         gate.set()
         llm_server.state.gates.pop(LLM_KEY, None)
+    assert messages.unexpected() == []
+
+
+def test_a_deep_link_signs_in_with_the_keyboard_alone(page: tuple[Page, Messages]) -> None:
+    tab, messages = page
+    tab.goto("/workflows/new")
+    heading = tab.get_by_role("heading", name="Sign in")
+    expect(heading).to_be_focused()
+    tab.keyboard.press("Tab")
+    expect(tab.get_by_label("Email")).to_be_focused()
+    tab.keyboard.type(EMAIL)
+    tab.keyboard.press("Tab")
+    expect(tab.get_by_label("Password")).to_be_focused()
+    tab.keyboard.type(PASSWORD)
+    tab.keyboard.press("Enter")
+    expect(tab.get_by_role("heading", name="New workflow")).to_be_focused()
+    assert tab.url.endswith("/workflows/new")
     assert messages.unexpected() == []
