@@ -170,6 +170,13 @@ def test_the_gateway_serves_the_console_with_a_strict_policy(platform: Platform)
     script = httpx.get(f"{platform.base}/console/app.js")
     assert script.headers["content-type"].startswith("text/javascript")
     assert httpx.get(f"{platform.base}/console/missing.js").status_code == 404
+    again = httpx.get(
+        f"{platform.base}/console/app.js", headers={"If-None-Match": script.headers["etag"]}
+    )
+    assert again.status_code == 304
+    head = httpx.head(f"{platform.base}/usage")
+    assert head.status_code == 200
+    assert head.content == b""
     refused = httpx.post(f"{platform.base}/")
     assert refused.status_code == 405
     assert refused.headers["allow"] == "GET, HEAD"
@@ -349,3 +356,21 @@ def test_a_deep_link_signs_in_with_the_keyboard_alone(page: tuple[Page, Messages
     expect(tab.get_by_role("heading", name="New workflow")).to_be_focused()
     assert tab.url.endswith("/workflows/new")
     assert messages.unexpected() == []
+
+
+def test_an_expired_access_token_is_refreshed(page: tuple[Page, Messages]) -> None:
+    tab, messages = page
+    sign_in(tab)
+    expect(tab.get_by_role("heading", name="Workflows")).to_be_visible()
+    stored = tab.evaluate("sessionStorage.getItem('orchestrion.session')")
+    tokens = json.loads(stored)
+    tab.evaluate(
+        "t => sessionStorage.setItem('orchestrion.session', t)",
+        json.dumps({**tokens, "access_token": "no-longer-valid"}),
+    )
+    tab.get_by_role("navigation").get_by_role("link", name="Usage").click()
+    expect(tab.get_by_role("heading", name="Usage and cost")).to_be_visible()
+    refreshed = json.loads(tab.evaluate("sessionStorage.getItem('orchestrion.session')"))
+    assert refreshed["access_token"] not in ("no-longer-valid", tokens["access_token"])
+    assert refreshed["refresh_token"] != tokens["refresh_token"]
+    assert messages.unexpected("status of 401") == []
