@@ -238,6 +238,7 @@ def test_approve_a_waiting_step(page: tuple[Page, Messages]) -> None:
     expect(tab.get_by_role("heading", name="needs-approval")).to_be_visible()
     tab.get_by_role("button", name="Run", exact=True).click()
     expect(tab.locator("#execution-status")).to_contain_text("waiting")
+    expect(tab.locator('li[data-step="sign_off"]')).to_contain_text("approval · after prepare")
     approve = tab.get_by_role("button", name="Approve step sign_off")
     expect(approve).to_be_visible()
     shot(tab, "approval")

@@ -12,6 +12,19 @@ export async function executionPage(ctx, id) {
   const main = document.getElementById("main");
   const path = `/api/v1/executions/${encodeURIComponent(id)}`;
   let execution = (await api("GET", path)).body;
+  // The version that runs gives each step its type and what it needs (the graph's edges).
+  const shape = new Map();
+  try {
+    const version = (
+      await api(
+        "GET",
+        `/api/v1/workflows/${encodeURIComponent(execution.workflow_id)}/versions/${execution.workflow_version}`,
+      )
+    ).body;
+    for (const step of version.steps || []) shape.set(step.id, { type: step.type, needs: step.needs || [] });
+  } catch {
+    // Without the definition the steps still show, without type and edges.
+  }
   const approvals = new Set(); // steps waiting for an approval
   const tokens = new Map(); // step id → its <pre> of streamed text
   let lastSeq = 0;
@@ -40,7 +53,8 @@ export async function executionPage(ctx, id) {
 
   function stepRow(step) {
     const actions = [];
-    if (step.status === "waiting" && approvals.has(step.id)) {
+    const approval = approvals.has(step.id) || (shape.get(step.id) || {}).type === "approval";
+    if (step.status === "waiting" && approval) {
       const url = `${path}/steps/${encodeURIComponent(step.id)}/approve`;
       actions.push(
         h("button", { type: "button", onclick: () => act("Approve", "POST", url, { approved: true }) },
@@ -55,6 +69,10 @@ export async function executionPage(ctx, id) {
       { class: `step step-${step.status}`, "data-step": step.id },
       h("div", { class: "step-head" },
         h("strong", {}, step.id), " ", statusBadge(step.status),
+        shape.has(step.id)
+          ? h("span", { class: "meta" }, ` ${shape.get(step.id).type}`,
+              shape.get(step.id).needs.length ? ` · after ${shape.get(step.id).needs.join(", ")}` : "")
+          : null,
         h("span", { class: "meta" }, ` attempts ${step.attempts} · ${when(step.started_at)} → ${when(step.finished_at)}`),
       ),
       step.error ? h("p", { class: "step-error" }, step.error) : null,
