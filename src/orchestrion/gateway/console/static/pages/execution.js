@@ -73,7 +73,7 @@ export async function executionPage(ctx, id) {
           ? h("span", { class: "meta" }, ` ${shape.get(step.id).type}`,
               shape.get(step.id).needs.length ? ` · after ${shape.get(step.id).needs.join(", ")}` : "")
           : null,
-        h("span", { class: "meta" }, ` attempts ${step.attempts} · ${when(step.started_at)} → ${when(step.finished_at)}`),
+        h("span", { class: "meta" }, ` · attempts ${step.attempts} · ${when(step.started_at)} → ${when(step.finished_at)}`),
       ),
       step.error ? h("p", { class: "step-error" }, step.error) : null,
       stream || null,
