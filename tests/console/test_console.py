@@ -375,3 +375,15 @@ def test_an_expired_access_token_is_refreshed(page: tuple[Page, Messages]) -> No
     assert refreshed["access_token"] not in ("no-longer-valid", tokens["access_token"])
     assert refreshed["refresh_token"] != tokens["refresh_token"]
     assert messages.unexpected("status of 401") == []
+
+
+def test_sign_out_forgets_the_session(page: tuple[Page, Messages]) -> None:
+    tab, messages = page
+    sign_in(tab)
+    expect(tab.get_by_role("navigation")).to_contain_text(EMAIL)
+    tab.get_by_role("button", name="Sign out").click()
+    expect(tab.get_by_role("heading", name="Sign in")).to_be_focused()
+    assert tab.evaluate("sessionStorage.getItem('orchestrion.session')") is None
+    tab.goto("/usage")
+    expect(tab.get_by_role("heading", name="Sign in")).to_be_visible()
+    assert messages.unexpected() == []
