@@ -169,7 +169,10 @@ def test_the_gateway_serves_the_console_with_a_strict_policy(platform: Platform)
     assert deep.text == root.text
     script = httpx.get(f"{platform.base}/console/app.js")
     assert script.headers["content-type"].startswith("text/javascript")
-    assert httpx.get(f"{platform.base}/console/missing.js").status_code == 404
+    missing = httpx.get(f"{platform.base}/console/missing.js")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+    assert missing.json()["type"].endswith("/not-found")
     again = httpx.get(
         f"{platform.base}/console/app.js", headers={"If-None-Match": script.headers["etag"]}
     )

@@ -365,6 +365,7 @@ class Gateway:
             return problem_response(
                 status=exc.status_code, detail=exc.detail, instance=request.url.path,
                 request_id=getattr(request.state, "request_id", None), headers=exc.headers,
+                title=exc.default_title(), type_uri=exc.type_uri, errors=exc.errors,
             )  # fmt: skip
 
     async def _special(self, request: Request) -> Response:
