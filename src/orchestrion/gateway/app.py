@@ -27,6 +27,7 @@ from orchestrion.gateway import admin, health, metrics, openapi
 from orchestrion.gateway.aggregate import DEFAULT_COMPOSITES, Composer
 from orchestrion.gateway.balancer import Instance
 from orchestrion.gateway.config import ConfigError, GatewayConfig
+from orchestrion.gateway.console import Console
 from orchestrion.gateway.forwarded import CLIENT_IP, client_ip, in_networks, networks
 from orchestrion.gateway.policies.auth import Authenticator
 from orchestrion.gateway.policies.runtime import open_policies
@@ -143,6 +144,7 @@ class Gateway:
         )
         self.rate_limiter, self.cache, self.lifespan = open_policies(settings, lifespan)
         self._openapi: dict[str, Any] | None = None
+        self.console = Console()
         self.own: dict[str, Handler] = {
             "/health": self.health,
             "/health/live": self.live,
@@ -182,6 +184,11 @@ class Gateway:
             await response(scope, receive, send)
             return
         route = None if path.startswith("/internal/") else self.routes.match(path)
+        if route is None and scope["type"] == "http" and self.console.handles(path):
+            scope["orchestrion.route"] = "console"
+            response = await self._guard(Request(scope, receive), self.console)
+            await response(scope, receive, send)
+            return
         if route is None:
             await self._refuse(scope, receive, send, NotFound(f"no resource at {path}"))
             return
@@ -361,6 +368,7 @@ class Gateway:
             return problem_response(
                 status=exc.status_code, detail=exc.detail, instance=request.url.path,
                 request_id=getattr(request.state, "request_id", None), headers=exc.headers,
+                title=exc.default_title(), type_uri=exc.type_uri, errors=exc.errors,
             )  # fmt: skip
 
     async def _special(self, request: Request) -> Response:
