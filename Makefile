@@ -12,7 +12,7 @@ REQS := requirements/dev.txt
 # workers than cores pays off.
 TEST_WORKERS ?= 3
 
-.PHONY: help install up test test-fast lint fmt lock clean mcp-peer sdk
+.PHONY: help install browser up test test-fast lint fmt lock clean mcp-peer sdk
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -26,10 +26,20 @@ $(STAMP): $(REQS) pyproject.toml
 
 install: $(STAMP) ## Install everything into .venv (hash-checked pins)
 
+# The console's browser tests drive Debian's chromium (never a downloaded browser).
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium
+
+browser: $(CHROMIUM) ## Install chromium for the browser tests (apt-get)
+
 up: install ## Start the whole platform on :8000 (SQLite, in-process bus)
 	$(VENV)/bin/orchestrion up
 
-test: install ## Run the test suite (SQLite and the local PostgreSQL)
+test: install browser ## Run the test suite (SQLite and the local PostgreSQL)
 	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 test-fast: install ## Run the tests on SQLite only
