@@ -7,6 +7,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from pydantic import BaseModel
 from sqlalchemy import text
 
 from orchestrion.kernel.db.engine import Database
@@ -22,6 +23,13 @@ from orchestrion.kernel.http.requestid import RequestIdMiddleware
 from orchestrion.kernel.observability.metrics import MetricsMiddleware
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+class ServiceHealth(BaseModel):
+    """A service's own ``/health``: it runs and its database answers."""
+
+    status: str = "ok"
+    database: str = "ok"
 
 
 def create_service_app(
@@ -63,15 +71,15 @@ def create_service_app(
     install_error_handlers(app)
     finish_openapi(app)
 
-    @app.get("/health", include_in_schema=False)
-    async def service_health() -> dict[str, str]:
+    @app.get("/health", include_in_schema=False, response_model=ServiceHealth)
+    async def service_health() -> ServiceHealth:
         """Healthy when the database answers."""
         try:
             async with database.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
         except Exception as exc:
             raise ServiceUnavailable(f"database unreachable: {type(exc).__name__}") from exc
-        return {"status": "ok", "database": "ok"}
+        return ServiceHealth()
 
     max_depth = limits.body_max_depth if limits is not None else DEFAULT_MAX_DEPTH
     app.add_middleware(MethodGuardMiddleware, routes=app.router.routes)

@@ -129,16 +129,27 @@ def _check_cursor_types(columns: Sequence[Any], values: Sequence[Any]) -> None:
     for column, value in zip(columns, values, strict=True):
         if value is None:
             continue
-        kind = column.type
-        try:  # a TypeDecorator (UTCDateTime) compares as the type it wraps
-            expected = getattr(kind, "impl_instance", kind).python_type
-        except (NotImplementedError, AttributeError):
+        expected = _python_type(column.type)
+        if expected is None:  # JSON and the like: the database compares those itself
             continue
         numeric = expected is float and isinstance(value, int)
         if not (isinstance(value, expected) or numeric) or (
             isinstance(value, bool) and expected is not bool
         ):
             raise _invalid_cursor()
+
+
+def _python_type(kind: Any) -> type | None:
+    """The Python type a column type holds (a TypeDecorator's wrapped one), if it names one.
+
+    SQLAlchemy's types without a single Python type raise from ``python_type``.
+    """
+    kind = getattr(kind, "impl_instance", kind)
+    try:
+        expected: type = kind.python_type
+    except Exception:
+        return None
+    return expected
 
 
 def max_offset(request: Request) -> int:
