@@ -55,8 +55,8 @@ fmt: install ## Format and fix what ruff can
 	$(VENV)/bin/ruff check --fix src tests bench
 
 lock: ## Re-pin dependencies with hashes after editing pyproject.toml
-	$(UV) pip compile --quiet pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o $(REQS)
-	$(UV) pip compile --quiet pyproject.toml --generate-hashes --python-version 3.11 -o requirements/main.txt
+	$(UV) pip compile --quiet pyproject.toml --extra dev --generate-hashes --python-version 3.11 --override requirements/overrides.txt -o $(REQS)
+	$(UV) pip compile --quiet pyproject.toml --generate-hashes --python-version 3.11 --override requirements/overrides.txt -o requirements/main.txt
 
 sdk: install ## Regenerate the TypeScript SDK's types from /openapi.json and build it (needs npm)
 	PYTHON=$(PY) clients/typescript/scripts/regenerate.sh
