@@ -28,13 +28,25 @@ class Permission(StrEnum):
     LLM_WRITE = "llm:write"
     KNOWLEDGE_READ = "knowledge:read"
     KNOWLEDGE_WRITE = "knowledge:write"
+    CONTENT_READ = "content:read"
+    CONTENT_WRITE = "content:write"
+    PLUGINS_READ = "plugins:read"
+    PLUGINS_WRITE = "plugins:write"
     PLATFORM_ADMIN = "platform:admin"
 
 
-_VIEWER = {Permission.WORKFLOWS_READ, Permission.EXECUTIONS_READ, Permission.KNOWLEDGE_READ}
+_VIEWER = {
+    Permission.WORKFLOWS_READ,
+    Permission.EXECUTIONS_READ,
+    Permission.KNOWLEDGE_READ,
+    Permission.CONTENT_READ,
+    Permission.PLUGINS_READ,
+}
 _EDITOR = _VIEWER | {
     Permission.WORKFLOWS_WRITE,
     Permission.KNOWLEDGE_WRITE,
+    Permission.CONTENT_WRITE,
+    Permission.PLUGINS_WRITE,
     Permission.EXECUTIONS_RUN,
     Permission.API_KEYS_READ,
     Permission.API_KEYS_WRITE,
