@@ -590,6 +590,89 @@ class LimitsSettings(BaseModel):
     )
 
 
+class ContentSettings(BaseModel):
+    """The content service: what it accepts and how it cuts text for retrieval."""
+
+    max_bytes: int = Field(
+        default=20 * 1024 * 1024,
+        ge=1024,
+        description="Largest document accepted (upload or JSON text), in bytes; larger is a 413.",
+    )
+    inline_max_bytes: int = Field(
+        default=256 * 1024,
+        ge=0,
+        description="Documents up to this size are processed during the request (answer "
+        "`processed`); larger ones on the task queue (answer `processing`).",
+    )
+    max_extracted_chars: int = Field(
+        default=5_000_000,
+        ge=1000,
+        description="Most characters of text extracted from one document (a decompression "
+        "bomb stops here and the document fails).",
+    )
+    chunk_size: int = Field(
+        default=1000, ge=100, le=20_000, description="Target length of a chunk, in characters."
+    )
+    chunk_overlap: int = Field(
+        default=150, ge=0, le=5000, description="Characters consecutive chunks share."
+    )
+
+
+class PluginSettings(BaseModel):
+    """WebAssembly plugins: the platform's maxima, which no plugin's own limits exceed."""
+
+    max_module_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=1024, description="Largest `.wasm` module accepted."
+    )
+    timeout_ms: int = Field(
+        default=2000, ge=1, description="Time limit of one call unless the plugin asks for less."
+    )
+    max_timeout_ms: int = Field(
+        default=10_000, ge=1, description="Longest time limit a plugin may ask for."
+    )
+    max_memory_pages: int = Field(
+        default=256,
+        ge=1,
+        le=65536,
+        description="Most linear memory a call may use, in 64 KiB pages (256 = 16 MiB).",
+    )
+    concurrency: int = Field(
+        default=4, ge=1, le=256, description="Plugin calls run at once per process (threads)."
+    )
+    max_output_bytes: int = Field(
+        default=1024 * 1024, ge=1, description="Largest output a call may return."
+    )
+
+
+class EmbeddingSettings(BaseModel):
+    """Where text embeddings come from (content and knowledge search)."""
+
+    provider: Literal["local", "openai", "none"] = Field(
+        default="local",
+        description="`local`: all-MiniLM-L6-v2 on the CPU, shipped inside a Python package "
+        "(no download); `openai`: an OpenAI-compatible `/embeddings` endpoint at `url`; "
+        "`none`: semantic search off (it answers 422).",
+    )
+    url: str | None = Field(
+        default=None, description="Base URL of an OpenAI-compatible API (provider `openai`)."
+    )
+    model: str = Field(
+        default="text-embedding-3-small", description="Model name sent to the `openai` provider."
+    )
+    api_key: SecretStr | None = Field(
+        default=None, description="Bearer key for the `openai` provider."
+    )
+    dimensions: int | None = Field(
+        default=None, ge=1, description="Vector size asked of the `openai` provider."
+    )
+    batch_size: int = Field(
+        default=32, ge=1, le=2048, description="Texts embedded per model call or request."
+    )
+    timeout_seconds: float = Field(
+        default=30.0, gt=0, description="Time limit of one request to the `openai` provider."
+    )
+
+
 class Settings(BaseSettings):
     """Everything the platform can be told, in one typed object."""
 
@@ -639,6 +722,9 @@ class Settings(BaseSettings):
     mcp: McpSettings = Field(default_factory=McpSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    content: ContentSettings = Field(default_factory=ContentSettings)
+    plugins: PluginSettings = Field(default_factory=PluginSettings)
+    embeddings: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
 
     @model_validator(mode="after")
     def _refuse_development_secret(self) -> Settings:
