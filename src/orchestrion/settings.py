@@ -291,6 +291,12 @@ class EngineSettings(BaseModel):
         "(a task that crashes its worker every time).",
     )
 
+    peers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Base URLs of the services steps call (content, knowledge) for a "
+        "standalone worker; without them the service registry (Redis) is asked.",
+    )
+
     @field_validator("http_allowlist", "env_allowlist", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:

@@ -131,6 +131,41 @@ class Journal(Protocol):
         ...
 
 
+class ServiceCallError(Exception):
+    """A platform service refused or could not answer a step's call.
+
+    ``status`` is the HTTP status it answered (None: it could not be reached);
+    ``retryable`` says whether the same call may succeed later (unreachable, 5xx, 429).
+    """
+
+    def __init__(self, message: str, *, status: int | None, retryable: bool) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+
+
+class ServiceCalls(Protocol):
+    """Calls to the platform's other services (content, knowledge...) for a step.
+
+    A call acts inside the execution's tenant with only ``permissions`` (what the step
+    needs, never more), so a workflow reaches what its tenant owns and nothing else.
+    """
+
+    async def call(
+        self,
+        service: str,
+        method: str,
+        path: str,
+        *,
+        call: StepCall,
+        permissions: tuple[str, ...],
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+    ) -> Any:
+        """The JSON the service answered (raises :class:`ServiceCallError`)."""
+        ...
+
+
 class ChildWorkflowError(Exception):
     """A child workflow could not start, failed, or did not finish in time."""
 
@@ -150,6 +185,9 @@ LLM: Requirement[LlmBackend] = Requirement("llm", "model providers, budgets and 
 MCP: Requirement[McpServers] = Requirement("mcp", "the MCP servers steps may call")
 STEPS: Requirement[StepRunner] = Requirement("steps", "running nested step bodies")
 JOURNAL: Requirement[Journal] = Requirement("journal", "durable checkpoints within a step")
+SERVICES: Requirement[ServiceCalls] = Requirement(
+    "services", "calls to the platform's other services on the tenant's behalf"
+)
 CHILDREN: Requirement[ChildWorkflows] = Requirement(
     "children", "running other workflows as child executions"
 )

@@ -18,4 +18,7 @@ MODULES: tuple[str, ...] = (
     "orchestrion.engine.steps.wait_for_event",
     "orchestrion.engine.steps.llm",
     "orchestrion.engine.steps.mcp",
+    "orchestrion.engine.steps.content",
+    "orchestrion.engine.steps.plugin",
+    "orchestrion.engine.steps.knowledge",
 )

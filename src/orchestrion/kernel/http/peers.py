@@ -127,6 +127,29 @@ class Peers(Mapping[str, httpx.AsyncClient]):
             self._registry = None
 
 
+async def discover(
+    names: tuple[str, ...],
+    *,
+    secret: bytes,
+    given: Mapping[str, httpx.AsyncClient] | None = None,
+    urls: Mapping[str, str] | None = None,
+    registry_url: str | None = None,
+    registry_prefix: str = "",
+) -> tuple[dict[str, httpx.AsyncClient], list[Peers]]:
+    """Clients to the services ``names``: explicit base URLs (``urls``) first, then the
+    composer's in-process clients (``given``), then the service registry at
+    ``registry_url`` for those still missing; and the :class:`Peers` to close after."""
+    explicit = Peers.from_urls(urls or {}, secret=secret)
+    peers: dict[str, httpx.AsyncClient] = {**(given or {}), **explicit}
+    missing = [name for name in names if name not in peers]
+    if not missing or not registry_url:
+        return peers, [explicit]
+    found = await Peers.from_registry(
+        registry_url, prefix=registry_prefix, names=missing, secret=secret
+    )
+    return {**found, **peers}, [explicit, found]
+
+
 async def scan_registry(client: redis.Redis, prefix: str) -> dict[str, list[dict[str, Any]]]:
     """Every instance registered under ``prefix``, by service, sorted by instance id."""
     keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=500)]

@@ -23,7 +23,7 @@ from orchestrion.kernel.bus import (
 )
 from orchestrion.kernel.collector import tune_collector
 from orchestrion.kernel.http.app import create_service_app
-from orchestrion.kernel.http.peers import Peers
+from orchestrion.kernel.http.peers import Peers, discover
 from orchestrion.kernel.ids import utcnow
 from orchestrion.services.realtime.backends import open_backend
 from orchestrion.services.realtime.config import RealtimeSettings, realtime_settings
@@ -45,19 +45,14 @@ async def _peers(
 ) -> tuple[Mapping[str, httpx.AsyncClient], list[Peers]]:
     """Explicit base URLs first, then the composer's clients, then the service registry
     (with Redis) for the services still missing; and the :class:`Peers` to close after."""
-    secret = settings.secret_key.get_secret_value().encode()
-    explicit = Peers.from_urls(config.peers, secret=secret)
-    peers = {**(given or {}), **explicit}
-    missing = [name for name in PEER_SERVICES if name not in peers]
-    if not missing or not settings.redis.url or not settings.gateway.registry:
-        return peers, [explicit]
-    found = await Peers.from_registry(
-        settings.redis.url,
-        prefix=settings.gateway.registry_prefix,
-        names=missing,
-        secret=secret,
+    return await discover(
+        PEER_SERVICES,
+        secret=settings.secret_key.get_secret_value().encode(),
+        given=given,
+        urls=config.peers,
+        registry_url=settings.redis.url if settings.gateway.registry else None,
+        registry_prefix=settings.gateway.registry_prefix,
     )
-    return {**found, **peers}, [explicit, found]
 
 
 def _verifier(

@@ -48,9 +48,7 @@ def create_app(settings: Settings) -> FastAPI:
         # In the embedded shape the platform hands every service the shared bus and
         # its peers (realtime among them) before the lifespan starts.
         peers = getattr(app.state, "peers", None) or {}
-        running = runtime.running(
-            bus=getattr(app.state, "bus", None), realtime=peers.get("realtime")
-        )
+        running = runtime.running(bus=getattr(app.state, "bus", None), peers=peers)
         # The MCP endpoint's session manager runs for the app's whole life.
         async with mcp_manager.run(), running:
             yield

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
@@ -23,6 +23,7 @@ from orchestrion.engine import (
     HTTP,
     LLM,
     MCP,
+    SERVICES,
     Engine,
     EngineLimits,
     HttpAccess,
@@ -34,6 +35,7 @@ from orchestrion.kernel.bus import Bus, is_memory, service_bus
 from orchestrion.kernel.bus.outbox import OutboxRelay
 from orchestrion.kernel.crypto import rotating_fernet
 from orchestrion.kernel.db.engine import Database
+from orchestrion.kernel.http.peers import discover
 from orchestrion.kernel.queue import TaskQueue
 from orchestrion.services.workflows.automation import service as automation
 from orchestrion.services.workflows.executions.live import LivePublisher
@@ -46,10 +48,13 @@ from orchestrion.services.workflows.llm.token_bus import (
     subscribe_tokens,
 )
 from orchestrion.services.workflows.mcp import service as mcp_servers
+from orchestrion.services.workflows.peer_calls import PeerCalls
 from orchestrion.settings import Settings
 
 #: Where execution events are published (CloudEvents ``orchestrion.<event type>``).
 EXECUTION_TOPIC = "workflows.executions"
+#: The services step types call (``content``, ``plugin`` and ``knowledge`` steps).
+STEP_SERVICES = ("content", "knowledge")
 
 
 def llm_fernet(settings: Settings) -> Fernet:
@@ -124,6 +129,7 @@ class WorkflowsRuntime:
             batcher=self.batcher,
         )
         self.mcp = create_mcp_servers(settings, database)
+        self.peer_calls = PeerCalls(settings.secret_key.get_secret_value().encode())
         config = settings.engine
         self.engine = Engine(
             database,
@@ -135,6 +141,7 @@ class WorkflowsRuntime:
                 ),
                 LLM: self.llm,
                 MCP: self.mcp,
+                SERVICES: self.peer_calls,
             },
             env={name: os.environ[name] for name in config.env_allowlist if name in os.environ},
             queue=TaskQueue(
@@ -156,13 +163,30 @@ class WorkflowsRuntime:
 
     @asynccontextmanager
     async def running(
-        self, *, bus: Bus | None = None, realtime: httpx.AsyncClient | None = None
+        self,
+        *,
+        bus: Bus | None = None,
+        peers: Mapping[str, httpx.AsyncClient] | None = None,
     ) -> AsyncIterator[WorkflowsRuntime]:
         """Start everything (on the process's shared ``bus``, if any), stop it on exit.
 
-        ``realtime`` is the in-process client of the realtime service, if it runs here.
+        ``peers`` are the in-process clients of the other services, if they run here
+        (realtime for live events; content and knowledge for steps).
         """
+        realtime = (peers or {}).get("realtime")
         async with contextlib.AsyncExitStack() as stack:
+            settings = self.settings
+            clients, owned_peers = await discover(
+                STEP_SERVICES,
+                secret=settings.secret_key.get_secret_value().encode(),
+                given=peers,
+                urls=settings.engine.peers,
+                registry_url=settings.redis.url if settings.gateway.registry else None,
+                registry_prefix=settings.gateway.registry_prefix,
+            )
+            for peer_set in owned_peers:
+                stack.push_async_callback(peer_set.aclose)
+            self.peer_calls.bind(clients)
             stack.push_async_callback(self.http.aclose)
             stack.push_async_callback(self.mcp.aclose)
             stack.push_async_callback(self.engine.queue.close)
