@@ -40,7 +40,7 @@ up: install ## Start the whole platform on :8000 (SQLite, in-process bus)
 	$(VENV)/bin/orchestrion up
 
 test: install browser ## Run the test suite (SQLite and the local PostgreSQL)
-	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist worksteal
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=20
 
 test-fast: install ## Run the tests on SQLite only
 	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist worksteal -m "not postgres and not kafka"
