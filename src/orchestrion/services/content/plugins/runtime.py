@@ -165,6 +165,8 @@ class PluginRuntime:
         self._engine = wasmtime.Engine()
         #: Modules compiled by calls (cache misses), for figures and tests.
         self.compilations = 0
+        #: Calls running right now (queued ones not counted).
+        self.running = 0
 
     def limits(self, asked: Mapping[str, Any] | None) -> Limits:
         """``asked`` capped by this runtime's settings."""
@@ -256,12 +258,17 @@ class PluginRuntime:
         self, key: tuple[str, Limits], module: bytes | None, function: str, data: bytes
     ) -> CallResult:
         compiled = self._compiled(key, module)
+        with self._lock:
+            self.running += 1
         started = time.perf_counter()
         try:
             with extism.Plugin(compiled, functions=[]) as plugin:
                 output = bytes(plugin.call(function, data))
         except extism.Error as exc:
             raise call_failure(exc, key[1]) from exc
+        finally:
+            with self._lock:
+                self.running -= 1
         duration_ms = round((time.perf_counter() - started) * 1000, 3)
         if len(output) > self.settings.max_output_bytes:
             raise OutputTooLarge(
