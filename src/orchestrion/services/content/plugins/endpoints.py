@@ -3,6 +3,10 @@
 The upload is read by hand rather than through FastAPI's form parameters so its size is
 checked while it streams in (a 413 without spooling gigabytes to disk first), and a
 malformed field is the usual 422 problem.
+
+Uploads and calls open their database sessions themselves, around the queries only: a
+session held while a module streams in, compiles or runs would, on SQLite, hold the
+process's one transaction lock that long (see :mod:`orchestrion.kernel.db.engine`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from orchestrion.kernel.auth.permissions import Permission
+from orchestrion.kernel.db.engine import Database
 from orchestrion.kernel.errors import ServiceUnavailable, validation_errors
 from orchestrion.kernel.http.deps import CurrentPrincipal, Session
 from orchestrion.kernel.http.etag import check_if_match, resource_response
@@ -79,7 +84,14 @@ def get_runtime(request: Request) -> PluginRuntime:
     return runtime
 
 
+def get_database(request: Request) -> Database:
+    """The app's database, for routes that open sessions around their queries only."""
+    database: Database = request.app.state.database
+    return database
+
+
 Runtime = Annotated[PluginRuntime, Depends(get_runtime)]
+Db = Annotated[Database, Depends(get_database)]
 
 
 async def _limited(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
@@ -156,29 +168,30 @@ async def _read_upload(request: Request, max_module_bytes: int) -> tuple[PluginC
     summary="Upload a plugin",
 )
 async def create_plugin(
-    request: Request, session: Session, principal: CurrentPrincipal, runtime: Runtime
+    request: Request, database: Db, principal: CurrentPrincipal, runtime: Runtime
 ) -> Response:
     """A WebAssembly module (an Extism plugin) with a name and version; 422 when it does
     not compile or needs imports the sandbox does not give (WASI, host functions)."""
     principal.require(Permission.PLUGINS_WRITE)
     data, module = await _read_upload(request, runtime.settings.max_module_bytes)
+    checked = await service.check_module(data=data, module=module, runtime=runtime)
+    async with database.session() as session:
 
-    async def produce() -> tuple[int, Any]:
-        plugin = await service.create_plugin(
-            session, tenant_id=principal.tenant_id, data=data, module=module, runtime=runtime
+        async def produce() -> tuple[int, Any]:
+            plugin = await service.create_plugin(
+                session, tenant_id=principal.tenant_id, data=data, checked=checked
+            )
+            return 201, service.plugin_to_dict(plugin, runtime)
+
+        keyed = request.headers.get(HEADER) is not None
+        payload = {**data.model_dump(mode="json"), "module": service.digest(module)}
+        response = await run_idempotent(
+            session,
+            request=request,
+            scope=f"{principal.tenant_id}:{principal.subject}:POST:{BASE}",
+            payload=payload if keyed else None,
+            produce=produce,
         )
-        return 201, service.plugin_to_dict(plugin, runtime)
-
-    keyed = request.headers.get(HEADER) is not None
-    response = await run_idempotent(
-        session,
-        request=request,
-        scope=f"{principal.tenant_id}:{principal.subject}:POST:{BASE}",
-        payload={**data.model_dump(mode="json"), "module": service.digest(module)}
-        if keyed
-        else None,
-        produce=produce,
-    )
     if response.status_code == 201:
         response.headers["Location"] = f"{BASE}/{json.loads(bytes(response.body))['id']}"
     return response
@@ -239,7 +252,7 @@ async def delete_plugin(
 async def call_plugin(
     plugin_id: str,
     data: PluginCall,
-    session: Session,
+    database: Db,
     principal: CurrentPrincipal,
     runtime: Runtime,
 ) -> Response:
@@ -248,10 +261,10 @@ async def call_plugin(
     `timeout`, `memory`, `trap: <message>` (or `error: <message>`, the plugin's own)."""
     principal.require(Permission.PLUGINS_READ)
     principal.require(Permission.EXECUTIONS_RUN)
-    plugin = await service.get_plugin(session, tenant_id=principal.tenant_id, plugin_id=plugin_id)
     result = await service.call_plugin(
-        session,
-        plugin=plugin,
+        database,
+        tenant_id=principal.tenant_id,
+        ref=plugin_id,
         function=data.function,
         input=data.input,
         has_input="input" in data.model_fields_set,

@@ -110,6 +110,17 @@ def exported_functions(module: wasmtime.Module) -> list[str]:
     return sorted(names)
 
 
+def initial_pages(module: wasmtime.Module) -> int:
+    """The pages of 64 KiB the module's exported memories start with (Extism's PDKs
+    export theirs as ``memory``), so a module that cannot start under its cap is caught
+    at upload rather than on every call."""
+    return sum(
+        export.type.limits.min
+        for export in module.exports
+        if isinstance(export.type, wasmtime.MemoryType)
+    )
+
+
 def _one_line(message: str, limit: int = 300) -> str:
     text = " ".join(message.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -190,6 +201,12 @@ class PluginRuntime:
         functions = exported_functions(compiled_module)
         if not functions:
             raise InvalidModule("the module exports no function a plugin call can name")
+        needed = initial_pages(compiled_module)
+        if needed > limits.max_memory_pages:
+            raise InvalidModule(
+                f"the module cannot run here: its initial memory ({needed} pages) is over "
+                f"its cap of {limits.max_memory_pages} pages"
+            )
         try:
             compiled = CompiledPlugin(_manifest(module, limits), wasi=False, functions=[])
             # Instantiating checks the imports (WASI, host functions) and the initial
@@ -199,7 +216,7 @@ class PluginRuntime:
         except extism.Error as exc:
             message = str(exc)
             if message == "oom":
-                message = f"its initial memory is over {limits.max_memory_pages} pages"
+                message = f"its initial memory is over its cap of {limits.max_memory_pages} pages"
             raise InvalidModule(f"the module cannot run here: {_one_line(message)}") from exc
         self._remember((hashlib.sha256(module).hexdigest(), limits), compiled)
         return functions

@@ -2,16 +2,22 @@
 
 Functions take a ``tenant_id`` rather than a principal so a workflow step can call a
 plugin for its execution's tenant the way the HTTP routes do for the caller's.
+
+Compiling an upload and running a call take a database session only around their
+queries, never while WebAssembly runs: on SQLite the process's sessions queue on one
+lock, so a plugin spinning for seconds inside a session would stall every request.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from orchestrion.kernel.db.engine import Database
 from orchestrion.kernel.ids import isoformat
 from orchestrion.services.content.plugins import repository
 from orchestrion.services.content.plugins.errors import (
@@ -22,6 +28,7 @@ from orchestrion.services.content.plugins.errors import (
 from orchestrion.services.content.plugins.models import ContentPlugin
 from orchestrion.services.content.plugins.runtime import (
     CallResult,
+    Limits,
     PluginRuntime,
     decode_output,
     encode_input,
@@ -48,19 +55,32 @@ def _conflict(data: PluginCreate) -> PluginExists:
     return PluginExists(f"plugin '{data.name}' version '{data.version}' exists")
 
 
-async def create_plugin(
-    session: AsyncSession,
-    *,
-    tenant_id: str,
-    data: PluginCreate,
-    module: bytes,
-    runtime: PluginRuntime,
-) -> ContentPlugin:
-    """Store a module that compiles and instantiates here; 409 on a taken name+version."""
-    if await repository.exists(session, tenant_id=tenant_id, name=data.name, version=data.version):
-        raise _conflict(data)
+@dataclass(frozen=True, slots=True)
+class CheckedModule:
+    """An uploaded module known to compile and instantiate in the sandbox."""
+
+    module: bytes
+    limits: Limits
+    functions: list[str]
+
+
+async def check_module(
+    *, data: PluginCreate, module: bytes, runtime: PluginRuntime
+) -> CheckedModule:
+    """Compile and instantiate ``module`` under its capped limits (no session held); 422
+    when it is not WebAssembly, does not compile, or imports what the sandbox lacks."""
     limits = runtime.limits(data.limits.model_dump(exclude_none=True))
     functions = await runtime.inspect(module, limits)
+    return CheckedModule(module=module, limits=limits, functions=functions)
+
+
+async def create_plugin(
+    session: AsyncSession, *, tenant_id: str, data: PluginCreate, checked: CheckedModule
+) -> ContentPlugin:
+    """Store a checked module; 409 when the tenant has this name and version."""
+    if await repository.exists(session, tenant_id=tenant_id, name=data.name, version=data.version):
+        raise _conflict(data)
+    module, limits, functions = checked.module, checked.limits, checked.functions
     plugin = ContentPlugin(
         tenant_id=tenant_id,
         name=data.name,
@@ -105,32 +125,42 @@ async def delete_plugin(session: AsyncSession, *, plugin: ContentPlugin) -> None
 
 
 async def call_plugin(
-    session: AsyncSession,
+    database: Database,
     *,
-    plugin: ContentPlugin,
+    tenant_id: str,
+    ref: str,
     function: str,
     input: Any,
     runtime: PluginRuntime,
     has_input: bool = True,
+    by_name: bool = False,
 ) -> dict[str, Any]:
-    """Run one exported function; ``{"output", "duration_ms"}``.
+    """Run one exported function of the tenant's plugin ``ref``; ``{"output", "duration_ms"}``.
 
-    422 for a function the plugin does not export, and when the call fails
+    ``ref`` is an id, or with ``by_name`` also a name (its latest version). 404 for no such
+    plugin, 422 for a function it does not export and when the call fails
     (:class:`~orchestrion.services.content.plugins.errors.PluginCallFailed`).
     """
-    if function not in plugin.functions:
+    async with database.session() as session:
+        if by_name:
+            plugin = await find_plugin(session, tenant_id=tenant_id, ref=ref)
+        else:
+            plugin = await get_plugin(session, tenant_id=tenant_id, plugin_id=ref)
+        plugin_id, name, sha256 = plugin.id, plugin.name, plugin.sha256
+        functions, limits = list(plugin.functions), runtime.limits(plugin.limits)
+    if function not in functions:
         raise UnknownFunction(
-            f"plugin '{plugin.name}' exports no function '{function}'",
-            errors=[{"loc": ["body", "function"], "msg": f"one of {plugin.functions}"}],
+            f"plugin '{name}' exports no function '{function}'",
+            errors=[{"loc": ["body", "function"], "msg": f"one of {functions}"}],
         )
-    plugin_id = plugin.id
 
     async def load_module() -> bytes:
-        return await repository.module_bytes(session, plugin_id=plugin_id)
+        async with database.session() as session:
+            return await repository.module_bytes(session, plugin_id=plugin_id)
 
     result: CallResult = await runtime.call(
-        sha256=plugin.sha256,
-        limits=runtime.limits(plugin.limits),
+        sha256=sha256,
+        limits=limits,
         function=function,
         data=encode_input(input) if has_input else b"",
         load_module=load_module,
