@@ -9,7 +9,7 @@ import pytest
 import wasmtime
 
 from orchestrion.services.content.plugins.runtime import PluginRuntime
-from tests.services.content.plugins.conftest import call, example_wasm, upload, wasm
+from tests.services.content.plugins.conftest import EXAMPLES, call, example_wasm, upload, wasm
 
 BASE = "/api/v1/plugins"
 
@@ -160,3 +160,16 @@ async def test_a_failed_call_leaves_no_state_behind(pclient, editor, function) -
     )
     await call(pclient, editor, hostile["id"], function, expect=422)
     assert (await call(pclient, editor, hostile["id"], "big"))["output"] == "\0" * 4096
+
+
+async def test_the_assemblyscript_example_built_with_the_extism_pdk(pclient, editor) -> None:
+    # Built by `npm run build` in examples/plugins/assemblyscript (@extism/as-pdk); the
+    # binary is committed so this test needs no npm.
+    module = (EXAMPLES / "assemblyscript" / "build" / "text.wasm").read_bytes()
+    plugin = await upload(pclient, editor, module, name="text-as")
+    assert plugin["functions"] == ["count_vowels", "upper"]  # not `myAbort` (parameters)
+    counted = await call(pclient, editor, plugin["id"], "count_vowels", input="Hello, World!")
+    assert counted["output"] == {"vowels": 3}
+    assert (await call(pclient, editor, plugin["id"], "upper", input={"k": "v"}))["output"] == {
+        "K": "V"
+    }
