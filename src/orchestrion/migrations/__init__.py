@@ -22,6 +22,7 @@ def target_metadata() -> MetaData:
     import orchestrion.kernel.http.idempotency
     import orchestrion.kernel.queue.models
     import orchestrion.services.auth.models
+    import orchestrion.services.content.plugins.models
     import orchestrion.services.knowledge.models
     import orchestrion.services.workflows.automation.models
     import orchestrion.services.workflows.definitions.models

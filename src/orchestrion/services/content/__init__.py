@@ -1,0 +1,1 @@
+"""The content service: documents, analysis, search and WebAssembly plugins."""

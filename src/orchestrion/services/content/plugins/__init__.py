@@ -1,0 +1,1 @@
+"""WebAssembly plugins (Extism): upload, list, delete and call them in a sandbox."""
