@@ -17,7 +17,7 @@ from orchestrion.engine.requirements import SERVICES, ServiceCallError
 from orchestrion.engine.steps._services import call_service, text_field
 
 _NAME: dict[str, Any] = {"type": "string", "minLength": 1}
-_PERMISSIONS = ("plugins:read", "plugins:write")
+_PERMISSIONS = ("plugins:read", "executions:run")
 
 
 def _output(answer: Any) -> Outcome:
