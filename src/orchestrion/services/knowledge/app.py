@@ -5,10 +5,12 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from orchestrion import __version__
+from orchestrion.kernel.embeddings import open_embedder
 from orchestrion.kernel.http.app import create_service_app
 from orchestrion.services.knowledge.analysis import GraphCache
 from orchestrion.services.knowledge.endpoints import router
 from orchestrion.services.knowledge.graph_endpoints import router as graph_router
+from orchestrion.services.knowledge.semantic import VectorCache
 from orchestrion.settings import Settings, open_database
 
 
@@ -23,6 +25,8 @@ def create_app(settings: Settings) -> FastAPI:
         limits=settings.limits,
     )
     app.state.graphs = GraphCache()
+    app.state.embedder = open_embedder(settings.embeddings)
+    app.state.vectors = VectorCache()
     app.include_router(router)
     app.include_router(graph_router)
     return app
