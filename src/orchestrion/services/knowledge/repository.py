@@ -275,3 +275,46 @@ async def all_edges(session: AsyncSession, *, tenant_id: str) -> list[KgEdge]:
     """Every edge of the tenant, oldest first."""
     result = await session.execute(edges_of(tenant_id).order_by(KgEdge.created_at, KgEdge.id))
     return list(result.scalars())
+
+
+async def document(session: AsyncSession, *, tenant_id: str, content_id: str) -> KgNode | None:
+    """The tenant's ``document`` node of a content item (the oldest, should there be two)."""
+    result = await session.execute(
+        nodes_of(tenant_id)
+        .where(
+            KgNode.type == "document",
+            KgNode.properties["content_id"].as_string() == content_id,
+        )
+        .order_by(KgNode.created_at, KgNode.id)
+        .limit(1)
+    )
+    return result.scalar_one_or_none()
+
+
+async def links_from(session: AsyncSession, *, node_id: str) -> set[tuple[str, str]]:
+    """``(target, type)`` of the edges leaving a node."""
+    result = await session.execute(
+        select(KgEdge.target, KgEdge.type).where(KgEdge.source == node_id)
+    )
+    return {(row.target, row.type) for row in result}
+
+
+async def nodes_by_type_name(
+    session: AsyncSession, *, tenant_id: str, pairs: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], str]:
+    """The id of the tenant's node of each ``(type, name)`` that exists (the oldest when
+    several share both)."""
+    wanted = set(pairs)
+    found: dict[tuple[str, str], str] = {}
+    names_wanted = sorted({name for _, name in wanted})
+    for part in chunks(names_wanted):
+        result = await session.execute(
+            select(KgNode.id, KgNode.type, KgNode.name)
+            .where(KgNode.tenant_id == tenant_id, KgNode.name.in_(part))
+            .order_by(KgNode.created_at, KgNode.id)
+        )
+        for row in result:
+            key = (row.type, row.name)
+            if key in wanted:
+                found.setdefault(key, row.id)
+    return found
