@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import numpy as np
 import pytest
@@ -57,21 +58,33 @@ async def test_batching_and_padding_do_not_change_a_vector(embedder: LocalEmbedd
     np.testing.assert_allclose(together, alone, atol=1e-5)
 
 
-def test_concurrent_first_use_loads_one_model() -> None:
+def test_concurrent_first_use_loads_one_model(monkeypatch: pytest.MonkeyPatch) -> None:
     from orchestrion.kernel.embeddings import local
 
+    built: list[object] = []
+
+    class Counted(local._Bert):
+        def __init__(self, *args: Any) -> None:
+            built.append(self)
+            super().__init__(*args)
+
+    monkeypatch.setattr(local, "_model", None)
+    monkeypatch.setattr(local, "_Bert", Counted)
+    start = threading.Barrier(4)
     results: list[np.ndarray] = []
-    threads = [
-        threading.Thread(target=lambda: results.append(LocalEmbedder().embed_sync(["same"])))
-        for _ in range(4)
-    ]
+
+    def first_use() -> None:
+        start.wait()
+        results.append(LocalEmbedder().embed_sync(["same"]))
+
+    threads = [threading.Thread(target=first_use) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    assert len(built) == 1
     assert len(results) == 4
     assert all(np.array_equal(results[0], r) for r in results)
-    assert local._model is local._load()
 
 
 async def test_empty_input_gives_an_empty_matrix(embedder: LocalEmbedder) -> None:
