@@ -115,7 +115,8 @@ async def import_graph(
 
 
 def settings_for(url: str, data_dir: Path) -> Settings:
-    """Embedded settings on ``url`` with the rate limit off."""
+    """Embedded settings on ``url`` with the rate limit and embeddings off (this measures
+    the graph; ``bench/embeddings.py`` measures the model)."""
     values: dict[str, Any] = {
         "environment": "test",
         "data_dir": data_dir,
@@ -125,6 +126,7 @@ def settings_for(url: str, data_dir: Path) -> Settings:
         "database": {"url": url},
         "gateway": {"rate_limit": ""},
         "observability": {"log_level": "WARNING"},
+        "embeddings": {"provider": "none"},
     }
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 

@@ -1,5 +1,5 @@
-"""Keyword search ranks by BM25 over names and texts; semantic and hybrid say they are
-not available."""
+"""Keyword search ranks by BM25 over names and texts (semantic and hybrid:
+test_semantic.py, test_search_providers.py)."""
 
 from __future__ import annotations
 
@@ -45,13 +45,7 @@ async def test_search_follows_changes(client, admin_headers) -> None:
     assert await _search(client, admin_headers, "second") == []
 
 
-async def test_semantic_and_hybrid_are_unavailable(client, admin_headers) -> None:
-    for mode in ("semantic", "hybrid"):
-        response = await client.post(
-            f"{BASE}/search", json={"query": "graphs", "mode": mode}, headers=admin_headers
-        )
-        assert response.status_code == 422
-        assert "not available" in response.json()["detail"]
+async def test_bad_search_requests_are_422(client, admin_headers) -> None:
     unknown = await client.post(
         f"{BASE}/search", json={"query": "graphs", "mode": "fuzzy"}, headers=admin_headers
     )

@@ -2,18 +2,44 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
 from orchestrion import __version__
+from orchestrion.kernel.bus import service_bus
+from orchestrion.kernel.embeddings import open_embedder
 from orchestrion.kernel.http.app import create_service_app
+from orchestrion.services.knowledge import ingest
 from orchestrion.services.knowledge.analysis import GraphCache
 from orchestrion.services.knowledge.endpoints import router
 from orchestrion.services.knowledge.graph_endpoints import router as graph_router
+from orchestrion.services.knowledge.semantic import VectorCache
 from orchestrion.settings import Settings, open_database
 
 
 def create_app(settings: Settings) -> FastAPI:
-    """The knowledge service, on the configured database."""
+    """The knowledge service, on the configured database; with a bus, it takes in the
+    documents the content service processed (:mod:`.ingest`)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        bus, owned = await service_bus(getattr(app.state, "bus", None), settings.bus.url)
+        try:
+            if bus is not None:
+                # One event at a time: documents sharing an entity never race to create it.
+                await bus.subscribe(
+                    ingest.TOPIC,
+                    ingest.GROUP,
+                    ingest.handler(bus, app.state.database, app.state.embedder),
+                    concurrency=1,
+                )
+            yield
+        finally:
+            if bus is not None and owned:
+                await bus.close()
+
     app = create_service_app(
         name="knowledge",
         title="Orchestrion knowledge",
@@ -21,8 +47,11 @@ def create_app(settings: Settings) -> FastAPI:
         database=open_database(settings),
         identity_secret=settings.secret_key.get_secret_value().encode(),
         limits=settings.limits,
+        lifespan=lifespan,
     )
     app.state.graphs = GraphCache()
+    app.state.embedder = open_embedder(settings.embeddings)
+    app.state.vectors = VectorCache()
     app.include_router(router)
     app.include_router(graph_router)
     return app

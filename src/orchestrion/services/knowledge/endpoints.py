@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
 from orchestrion.kernel.auth.permissions import Permission
+from orchestrion.kernel.embeddings import Embedder
 from orchestrion.kernel.http.deps import CurrentPrincipal, Session
 from orchestrion.kernel.http.etag import check_if_match, resource_response
 from orchestrion.kernel.http.idempotency import HEADER, run_idempotent
@@ -29,6 +30,11 @@ from orchestrion.services.knowledge.schemas import (
 
 router = APIRouter(prefix="/api/v1/knowledge", tags=["knowledge"])
 _GRAPHML = "application/graphml+xml"
+
+
+def _embedder(request: Request) -> Embedder | None:
+    embedder: Embedder | None = request.app.state.embedder
+    return embedder
 
 
 async def _created(
@@ -67,7 +73,9 @@ async def create_node(
     principal.require(Permission.KNOWLEDGE_WRITE)
 
     async def produce() -> tuple[int, Any]:
-        node = await service.create_node(session, principal=principal, data=data)
+        node = await service.create_node(
+            session, principal=principal, data=data, embedder=_embedder(request)
+        )
         return 201, service.node_to_dict(node)
 
     return await _created(request, session, principal, data, produce, "/api/v1/knowledge/nodes")
@@ -112,7 +120,9 @@ async def patch_node(
     principal.require(Permission.KNOWLEDGE_WRITE)
     node = await service.get_node(session, principal=principal, node_id=node_id)
     check_if_match(request, service.node_to_dict(node))
-    node = await service.update_node(session, node=node, changes=changes)
+    node = await service.update_node(
+        session, node=node, changes=changes, embedder=_embedder(request)
+    )
     return resource_response(request, service.node_to_dict(node))
 
 
@@ -200,7 +210,9 @@ async def import_graph(
     principal.require(Permission.KNOWLEDGE_WRITE)
 
     async def produce() -> tuple[int, Any]:
-        return 200, await service.import_graph(session, principal=principal, data=data)
+        return 200, await service.import_graph(
+            session, principal=principal, data=data, embedder=_embedder(request)
+        )
 
     return await _created(request, session, principal, data, produce, None)
 

@@ -145,14 +145,25 @@ async def learning_path(
     return {"data": [service.node_to_dict(n) for n in found]}
 
 
-@router.post("/search", response_model=HitData, responses=problems(422), summary="Search nodes")
+@router.post(
+    "/search", response_model=HitData, responses=problems(422, 503), summary="Search nodes"
+)
 async def search_nodes(
-    data: SearchRequest, session: Session, principal: CurrentPrincipal
+    data: SearchRequest, request: Request, session: Session, principal: CurrentPrincipal
 ) -> dict[str, Any]:
-    """Keyword search (BM25) over names and texts; `semantic` and `hybrid` answer 422
-    until an embedding model is installed."""
+    """`keyword`: BM25 over names and texts (score: BM25). `semantic`: cosine between the
+    query's and each node's embedding (score: cosine, -1 to 1). `hybrid`: both rankings
+    fused by reciprocal rank (score: the RRF sum, k = 60). Without an embedding provider
+    `semantic` and `hybrid` answer 422; a provider that is down answers 503."""
     principal.require(Permission.KNOWLEDGE_READ)
-    return {"data": await search.search(session, principal=principal, request=data)}
+    hits = await search.search(
+        session,
+        principal=principal,
+        request=data,
+        embedder=request.app.state.embedder,
+        vectors=request.app.state.vectors,
+    )
+    return {"data": hits}
 
 
 @router.get(

@@ -2,8 +2,10 @@
 
 Nodes and edges carry the tenant; an edge's ends are nodes (foreign keys that cascade,
 so deleting a node deletes its edges and its search terms in the database itself).
-``kg_terms`` is the keyword index (one row per node and term), ``kg_graphs`` counts
-each tenant's structural changes so loaded graphs can be reused until the next one.
+``kg_terms`` is the keyword index (one row per node and term), ``kg_embeddings`` the
+semantic one (a node's name and text as a ``float32`` vector, per embedding model),
+``kg_graphs`` counts each tenant's changes so loaded graphs and vector matrices can be
+reused until the next one.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Float, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from orchestrion.kernel.db.base import Base, IdMixin, TimestampMixin
@@ -20,6 +22,7 @@ from orchestrion.kernel.ids import utcnow
 TYPE_LENGTH = 100
 NAME_LENGTH = 500
 TERM_LENGTH = 64
+MODEL_LENGTH = 200
 
 
 class KgNode(IdMixin, TimestampMixin, Base):
@@ -74,8 +77,25 @@ class KgTerm(Base):
     tf: Mapped[int] = mapped_column(Integer)
 
 
+class KgEmbedding(Base):
+    """A node's vector under one embedding model (``model`` is the embedder's name, so
+    vectors of a previous model are never compared with the current one's)."""
+
+    __tablename__ = "kg_embeddings"
+    __table_args__ = (Index("ix_kg_embeddings_tenant_model", "tenant_id", "model"),)
+
+    node_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("kg_nodes.id", ondelete="CASCADE"), primary_key=True
+    )
+    model: Mapped[str] = mapped_column(String(MODEL_LENGTH), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(36))
+    #: Little-endian float32, 4 bytes per dimension.
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class KgGraph(Base):
-    """A tenant's graph revision: bumped by every change to its nodes' set or its edges."""
+    """A tenant's graph revision: bumped by every change to its nodes' set, a node's
+    name or text, or its edges."""
 
     __tablename__ = "kg_graphs"
 

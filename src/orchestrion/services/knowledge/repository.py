@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from orchestrion.kernel.http.lists import ListSpec, equals
 from orchestrion.kernel.ids import utcnow
-from orchestrion.services.knowledge.models import KgEdge, KgGraph, KgNode, KgTerm
+from orchestrion.services.knowledge.models import KgEdge, KgEmbedding, KgGraph, KgNode, KgTerm
 from orchestrion.services.knowledge.text import Posting
 
 Direction = Literal["out", "in", "both"]
@@ -128,12 +128,71 @@ async def delete_edge(session: AsyncSession, *, edge_id: str) -> None:
     await session.execute(delete(KgEdge).where(KgEdge.id == edge_id))
 
 
+def _insert(session: AsyncSession) -> Any:
+    """The dialect's INSERT, which has ``on_conflict_do_*`` on both databases."""
+    dialect = session.get_bind().dialect.name
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+async def upsert_embeddings(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Store node vectors, replacing a node's vector of the same model (two writers
+    computing the same missing vector do not collide)."""
+    if not rows:
+        return
+    statement = _insert(session)(KgEmbedding)
+    for part in range(0, len(rows), CHUNK // 5):
+        await session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[KgEmbedding.node_id, KgEmbedding.model],
+                set_={"vector": statement.excluded.vector},
+            ),
+            rows[part : part + CHUNK // 5],
+        )
+
+
+async def delete_embeddings(session: AsyncSession, *, node_id: str) -> None:
+    """Drop a node's vectors of every model (its name or text changed)."""
+    await session.execute(delete(KgEmbedding).where(KgEmbedding.node_id == node_id))
+
+
+async def embeddings(
+    session: AsyncSession, *, tenant_id: str, model: str
+) -> tuple[list[str], list[bytes]]:
+    """Node ids and vector blobs of the tenant under ``model``, by node id."""
+    result = await session.execute(
+        select(KgEmbedding.node_id, KgEmbedding.vector)
+        .where(KgEmbedding.tenant_id == tenant_id, KgEmbedding.model == model)
+        .order_by(KgEmbedding.node_id)
+    )
+    ids: list[str] = []
+    blobs: list[bytes] = []
+    for node_id, vector in result:
+        ids.append(node_id)
+        blobs.append(bytes(vector))
+    return ids, blobs
+
+
+async def unembedded(
+    session: AsyncSession, *, tenant_id: str, model: str
+) -> list[tuple[str, str, str]]:
+    """``(id, name, text)`` of the tenant's nodes without a vector under ``model``."""
+    has_vector = (
+        select(KgEmbedding.node_id)
+        .where(KgEmbedding.node_id == KgNode.id, KgEmbedding.model == model)
+        .exists()
+    )
+    result = await session.execute(
+        select(KgNode.id, KgNode.name, KgNode.text)
+        .where(KgNode.tenant_id == tenant_id, ~has_vector)
+        .order_by(KgNode.id)
+    )
+    return [(row.id, row.name, row.text) for row in result]
+
+
 async def bump_revision(session: AsyncSession, *, tenant_id: str) -> None:
     """Record that the tenant's graph changed (an upsert on both databases)."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     now = utcnow()
-    statement = insert(KgGraph).values(tenant_id=tenant_id, revision=1, updated_at=now)
+    statement = _insert(session)(KgGraph).values(tenant_id=tenant_id, revision=1, updated_at=now)
     await session.execute(
         statement.on_conflict_do_update(
             index_elements=[KgGraph.tenant_id],
@@ -216,3 +275,46 @@ async def all_edges(session: AsyncSession, *, tenant_id: str) -> list[KgEdge]:
     """Every edge of the tenant, oldest first."""
     result = await session.execute(edges_of(tenant_id).order_by(KgEdge.created_at, KgEdge.id))
     return list(result.scalars())
+
+
+async def document(session: AsyncSession, *, tenant_id: str, content_id: str) -> KgNode | None:
+    """The tenant's ``document`` node of a content item (the oldest, should there be two)."""
+    result = await session.execute(
+        nodes_of(tenant_id)
+        .where(
+            KgNode.type == "document",
+            KgNode.properties["content_id"].as_string() == content_id,
+        )
+        .order_by(KgNode.created_at, KgNode.id)
+        .limit(1)
+    )
+    return result.scalar_one_or_none()
+
+
+async def links_from(session: AsyncSession, *, node_id: str) -> set[tuple[str, str]]:
+    """``(target, type)`` of the edges leaving a node."""
+    result = await session.execute(
+        select(KgEdge.target, KgEdge.type).where(KgEdge.source == node_id)
+    )
+    return {(row.target, row.type) for row in result}
+
+
+async def nodes_by_type_name(
+    session: AsyncSession, *, tenant_id: str, pairs: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], str]:
+    """The id of the tenant's node of each ``(type, name)`` that exists (the oldest when
+    several share both)."""
+    wanted = set(pairs)
+    found: dict[tuple[str, str], str] = {}
+    names_wanted = sorted({name for _, name in wanted})
+    for part in chunks(names_wanted):
+        result = await session.execute(
+            select(KgNode.id, KgNode.type, KgNode.name)
+            .where(KgNode.tenant_id == tenant_id, KgNode.name.in_(part))
+            .order_by(KgNode.created_at, KgNode.id)
+        )
+        for row in result:
+            key = (row.type, row.name)
+            if key in wanted:
+                found.setdefault(key, row.id)
+    return found

@@ -2,8 +2,10 @@
 
 Every node and edge belongs to the caller's tenant; another tenant's is a 404, and an
 edge may join only nodes of one tenant. Each change to the set of nodes or to the
-edges bumps the tenant's graph revision in the same transaction, so graphs loaded for
-algorithms (:mod:`.analysis`) are reused exactly until the next change.
+edges, and each new name or text, bumps the tenant's graph revision in the same
+transaction, so graphs loaded for algorithms (:mod:`.analysis`) and vector matrices
+(:mod:`.semantic`) are reused exactly until the next change. With an embedder, a node's
+vector is computed before the write and stored with it.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import networkx as nx
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orchestrion.kernel.auth.principal import Principal
+from orchestrion.kernel.embeddings import Embedder
 from orchestrion.kernel.ids import isoformat, new_id, utcnow
-from orchestrion.services.knowledge import repository
+from orchestrion.services.knowledge import repository, semantic
 from orchestrion.services.knowledge.errors import (
     EdgeNotFound,
     InvalidEdge,
@@ -72,8 +75,15 @@ def _term_rows(node_id: str, tenant_id: str, terms: dict[str, int]) -> list[dict
     ]
 
 
-async def create_node(session: AsyncSession, *, principal: Principal, data: NodeCreate) -> KgNode:
-    """Store a node and index its name and text."""
+async def create_node(
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    data: NodeCreate,
+    embedder: Embedder | None = None,
+) -> KgNode:
+    """Store a node and index its name and text (and embed them, with an embedder)."""
+    vectors = await semantic.vectors_for(embedder, [semantic.node_text(data.name, data.text)])
     terms, length = index_terms(data.name, data.text)
     node = KgNode(
         id=new_id(),
@@ -87,6 +97,14 @@ async def create_node(session: AsyncSession, *, principal: Principal, data: Node
     session.add(node)
     await session.flush()
     await repository.insert_rows(session, KgTerm, _term_rows(node.id, node.tenant_id, terms))
+    if embedder is not None and vectors is not None:
+        await semantic.store(
+            session,
+            embedder=embedder,
+            tenant_id=node.tenant_id,
+            node_ids=[node.id],
+            vectors=vectors,
+        )
     await repository.bump_revision(session, tenant_id=node.tenant_id)
     return node
 
@@ -99,15 +117,34 @@ async def get_node(session: AsyncSession, *, principal: Principal, node_id: str)
     return node
 
 
-async def update_node(session: AsyncSession, *, node: KgNode, changes: NodeUpdate) -> KgNode:
-    """Replace the fields ``changes`` sets; a new name or text is indexed again."""
+async def update_node(
+    session: AsyncSession, *, node: KgNode, changes: NodeUpdate, embedder: Embedder | None = None
+) -> KgNode:
+    """Replace the fields ``changes`` sets; a new name or text is indexed (and embedded)
+    again."""
     values = changes.model_dump(exclude_unset=True, exclude_none=True)
+    retext = ("name" in values and values["name"] != node.name) or (
+        "text" in values and values["text"] != node.text
+    )
+    name, text = values.get("name", node.name), values.get("text", node.text)
+    vectors = (
+        await semantic.vectors_for(embedder, [semantic.node_text(name, text)]) if retext else None
+    )
     for key, value in values.items():
         setattr(node, key, value)
     if "name" in values or "text" in values:
         terms, node.length = index_terms(node.name, node.text)
         await repository.delete_terms(session, node_id=node.id)
         await repository.insert_rows(session, KgTerm, _term_rows(node.id, node.tenant_id, terms))
+    if retext:
+        # The old vectors describe the old text; without a new one the next search
+        # computes it.
+        await repository.delete_embeddings(session, node_id=node.id)
+        await semantic.store(
+            session, embedder=embedder, tenant_id=node.tenant_id, node_ids=[node.id],
+            vectors=vectors,
+        )  # fmt: skip
+        await repository.bump_revision(session, tenant_id=node.tenant_id)
     node.updated_at = utcnow()
     await session.flush()
     return node
@@ -183,9 +220,14 @@ async def _resolve_ends(
 
 
 async def import_graph(
-    session: AsyncSession, *, principal: Principal, data: ImportRequest
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    data: ImportRequest,
+    embedder: Embedder | None = None,
 ) -> dict[str, Any]:
-    """Store an import's nodes and edges, all or nothing (checked before any write)."""
+    """Store an import's nodes and edges, all or nothing (checked before any write);
+    with an embedder, the nodes' vectors too (computed in batches before the writes)."""
     tenant_id = principal.tenant_id
     ids: dict[str, str] = {}
     duplicates: list[dict[str, Any]] = []
@@ -200,6 +242,9 @@ async def import_graph(
             "node keys must be unique; nothing was stored", errors=duplicates[:MAX_REPORTED]
         )
     ends = await _resolve_ends(session, tenant_id=tenant_id, data=data, ids=ids)
+    vectors = await semantic.vectors_for(
+        embedder, [semantic.node_text(node.name, node.text) for node in data.nodes]
+    )
     now = utcnow()
     node_rows: list[dict[str, Any]] = []
     term_rows: list[dict[str, Any]] = []
@@ -225,6 +270,10 @@ async def import_graph(
     await repository.insert_rows(session, KgNode, node_rows)
     await repository.insert_rows(session, KgTerm, term_rows)
     await repository.insert_rows(session, KgEdge, edge_rows)
+    node_ids = [ids[node.key] for node in data.nodes]
+    await semantic.store(
+        session, embedder=embedder, tenant_id=tenant_id, node_ids=node_ids, vectors=vectors
+    )
     if node_rows or edge_rows:
         await repository.bump_revision(session, tenant_id=tenant_id)
     return {"nodes": len(node_rows), "edges": len(edge_rows), "ids": ids}
