@@ -27,6 +27,13 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+def get_database(request: Request) -> Database:
+    """The app's database, for routes that open their sessions themselves: around their
+    queries only, when slow work (a model, a plugin) must not hold SQLite's writer lock."""
+    database: Database = request.app.state.database
+    return database
+
+
 def get_principal(request: Request) -> Principal:
     """The identity the gateway verified and signed; 401 without one."""
     value = request.headers.get(IDENTITY_HEADER)
@@ -69,3 +76,4 @@ def require_internal(request: Request) -> None:
 
 
 Internal = Annotated[None, Depends(require_internal)]
+Db = Annotated[Database, Depends(get_database)]

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from orchestrion.kernel.auth.permissions import Permission
 from orchestrion.kernel.embeddings import Embedder
-from orchestrion.kernel.http.deps import CurrentPrincipal, Session
+from orchestrion.kernel.http.deps import CurrentPrincipal, Db, Session
 from orchestrion.kernel.http.etag import check_if_match, resource_response
 from orchestrion.kernel.http.idempotency import HEADER, run_idempotent
 from orchestrion.kernel.http.lists import ListPage, fetch_page, list_body, parse_list_query
@@ -203,18 +203,26 @@ async def delete_edge(
     summary="Import nodes and edges, all or nothing",
 )
 async def import_graph(
-    data: ImportRequest, request: Request, session: Session, principal: CurrentPrincipal
+    data: ImportRequest, request: Request, database: Db, principal: CurrentPrincipal
 ) -> Response:
     """Nodes named by keys and edges between keys (or ids of existing nodes), in one
     transaction: an edge naming an unknown key is a 422 naming it, and nothing is stored."""
     principal.require(Permission.KNOWLEDGE_WRITE)
+    # The vectors first, outside the transaction: embedding thousands of nodes takes
+    # seconds, and a session holds SQLite's writer lock for its whole life.
+    vectors = await service.import_vectors(data=data, embedder=_embedder(request))
+    async with database.session() as session:
 
-    async def produce() -> tuple[int, Any]:
-        return 200, await service.import_graph(
-            session, principal=principal, data=data, embedder=_embedder(request)
-        )
+        async def produce() -> tuple[int, Any]:
+            return 200, await service.import_graph(
+                session,
+                principal=principal,
+                data=data,
+                embedder=_embedder(request),
+                vectors=vectors,
+            )
 
-    return await _created(request, session, principal, data, produce, None)
+        return await _created(request, session, principal, data, produce, None)
 
 
 @router.get(

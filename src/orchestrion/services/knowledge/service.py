@@ -18,7 +18,7 @@ import networkx as nx
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orchestrion.kernel.auth.principal import Principal
-from orchestrion.kernel.embeddings import Embedder
+from orchestrion.kernel.embeddings import Embedder, Matrix
 from orchestrion.kernel.ids import isoformat, new_id, utcnow
 from orchestrion.services.knowledge import repository, semantic
 from orchestrion.services.knowledge.errors import (
@@ -219,15 +219,24 @@ async def _resolve_ends(
     return {**{value: value for value in existing}, **ids}
 
 
+async def import_vectors(*, data: ImportRequest, embedder: Embedder | None) -> Matrix | None:
+    """The vectors of an import's nodes, in its order (None: stored without, filled in
+    at the tenant's next semantic search). Computed before the import's transaction."""
+    return await semantic.vectors_for(
+        embedder, [semantic.node_text(node.name, node.text) for node in data.nodes]
+    )
+
+
 async def import_graph(
     session: AsyncSession,
     *,
     principal: Principal,
     data: ImportRequest,
     embedder: Embedder | None = None,
+    vectors: Matrix | None = None,
 ) -> dict[str, Any]:
     """Store an import's nodes and edges, all or nothing (checked before any write);
-    with an embedder, the nodes' vectors too (computed in batches before the writes)."""
+    with an embedder, the nodes' ``vectors`` too (see :func:`import_vectors`)."""
     tenant_id = principal.tenant_id
     ids: dict[str, str] = {}
     duplicates: list[dict[str, Any]] = []
@@ -242,9 +251,6 @@ async def import_graph(
             "node keys must be unique; nothing was stored", errors=duplicates[:MAX_REPORTED]
         )
     ends = await _resolve_ends(session, tenant_id=tenant_id, data=data, ids=ids)
-    vectors = await semantic.vectors_for(
-        embedder, [semantic.node_text(node.name, node.text) for node in data.nodes]
-    )
     now = utcnow()
     node_rows: list[dict[str, Any]] = []
     term_rows: list[dict[str, Any]] = []

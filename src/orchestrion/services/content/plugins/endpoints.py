@@ -22,9 +22,8 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from orchestrion.kernel.auth.permissions import Permission
-from orchestrion.kernel.db.engine import Database
 from orchestrion.kernel.errors import ServiceUnavailable, validation_errors
-from orchestrion.kernel.http.deps import CurrentPrincipal, Session
+from orchestrion.kernel.http.deps import CurrentPrincipal, Db, Session
 from orchestrion.kernel.http.etag import check_if_match, resource_response
 from orchestrion.kernel.http.idempotency import HEADER, run_idempotent
 from orchestrion.kernel.http.lists import ListPage, fetch_page, list_body, parse_list_query
@@ -84,14 +83,7 @@ def get_runtime(request: Request) -> PluginRuntime:
     return runtime
 
 
-def get_database(request: Request) -> Database:
-    """The app's database, for routes that open sessions around their queries only."""
-    database: Database = request.app.state.database
-    return database
-
-
 Runtime = Annotated[PluginRuntime, Depends(get_runtime)]
-Db = Annotated[Database, Depends(get_database)]
 
 
 async def _limited(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
