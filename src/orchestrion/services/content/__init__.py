@@ -1,0 +1,1 @@
+"""The content service: documents, their text, analysis, chunks and search."""
