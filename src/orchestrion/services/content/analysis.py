@@ -104,7 +104,8 @@ def detect_language(text: str) -> str:
 
 def normalised(term: str, yake_score: float) -> float:
     """YAKE's score of ``term`` made comparable across phrase lengths (lower is better)."""
-    return max(0.0, float(yake_score)) ** (1.0 / max(1, len(term.split())))
+    value: float = max(0.0, float(yake_score)) ** (1.0 / max(1, len(term.split())))
+    return value
 
 
 def keyword_score(value: float) -> float:

@@ -27,6 +27,7 @@ from orchestrion.services.content import formats
 from orchestrion.services.content.errors import UnreadableDocument
 
 _READ = 64 * 1024
+MIN_UNZIPPED = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -39,8 +40,13 @@ class Limits:
     @classmethod
     def of(cls, *, max_bytes: int, max_extracted_chars: int) -> Limits:
         """The limits of the content settings: a DOCX may inflate to its own size plus
-        four bytes of markup per character of text allowed."""
-        return cls(max_chars=max_extracted_chars, unzipped=max_bytes + 4 * max_extracted_chars)
+        four bytes of markup per character of text allowed, and at least
+        :data:`MIN_UNZIPPED` (an empty Word document already holds most of a megabyte
+        of styles and themes)."""
+        return cls(
+            max_chars=max_extracted_chars,
+            unzipped=max(MIN_UNZIPPED, max_bytes + 4 * max_extracted_chars),
+        )
 
 
 @dataclass(frozen=True)
@@ -206,17 +212,25 @@ def _json(text: str) -> str:
 
 
 _DROPPED = ["script", "style", "noscript", "template", "svg", "iframe", "object"]
+# Elements that end a line of text (inline ones, like <b>, do not).
+_BLOCKS = (
+    "p,div,h1,h2,h3,h4,h5,h6,li,br,tr,section,article,blockquote,pre,table,ul,ol,"
+    "header,footer,nav,aside,dt,dd,figcaption,hr"
+)
 
 
 def _html(text: str, limits: Limits) -> Extracted:
-    from selectolax.parser import HTMLParser
+    from selectolax.lexbor import LexborHTMLParser
 
-    tree = HTMLParser(text)
+    tree = LexborHTMLParser(text)
     title_node = tree.css_first("title")
     title = title_node.text(strip=True) if title_node is not None else None
     tree.strip_tags(_DROPPED)
+    for node in tree.css(_BLOCKS):
+        node.insert_after("\n")
     body = tree.body or tree.root
-    extracted = body.text(separator="\n", strip=True) if body is not None else ""
+    extracted = body.text(separator="", strip=False) if body is not None else ""
+    extracted = "\n".join(" ".join(line.split()) for line in extracted.split("\n"))
     return Extracted(_capped(_normalise(extracted), limits), title or None)
 
 
