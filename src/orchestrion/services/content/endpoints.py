@@ -18,13 +18,13 @@ from orchestrion.kernel.http.lists import ListPage, fetch_page, list_body, parse
 from orchestrion.services.content import repository, search, service
 from orchestrion.services.content.responses import problems
 from orchestrion.services.content.schemas import (
-    Analysis,
     AnalyzeRequest,
-    Chunk,
     Content,
+    ContentAnalysis,
     ContentCreate,
-    HitData,
-    SearchRequest,
+    ContentHits,
+    ContentSearch,
+    TextChunk,
 )
 from orchestrion.services.content.search import VectorCache
 from orchestrion.services.content.service import ContentRuntime
@@ -136,7 +136,9 @@ async def list_content(request: Request, session: Session, principal: CurrentPri
     return JSONResponse(list_body(request, items, query, page))
 
 
-@router.post("/analyze", response_model=Analysis, responses=problems(422), summary="Analyse a text")
+@router.post(
+    "/analyze", response_model=ContentAnalysis, responses=problems(422), summary="Analyse a text"
+)
 async def analyze(data: AnalyzeRequest, request: Request, principal: CurrentPrincipal) -> Any:
     """Language, keywords, entities, summary, readability and concepts; nothing stored."""
     principal.require(Permission.CONTENT_READ)
@@ -144,10 +146,10 @@ async def analyze(data: AnalyzeRequest, request: Request, principal: CurrentPrin
 
 
 @router.post(
-    "/search", response_model=HitData, responses=problems(422, 503), summary="Search documents"
+    "/search", response_model=ContentHits, responses=problems(422, 503), summary="Search documents"
 )
 async def search_content(
-    data: SearchRequest, request: Request, session: Session, principal: CurrentPrincipal
+    data: ContentSearch, request: Request, session: Session, principal: CurrentPrincipal
 ) -> Any:
     """Chunks of the caller's documents, best first: `keyword`, `semantic` or `hybrid`."""
     principal.require(Permission.CONTENT_READ)
@@ -212,7 +214,7 @@ async def get_text(content_id: str, session: Session, principal: CurrentPrincipa
 
 @router.get(
     "/{content_id}/chunks",
-    response_model=ListPage[Chunk],
+    response_model=ListPage[TextChunk],
     responses=problems(400, 404),
     summary="The chunks of a document",
 )

@@ -56,18 +56,29 @@ _DATES: Final = (
     re.compile(r"(?<=\b[Ii]n )\d{4}\b(?!\s*(?:BC|BCE|AD|CE))"),
     re.compile(r"\b\d{1,2}(?:st|nd|rd|th) century(?: (?:BC|BCE|AD|CE))?\b"),
 )
-_TOKEN: Final = re.compile(r"[A-Z][\w'\u2019.-]*[\w]|[A-Z]\.?|[a-z]+|\S")
+_TOKEN: Final = re.compile(
+    r"(?:Dr|Mr|Mrs|Ms|Prof|St|Gen|Sen|Rev)\.|[A-Z][\w'\u2019.-]*[\w]|[A-Z]\.?|[a-z]+|\S"
+)
 _CAPITALISED: Final = re.compile(r"^[A-Z][a-zA-Z'\u2019-]*\.?$")
 _CONNECTORS: Final = frozenset(
     {"of", "de", "da", "di", "del", "von", "van", "der", "la", "le", "the"}
 )
 
 
+_ABBREVIATIONS: Final = gazetteer.words(
+    "dr mr mrs ms prof st sr jr inc corp ltd co vs etc eg ie no gen sen rev fig mt"
+)
+
+
 def split_sentences(text: str) -> list[tuple[int, int]]:
-    """``(start, end)`` of each sentence of ``text`` (ends at ., !, ? or a blank line)."""
+    """``(start, end)`` of each sentence of ``text`` (ends at ., !, ? or a blank line;
+    not after an abbreviation such as ``Dr.``)."""
     spans: list[tuple[int, int]] = []
     start = 0
     for match in _SENTENCE_END.finditer(text):
+        before = re.search(r"(\w+)\.\W*$", text[max(start, match.start() - 12) : match.start()])
+        if before is not None and before.group(1).lower() in _ABBREVIATIONS:
+            continue
         if text[start : match.start()].strip():
             spans.append(_trim(text, start, match.start()))
         start = match.end()
@@ -181,8 +192,16 @@ def _label(name: str, run: _Run, title: str | None, persons: set[str]) -> str:
 def extract_entities(text: str) -> list[dict[str, str]]:
     """``{"text", "label"}`` for each entity, once, in order of first appearance."""
     found: list[tuple[int, str, str]] = []
-    for pattern in _DATES:
-        found.extend((m.start(), m.group(), "DATE") for m in pattern.finditer(text))
+    dates = sorted(
+        ((m.start(), m.end()) for pattern in _DATES for m in pattern.finditer(text)),
+        key=lambda span: (span[0], -span[1]),
+    )
+    reach = -1
+    for begin, end in dates:
+        if end > reach:  # a date inside a longer one (``March 2021`` in ``12 March 2021``)
+            if begin >= reach:
+                found.append((begin, text[begin:end], "DATE"))
+            reach = max(reach, end)
     candidates: list[tuple[int, str, _Run, str | None]] = []
     for start, end in split_sentences(text):
         sentence = text[start:end]

@@ -15,14 +15,14 @@ MAX_TAGS = 50
 MAX_ANALYZE_CHARS = 1_000_000
 
 
-class Keyword(BaseModel):
+class ContentKeyword(BaseModel):
     """A keyword and how strongly it stands for the text (0..1, higher is better)."""
 
     term: str
     score: float
 
 
-class Entity(BaseModel):
+class ContentEntity(BaseModel):
     """A named entity: ``PERSON``, ``PLACE``, ``ORG``, ``DATE`` or ``MISC``."""
 
     text: str
@@ -36,13 +36,13 @@ class Readability(BaseModel):
     grade_level: float
 
 
-class Analysis(BaseModel):
+class ContentAnalysis(BaseModel):
     """What analysis found in a text."""
 
     language: str
     word_count: int
-    keywords: list[Keyword]
-    entities: list[Entity]
+    keywords: list[ContentKeyword]
+    entities: list[ContentEntity]
     summary: str
     readability: Readability
     difficulty: Literal["beginner", "intermediate", "advanced"]
@@ -61,7 +61,7 @@ class Content(BaseModel):
     status: Status
     error: str | None = None
     tags: list[str]
-    analysis: Analysis | None = None
+    analysis: ContentAnalysis | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -85,7 +85,7 @@ class ContentCreate(BaseModel):
         return self
 
 
-class Chunk(BaseModel):
+class TextChunk(BaseModel):
     """A piece of a document's text: ``text == full_text[start:end]``."""
 
     index: int
@@ -102,7 +102,7 @@ class AnalyzeRequest(BaseModel):
     text: str = Field(max_length=MAX_ANALYZE_CHARS)
 
 
-class SearchRequest(BaseModel):
+class ContentSearch(BaseModel):
     """A search over the chunks of the caller's documents."""
 
     model_config = ConfigDict(extra="forbid")
@@ -112,7 +112,7 @@ class SearchRequest(BaseModel):
     limit: int = Field(default=10, ge=1, le=100)
 
 
-class Hit(BaseModel):
+class ContentHit(BaseModel):
     """A chunk found by search, with its score (higher is better)."""
 
     content_id: str
@@ -121,10 +121,10 @@ class Hit(BaseModel):
     score: float
 
 
-class HitData(BaseModel):
+class ContentHits(BaseModel):
     """Hits, best first."""
 
-    data: list[Hit]
+    data: list[ContentHit]
 
 
 def clean_tags(tags: list[str]) -> list[str]:

@@ -22,7 +22,7 @@ from orchestrion.kernel.embeddings import Embedder
 from orchestrion.kernel.search import from_blobs, reciprocal_rank_fusion, top_k
 from orchestrion.services.content import repository
 from orchestrion.services.content.errors import SearchUnavailable
-from orchestrion.services.content.schemas import SearchRequest
+from orchestrion.services.content.schemas import ContentSearch
 from orchestrion.services.content.service import ContentRuntime
 
 CACHED_TENANTS = 16
@@ -95,7 +95,7 @@ async def search(
     runtime: ContentRuntime,
     cache: VectorCache,
     principal: Principal,
-    request: SearchRequest,
+    request: ContentSearch,
 ) -> list[dict[str, Any]]:
     """Chunks of the caller's documents matching the query, best first."""
     tenant_id = principal.tenant_id
