@@ -31,11 +31,18 @@ ServiceFactory = Callable[[Settings], FastAPI]
 def service_factories() -> dict[str, ServiceFactory]:
     """Every service's ``create_app``, by service name."""
     from orchestrion.services.auth.app import create_app as auth
+    from orchestrion.services.content.app import create_app as content
     from orchestrion.services.knowledge.app import create_app as knowledge
     from orchestrion.services.realtime.app import create_app as realtime
     from orchestrion.services.workflows.app import create_app as workflows
 
-    return {"auth": auth, "workflows": workflows, "realtime": realtime, "knowledge": knowledge}
+    return {
+        "auth": auth,
+        "workflows": workflows,
+        "realtime": realtime,
+        "knowledge": knowledge,
+        "content": content,
+    }
 
 
 def create_embedded_app(settings: Settings, *, routes: list[Route] | None = None) -> ASGIApp:

@@ -600,9 +600,10 @@ class ContentSettings(BaseModel):
     """The content service: what it accepts and how it cuts text for retrieval."""
 
     max_bytes: int = Field(
-        default=20 * 1024 * 1024,
+        default=10 * 1024 * 1024,
         ge=1024,
-        description="Largest document accepted (upload or JSON text), in bytes; larger is a 413.",
+        description="Largest document accepted (upload or JSON text), in bytes; larger is a "
+        "413. The gateway's `max_body_bytes` (10 MiB) applies in front: raise both together.",
     )
     inline_max_bytes: int = Field(
         default=256 * 1024,

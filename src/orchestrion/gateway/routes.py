@@ -165,6 +165,27 @@ DEFAULT_ROUTES = [
             rule("*", r".*", _WF.KNOWLEDGE_WRITE),
         ),
     ),
+    # Search and analysis are POSTs that only read.
+    Route(
+        prefix="/api/v1/content",
+        service="content",
+        rules=(
+            rule("GET,HEAD", r".*", _WF.CONTENT_READ),
+            rule("POST", r"/api/v1/content/(search|analyze)", _WF.CONTENT_READ),
+            rule("*", r".*", _WF.CONTENT_WRITE),
+        ),
+    ),
+    # Plugins (WebAssembly) are served by the content service too; a call changes
+    # nothing stored (the service also asks for executions:run).
+    Route(
+        prefix="/api/v1/plugins",
+        service="content",
+        rules=(
+            rule("GET,HEAD", r".*", _WF.PLUGINS_READ),
+            rule("POST", r"/api/v1/plugins/[^/]+/call", _WF.PLUGINS_READ),
+            rule("*", r".*", _WF.PLUGINS_WRITE),
+        ),
+    ),
     # Provider keys and budgets are an admin's; reading them and usage, an editor's.
     *(
         Route(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -22,6 +23,7 @@ def target_metadata() -> MetaData:
     import orchestrion.kernel.http.idempotency
     import orchestrion.kernel.queue.models
     import orchestrion.services.auth.models
+    import orchestrion.services.content.models
     import orchestrion.services.content.plugins.models
     import orchestrion.services.knowledge.models
     import orchestrion.services.workflows.automation.models
@@ -31,6 +33,16 @@ def target_metadata() -> MetaData:
     from orchestrion.kernel.db.base import Base
 
     return Base.metadata
+
+
+#: Objects migrations create by hand (keyword indexes) that no model declares; they
+#: and their shadow tables (SQLite FTS5 ``*_data``, ``*_idx``...) are not compared.
+UNMANAGED_PREFIXES = ("content_chunks_fts", "ix_content_chunks_fts")
+
+
+def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
+    """Whether Alembic compares a reflected object (hand-made keyword indexes are not)."""
+    return not (name or "").startswith(UNMANAGED_PREFIXES)
 
 
 def alembic_config(url: str) -> Config:

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from orchestrion.kernel.db.base import JSONType, UTCDateTime
-from orchestrion.migrations import target_metadata
+from orchestrion.migrations import include_name, target_metadata
 
 config = context.config
 
@@ -34,6 +34,7 @@ def _run(connection: Connection) -> None:
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
         render_item=_render_item,
+        include_name=include_name,
     )
     with context.begin_transaction():
         context.run_migrations()

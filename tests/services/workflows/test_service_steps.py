@@ -9,11 +9,14 @@ from typing import Any
 
 import httpx
 import pytest
+import wasmtime
 from asgi_lifespan import LifespanManager
 
 from orchestrion.platform import create_embedded_app
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, login, make_settings, user_headers
 from tests.services.workflows.helpers import run, step
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "plugins"
 
 
 @pytest.fixture
@@ -98,3 +101,76 @@ async def test_steps_reach_only_their_own_tenants_data(
     )
     assert execution["status"] == "succeeded", execution
     assert step(execution, "find")["output"] == []
+
+
+PHOTOSYNTHESIS = (
+    "Photosynthesis is the process by which green plants use sunlight to make food. "
+    "During photosynthesis, chlorophyll in the leaves absorbs light energy, which turns "
+    "water and carbon dioxide into glucose and oxygen. Photosynthesis feeds nearly all "
+    "life on Earth."
+)
+
+
+async def test_content_step_analyses_text_and_reads_a_stored_document(
+    platform: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    stored = await platform.post(
+        "/api/v1/content", json={"text": PHOTOSYNTHESIS, "title": "Leaves"}, headers=headers
+    )
+    assert stored.status_code == 201, stored.text
+    assert stored.json()["status"] == "processed"
+    execution = await run(
+        platform,
+        headers,
+        [
+            {"id": "inline", "type": "content", "with": {"text": "{{ inputs.text }}"}},
+            {"id": "stored", "type": "content", "with": {"content_id": "{{ inputs.id }}"}},
+        ],
+        {"text": PHOTOSYNTHESIS, "id": stored.json()["id"]},
+    )
+    assert execution["status"] == "succeeded", execution
+    inline, kept = step(execution, "inline")["output"], step(execution, "stored")["output"]
+    assert inline["language"] == "en"
+    assert any("photosynthesis" in k["term"].lower() for k in inline["keywords"][:3])
+    assert kept["word_count"] == inline["word_count"]
+
+
+async def test_content_step_on_an_unknown_document_fails_without_retries(
+    platform: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    execution = await run(
+        platform, headers, [{"id": "read", "type": "content", "with": {"content_id": "nope"}}]
+    )
+    assert execution["status"] == "failed", execution
+    error = step(execution, "read")["error"]
+    assert "content answered 404" in error["message"]
+    assert step(execution, "read")["attempts"] == 1
+
+
+async def test_plugin_step_calls_a_plugin_by_name(
+    platform: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    module = wasmtime.wat2wasm((EXAMPLES / "text.wat").read_text())
+    uploaded = await platform.post(
+        "/api/v1/plugins",
+        files={"module": ("text.wasm", bytes(module), "application/wasm")},
+        data={"name": "text"},
+        headers=headers,
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    execution = await run(
+        platform,
+        headers,
+        [
+            {
+                "id": "vowels",
+                "type": "plugin",
+                "with": {"plugin": "text", "function": "count_vowels", "input": "{{ inputs.s }}"},
+            },
+            {"id": "missing", "type": "plugin", "with": {"plugin": "text", "function": "nope"}},
+        ],
+        {"s": "Orchestrion"},
+    )
+    assert step(execution, "vowels")["output"] == {"vowels": 4}
+    assert execution["status"] == "failed"
+    assert "content answered 422" in step(execution, "missing")["error"]["message"]

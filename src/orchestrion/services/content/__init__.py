@@ -1,1 +1,1 @@
-"""The content service: documents, analysis, search and WebAssembly plugins."""
+"""The content service: documents, analysis, chunks, search and WebAssembly plugins."""
