@@ -167,7 +167,13 @@ async def test_plugin_step_calls_a_plugin_by_name(
                 "type": "plugin",
                 "with": {"plugin": "text", "function": "count_vowels", "input": "{{ inputs.s }}"},
             },
-            {"id": "missing", "type": "plugin", "with": {"plugin": "text", "function": "nope"}},
+            # After `vowels`: a failed step ends the execution, whatever still runs.
+            {
+                "id": "missing",
+                "type": "plugin",
+                "needs": ["vowels"],
+                "with": {"plugin": "text", "function": "nope"},
+            },
         ],
         {"s": "Orchestrion"},
     )

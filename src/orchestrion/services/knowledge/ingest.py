@@ -140,13 +140,13 @@ async def ingest(
             edges.append(ImportEdge(source=doc_ref, target=target, type=edge_type))
     if not nodes and not edges:
         return {"nodes": 0, "edges": 0}
-    data = ImportRequest(nodes=nodes, edges=edges)
+    batch = ImportRequest(nodes=nodes, edges=edges)
     result = await service.import_graph(
         session,
         principal=principal,
-        data=data,
+        data=batch,
         embedder=embedder,
-        vectors=await service.import_vectors(data=data, embedder=embedder),
+        vectors=await service.import_vectors(data=batch, embedder=embedder),
     )
     return {"nodes": result["nodes"], "edges": result["edges"]}
 
