@@ -1,6 +1,7 @@
-"""The content service in the distributed shape: ``orchestrion serve content`` as its own
-process behind ``orchestrion gateway``, and a ``serve workflows`` process whose steps
-reach it by base URL (``ORCHESTRION_ENGINE__PEERS``)."""
+"""Services in the distributed shape: ``orchestrion serve content`` and ``serve knowledge``
+as their own processes behind ``orchestrion gateway`` (next to ``serve auth``), and a
+``serve workflows`` process whose steps reach them by base URL
+(``ORCHESTRION_ENGINE__PEERS``). One platform for all: processes start slowly."""
 
 from __future__ import annotations
 
@@ -22,17 +23,21 @@ TEXT = (
     "Photosynthesis lets green plants turn sunlight, water and carbon dioxide into sugar. "
     "Chlorophyll in the leaves absorbs the light that photosynthesis needs."
 )
-SERVED = ("auth", "content", "workflows")
+SERVED = ("auth", "content", "knowledge", "workflows")
 
 
-def test_serve_content_behind_the_gateway_and_steps_reach_it(tmp_path: Path) -> None:
+def test_serve_content_and_knowledge_behind_the_gateway_and_steps_reach_them(
+    tmp_path: Path,
+) -> None:
     ports = {name: free_port() for name in ("gateway", *SERVED)}
     url = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     settings = {
         "ORCHESTRION_ADMIN_PASSWORD": PASSWORD,
         "ORCHESTRION_OBSERVABILITY__LOG_LEVEL": "WARNING",
         "ORCHESTRION_EMBEDDINGS__PROVIDER": "none",
-        "ORCHESTRION_ENGINE__PEERS": json.dumps({"content": url["content"]}),
+        "ORCHESTRION_ENGINE__PEERS": json.dumps(
+            {"content": url["content"], "knowledge": url["knowledge"]}
+        ),
     }
     migrated = run_command(tmp_path, "db", "upgrade", **settings)
     assert migrated.returncode == 0, migrated.stderr
@@ -86,14 +91,58 @@ def test_serve_content_behind_the_gateway_and_steps_reach_it(tmp_path: Path) -> 
             assert run.status_code in (200, 202), run.text
             assert run.json()["status"] == "succeeded", run.json()
             assert run.json()["outputs"] == {"language": "en"}
+            _knowledge(http, auth)
             health = http.get("/health").json()
-            assert health["services"]["content"]["status"] == "ok", health
+            for service in ("content", "knowledge"):
+                assert health["services"][service]["status"] == "ok", health
             assert http.get("/api/v1/content").status_code == 401
+            assert http.get("/api/v1/knowledge/nodes").status_code == 401
     finally:
         for process in processes:
             if process.poll() is None:
                 print(stop(process)[-2000:])
 
 
-def test_content_is_a_service_of_the_cluster() -> None:
-    assert "content" in SERVICES
+def _knowledge(http: httpx.Client, auth: dict[str, str]) -> None:
+    imported = http.post(
+        "/api/v1/knowledge/import",
+        json={
+            "nodes": [
+                {"key": "a", "type": "t", "name": "Chlorophyll"},
+                {"key": "b", "type": "t", "name": "B"},
+            ],
+            "edges": [{"source": "a", "target": "b", "type": "link"}],
+        },
+        headers=auth,
+    )
+    assert imported.status_code == 200, imported.text
+    ids = imported.json()["ids"]
+    path = http.get(f"/api/v1/knowledge/path?from={ids['a']}&to={ids['b']}", headers=auth)
+    assert path.json()["cost"] == 1.0, path.text
+    workflow = http.post(
+        "/api/v1/workflows",
+        json={
+            "name": "find-it",
+            "steps": [
+                {
+                    "id": "find",
+                    "type": "knowledge",
+                    "with": {"query": "chlorophyll", "mode": "keyword"},
+                }
+            ],
+            "outputs": {"best": "{{ steps.find.output[0].name }}"},
+        },
+        headers=auth,
+    )
+    assert workflow.status_code == 201, workflow.text
+    run = http.post(
+        f"/api/v1/workflows/{workflow.json()['id']}/executions?wait=20", json={}, headers=auth
+    )
+    assert run.json()["outputs"] == {"best": "Chlorophyll"}, run.json()
+
+
+def test_the_new_services_are_services_of_the_cluster(tmp_path: Path) -> None:
+    assert {"content", "knowledge"} <= set(SERVICES)
+    unknown = run_command(tmp_path, "serve", "nope")
+    assert unknown.returncode == 2
+    assert "content" in unknown.stdout + unknown.stderr
