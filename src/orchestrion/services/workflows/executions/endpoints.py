@@ -15,7 +15,7 @@ from orchestrion.kernel.errors import BadRequest
 from orchestrion.kernel.http.deps import CurrentPrincipal, Internal, Session
 from orchestrion.kernel.http.etag import resource_response
 from orchestrion.kernel.http.idempotency import run_idempotent
-from orchestrion.kernel.http.lists import ListPage, list_body, parse_list_query
+from orchestrion.kernel.http.lists import ListPage, list_body, list_parameters, parse_list_query
 from orchestrion.services.workflows.executions import service
 from orchestrion.services.workflows.executions.schemas import (
     START_LIMITS,
@@ -49,6 +49,54 @@ _EVENT_STREAM: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _parameter(name: str, description: str, schema: dict[str, Any], where: str = "query") -> Any:
+    return {
+        "name": name,
+        "in": where,
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
+# Read from the request by the routes themselves (a malformed value is a 400, not a 422).
+_WAIT = {
+    "parameters": [
+        _parameter(
+            "wait",
+            "Seconds to wait for the execution to finish before answering 202",
+            {"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECONDS},
+        )
+    ]
+}
+_WINDOW = {
+    "parameters": [
+        _parameter("after", "Events with `seq` above this one", {"type": "integer", "minimum": 0}),
+        _parameter(
+            "until",
+            "Events up to this `seq`, and the state then",
+            {"type": "integer", "minimum": 1},
+        ),
+        _parameter(
+            "limit",
+            f"Events per page (at most {service.MAX_EVENTS_PAGE} are returned)",
+            {"type": "integer", "minimum": 1},
+        ),
+    ]
+}
+_RESUME = {
+    "parameters": [
+        _parameter("after", "Resume after this `seq`", {"type": "integer", "minimum": 0}),
+        _parameter(
+            "Last-Event-ID",
+            "Resume after this `seq` (what an EventSource sends on reconnecting)",
+            {"type": "integer", "minimum": 0},
+            "header",
+        ),
+    ]
+}
+
+
 def _engine(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
@@ -79,6 +127,7 @@ def _wait_seconds(request: Request) -> float:
         **problems(400, 401, 403, 404, 409, 422),
         **START_LIMITS,
     },
+    openapi_extra=_WAIT,
     summary="Start an execution",
 )
 async def start_execution(
@@ -135,6 +184,7 @@ async def start_execution(
 @router.get(
     "/api/v1/executions",
     response_model=ListPage[ExecutionRead],
+    openapi_extra=list_parameters(service.EXECUTION_LIST),
     responses=problems(400, 401, 403),
     summary="List executions",
 )
@@ -170,6 +220,7 @@ async def get_execution(
 @router.get(
     "/api/v1/executions/{execution_id}/events",
     response_model=EventPage,
+    openapi_extra=_WINDOW,
     responses=problems(400, 401, 403, 404),
     summary="An execution's event log",
 )
@@ -205,6 +256,7 @@ async def list_events(
     "/api/v1/executions/{execution_id}/stream",
     response_class=EventStream,
     responses={**_EVENT_STREAM, **problems(400, 401, 403, 404)},
+    openapi_extra=_RESUME,
     summary="Watch an execution (Server-Sent Events)",
 )
 async def stream_events(
