@@ -124,8 +124,9 @@ def list_parameters(spec: ListSpec) -> dict[str, Any]:
 
 
 def query_int(raw: str | None, name: str, *, default: int, minimum: int = 1) -> int:
-    """An integer query parameter, ``default`` when absent; 400 when malformed or too small."""
-    if raw is None or raw == "":
+    """An integer query parameter, ``default`` when absent; 400 when malformed (empty
+    included: the document says an integer) or too small."""
+    if raw is None:
         return default
     try:
         value = int(raw)

@@ -104,7 +104,7 @@ def _engine(request: Request) -> Engine:
 
 def _wait_seconds(request: Request) -> float:
     raw = request.query_params.get("wait")
-    if raw is None or raw == "":
+    if raw is None:
         return 0.0
     try:
         value = float(raw)
@@ -269,7 +269,7 @@ async def stream_events(
         await service.get_execution(
             session, tenant_id=principal.tenant_id, execution_id=execution_id
         )
-    raw_after = request.headers.get("last-event-id") or request.query_params.get("after") or "0"
+    raw_after = request.headers.get("last-event-id") or request.query_params.get("after", "0")
     try:
         after = max(0, int(raw_after))
     except ValueError:

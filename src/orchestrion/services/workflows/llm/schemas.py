@@ -32,7 +32,8 @@ class ProviderCreate(BaseModel):
 
 class _BudgetBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    limit_usd: float = Field(ge=0)
+    # Strict: a JSON true is not a dollar amount.
+    limit_usd: float = Field(ge=0, strict=True)
     name: str | None = Field(default=None, max_length=200)
 
 
