@@ -360,7 +360,10 @@ def _variant(general: dict[str, Any], step_type: type[StepType], title: str) -> 
     variant["description"] = step_type.description or general.get("description", "")
     properties = variant["properties"]
     properties["type"] = {"type": "string", "const": step_type.name}
-    properties["with"] = copy.deepcopy(step_type.with_schema)
+    with_ = properties["with"] = copy.deepcopy(step_type.with_schema)
+    if with_.get("type") == "object" and "additionalProperties" not in with_:
+        # What JSON Schema means already, said so that generated types take any key.
+        with_["additionalProperties"] = True
     if step_type.with_schema.get("required"):
         # An empty ``with`` (the default) would miss what the type requires.
         variant["required"] = [*variant.get("required", []), "with"]
@@ -395,6 +398,12 @@ def definition_schemas(
             "oneOf": [{"$ref": ref} for ref in mapping.values()],
             "discriminator": {"propertyName": "type", "mapping": mapping},
         }
+    # A PATCH body: any of the top-level keys, each replacing the current one whole.
+    patch = copy.deepcopy(schema)
+    patch.pop("required", None)
+    patch["title"] = "WorkflowDefinitionPatch"
+    patch["description"] = "Top-level keys of a definition, each replacing the current one."
+    schemas["WorkflowDefinitionPatch"] = patch
     return schemas
 
 

@@ -168,6 +168,17 @@ async def replace_workflow(
     "/{workflow_id}",
     response_model=WorkflowRead,
     responses=problems(400, 401, 403, 404, 412, 422),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": COMPONENTS.format(model="WorkflowDefinitionPatch")},
+                    "examples": {"archive": {"value": {"status": "archived"}}},
+                }
+            },
+        }
+    },
     summary="Change part of a workflow",
 )
 async def patch_workflow(

@@ -39,7 +39,16 @@ _EVENT_STREAM: dict[int | str, dict[str, Any]] = {
         "of quiet. Ends after the terminal event.",
         "content": {
             "text/event-stream": {
-                "schema": {"type": "string"},
+                # One event, as an EventSource client reads it.
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string"},
+                        "event": {"type": "string"},
+                        "data": {"type": "string"},
+                    },
+                    "required": ["data"],
+                },
                 "example": 'id: 1\nevent: execution.started\ndata: {"seq":1,'
                 '"type":"execution.started","step_id":null,"data":{},'
                 '"at":"2025-01-01T00:00:00Z"}\n\n',
