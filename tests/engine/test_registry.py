@@ -12,6 +12,7 @@ from orchestrion.engine import (
     StepType,
     StepTypeRegistry,
     default_registry,
+    definition_schemas,
     expr_or,
     validate_definition,
 )
@@ -78,3 +79,40 @@ def test_a_step_type_needs_a_name_and_a_valid_schema() -> None:
     with pytest.raises(SchemaError, match="objekt"):
         registry.register(BadSchema)
     assert registry.names() == []
+
+
+def test_the_definition_schema_lists_the_registered_types_with_their_with() -> None:
+    registry = StepTypeRegistry()
+
+    @registry.register
+    class SendMail(StepType):
+        name = "send_mail"
+        with_schema: ClassVar[dict[str, Any]] = {
+            "type": "object",
+            "properties": {"to": {"type": "string"}},
+            "required": ["to"],
+        }
+
+    @registry.register
+    class Noop(StepType):
+        name = "noop"
+
+    schemas = definition_schemas(registry, ref_template="#/x/{model}")
+    step = schemas["StepDefinition"]
+    assert step["discriminator"] == {
+        "propertyName": "type",
+        "mapping": {"noop": "#/x/NoopStep", "send_mail": "#/x/SendMailStep"},
+    }
+    assert step["oneOf"] == [{"$ref": "#/x/NoopStep"}, {"$ref": "#/x/SendMailStep"}]
+    mail = schemas["SendMailStep"]
+    assert mail["properties"]["type"] == {"type": "string", "const": "send_mail"}
+    assert mail["properties"]["with"] == {**SendMail.with_schema, "additionalProperties": True}
+    # A type that requires fields in ``with`` requires ``with``; one that does not, not.
+    assert set(mail["required"]) == {"id", "type", "with"}
+    assert set(schemas["NoopStep"]["required"]) == {"id", "type"}
+    # ``compensate`` takes a step body, discriminated the same way.
+    assert set(schemas["StepBody"]["discriminator"]["mapping"]) == {"noop", "send_mail"}
+    assert "id" not in schemas["SendMailStepBody"]["properties"]
+    assert schemas["WorkflowDefinition"]["properties"]["steps"]["items"] == {
+        "$ref": "#/x/StepDefinition"
+    }

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         StepBody,
         StepDefinition,
         WorkflowDefinition,
+        definition_schemas,
         topological_order,
         validate_definition,
     )
@@ -96,6 +97,7 @@ _EXPORTS: dict[str, str] = {
             "StepBody",
             "StepDefinition",
             "WorkflowDefinition",
+            "definition_schemas",
             "topological_order",
             "validate_definition",
         ),
@@ -251,6 +253,7 @@ __all__ = [
     "check_url",
     "configure_expressions",
     "default_registry",
+    "definition_schemas",
     "evaluate",
     "expr_or",
     "fold",

@@ -8,7 +8,9 @@ the API's 422 ``errors`` and always naming the step.
 
 from __future__ import annotations
 
+import copy
 import difflib
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from graphlib import CycleError, TopologicalSorter
 from typing import Any, Literal
@@ -345,6 +347,64 @@ def nested_body(raw: Any) -> StepBody:
 
 def _composite(step_type: type[StepType]) -> bool:
     return step_type.bodies.__func__ is not StepType.bodies.__func__  # type: ignore[attr-defined]
+
+
+def _component(step_name: str) -> str:
+    """``sub_workflow`` -> ``SubWorkflow``: a step type's name as a schema name."""
+    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", step_name))
+
+
+def _variant(general: dict[str, Any], step_type: type[StepType], title: str) -> dict[str, Any]:
+    variant = copy.deepcopy(general)
+    variant["title"] = title
+    variant["description"] = step_type.description or general.get("description", "")
+    properties = variant["properties"]
+    properties["type"] = {"type": "string", "const": step_type.name}
+    with_ = properties["with"] = copy.deepcopy(step_type.with_schema)
+    if with_.get("type") == "object" and "additionalProperties" not in with_:
+        # What JSON Schema means already, said so that generated types take any key.
+        with_["additionalProperties"] = True
+    if step_type.with_schema.get("required"):
+        # An empty ``with`` (the default) would miss what the type requires.
+        variant["required"] = [*variant.get("required", []), "with"]
+    return variant
+
+
+def definition_schemas(
+    registry: StepTypeRegistry = default_registry,
+    *,
+    ref_template: str = "#/components/schemas/{model}",
+) -> dict[str, Any]:
+    """The JSON Schemas of a definition, by name, saying which step types exist.
+
+    A step's ``with`` depends on its ``type``, so ``StepDefinition`` (and ``StepBody``, the
+    shape of ``compensate``) is a ``oneOf`` of one schema per registered type, ``type``
+    its name and ``with`` its ``with_schema``, discriminated by ``type``. Built from
+    ``registry`` when the app is, so that a client knows the types this installation has
+    (plugins included) and nothing here names one.
+    """
+    schema = WorkflowDefinition.model_json_schema(by_alias=True, ref_template=ref_template)
+    schemas: dict[str, Any] = {**schema.pop("$defs", {}), "WorkflowDefinition": schema}
+    for base, suffix in (("StepDefinition", "Step"), ("StepBody", "StepBody")):
+        general = schemas[base]
+        mapping: dict[str, str] = {}
+        for step_type in registry.all():
+            title = f"{_component(step_type.name)}{suffix}"
+            schemas[title] = _variant(general, step_type, title)
+            mapping[step_type.name] = ref_template.format(model=title)
+        schemas[base] = {
+            "title": base,
+            "description": general.get("description", ""),
+            "oneOf": [{"$ref": ref} for ref in mapping.values()],
+            "discriminator": {"propertyName": "type", "mapping": mapping},
+        }
+    # A PATCH body: any of the top-level keys, each replacing the current one whole.
+    patch = copy.deepcopy(schema)
+    patch.pop("required", None)
+    patch["title"] = "WorkflowDefinitionPatch"
+    patch["description"] = "Top-level keys of a definition, each replacing the current one."
+    schemas["WorkflowDefinitionPatch"] = patch
+    return schemas
 
 
 def validate_definition(

@@ -88,6 +88,32 @@ OWN_PATHS: dict[str, Any] = {
 }
 
 
+def _header(description: str, kind: str = "integer") -> dict[str, Any]:
+    return {"description": description, "schema": {"type": kind}}
+
+
+#: What the rate limiter sends with its 429 (``policies/ratelimit.py``).
+RATE_LIMIT_HEADERS: dict[str, Any] = {
+    "Retry-After": _header("Seconds to wait before retrying"),
+    "RateLimit-Limit": _header("Requests allowed in the window"),
+    "RateLimit-Remaining": _header("Requests left in the window"),
+    "RateLimit-Reset": _header("Seconds until the window resets"),
+}
+#: What the gateway itself can answer for any route it proxies: over a rate limit, or the
+#: upstream answering badly, unavailable (breaker open, no healthy instance) or too slow.
+PROXY_STATUSES = (429, 502, 503, 504)
+
+
+def declare_proxy_errors(operation: dict[str, Any]) -> None:
+    """Add to a proxied ``operation`` the statuses the gateway answers in its place."""
+    answers: dict[str, Any] = operation.setdefault("responses", {})
+    for status in PROXY_STATUSES:
+        answer = answers.setdefault(str(status), problem(status))
+        if status == 429:
+            answer["headers"] = {**RATE_LIMIT_HEADERS, **answer.get("headers", {})}
+    operation["responses"] = dict(sorted(answers.items()))
+
+
 def _rename_schemas(
     document: dict[str, Any], taken: Mapping[str, Any], service: str
 ) -> dict[str, Any]:
@@ -162,5 +188,7 @@ async def merged_document(
     }
     _mark_public(document, public)
     for path, _, operation in operations(document):
-        declare_errors(path, operation)
+        if path not in own_paths:
+            declare_errors(path, operation)
+            declare_proxy_errors(operation)
     return lift_defs(document)

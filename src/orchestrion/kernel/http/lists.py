@@ -65,9 +65,68 @@ class ListQuery:
     cursor_mode: bool = False
 
 
+def _choice(names: Sequence[str], suffix: str = "") -> str:
+    one = f"({'|'.join(sorted(names))}){suffix}"
+    return f"^{one}(,{one})*$"
+
+
+def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
+def list_parameters(spec: ListSpec) -> dict[str, Any]:
+    """The query parameters :func:`parse_list_query` reads for ``spec``, as ``openapi_extra``.
+
+    A list route reads its parameters from the query string itself (unknown ones are a
+    400), so FastAPI does not see them: this declares them, with the sortable fields,
+    selectable fields and filters of ``spec``, so that the document and the SDK know them.
+    """
+    # With the default furthest offset, any page up to this one is in reach at any limit.
+    last_page = DEFAULT_MAX_OFFSET // MAX_LIMIT + 1
+    parameters = [
+        _query(
+            "page",
+            "Page number, from 1; `(page - 1) * limit` at most `limits.list_max_offset`",
+            {"type": "integer", "minimum": 1, "maximum": last_page, "default": 1},
+        ),
+        _query(
+            "limit",
+            f"Items per page (at most {MAX_LIMIT} are returned)",
+            {"type": "integer", "minimum": 1, "default": 20},
+        ),
+        _query(
+            "sort",
+            f"Comma-separated `field[:asc|desc]`; default `{spec.default_sort}`",
+            {"type": "string", "pattern": _choice(list(spec.sortable), "(:(asc|desc))?")},
+        ),
+        _query(
+            "fields",
+            "Comma-separated fields to return (`id` always is)",
+            {"type": "string", "pattern": _choice(sorted(spec.fields))},
+        ),
+        _query(
+            "cursor",
+            "Keyset pagination: empty for the first page, then `meta.next_cursor`",
+            {"type": "string", "maxLength": MAX_CURSOR_LENGTH},
+        ),
+    ]
+    parameters += [
+        _query(name, f"Only items whose `{name}` is this value", {"type": "string"})
+        for name in sorted(spec.filters)
+    ]
+    return {"parameters": parameters}
+
+
 def query_int(raw: str | None, name: str, *, default: int, minimum: int = 1) -> int:
-    """An integer query parameter, ``default`` when absent; 400 when malformed or too small."""
-    if raw is None or raw == "":
+    """An integer query parameter, ``default`` when absent; 400 when malformed (empty
+    included: the document says an integer) or too small."""
+    if raw is None:
         return default
     try:
         value = int(raw)

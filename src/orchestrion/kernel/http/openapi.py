@@ -13,7 +13,10 @@ document so it says exactly what its routes answer:
 - schemas nested under ``$defs`` are lifted into ``components/schemas`` and their
   ``#/$defs/...`` references rewritten, so every ``$ref`` resolves in the document;
 - models that routes refer to without FastAPI seeing them (:func:`add_schemas`) join
-  the components.
+  the components, and so do schemas built when the app is (:func:`add_raw_schemas`: the
+  registered step types);
+- rules only known when the app is built (a length from the settings, the search modes
+  this installation has) are written into the schemas by :func:`refine_schemas`.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from orchestrion.kernel.errors import PROBLEM_JSON
 from orchestrion.kernel.http.problems import Problem
@@ -48,6 +51,18 @@ _WHEN = {
     503: "The upstream is unavailable",
     504: "The upstream timed out",
 }
+
+
+class ResponseModel(BaseModel):
+    """Base of response bodies whose fields with a default are always sent.
+
+    The document marks such fields ``required`` in the response schema (FastAPI keeps
+    input and output schemas apart), so that generated clients do not type an
+    always-present field as optional. A field that is sometimes left out of a body must
+    not use this base.
+    """
+
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
 
 
 class SchemaClash(RuntimeError):
@@ -122,6 +137,31 @@ def add_schemas(app: FastAPI, *models: type[BaseModel]) -> None:
     app.openapi_schema = None
 
 
+def add_raw_schemas(app: FastAPI, schemas: dict[str, Any]) -> None:
+    """Put ``schemas`` (JSON Schemas by component name) in ``app``'s components.
+
+    They replace any schema of the same name FastAPI generated: they are what the app
+    built for itself (a definition's steps as the registered step types).
+    """
+    found: dict[str, Any] = getattr(app.state, "openapi_raw_schemas", {})
+    app.state.openapi_raw_schemas = {**found, **schemas}
+    app.openapi_schema = None
+
+
+SchemaPatch = Callable[[dict[str, Any]], None]
+
+
+def refine_schemas(app: FastAPI, patch: SchemaPatch) -> None:
+    """Have ``patch`` edit ``app``'s ``components/schemas`` once they are complete.
+
+    For what the service enforces but only knows when it is built (settings): the
+    document must say it too, or a client sending a schema-valid body is refused.
+    """
+    found: list[SchemaPatch] = getattr(app.state, "openapi_patches", [])
+    app.state.openapi_patches = [*found, patch]
+    app.openapi_schema = None
+
+
 def declare_errors(path: str, operation: dict[str, Any]) -> None:
     """Add to ``operation`` the error statuses any route of the platform can answer."""
     answers: dict[str, Any] = operation.setdefault("responses", {})
@@ -143,7 +183,11 @@ def declare_errors(path: str, operation: dict[str, Any]) -> None:
 
 
 def finish_document(
-    document: dict[str, Any], models: tuple[type[BaseModel], ...] = ()
+    document: dict[str, Any],
+    models: tuple[type[BaseModel], ...] = (),
+    *,
+    raw: dict[str, Any] | None = None,
+    patches: tuple[SchemaPatch, ...] = (),
 ) -> dict[str, Any]:
     """``document`` made exact: see the module docstring."""
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
@@ -152,6 +196,9 @@ def finish_document(
         schema = model.model_json_schema(by_alias=True, ref_template=COMPONENTS)
         for name, definition in {**schema.pop("$defs", {}), model.__name__: schema}.items():
             _merge_schema(schemas, name, definition)
+    schemas.update(raw or {})
+    for patch in patches:
+        patch(schemas)
     for path, _, operation in operations(document):
         declare_errors(path, operation)
     if COMPONENTS.format(model="HTTPValidationError") not in json.dumps(document["paths"]):
@@ -167,8 +214,12 @@ def finish_openapi(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None or not getattr(app.state, "openapi_finished", False):
             app.openapi_schema = None
-            models = tuple(getattr(app.state, "openapi_models", ()))
-            app.openapi_schema = finish_document(generate(), models)
+            app.openapi_schema = finish_document(
+                generate(),
+                tuple(getattr(app.state, "openapi_models", ())),
+                raw=getattr(app.state, "openapi_raw_schemas", None),
+                patches=tuple(getattr(app.state, "openapi_patches", ())),
+            )
             app.state.openapi_finished = True
         return app.openapi_schema
 

@@ -14,11 +14,13 @@ from orchestrion.kernel.bus import service_bus
 from orchestrion.kernel.bus.outbox import OutboxRelay
 from orchestrion.kernel.http.app import create_service_app
 from orchestrion.kernel.http.idempotency import Sealing
+from orchestrion.kernel.http.openapi import refine_schemas
 from orchestrion.services.auth.bootstrap import ensure_bootstrap
 from orchestrion.services.auth.crypto import fernet_for
 from orchestrion.services.auth.endpoints import router
 from orchestrion.services.auth.keys import KeyRing
 from orchestrion.services.auth.passwords import PasswordPolicy
+from orchestrion.services.auth.schemas import password_schema
 from orchestrion.services.auth.service import AuthRuntime
 from orchestrion.services.auth.throttle import LoginThrottle
 from orchestrion.settings import Settings, open_database, open_revocations
@@ -94,4 +96,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.auth = runtime
     app.state.settings = settings
     app.include_router(router)
+    refine_schemas(app, password_schema(settings.auth.password_min_length))
     return app

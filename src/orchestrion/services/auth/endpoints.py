@@ -17,7 +17,13 @@ from orchestrion.kernel.errors import error_response
 from orchestrion.kernel.http.deps import CurrentPrincipal, Internal, client_ip, require
 from orchestrion.kernel.http.etag import check_if_match, resource_response
 from orchestrion.kernel.http.idempotency import run_idempotent
-from orchestrion.kernel.http.lists import ListPage, fetch_page, list_body, parse_list_query
+from orchestrion.kernel.http.lists import (
+    ListPage,
+    fetch_page,
+    list_body,
+    list_parameters,
+    parse_list_query,
+)
 from orchestrion.kernel.http.openapi import not_modified, problems
 from orchestrion.kernel.ids import isoformat
 from orchestrion.services.auth import repository, service
@@ -259,6 +265,7 @@ async def create_tenant(
 @router.get(
     f"{PREFIX}/tenants",
     response_model=ListPage[TenantRead],
+    openapi_extra=list_parameters(repository.TENANT_LIST),
     summary="List tenants",
     responses=problems(400),
 )
@@ -345,6 +352,7 @@ async def create_user(
 @router.get(
     f"{PREFIX}/users",
     response_model=ListPage[UserRead],
+    openapi_extra=list_parameters(repository.USER_LIST),
     summary="List users",
     responses=problems(400),
 )
@@ -485,6 +493,7 @@ async def create_api_key(
 @router.get(
     f"{PREFIX}/api-keys",
     response_model=ListPage[ApiKeyRead],
+    openapi_extra=list_parameters(repository.API_KEY_LIST),
     summary="List API keys",
     responses=problems(400),
 )
@@ -556,6 +565,7 @@ async def rotate_api_key(
 @router.get(
     f"{PREFIX}/audit",
     response_model=ListPage[AuditEventRead],
+    openapi_extra=list_parameters(repository.AUDIT_LIST),
     summary="The audit log",
     responses=problems(400),
 )

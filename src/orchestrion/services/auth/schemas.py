@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+
+from orchestrion.kernel.auth.permissions import ROLE_PERMISSIONS, Permission
+from orchestrion.kernel.http.openapi import ResponseModel, SchemaPatch
+
+#: What the service takes as an address (``service.normalize_email``), for the document.
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+
+# Roles and scopes are checked by the service (422 naming the unknown one); the document
+# lists the known ones so that clients can offer them.
+Role = Annotated[str, WithJsonSchema({"type": "string", "enum": list(ROLE_PERMISSIONS)})]
+Scope = Annotated[str, WithJsonSchema({"type": "string", "enum": [p.value for p in Permission]})]
 
 
 class _Body(BaseModel):
@@ -13,6 +25,12 @@ class _Body(BaseModel):
 
 class LoginRequest(_Body):
     """Credentials for ``POST /login``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"email": "ada@example.com", "password": "correct horse battery"}]
+        }
+    )
 
     email: str = Field(min_length=3, max_length=320)
     password: str = Field(min_length=1, max_length=1024)
@@ -30,7 +48,7 @@ class LogoutRequest(_Body):
     refresh_token: str | None = Field(default=None, max_length=512)
 
 
-class TokenPair(BaseModel):
+class TokenPair(ResponseModel):
     """An access token and the refresh token that renews it."""
 
     access_token: str
@@ -68,10 +86,11 @@ class TenantRead(BaseModel):
 class UserCreate(_Body):
     """A new user; ``tenant_id`` other than the caller's needs platform admin."""
 
-    email: str = Field(min_length=3, max_length=320)
-    # The password policy (service side) answers for length, naming its setting.
+    email: str = Field(min_length=3, max_length=320, pattern=EMAIL_PATTERN)
+    # The password policy (service side) answers for length, naming its setting; the
+    # document says the configured length (``password_schema``).
     password: str = Field(min_length=1, max_length=1024)
-    roles: list[str] = Field(default_factory=lambda: ["viewer"])
+    roles: list[Role] = Field(default_factory=lambda: ["viewer"])
     tenant_id: str | None = None
     platform_admin: bool = False
 
@@ -79,9 +98,9 @@ class UserCreate(_Body):
 class UserUpdate(_Body):
     """Changes to a user; absent fields stay as they are."""
 
-    email: str | None = Field(default=None, min_length=3, max_length=320)
+    email: str | None = Field(default=None, min_length=3, max_length=320, pattern=EMAIL_PATTERN)
     password: str | None = Field(default=None, min_length=1, max_length=1024)
-    roles: list[str] | None = None
+    roles: list[Role] | None = None
     is_active: bool | None = None
 
 
@@ -103,8 +122,21 @@ class UserRead(BaseModel):
 class ApiKeyCreate(_Body):
     """A new API key; its scopes must be permissions the owner holds."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "ci-deploy",
+                    "scopes": ["workflows:read", "executions:run"],
+                    "expires_at": "2099-01-01T00:00:00Z",
+                }
+            ]
+        }
+    )
+
     name: str = Field(min_length=1, max_length=200)
-    scopes: list[str] = Field(min_length=1)
+    scopes: list[Scope] = Field(min_length=1)
+    # Must be in the future: checked against the clock, so the document cannot say it.
     expires_at: datetime | None = None
 
 
@@ -193,3 +225,15 @@ class ApiKeyPrincipal(BaseModel):
 
     principal: dict[str, object]
     expires_at: datetime | None
+
+
+def password_schema(min_length: int) -> SchemaPatch:
+    """A schema patch: the password policy's length where a password is chosen."""
+
+    def patch(schemas: dict[str, Any]) -> None:
+        schemas["UserCreate"]["properties"]["password"]["minLength"] = min_length
+        for branch in schemas["UserUpdate"]["properties"]["password"]["anyOf"]:
+            if branch.get("type") == "string":
+                branch["minLength"] = min_length
+
+    return patch

@@ -14,7 +14,13 @@ from orchestrion.kernel.embeddings import Embedder
 from orchestrion.kernel.http.deps import CurrentPrincipal, Db, Session
 from orchestrion.kernel.http.etag import check_if_match, resource_response
 from orchestrion.kernel.http.idempotency import HEADER, run_idempotent
-from orchestrion.kernel.http.lists import ListPage, fetch_page, list_body, parse_list_query
+from orchestrion.kernel.http.lists import (
+    ListPage,
+    fetch_page,
+    list_body,
+    list_parameters,
+    parse_list_query,
+)
 from orchestrion.services.knowledge import repository, service
 from orchestrion.services.knowledge.responses import problems
 from orchestrion.services.knowledge.schemas import (
@@ -81,7 +87,13 @@ async def create_node(
     return await _created(request, session, principal, data, produce, "/api/v1/knowledge/nodes")
 
 
-@router.get("/nodes", response_model=ListPage[Node], responses=problems(400), summary="List nodes")
+@router.get(
+    "/nodes",
+    response_model=ListPage[Node],
+    openapi_extra=list_parameters(repository.NODE_LIST),
+    responses=problems(400),
+    summary="List nodes",
+)
 async def list_nodes(request: Request, session: Session, principal: CurrentPrincipal) -> Response:
     """Nodes of the caller's tenant; filters `type`, `name`."""
     principal.require(Permission.KNOWLEDGE_READ)
@@ -160,7 +172,13 @@ async def create_edge(
     return await _created(request, session, principal, data, produce, "/api/v1/knowledge/edges")
 
 
-@router.get("/edges", response_model=ListPage[Edge], responses=problems(400), summary="List edges")
+@router.get(
+    "/edges",
+    response_model=ListPage[Edge],
+    openapi_extra=list_parameters(repository.EDGE_LIST),
+    responses=problems(400),
+    summary="List edges",
+)
 async def list_edges(request: Request, session: Session, principal: CurrentPrincipal) -> Response:
     """Edges of the caller's tenant; filters `source`, `target`, `type`."""
     principal.require(Permission.KNOWLEDGE_READ)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from orchestrion.kernel.http.openapi import SchemaPatch
 from orchestrion.services.knowledge.models import NAME_LENGTH, TYPE_LENGTH
 
 T = TypeVar("T")
@@ -40,7 +42,19 @@ class Node(BaseModel):
 class NodeCreate(BaseModel):
     """A new node."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "concept",
+                    "name": "Graph theory",
+                    "properties": {"level": "intermediate"},
+                    "text": "The study of graphs: vertices joined by edges.",
+                }
+            ]
+        },
+    )
 
     type: str = TypeName
     name: str = NodeName
@@ -75,7 +89,19 @@ class Edge(BaseModel):
 class EdgeCreate(BaseModel):
     """A new edge between two nodes of the caller's tenant."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "source": "01a23ae2-abcd-7041-bb8b-5ef56c95b41a",
+                    "target": "01a23ae2-dcba-7041-bb8b-5ef56c95b41b",
+                    "type": "prerequisite_of",
+                    "weight": 1.0,
+                }
+            ]
+        },
+    )
 
     source: str = Field(min_length=1, max_length=36)
     target: str = Field(min_length=1, max_length=36)
@@ -109,7 +135,20 @@ class ImportEdge(BaseModel):
 class ImportRequest(BaseModel):
     """A bulk import, stored all or nothing."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "nodes": [
+                        {"key": "sets", "type": "concept", "name": "Set theory"},
+                        {"key": "graphs", "type": "concept", "name": "Graph theory"},
+                    ],
+                    "edges": [{"source": "sets", "target": "graphs", "type": "prerequisite_of"}],
+                }
+            ]
+        },
+    )
 
     nodes: list[ImportNode] = Field(default_factory=list, max_length=MAX_IMPORT_ITEMS)
     edges: list[ImportEdge] = Field(default_factory=list, max_length=MAX_IMPORT_ITEMS)
@@ -179,7 +218,10 @@ class CommunityData(BaseModel):
 class SearchRequest(BaseModel):
     """A search over the names and texts of nodes."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"query": "graph theory", "mode": "keyword", "limit": 5}]},
+    )
 
     query: str = Field(min_length=1, max_length=1000)
     mode: Literal["keyword", "semantic", "hybrid"] = "keyword"
@@ -198,3 +240,12 @@ class HitData(BaseModel):
     """Hits, best first."""
 
     data: list[Hit]
+
+
+def search_modes_schema(modes: Sequence[str]) -> SchemaPatch:
+    """A schema patch: the search modes this installation answers (others are a 422)."""
+
+    def patch(schemas: dict[str, Any]) -> None:
+        schemas["SearchRequest"]["properties"]["mode"]["enum"] = list(modes)
+
+    return patch

@@ -15,10 +15,10 @@ from fastapi import FastAPI
 from starlette.routing import Route
 
 from orchestrion import __version__
-from orchestrion.engine import WorkflowDefinition, configure_expressions
+from orchestrion.engine import configure_expressions, definition_schemas
 from orchestrion.kernel.crypto import rotating_fernet
 from orchestrion.kernel.http.app import create_service_app
-from orchestrion.kernel.http.openapi import add_schemas
+from orchestrion.kernel.http.openapi import add_raw_schemas
 from orchestrion.services.workflows.automation.endpoints import router as automation_router
 from orchestrion.services.workflows.definitions.endpoints import router as definitions_router
 from orchestrion.services.workflows.executions.endpoints import router as execution_router
@@ -73,7 +73,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(automation_router)
     app.include_router(llm_router)
     app.include_router(mcp_router)
-    add_schemas(app, WorkflowDefinition)
+    add_raw_schemas(app, definition_schemas())
     # The MCP transport answers POST (and GET/DELETE with a 405) at /mcp itself.
     app.router.routes.append(
         Route("/mcp", endpoint=mcp_endpoint, methods=["GET", "POST", "DELETE"])

@@ -13,10 +13,11 @@ from orchestrion.kernel.auth.permissions import Permission
 from orchestrion.kernel.http.deps import CurrentPrincipal, Session
 from orchestrion.kernel.http.etag import check_if_match, resource_response
 from orchestrion.kernel.http.idempotency import run_idempotent
-from orchestrion.kernel.http.lists import ListPage, list_body, parse_list_query
+from orchestrion.kernel.http.lists import ListPage, list_body, list_parameters, parse_list_query
 from orchestrion.services.workflows.definitions import service
 from orchestrion.services.workflows.definitions.parsing import ParseLimits, load_json, load_yaml
 from orchestrion.services.workflows.definitions.schemas import (
+    DEFINITION_EXAMPLE,
     StepTypeRead,
     WorkflowRead,
     WorkflowVersionRead,
@@ -30,8 +31,12 @@ _DEFINITION_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": {"$ref": COMPONENTS.format(model="WorkflowDefinition")}},
-            "application/yaml": {"schema": {"type": "string"}},
+            "application/json": {
+                "schema": {"$ref": COMPONENTS.format(model="WorkflowDefinition")},
+                "examples": {"double-then-add": {"value": DEFINITION_EXAMPLE}},
+            },
+            # The same object, written as YAML.
+            "application/yaml": {"schema": {"$ref": COMPONENTS.format(model="WorkflowDefinition")}},
         },
     }
 }
@@ -109,6 +114,7 @@ async def create_workflow(
 @router.get(
     "",
     response_model=ListPage[WorkflowRead],
+    openapi_extra=list_parameters(service.WORKFLOW_LIST),
     responses=problems(400, 401, 403),
     summary="List workflows",
 )
@@ -162,6 +168,17 @@ async def replace_workflow(
     "/{workflow_id}",
     response_model=WorkflowRead,
     responses=problems(400, 401, 403, 404, 412, 422),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": COMPONENTS.format(model="WorkflowDefinitionPatch")},
+                    "examples": {"archive": {"value": {"status": "archived"}}},
+                }
+            },
+        }
+    },
     summary="Change part of a workflow",
 )
 async def patch_workflow(
@@ -200,6 +217,7 @@ async def delete_workflow(
 @router.get(
     "/{workflow_id}/versions",
     response_model=ListPage[WorkflowVersionRead],
+    openapi_extra=list_parameters(service.VERSION_LIST),
     responses=problems(400, 401, 403, 404),
     summary="List a workflow's versions",
 )

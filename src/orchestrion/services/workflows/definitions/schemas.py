@@ -12,6 +12,24 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+#: A definition as the document shows it: two steps, the second needing the first.
+DEFINITION_EXAMPLE: dict[str, Any] = {
+    "name": "double-then-add",
+    "description": "Doubles x, then adds one",
+    "tags": ["demo"],
+    "inputs": {"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]},
+    "steps": [
+        {"id": "double", "type": "transform", "with": {"value": "{{ inputs.x * 2 }}"}},
+        {
+            "id": "add",
+            "type": "transform",
+            "needs": ["double"],
+            "with": {"value": "{{ steps.double.output.value + 1 }}"},
+        },
+    ],
+    "outputs": {"result": "{{ steps.add.output.value }}"},
+}
+
 
 class StepRead(BaseModel):
     """A step as stored: ``id`` and ``type`` first, then the keys it was written with."""

@@ -15,7 +15,7 @@ from orchestrion.kernel.errors import BadRequest
 from orchestrion.kernel.http.deps import CurrentPrincipal, Internal, Session
 from orchestrion.kernel.http.etag import resource_response
 from orchestrion.kernel.http.idempotency import run_idempotent
-from orchestrion.kernel.http.lists import ListPage, list_body, parse_list_query
+from orchestrion.kernel.http.lists import ListPage, list_body, list_parameters, parse_list_query
 from orchestrion.services.workflows.executions import service
 from orchestrion.services.workflows.executions.schemas import (
     START_LIMITS,
@@ -39,13 +39,70 @@ _EVENT_STREAM: dict[int | str, dict[str, Any]] = {
         "of quiet. Ends after the terminal event.",
         "content": {
             "text/event-stream": {
-                "schema": {"type": "string"},
+                # One event, as an EventSource client reads it.
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string"},
+                        "event": {"type": "string"},
+                        "data": {"type": "string"},
+                    },
+                    "required": ["data"],
+                },
                 "example": 'id: 1\nevent: execution.started\ndata: {"seq":1,'
                 '"type":"execution.started","step_id":null,"data":{},'
                 '"at":"2025-01-01T00:00:00Z"}\n\n',
             }
         },
     }
+}
+
+
+def _parameter(name: str, description: str, schema: dict[str, Any], where: str = "query") -> Any:
+    return {
+        "name": name,
+        "in": where,
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
+# Read from the request by the routes themselves (a malformed value is a 400, not a 422).
+_WAIT = {
+    "parameters": [
+        _parameter(
+            "wait",
+            "Seconds to wait for the execution to finish before answering 202",
+            {"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECONDS},
+        )
+    ]
+}
+_WINDOW = {
+    "parameters": [
+        _parameter("after", "Events with `seq` above this one", {"type": "integer", "minimum": 0}),
+        _parameter(
+            "until",
+            "Events up to this `seq`, and the state then",
+            {"type": "integer", "minimum": 1},
+        ),
+        _parameter(
+            "limit",
+            f"Events per page (at most {service.MAX_EVENTS_PAGE} are returned)",
+            {"type": "integer", "minimum": 1},
+        ),
+    ]
+}
+_RESUME = {
+    "parameters": [
+        _parameter("after", "Resume after this `seq`", {"type": "integer", "minimum": 0}),
+        _parameter(
+            "Last-Event-ID",
+            "Resume after this `seq` (what an EventSource sends on reconnecting)",
+            {"type": "integer", "minimum": 0},
+            "header",
+        ),
+    ]
 }
 
 
@@ -56,7 +113,7 @@ def _engine(request: Request) -> Engine:
 
 def _wait_seconds(request: Request) -> float:
     raw = request.query_params.get("wait")
-    if raw is None or raw == "":
+    if raw is None:
         return 0.0
     try:
         value = float(raw)
@@ -79,6 +136,7 @@ def _wait_seconds(request: Request) -> float:
         **problems(400, 401, 403, 404, 409, 422),
         **START_LIMITS,
     },
+    openapi_extra=_WAIT,
     summary="Start an execution",
 )
 async def start_execution(
@@ -135,6 +193,7 @@ async def start_execution(
 @router.get(
     "/api/v1/executions",
     response_model=ListPage[ExecutionRead],
+    openapi_extra=list_parameters(service.EXECUTION_LIST),
     responses=problems(400, 401, 403),
     summary="List executions",
 )
@@ -170,6 +229,7 @@ async def get_execution(
 @router.get(
     "/api/v1/executions/{execution_id}/events",
     response_model=EventPage,
+    openapi_extra=_WINDOW,
     responses=problems(400, 401, 403, 404),
     summary="An execution's event log",
 )
@@ -205,6 +265,7 @@ async def list_events(
     "/api/v1/executions/{execution_id}/stream",
     response_class=EventStream,
     responses={**_EVENT_STREAM, **problems(400, 401, 403, 404)},
+    openapi_extra=_RESUME,
     summary="Watch an execution (Server-Sent Events)",
 )
 async def stream_events(
@@ -217,7 +278,7 @@ async def stream_events(
         await service.get_execution(
             session, tenant_id=principal.tenant_id, execution_id=execution_id
         )
-    raw_after = request.headers.get("last-event-id") or request.query_params.get("after") or "0"
+    raw_after = request.headers.get("last-event-id") or request.query_params.get("after", "0")
     try:
         after = max(0, int(raw_after))
     except ValueError:

@@ -22,9 +22,12 @@ StepStatus = Literal["pending", "running", "waiting", "succeeded", "failed", "sk
 class ExecutionStart(BaseModel):
     """Inputs for a new execution (checked against the workflow's ``inputs`` schema)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"inputs": {"x": 20}, "priority": 0}]}
+    )
     inputs: dict[str, Any] = Field(default_factory=dict)
-    priority: int = Field(default=0, ge=-100, le=100)
+    # Strict: a JSON true is not a priority.
+    priority: int = Field(default=0, ge=-100, le=100, strict=True)
 
 
 class Approval(BaseModel):

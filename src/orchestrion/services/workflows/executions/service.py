@@ -232,7 +232,7 @@ def event_window(params: Any) -> tuple[int, int | None, int]:
     """``after``, ``until`` and ``limit`` from a query string (400 when malformed)."""
     after = query_int(params.get("after"), "after", default=0, minimum=0)
     raw_until = params.get("until")
-    until = query_int(raw_until, "until", default=1) if raw_until else None
+    until = query_int(raw_until, "until", default=1) if raw_until is not None else None
     limit = query_int(params.get("limit"), "limit", default=100)
     # seq is a 32-bit column: a larger bound means "past every event", not an error.
     after = min(after, MAX_SEQ)

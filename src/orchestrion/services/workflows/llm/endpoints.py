@@ -11,6 +11,7 @@ from orchestrion.services.workflows.llm import service
 from orchestrion.services.workflows.llm.schemas import (
     BudgetCreate,
     BudgetRead,
+    IsoTime,
     ProviderCreate,
     ProviderList,
     ProviderRead,
@@ -158,7 +159,7 @@ async def delete_budget(budget_id: str, session: Session, principal: CurrentPrin
 @router.get(
     "/api/v1/usage",
     response_model=UsageReport,
-    responses=problems(400, 401, 403),
+    responses=problems(400, 401, 403, 422),
     summary="LLM usage",
 )
 async def get_usage(
@@ -169,8 +170,10 @@ async def get_usage(
         description="`model`, `workflow` or `day`",
         json_schema_extra={"enum": ["model", "workflow", "day"]},
     ),
-    since: str | None = Query(default=None, alias="from", description="ISO date/time, inclusive"),
-    until: str | None = Query(default=None, alias="to", description="ISO date/time, exclusive"),
+    since: IsoTime | None = Query(
+        default=None, alias="from", description="ISO date/time, inclusive"
+    ),
+    until: IsoTime | None = Query(default=None, alias="to", description="ISO date/time, exclusive"),
     workflow_id: str | None = None,
 ) -> Response:
     """Tokens and cost of the tenant's LLM steps, grouped, with the total."""

@@ -9,7 +9,15 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, WithJsonSchema
+
+#: A query's ISO 8601 date or date-time (``service._parse_time`` reads either).
+IsoTime = Annotated[
+    str,
+    WithJsonSchema(
+        {"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]}
+    ),
+]
 
 
 class ProviderCreate(BaseModel):
@@ -22,25 +30,39 @@ class ProviderCreate(BaseModel):
     api_key: SecretStr | None = Field(default=None, max_length=4000)
 
 
-class BudgetCreate(BaseModel):
-    """A spending limit: per execution, per workflow or per tenant, optionally per period."""
-
+class _BudgetBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    scope: Literal["execution", "workflow", "tenant"]
-    workflow_id: str | None = Field(default=None, min_length=1, max_length=36)
-    period: Literal["day", "month"] | None = None
-    limit_usd: float = Field(ge=0)
+    # Strict: a JSON true is not a dollar amount.
+    limit_usd: float = Field(ge=0, strict=True)
     name: str | None = Field(default=None, max_length=200)
 
-    @model_validator(mode="after")
-    def _consistent(self) -> BudgetCreate:
-        if self.scope == "workflow" and not self.workflow_id:
-            raise ValueError("a workflow budget needs workflow_id")
-        if self.scope == "tenant" and self.workflow_id:
-            raise ValueError("a tenant budget takes no workflow_id")
-        if self.scope == "execution" and self.period:
-            raise ValueError("an execution budget has no period")
-        return self
+
+class ExecutionBudgetCreate(_BudgetBody):
+    """A limit on what each execution spends (no period: an execution is one)."""
+
+    scope: Literal["execution"]
+
+
+class WorkflowBudgetCreate(_BudgetBody):
+    """A limit on what one workflow's executions spend, optionally per period."""
+
+    scope: Literal["workflow"]
+    workflow_id: str = Field(min_length=1, max_length=36)
+    period: Literal["day", "month"] | None = None
+
+
+class TenantBudgetCreate(_BudgetBody):
+    """A limit on what the whole tenant spends, optionally per period."""
+
+    scope: Literal["tenant"]
+    period: Literal["day", "month"] | None = None
+
+
+#: A spending limit; which fields it takes depends on its ``scope``.
+BudgetCreate = Annotated[
+    ExecutionBudgetCreate | WorkflowBudgetCreate | TenantBudgetCreate,
+    Field(discriminator="scope"),
+]
 
 
 class ProviderRead(BaseModel):

@@ -234,7 +234,7 @@ async def check_budgets(
 
 
 def _parse_time(raw: str | None, name: str) -> datetime | None:
-    if not raw:
+    if raw is None:
         return None
     try:
         value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
