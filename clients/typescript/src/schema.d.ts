@@ -377,6 +377,136 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/content": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List documents
+         * @description Documents of the caller's tenant; filters `content_type`, `status`, `tag`.
+         */
+        get: operations["list_content_api_v1_content_get"];
+        put?: never;
+        /**
+         * Add a document
+         * @description Multipart (`file`, `title`, `tags`), JSON (`text`, `html` or `markdown`) or the raw
+         *     bytes. The type is read from the bytes. Small documents answer `processed`, larger
+         *     ones `processing` (a worker finishes them).
+         */
+        post: operations["create_content_api_v1_content_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/content/analyze": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Analyse a text
+         * @description Language, keywords, entities, summary, readability and concepts; nothing stored.
+         */
+        post: operations["analyze_api_v1_content_analyze_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/content/search": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Search documents
+         * @description Chunks of the caller's documents, best first: `keyword`, `semantic` or `hybrid`.
+         */
+        post: operations["search_content_api_v1_content_search_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/content/{content_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a document
+         * @description One document, with its analysis once processed, and its ETag.
+         */
+        get: operations["get_content_api_v1_content__content_id__get"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete a document
+         * @description Delete a document with its text, chunks and vectors; `If-Match` honoured.
+         */
+        delete: operations["delete_content_api_v1_content__content_id__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/content/{content_id}/chunks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The chunks of a document
+         * @description The document's chunks in order, each with its offsets into the extracted text.
+         */
+        get: operations["get_chunks_api_v1_content__content_id__chunks_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/content/{content_id}/text": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The extracted text
+         * @description The document's extracted text (chunk offsets index into it); 409 until processed.
+         */
+        get: operations["get_text_api_v1_content__content_id__text_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/executions": {
         parameters: {
             query?: never;
@@ -873,8 +1003,10 @@ export interface paths {
         put?: never;
         /**
          * Search nodes
-         * @description Keyword search (BM25) over names and texts; `semantic` and `hybrid` answer 422
-         *     until an embedding model is installed.
+         * @description `keyword`: BM25 over names and texts (score: BM25). `semantic`: cosine between the
+         *     query's and each node's embedding (score: cosine, -1 to 1). `hybrid`: both rankings
+         *     fused by reciprocal rank (score: the RRF sum, k = 60). Without an embedding provider
+         *     `semantic` and `hybrid` answer 422; a provider that is down answers 503.
          */
         post: operations["search_nodes_api_v1_knowledge_search_post"];
         delete?: never;
@@ -993,6 +1125,77 @@ export interface paths {
         get: operations["list_tools_api_v1_mcp_servers__name__tools_get"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/plugins": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List plugins
+         * @description Plugins of the caller's tenant; filters `name`, `version`.
+         */
+        get: operations["list_plugins_api_v1_plugins_get"];
+        put?: never;
+        /**
+         * Upload a plugin
+         * @description A WebAssembly module (an Extism plugin) with a name and version; 422 when it does
+         *     not compile or needs imports the sandbox does not give (WASI, host functions).
+         */
+        post: operations["create_plugin_api_v1_plugins_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/plugins/{plugin_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a plugin
+         * @description One plugin, with its ETag.
+         */
+        get: operations["get_plugin_api_v1_plugins__plugin_id__get"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete a plugin
+         * @description Delete a plugin; `If-Match` honoured.
+         */
+        delete: operations["delete_plugin_api_v1_plugins__plugin_id__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/plugins/{plugin_id}/call": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Call a plugin's function
+         * @description Run one exported function on `input` under the plugin's limits. A call past its
+         *     time limit or memory cap, or that traps, is a 422 whose `detail` names the cause:
+         *     `timeout`, `memory`, `trap: <message>` (or `error: <message>`, the plugin's own).
+         */
+        post: operations["call_plugin_api_v1_plugins__plugin_id__call_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1884,6 +2087,250 @@ export interface components {
             errors: components["schemas"]["ProblemError"][];
         };
         /**
+         * AnalyzeRequest
+         * @description A text to analyse; nothing is stored.
+         */
+        AnalyzeRequest: {
+            /** Text */
+            text: string;
+        };
+        /**
+         * Content
+         * @description A document as the API shows it; ``analysis`` once processed, ``error`` if failed.
+         */
+        Content: {
+            /** Id */
+            id: string;
+            /** Tenant Id */
+            tenant_id: string;
+            /** Title */
+            title: string;
+            /** Content Type */
+            content_type: string;
+            /** Size */
+            size: number;
+            /** Sha256 */
+            sha256: string;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "processing" | "processed" | "failed";
+            /** Error */
+            error?: string | null;
+            /** Tags */
+            tags: string[];
+            analysis?: components["schemas"]["ContentAnalysis"] | null;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * Updated At
+             * Format: date-time
+             */
+            updated_at: string;
+        };
+        /**
+         * ContentAnalysis
+         * @description What analysis found in a text.
+         */
+        ContentAnalysis: {
+            /** Language */
+            language: string;
+            /** Word Count */
+            word_count: number;
+            /** Keywords */
+            keywords: components["schemas"]["ContentKeyword"][];
+            /** Entities */
+            entities: components["schemas"]["ContentEntity"][];
+            /** Summary */
+            summary: string;
+            readability: components["schemas"]["Readability"];
+            /**
+             * Difficulty
+             * @enum {string}
+             */
+            difficulty: "beginner" | "intermediate" | "advanced";
+            /** Concepts */
+            concepts: string[];
+        };
+        /**
+         * ContentEntity
+         * @description A named entity: ``PERSON``, ``PLACE``, ``ORG``, ``DATE`` or ``MISC``.
+         */
+        ContentEntity: {
+            /** Text */
+            text: string;
+            /** Label */
+            label: string;
+        };
+        /**
+         * ContentHit
+         * @description A chunk found by search, with its score (higher is better).
+         */
+        ContentHit: {
+            /** Content Id */
+            content_id: string;
+            /** Chunk Index */
+            chunk_index: number;
+            /** Text */
+            text: string;
+            /** Score */
+            score: number;
+        };
+        /**
+         * ContentHits
+         * @description Hits, best first.
+         */
+        ContentHits: {
+            /** Data */
+            data: components["schemas"]["ContentHit"][];
+        };
+        /**
+         * ContentKeyword
+         * @description A keyword and how strongly it stands for the text (0..1, higher is better).
+         */
+        ContentKeyword: {
+            /** Term */
+            term: string;
+            /** Score */
+            score: number;
+        };
+        /**
+         * ContentSearch
+         * @description A search over the chunks of the caller's documents.
+         */
+        ContentSearch: {
+            /** Query */
+            query: string;
+            /**
+             * Mode
+             * @default keyword
+             * @enum {string}
+             */
+            mode?: "keyword" | "semantic" | "hybrid";
+            /**
+             * Limit
+             * @default 10
+             */
+            limit?: number;
+        };
+        /** ListPage[Content] */
+        ListPage_Content_: {
+            /** Data */
+            data: components["schemas"]["Content"][];
+            meta: components["schemas"]["ListMeta"];
+            links: components["schemas"]["ListLinks"];
+        };
+        /** ListPage[Plugin] */
+        ListPage_Plugin_: {
+            /** Data */
+            data: components["schemas"]["Plugin"][];
+            meta: components["schemas"]["ListMeta"];
+            links: components["schemas"]["ListLinks"];
+        };
+        /** ListPage[TextChunk] */
+        ListPage_TextChunk_: {
+            /** Data */
+            data: components["schemas"]["TextChunk"][];
+            meta: components["schemas"]["ListMeta"];
+            links: components["schemas"]["ListLinks"];
+        };
+        /**
+         * Plugin
+         * @description An uploaded plugin.
+         */
+        Plugin: {
+            /** Id */
+            id: string;
+            /** Name */
+            name: string;
+            /** Version */
+            version: string;
+            /** Description */
+            description: string;
+            /**
+             * Functions
+             * @description Exported functions a call may name.
+             */
+            functions: string[];
+            /**
+             * Sha256
+             * @description SHA-256 of the module, hex.
+             */
+            sha256: string;
+            /** Size Bytes */
+            size_bytes: number;
+            limits: components["schemas"]["PluginLimits"];
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+        };
+        /**
+         * PluginCall
+         * @description One call: the function to run and its input.
+         */
+        PluginCall: {
+            /** Function */
+            function: string;
+            /**
+             * Input
+             * @description Sent to the plugin as its JSON text; a string as its UTF-8 bytes. Left out, the plugin reads empty input.
+             */
+            input?: unknown;
+        };
+        /**
+         * PluginCallResult
+         * @description What the plugin wrote, and how long the call ran.
+         */
+        PluginCallResult: {
+            /**
+             * Output
+             * @description Parsed JSON when the plugin wrote JSON, else a string.
+             */
+            output: unknown;
+            /** Duration Ms */
+            duration_ms: number;
+        };
+        /**
+         * PluginLimits
+         * @description The limits every call of the plugin runs under (after the platform's maxima).
+         */
+        PluginLimits: {
+            /** Timeout Ms */
+            timeout_ms: number;
+            /** Max Memory Pages */
+            max_memory_pages: number;
+        };
+        /**
+         * Readability
+         * @description Flesch reading ease (higher is easier) and Flesch-Kincaid grade level.
+         */
+        Readability: {
+            /** Flesch Reading Ease */
+            flesch_reading_ease: number;
+            /** Grade Level */
+            grade_level: number;
+        };
+        /**
+         * TextChunk
+         * @description A piece of a document's text: ``text == full_text[start:end]``.
+         */
+        TextChunk: {
+            /** Index */
+            index: number;
+            /** Text */
+            text: string;
+            /** Start */
+            start: number;
+            /** End */
+            end: number;
+        };
+        /**
          * Community
          * @description A community: its id (largest first) and member node ids.
          */
@@ -2254,7 +2701,7 @@ export interface components {
              * @default keyword
              * @enum {string}
              */
-            mode?: "keyword";
+            mode?: "keyword" | "semantic" | "hybrid";
             /**
              * Limit
              * @default 10
@@ -3231,12 +3678,12 @@ export interface components {
          * StepBody
          * @description What a step does: its type and ``with``; also the shape of ``compensate``.
          */
-        StepBody: components["schemas"]["AgentStepBody"] | components["schemas"]["ApprovalStepBody"] | components["schemas"]["DelayStepBody"] | components["schemas"]["FailStepBody"] | components["schemas"]["HttpStepBody"] | components["schemas"]["LlmStepBody"] | components["schemas"]["LoopStepBody"] | components["schemas"]["McpStepBody"] | components["schemas"]["SubWorkflowStepBody"] | components["schemas"]["SwitchStepBody"] | components["schemas"]["TransformStepBody"] | components["schemas"]["WaitForEventStepBody"];
+        StepBody: components["schemas"]["AgentStepBody"] | components["schemas"]["ApprovalStepBody"] | components["schemas"]["ContentStepBody"] | components["schemas"]["DelayStepBody"] | components["schemas"]["FailStepBody"] | components["schemas"]["HttpStepBody"] | components["schemas"]["KnowledgeStepBody"] | components["schemas"]["LlmStepBody"] | components["schemas"]["LoopStepBody"] | components["schemas"]["McpStepBody"] | components["schemas"]["PluginStepBody"] | components["schemas"]["SubWorkflowStepBody"] | components["schemas"]["SwitchStepBody"] | components["schemas"]["TransformStepBody"] | components["schemas"]["WaitForEventStepBody"];
         /**
          * StepDefinition
          * @description One step of a workflow (see "Step fields" in the API contract).
          */
-        StepDefinition: components["schemas"]["AgentStep"] | components["schemas"]["ApprovalStep"] | components["schemas"]["DelayStep"] | components["schemas"]["FailStep"] | components["schemas"]["HttpStep"] | components["schemas"]["LlmStep"] | components["schemas"]["LoopStep"] | components["schemas"]["McpStep"] | components["schemas"]["SubWorkflowStep"] | components["schemas"]["SwitchStep"] | components["schemas"]["TransformStep"] | components["schemas"]["WaitForEventStep"];
+        StepDefinition: components["schemas"]["AgentStep"] | components["schemas"]["ApprovalStep"] | components["schemas"]["ContentStep"] | components["schemas"]["DelayStep"] | components["schemas"]["FailStep"] | components["schemas"]["HttpStep"] | components["schemas"]["KnowledgeStep"] | components["schemas"]["LlmStep"] | components["schemas"]["LoopStep"] | components["schemas"]["McpStep"] | components["schemas"]["PluginStep"] | components["schemas"]["SubWorkflowStep"] | components["schemas"]["SwitchStep"] | components["schemas"]["TransformStep"] | components["schemas"]["WaitForEventStep"];
         /**
          * WorkflowDefinition
          * @description A workflow as written by its author; serialise with ``by_alias=True`` for ``with``.
@@ -3343,6 +3790,49 @@ export interface components {
                 schema?: Record<string, never>;
                 timeout?: number | string;
             };
+            /** @default null */
+            retry?: components["schemas"]["RetryPolicy"] | null;
+            /**
+             * Timeout
+             * @default null
+             */
+            timeout?: number | null;
+            /** Id */
+            id: string;
+            /** Needs */
+            needs?: string[];
+            /**
+             * When
+             * @default null
+             */
+            when?: string | null;
+            /**
+             * For Each
+             * @default null
+             */
+            for_each?: string | null;
+            /**
+             * Concurrency
+             * @default null
+             */
+            concurrency?: number | null;
+            /** @default null */
+            compensate?: components["schemas"]["StepBody"] | null;
+        };
+        /**
+         * ContentStep
+         * @description Analyse `text`, or read the analysis of document `content_id`; output {language, word_count, keywords, entities, summary, readability, difficulty, concepts}.
+         */
+        ContentStep: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "content";
+            with?: {
+                text?: string;
+                content_id?: string;
+            } & (unknown | unknown);
             /** @default null */
             retry?: components["schemas"]["RetryPolicy"] | null;
             /**
@@ -3506,6 +3996,50 @@ export interface components {
             compensate?: components["schemas"]["StepBody"] | null;
         };
         /**
+         * KnowledgeStep
+         * @description Search the knowledge graph for `query` (`mode` keyword|semantic|hybrid, `limit`); output [{node_id, name, score}], best first.
+         */
+        KnowledgeStep: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "knowledge";
+            with: {
+                query: string;
+                mode?: ("keyword" | "semantic" | "hybrid") | string;
+                limit?: number | string;
+            };
+            /** @default null */
+            retry?: components["schemas"]["RetryPolicy"] | null;
+            /**
+             * Timeout
+             * @default null
+             */
+            timeout?: number | null;
+            /** Id */
+            id: string;
+            /** Needs */
+            needs?: string[];
+            /**
+             * When
+             * @default null
+             */
+            when?: string | null;
+            /**
+             * For Each
+             * @default null
+             */
+            for_each?: string | null;
+            /**
+             * Concurrency
+             * @default null
+             */
+            concurrency?: number | null;
+            /** @default null */
+            compensate?: components["schemas"]["StepBody"] | null;
+        };
+        /**
          * LlmStep
          * @description Call a model with `prompt` or `messages`; output {text, model, tool_calls, usage} (and `data` with a `response_schema`). Tokens stream to the execution's watchers.
          */
@@ -3622,6 +4156,50 @@ export interface components {
                 tool: string;
                 arguments?: Record<string, never> | string;
                 timeout?: number | string;
+            };
+            /** @default null */
+            retry?: components["schemas"]["RetryPolicy"] | null;
+            /**
+             * Timeout
+             * @default null
+             */
+            timeout?: number | null;
+            /** Id */
+            id: string;
+            /** Needs */
+            needs?: string[];
+            /**
+             * When
+             * @default null
+             */
+            when?: string | null;
+            /**
+             * For Each
+             * @default null
+             */
+            for_each?: string | null;
+            /**
+             * Concurrency
+             * @default null
+             */
+            concurrency?: number | null;
+            /** @default null */
+            compensate?: components["schemas"]["StepBody"] | null;
+        };
+        /**
+         * PluginStep
+         * @description Call `function` of WebAssembly plugin `plugin` (id or name) with `input`; output: the plugin's output.
+         */
+        PluginStep: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "plugin";
+            with: {
+                plugin: string;
+                function: string;
+                input?: unknown;
             };
             /** @default null */
             retry?: components["schemas"]["RetryPolicy"] | null;
@@ -3887,6 +4465,28 @@ export interface components {
             timeout?: number | null;
         };
         /**
+         * ContentStepBody
+         * @description Analyse `text`, or read the analysis of document `content_id`; output {language, word_count, keywords, entities, summary, readability, difficulty, concepts}.
+         */
+        ContentStepBody: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "content";
+            with?: {
+                text?: string;
+                content_id?: string;
+            } & (unknown | unknown);
+            /** @default null */
+            retry?: components["schemas"]["RetryPolicy"] | null;
+            /**
+             * Timeout
+             * @default null
+             */
+            timeout?: number | null;
+        };
+        /**
          * DelayStepBody
          * @description Wait `seconds`; the timer survives a restart. Output {}.
          */
@@ -3947,6 +4547,29 @@ export interface components {
                 json?: unknown;
                 body?: string;
                 timeout?: number | string;
+            };
+            /** @default null */
+            retry?: components["schemas"]["RetryPolicy"] | null;
+            /**
+             * Timeout
+             * @default null
+             */
+            timeout?: number | null;
+        };
+        /**
+         * KnowledgeStepBody
+         * @description Search the knowledge graph for `query` (`mode` keyword|semantic|hybrid, `limit`); output [{node_id, name, score}], best first.
+         */
+        KnowledgeStepBody: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "knowledge";
+            with: {
+                query: string;
+                mode?: ("keyword" | "semantic" | "hybrid") | string;
+                limit?: number | string;
             };
             /** @default null */
             retry?: components["schemas"]["RetryPolicy"] | null;
@@ -4031,6 +4654,29 @@ export interface components {
                 tool: string;
                 arguments?: Record<string, never> | string;
                 timeout?: number | string;
+            };
+            /** @default null */
+            retry?: components["schemas"]["RetryPolicy"] | null;
+            /**
+             * Timeout
+             * @default null
+             */
+            timeout?: number | null;
+        };
+        /**
+         * PluginStepBody
+         * @description Call `function` of WebAssembly plugin `plugin` (id or name) with `input`; output: the plugin's output.
+         */
+        PluginStepBody: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "plugin";
+            with: {
+                plugin: string;
+                function: string;
+                input?: unknown;
             };
             /** @default null */
             retry?: components["schemas"]["RetryPolicy"] | null;
@@ -6807,6 +7453,897 @@ export interface operations {
             };
             /** @description Not found in the caller's tenant */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_content_api_v1_content_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ListPage_Content_"];
+                };
+            };
+            /** @description Malformed request (body, query or header) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    create_content_api_v1_content_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "multipart/form-data": {
+                    /** Format: binary */
+                    file: string;
+                    title?: string;
+                    /** @description A JSON list or comma-separated tags. */
+                    tags?: string;
+                };
+                "application/json": {
+                    /** Text */
+                    text?: string | null;
+                    /** Html */
+                    html?: string | null;
+                    /** Markdown */
+                    markdown?: string | null;
+                    /** Title */
+                    title?: string | null;
+                    /** Tags */
+                    tags?: string[];
+                };
+                "application/octet-stream": string;
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Content"];
+                };
+            };
+            /** @description Malformed request (body, query or header) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body or the data in it is over a size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unsupported Media Type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    analyze_api_v1_content_analyze_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AnalyzeRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ContentAnalysis"];
+                };
+            };
+            /** @description Malformed request (body, query or header) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body or the data in it is over a size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    search_content_api_v1_content_search_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ContentSearch"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ContentHits"];
+                };
+            };
+            /** @description Malformed request (body, query or header) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body or the data in it is over a size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_content_api_v1_content__content_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                content_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Content"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_content_api_v1_content__content_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                content_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `If-Match` does not match the current ETag */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_chunks_api_v1_content__content_id__chunks_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                content_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ListPage_TextChunk_"];
+                };
+            };
+            /** @description Malformed request (body, query or header) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_text_api_v1_content__content_id__text_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                content_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain": string;
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10997,6 +12534,566 @@ export interface operations {
             };
             /** @description Not found in the caller's tenant */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_plugins_api_v1_plugins_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ListPage_Plugin_"];
+                };
+            };
+            /** @description Malformed request (body, query or header) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    create_plugin_api_v1_plugins_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "multipart/form-data": {
+                    /**
+                     * Format: binary
+                     * @description The `.wasm` binary (an Extism plugin).
+                     */
+                    module: string;
+                    name: string;
+                    /** @default 1.0.0 */
+                    version?: string;
+                    description?: string;
+                    /** @description JSON `{"timeout_ms", "max_memory_pages"}`; values above the platform's maxima are lowered to them. */
+                    limits?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Plugin"];
+                };
+            };
+            /** @description Malformed request (body, query or header) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body or the data in it is over a size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_plugin_api_v1_plugins__plugin_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                plugin_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Plugin"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_plugin_api_v1_plugins__plugin_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                plugin_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `If-Match` does not match the current ETag */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    call_plugin_api_v1_plugins__plugin_id__call_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                plugin_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PluginCall"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PluginCallResult"];
+                };
+            };
+            /** @description Malformed request (body, query or header) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body or the data in it is over a size limit */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
