@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from rich.console import Console
 
-SERVICES = ("auth", "workflows", "realtime", "knowledge")
+SERVICES = ("auth", "workflows", "realtime", "knowledge", "templates")
 _COMMAND = [sys.executable, "-m", "orchestrion"]
 
 

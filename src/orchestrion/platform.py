@@ -33,9 +33,16 @@ def service_factories() -> dict[str, ServiceFactory]:
     from orchestrion.services.auth.app import create_app as auth
     from orchestrion.services.knowledge.app import create_app as knowledge
     from orchestrion.services.realtime.app import create_app as realtime
+    from orchestrion.services.templates.app import create_app as templates
     from orchestrion.services.workflows.app import create_app as workflows
 
-    return {"auth": auth, "workflows": workflows, "realtime": realtime, "knowledge": knowledge}
+    return {
+        "auth": auth,
+        "workflows": workflows,
+        "realtime": realtime,
+        "knowledge": knowledge,
+        "templates": templates,
+    }
 
 
 def create_embedded_app(settings: Settings, *, routes: list[Route] | None = None) -> ASGIApp:
