@@ -80,10 +80,8 @@ async def test_ratings_replace_and_average(
     assert again.json()["rating"] == {"average": 4.0, "count": 1}  # replaced, not added
     await client.post(url, json={"stars": 5}, headers=editor)
     third = await client.post(url, json={"stars": 1}, headers=other)
-    assert (
-        third.json()["rating"] == {"average": 10 / 3, "count": 3}
-        or abs(third.json()["rating"]["average"] - 10 / 3) < 1e-3
-    )
+    assert third.json()["rating"]["count"] == 3
+    assert abs(third.json()["rating"]["average"] - 10 / 3) < 1e-3
 
     got = await client.get(f"/api/v1/templates/{template['id']}", headers=other)
     assert got.json()["rating"]["count"] == 3
