@@ -18,6 +18,13 @@ from orchestrion.settings import Settings, open_database
 PEER_SERVICES = ("workflows",)
 
 
+def _explicit_urls(settings: Settings) -> dict[str, str]:
+    """Base URLs of the peers for a standalone instance. The settings hold no section of
+    this service's own yet: the map of service URLs ``orchestrion cluster`` hands every
+    process (``ORCHESTRION_REALTIME__PEERS``) is read for the workflows service."""
+    return {name: url for name, url in settings.realtime.peers.items() if name in PEER_SERVICES}
+
+
 def create_app(settings: Settings) -> FastAPI:
     """The templates service, on the configured database; it seeds the starter templates
     at start-up and reaches the workflows service through the composer's in-process
@@ -31,6 +38,7 @@ def create_app(settings: Settings) -> FastAPI:
             PEER_SERVICES,
             secret=secret,
             given=getattr(app.state, "peers", None),
+            urls=_explicit_urls(settings),
             registry_url=settings.redis.url if settings.gateway.registry else None,
             registry_prefix=settings.gateway.registry_prefix,
         )

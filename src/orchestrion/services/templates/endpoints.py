@@ -90,10 +90,7 @@ async def list_templates(
 async def list_categories(session: Session, principal: CurrentPrincipal) -> Response:
     """Every category with its count of templates the caller sees, by name."""
     principal.require(Permission.TEMPLATES_READ)
-    rows = await repository.categories(
-        session, tenant_id=principal.tenant_id, subject=principal.subject
-    )
-    return JSONResponse({"data": [{"name": name, "count": count} for name, count in rows]})
+    return JSONResponse({"data": await service.categories(session, principal=principal)})
 
 
 @router.get(

@@ -116,6 +116,14 @@ async def list_templates(session: AsyncSession, *, principal: Principal, query: 
     return await fetch_page(session, stmt, repository.TEMPLATE_LIST, query)
 
 
+async def categories(session: AsyncSession, *, principal: Principal) -> list[dict[str, Any]]:
+    """Each category of the templates the caller sees, with their count, by name."""
+    rows = await repository.categories(
+        session, tenant_id=principal.tenant_id, subject=principal.subject
+    )
+    return [{"name": name, "count": count} for name, count in rows]
+
+
 async def get_template(
     session: AsyncSession, *, principal: Principal, template_id: str
 ) -> TplTemplate:
