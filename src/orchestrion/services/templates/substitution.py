@@ -118,15 +118,20 @@ def _as_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
 
 
+def _render(text: str, params: Mapping[str, Any]) -> str:
+    return _REFERENCE.sub(lambda m: _as_text(_lookup(params, m.group(1))), text)
+
+
 def substitute(value: Any, params: Mapping[str, Any]) -> Any:
-    """``value`` with every ``{{ params.<name> }}`` replaced (keys rendered as text)."""
+    """``value`` with every ``{{ params.<name> }}`` replaced (in keys, always as text:
+    a key is a string whatever the value)."""
     if isinstance(value, str):
         exact = _EXACT.match(value)
         if exact is not None:
             return _lookup(params, exact.group(1))
-        return _REFERENCE.sub(lambda m: _as_text(_lookup(params, m.group(1))), value)
+        return _render(value, params)
     if isinstance(value, Mapping):
-        return {substitute(str(k), params): substitute(v, params) for k, v in value.items()}
+        return {_render(str(k), params): substitute(v, params) for k, v in value.items()}
     if isinstance(value, list):
         return [substitute(item, params) for item in value]
     return value
