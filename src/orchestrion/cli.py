@@ -260,7 +260,9 @@ def _uvicorn(target: object, settings: Settings, *, gateway: bool = False) -> No
 
 @app.command()
 def serve(
-    service: Annotated[str, typer.Argument(help="auth, workflows, realtime, knowledge, content.")],
+    service: Annotated[
+        str, typer.Argument(help="auth, workflows, realtime, knowledge, content or templates.")
+    ],
     host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to bind.")] = None,
     advertise: Annotated[

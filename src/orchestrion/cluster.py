@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from rich.console import Console
 
-SERVICES = ("auth", "workflows", "realtime", "knowledge", "content")
+SERVICES = ("auth", "workflows", "realtime", "knowledge", "content", "templates")
 _COMMAND = [sys.executable, "-m", "orchestrion"]
 
 
@@ -60,7 +60,7 @@ def plan(
             )
             next_port += 1
     peers = {service: found[0] for service, found in urls.items()}
-    shared = {**env, "ORCHESTRION_REALTIME__PEERS": json.dumps(peers)}
+    shared = {**env, "ORCHESTRION_PEERS": json.dumps(peers)}
     shared.setdefault("ORCHESTRION_ENGINE__EMBEDDED_WORKERS", "false")
     children += [Child(f"worker-{n + 1}", ["worker"]) for n in range(workers)]
     upstreams = [f"--upstream={s}={','.join(u)}" for s, u in urls.items()]

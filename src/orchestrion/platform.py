@@ -34,6 +34,7 @@ def service_factories() -> dict[str, ServiceFactory]:
     from orchestrion.services.content.app import create_app as content
     from orchestrion.services.knowledge.app import create_app as knowledge
     from orchestrion.services.realtime.app import create_app as realtime
+    from orchestrion.services.templates.app import create_app as templates
     from orchestrion.services.workflows.app import create_app as workflows
 
     return {
@@ -42,6 +43,7 @@ def service_factories() -> dict[str, ServiceFactory]:
         "realtime": realtime,
         "knowledge": knowledge,
         "content": content,
+        "templates": templates,
     }
 
 

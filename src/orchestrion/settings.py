@@ -291,12 +291,6 @@ class EngineSettings(BaseModel):
         "(a task that crashes its worker every time).",
     )
 
-    peers: dict[str, str] = Field(
-        default_factory=dict,
-        description="Base URLs of the services steps call (content, knowledge) for a "
-        "standalone worker; without them the service registry (Redis) is asked.",
-    )
-
     @field_validator("http_allowlist", "env_allowlist", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
@@ -718,6 +712,12 @@ class Settings(BaseSettings):
     )
     default_tenant: str = Field(default="default", description="Name of the bootstrap tenant.")
 
+    peers: dict[str, str] = Field(
+        default_factory=dict,
+        description='Base URLs of services by name (`{"content": "http://h:p"}`) for '
+        "a standalone process: where steps, templates and realtime reach other services. "
+        "Without an entry, in-process clients (`up`) or the service registry (Redis).",
+    )
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)

@@ -35,7 +35,14 @@ async def test_health_endpoints(client) -> None:
     assert health.status_code == 200
     body = health.json()
     assert body["status"] == "ok"
-    assert set(body["services"]) == {"auth", "workflows", "realtime", "knowledge", "content"}
+    assert set(body["services"]) == {
+        "auth",
+        "workflows",
+        "realtime",
+        "knowledge",
+        "content",
+        "templates",
+    }
     assert all(s["status"] == "ok" for s in body["services"].values())
     assert (await client.get("/health/live")).json() == {"status": "ok"}
     assert (await client.get("/health/ready")).status_code == 200

@@ -1,7 +1,7 @@
 """Services in the distributed shape: ``orchestrion serve content`` and ``serve knowledge``
 as their own processes behind ``orchestrion gateway`` (next to ``serve auth``), and a
 ``serve workflows`` process whose steps reach them by base URL
-(``ORCHESTRION_ENGINE__PEERS``). One platform for all: processes start slowly."""
+(``ORCHESTRION_PEERS``). One platform for all: processes start slowly."""
 
 from __future__ import annotations
 
@@ -35,9 +35,7 @@ def test_serve_content_and_knowledge_behind_the_gateway_and_steps_reach_them(
         "ORCHESTRION_ADMIN_PASSWORD": PASSWORD,
         "ORCHESTRION_OBSERVABILITY__LOG_LEVEL": "WARNING",
         "ORCHESTRION_EMBEDDINGS__PROVIDER": "none",
-        "ORCHESTRION_ENGINE__PEERS": json.dumps(
-            {"content": url["content"], "knowledge": url["knowledge"]}
-        ),
+        "ORCHESTRION_PEERS": json.dumps({"content": url["content"], "knowledge": url["knowledge"]}),
     }
     migrated = run_command(tmp_path, "db", "upgrade", **settings)
     assert migrated.returncode == 0, migrated.stderr

@@ -186,6 +186,17 @@ DEFAULT_ROUTES = [
             rule("*", r".*", _WF.PLUGINS_WRITE),
         ),
     ),
+    # Making a workflow from a template reads the template; the workflows service checks
+    # workflows:write itself, on the caller's identity.
+    Route(
+        prefix="/api/v1/templates",
+        service="templates",
+        rules=(
+            rule("GET,HEAD", r".*", _WF.TEMPLATES_READ),
+            rule("POST", r"/api/v1/templates/[^/]+/instantiate", _WF.TEMPLATES_READ),
+            rule("*", r".*", _WF.TEMPLATES_WRITE),
+        ),
+    ),
     # Provider keys and budgets are an admin's; reading them and usage, an editor's.
     *(
         Route(

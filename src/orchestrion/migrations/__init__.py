@@ -26,6 +26,7 @@ def target_metadata() -> MetaData:
     import orchestrion.services.content.models
     import orchestrion.services.content.plugins.models
     import orchestrion.services.knowledge.models
+    import orchestrion.services.templates.models
     import orchestrion.services.workflows.automation.models
     import orchestrion.services.workflows.definitions.models
     import orchestrion.services.workflows.llm.models

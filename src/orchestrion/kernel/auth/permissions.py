@@ -32,6 +32,8 @@ class Permission(StrEnum):
     CONTENT_WRITE = "content:write"
     PLUGINS_READ = "plugins:read"
     PLUGINS_WRITE = "plugins:write"
+    TEMPLATES_READ = "templates:read"
+    TEMPLATES_WRITE = "templates:write"
     PLATFORM_ADMIN = "platform:admin"
 
 
@@ -41,12 +43,14 @@ _VIEWER = {
     Permission.KNOWLEDGE_READ,
     Permission.CONTENT_READ,
     Permission.PLUGINS_READ,
+    Permission.TEMPLATES_READ,
 }
 _EDITOR = _VIEWER | {
     Permission.WORKFLOWS_WRITE,
     Permission.KNOWLEDGE_WRITE,
     Permission.CONTENT_WRITE,
     Permission.PLUGINS_WRITE,
+    Permission.TEMPLATES_WRITE,
     Permission.EXECUTIONS_RUN,
     Permission.API_KEYS_READ,
     Permission.API_KEYS_WRITE,

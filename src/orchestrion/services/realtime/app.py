@@ -49,7 +49,7 @@ async def _peers(
         PEER_SERVICES,
         secret=settings.secret_key.get_secret_value().encode(),
         given=given,
-        urls=config.peers,
+        urls={**settings.peers, **config.peers},
         registry_url=settings.redis.url if settings.gateway.registry else None,
         registry_prefix=settings.gateway.registry_prefix,
     )

@@ -7,7 +7,7 @@ service checks tenancy and permissions exactly as for a client, so a workflow re
 what its tenant owns and nothing more.
 
 The clients are found when the runtime starts (:meth:`PeerCalls.bind`): in-process ASGI
-clients in the embedded shape, else base URLs from ``ORCHESTRION_ENGINE__PEERS``, else
+clients in the embedded shape, else base URLs from ``ORCHESTRION_PEERS``, else
 the service registry (Redis), as for any peer (``kernel.http.peers``).
 """
 

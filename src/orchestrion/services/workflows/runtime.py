@@ -180,7 +180,7 @@ class WorkflowsRuntime:
                 STEP_SERVICES,
                 secret=settings.secret_key.get_secret_value().encode(),
                 given=peers,
-                urls=settings.engine.peers,
+                urls=settings.peers,
                 registry_url=settings.redis.url if settings.gateway.registry else None,
                 registry_prefix=settings.gateway.registry_prefix,
             )

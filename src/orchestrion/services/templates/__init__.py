@@ -1,0 +1,1 @@
+"""The templates service: parameterised workflow templates and their marketplace."""
