@@ -53,6 +53,9 @@ UNSAYABLE = {
     "inputs schema (a tenant's JSON Schema, stored with the workflow)",
     "POST /api/v1/executions/{execution_id}/steps/{step_id}/approve": "the data must be "
     "storable as JSON in the database: no NUL character in a string",
+    "POST /api/v1/content": "the file's type is read from its bytes (a PDF, DOCX, text...), "
+    "and a PDF or DOCX must parse",
+    "POST /api/v1/plugins": "the module must be WebAssembly that compiles; limits is JSON text",
 }
 #: Operations without the coverage phase (the other phases run): a definition's steps are a
 #: ``oneOf`` of every registered step type, and the coverage phase enumerates each keyword's

@@ -78,7 +78,7 @@ async def test_a_workflows_url_in_the_settings_is_called_with_the_callers_identi
 ) -> None:
     seen: list[dict[str, Any]] = []
     with serve_in_thread(_workflows_stand_in(seen)) as url:
-        settings = make_settings(tmp_path, database_url, realtime={"peers": {"workflows": url}})
+        settings = make_settings(tmp_path, database_url, peers={"workflows": url})
         async for client in _client(settings):
             created = await client.post("/api/v1/templates", json=body(), headers=_headers())
             template_id = created.json()["id"]

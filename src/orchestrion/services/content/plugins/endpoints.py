@@ -33,6 +33,8 @@ from orchestrion.services.content.plugins.errors import InvalidUpload, ModuleToo
 from orchestrion.services.content.plugins.runtime import PluginRuntime
 from orchestrion.services.content.plugins.schemas import (
     DEFAULT_VERSION,
+    NAME_PATTERN,
+    VERSION_PATTERN,
     Plugin,
     PluginCall,
     PluginCallResult,
@@ -59,9 +61,20 @@ _UPLOAD_BODY: dict[str, Any] = {
                             "format": "binary",
                             "description": "The `.wasm` binary (an Extism plugin).",
                         },
-                        "name": {"type": "string", "maxLength": 100},
-                        "version": {"type": "string", "default": DEFAULT_VERSION},
-                        "description": {"type": "string"},
+                        "name": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": 100,
+                            "pattern": NAME_PATTERN,
+                        },
+                        "version": {
+                            "type": "string",
+                            "default": DEFAULT_VERSION,
+                            "minLength": 1,
+                            "maxLength": 64,
+                            "pattern": VERSION_PATTERN,
+                        },
+                        "description": {"type": "string", "maxLength": 2000},
                         "limits": {
                             "type": "string",
                             "description": 'JSON `{"timeout_ms", "max_memory_pages"}`; '
