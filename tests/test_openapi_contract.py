@@ -56,6 +56,11 @@ UNSAYABLE = {
     "POST /api/v1/content": "the file's type is read from its bytes (a PDF, DOCX, text...), "
     "and a PDF or DOCX must parse",
     "POST /api/v1/plugins": "the module must be WebAssembly that compiles; limits is JSON text",
+    "POST /api/v1/templates": "parameters must be an object JSON Schema declaring every "
+    "{{ params.<name> }} the definition uses",
+    "PUT /api/v1/templates/{template_id}": "the same rules as creating a template",
+    "POST /api/v1/workflows/{workflow_id}/executions": "inputs must match the workflow's "
+    "inputs schema (a tenant's JSON Schema, stored with the workflow)",
 }
 #: Operations without the coverage phase (the other phases run): a definition's steps are a
 #: ``oneOf`` of every registered step type, and the coverage phase enumerates each keyword's

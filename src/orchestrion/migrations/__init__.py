@@ -36,9 +36,10 @@ def target_metadata() -> MetaData:
     return Base.metadata
 
 
-#: Objects migrations create by hand (keyword indexes) that no model declares; they
-#: and their shadow tables (SQLite FTS5 ``*_data``, ``*_idx``...) are not compared.
-UNMANAGED_PREFIXES = ("content_chunks_fts", "ix_content_chunks_fts")
+#: Objects migrations create by hand (keyword indexes, PostgreSQL's generated
+#: ``fts_vector`` column) that no model declares; they and their shadow tables (SQLite
+#: FTS5 ``*_data``, ``*_idx``...) are not compared.
+UNMANAGED_PREFIXES = ("content_chunks_fts", "ix_content_chunks_fts", "fts_vector")
 
 
 def include_name(name: str | None, type_: str, parent_names: Any) -> bool:

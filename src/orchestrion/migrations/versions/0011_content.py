@@ -6,8 +6,8 @@ Create Date: 2026-12-04 09:00:00.000000
 
 Documents, their tags and chunks, and the tenants' chunk revisions. The keyword index
 over chunk text is made by hand per database: on SQLite an FTS5 table (Porter stemming)
-whose rows triggers keep equal to the chunks; on PostgreSQL a GIN index on
-``to_tsvector('english', text)``, which search queries with the same expression.
+whose rows triggers keep equal to the chunks; on PostgreSQL a stored generated column
+``fts_vector`` (``to_tsvector('english', text)``) with a GIN index.
 """
 
 from collections.abc import Sequence
@@ -35,8 +35,12 @@ _SQLITE_FTS = (
     "VALUES ('delete', old.id, old.text); "
     "INSERT INTO content_chunks_fts(rowid, text) VALUES (new.id, new.text); END",
 )
+# A stored vector, so a search neither re-parses the text of every matching chunk nor
+# ranks from it (1.3 s per query at 10,000 chunks when it did; bench.content).
 _POSTGRES_FTS = (
-    "CREATE INDEX ix_content_chunks_fts ON content_chunks USING gin (to_tsvector('english', text))",
+    "ALTER TABLE content_chunks ADD COLUMN fts_vector tsvector "
+    "GENERATED ALWAYS AS (to_tsvector('english', text)) STORED",
+    "CREATE INDEX ix_content_chunks_fts ON content_chunks USING gin (fts_vector)",
 )
 
 
@@ -129,6 +133,7 @@ def downgrade() -> None:
         op.execute("DROP TABLE IF EXISTS content_chunks_fts")
     else:
         op.execute("DROP INDEX IF EXISTS ix_content_chunks_fts")
+        op.execute("ALTER TABLE content_chunks DROP COLUMN IF EXISTS fts_vector")
     with op.batch_alter_table("content_chunks", schema=None) as batch_op:
         batch_op.drop_index("ix_content_chunks_tenant_id")
         batch_op.drop_index("ix_content_chunks_document_index")

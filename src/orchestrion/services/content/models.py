@@ -6,8 +6,8 @@ offsets into that text and, when an embedder is configured, its vector (float32 
 Tags are rows of their own so the ``tag`` filter is an indexed lookup.
 
 The keyword index over chunk text is not a model: the migration creates it per
-database (an FTS5 table kept by triggers on SQLite, a GIN index on
-``to_tsvector('english', text)`` on PostgreSQL), see :data:`UNMANAGED`.
+database (an FTS5 table kept by triggers on SQLite, a GIN-indexed stored column
+``fts_vector`` on PostgreSQL), see :data:`UNMANAGED`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ TITLE_LENGTH = 500
 TAG_LENGTH = 100
 #: Database objects the migration makes that no model declares (the keyword index).
 FTS_TABLE = "content_chunks_fts"
-UNMANAGED = ("content_chunks_fts", "ix_content_chunks_fts")
+UNMANAGED = ("content_chunks_fts", "ix_content_chunks_fts", "fts_vector")
 
 
 class ContentDocument(IdMixin, TimestampMixin, Base):

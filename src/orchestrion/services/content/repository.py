@@ -180,9 +180,9 @@ async def keyword(
         return []
     if session.get_bind().dialect.name == "postgresql":
         statement = text(
-            "SELECT c.id, ts_rank_cd(to_tsvector('english', c.text), q) AS score "
+            "SELECT c.id, ts_rank_cd(c.fts_vector, q) AS score "
             "FROM content_chunks c, websearch_to_tsquery('english', :query) q "
-            "WHERE c.tenant_id = :tenant AND to_tsvector('english', c.text) @@ q "
+            "WHERE c.tenant_id = :tenant AND c.fts_vector @@ q "
             "ORDER BY score DESC, c.id LIMIT :limit"
         )
         params = {"query": " or ".join(terms), "tenant": tenant_id, "limit": limit}

@@ -35,7 +35,11 @@ class TemplateCreate(BaseModel):
     )
     definition: dict[str, Any] = Field(
         description="A workflow definition (as `POST /api/v1/workflows` takes) in which "
-        "`{{ params.<name> }}` stands for a parameter's value."
+        "`{{ params.<name> }}` stands for a parameter's value.",
+        json_schema_extra={
+            "required": ["steps"],
+            "properties": {"steps": {"type": "array", "minItems": 1}},
+        },
     )
 
 
