@@ -3087,6 +3087,8 @@ export interface components {
              * @description A workflow definition (as `POST /api/v1/workflows` takes) in which `{{ params.<name> }}` stands for a parameter's value.
              */
             definition: {
+                steps: unknown[];
+            } & {
                 [key: string]: unknown;
             };
         };
@@ -3122,6 +3124,8 @@ export interface components {
              * @description A workflow definition (as `POST /api/v1/workflows` takes) in which `{{ params.<name> }}` stands for a parameter's value.
              */
             definition: {
+                steps: unknown[];
+            } & {
                 [key: string]: unknown;
             };
         };
