@@ -59,6 +59,8 @@ UNSAYABLE = {
     "POST /api/v1/templates": "parameters must be an object JSON Schema declaring every "
     "{{ params.<name> }} the definition uses",
     "PUT /api/v1/templates/{template_id}": "the same rules as creating a template",
+    "POST /api/v1/templates/{template_id}/instantiate": "parameters must match the "
+    "template's parameters schema (its author's JSON Schema)",
     "POST /api/v1/workflows/{workflow_id}/executions": "inputs must match the workflow's "
     "inputs schema (a tenant's JSON Schema, stored with the workflow)",
 }
