@@ -297,9 +297,9 @@ async def _raw_keyword(url: str, words: list[str]) -> list[float]:
         return times
     pg = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
     sql = (
-        "SELECT c.id, ts_rank_cd(to_tsvector('english', c.text), q) AS score "
+        "SELECT c.id, ts_rank_cd(c.fts_vector, q) AS score "
         "FROM content_chunks c, websearch_to_tsquery('english', $1) q "
-        "WHERE c.tenant_id = $2 AND to_tsvector('english', c.text) @@ q "
+        "WHERE c.tenant_id = $2 AND c.fts_vector @@ q "
         "ORDER BY score DESC, c.id LIMIT 10"
     )
     for query in words:
