@@ -79,13 +79,15 @@ async def test_worker_process_streams_to_a_socket_through_the_broker(
                 )
                 seen: list[dict[str, object]] = []
 
-                async def until(kind: str) -> None:
+                async def until(kind: str, seconds: float = 20) -> None:
                     while not seen or seen[-1]["type"] != kind:
-                        frame = json.loads(await asyncio.wait_for(ws.recv(), 20))
+                        frame = json.loads(await asyncio.wait_for(ws.recv(), seconds))
                         if frame["type"] == "message":
                             seen.append(frame["data"])
 
-                await until("execution.waiting")  # the worker started the approval step
+                # The first event waits for the worker process to start and subscribe,
+                # which takes a minute on a loaded machine (the suite runs in parallel).
+                await until("execution.waiting", 120)  # the worker started the approval step
                 approved = await http.post(
                     f"/api/v1/executions/{execution_id}/steps/gate/approve",
                     json={"approved": True},
