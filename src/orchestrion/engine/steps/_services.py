@@ -38,8 +38,13 @@ async def call_service(
             service, method, path, call=call, permissions=permissions, json=json, params=params
         )
     except ServiceCallError as exc:
-        return Failed(str(exc), retryable=exc.retryable, details={"status": exc.status})
+        return refused(exc)
     return shape(answer) if shape is not None else Succeeded(answer)
+
+
+def refused(exc: ServiceCallError) -> Failed:
+    """A failed step for a refused or failed call (retryable as the call says)."""
+    return Failed(str(exc), retryable=exc.retryable, details={"status": exc.status})
 
 
 def text_field(spec: Mapping[str, Any], name: str) -> str | None:

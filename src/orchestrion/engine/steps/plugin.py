@@ -14,7 +14,7 @@ from urllib.parse import quote
 from orchestrion.engine.outcomes import Failed, Outcome, StepCall, Succeeded
 from orchestrion.engine.registry import StepType, expr_or
 from orchestrion.engine.requirements import SERVICES, ServiceCallError
-from orchestrion.engine.steps._services import call_service, text_field
+from orchestrion.engine.steps._services import call_service, refused, text_field
 
 _NAME: dict[str, Any] = {"type": "string", "minLength": 1}
 _PERMISSIONS = ("plugins:read", "executions:run")
@@ -70,7 +70,7 @@ class PluginStep(StepType):
         try:
             plugin_id = await _plugin_id(call, plugin)
         except ServiceCallError as exc:
-            return Failed(str(exc), retryable=exc.retryable, details={"status": exc.status})
+            return refused(exc)
         return await call_service(
             call,
             "content",

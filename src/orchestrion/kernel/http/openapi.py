@@ -22,7 +22,7 @@ document so it says exactly what its routes answer:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -160,6 +160,16 @@ def refine_schemas(app: FastAPI, patch: SchemaPatch) -> None:
     found: list[SchemaPatch] = getattr(app.state, "openapi_patches", [])
     app.state.openapi_patches = [*found, patch]
     app.openapi_schema = None
+
+
+def narrow_enum(schema: str, field: str, values: Sequence[str]) -> SchemaPatch:
+    """A patch: ``schema.field`` takes only ``values`` (what this installation answers,
+    such as the search modes an embedding provider allows)."""
+
+    def patch(schemas: dict[str, Any]) -> None:
+        schemas[schema]["properties"][field]["enum"] = list(values)
+
+    return patch
 
 
 def declare_errors(path: str, operation: dict[str, Any]) -> None:

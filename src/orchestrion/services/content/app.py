@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
-from typing import Any
 
 import anyio
 from fastapi import FastAPI
@@ -17,7 +16,7 @@ from orchestrion.kernel.bus import service_bus
 from orchestrion.kernel.bus.outbox import OutboxRelay
 from orchestrion.kernel.embeddings import open_embedder
 from orchestrion.kernel.http.app import create_service_app
-from orchestrion.kernel.http.openapi import refine_schemas
+from orchestrion.kernel.http.openapi import narrow_enum, refine_schemas
 from orchestrion.kernel.queue import DeadLetter, TaskQueue
 from orchestrion.services.content.endpoints import router
 from orchestrion.services.content.extract import Limits
@@ -30,10 +29,6 @@ from orchestrion.settings import Settings, open_database
 
 #: How long a worker may hold a document before another may take it over.
 LEASE = timedelta(minutes=5)
-
-
-def _keyword_only(schemas: dict[str, Any]) -> None:
-    schemas["ContentSearch"]["properties"]["mode"]["enum"] = ["keyword"]
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -88,7 +83,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.vectors = VectorCache()
     if runtime.embedder is None:
         # Without an embedding provider only keyword search answers: the document says so.
-        refine_schemas(app, _keyword_only)
+        refine_schemas(app, narrow_enum("ContentSearch", "mode", ["keyword"]))
     app.state.plugin_runtime = plugins
     app.include_router(router)
     app.include_router(plugins_router)

@@ -11,12 +11,11 @@ from orchestrion import __version__
 from orchestrion.kernel.bus import service_bus
 from orchestrion.kernel.embeddings import open_embedder
 from orchestrion.kernel.http.app import create_service_app
-from orchestrion.kernel.http.openapi import refine_schemas
+from orchestrion.kernel.http.openapi import narrow_enum, refine_schemas
 from orchestrion.services.knowledge import ingest
 from orchestrion.services.knowledge.analysis import GraphCache
 from orchestrion.services.knowledge.endpoints import router
 from orchestrion.services.knowledge.graph_endpoints import router as graph_router
-from orchestrion.services.knowledge.schemas import search_modes_schema
 from orchestrion.services.knowledge.semantic import VectorCache
 from orchestrion.settings import Settings, open_database
 
@@ -59,5 +58,5 @@ def create_app(settings: Settings) -> FastAPI:
     # Semantic and hybrid search need an embedding provider: the document offers what
     # this installation answers.
     modes = ["keyword"] if app.state.embedder is None else ["keyword", "semantic", "hybrid"]
-    refine_schemas(app, search_modes_schema(modes))
+    refine_schemas(app, narrow_enum("SearchRequest", "mode", modes))
     return app

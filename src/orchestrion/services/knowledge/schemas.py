@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from orchestrion.kernel.http.openapi import SchemaPatch
 from orchestrion.services.knowledge.models import NAME_LENGTH, TYPE_LENGTH
 
 T = TypeVar("T")
@@ -240,12 +238,3 @@ class HitData(BaseModel):
     """Hits, best first."""
 
     data: list[Hit]
-
-
-def search_modes_schema(modes: Sequence[str]) -> SchemaPatch:
-    """A schema patch: the search modes this installation answers (others are a 422)."""
-
-    def patch(schemas: dict[str, Any]) -> None:
-        schemas["SearchRequest"]["properties"]["mode"]["enum"] = list(modes)
-
-    return patch
