@@ -12,7 +12,7 @@ REQS := requirements/dev.txt
 # workers than cores pays off.
 TEST_WORKERS ?= 3
 
-.PHONY: help install browser up test test-fast lint fmt lock clean mcp-peer sdk
+.PHONY: help install browser promtool up test test-fast lint fmt lock clean mcp-peer sdk
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -20,11 +20,16 @@ help: ## List the targets
 $(STAMP): $(REQS) pyproject.toml
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	@test -x $(PY) || $(UV) venv --quiet --python python3 $(VENV)
-	$(UV) pip sync --quiet --python $(PY) --require-hashes $(REQS)
+	$(UV) pip sync --quiet --python $(PY) --require-hashes --compile-bytecode $(REQS)
 	$(UV) pip install --quiet --python $(PY) --no-deps -e .
 	@touch $(STAMP)
 
+# Bytecode is compiled ahead and cached: where PYTHONDONTWRITEBYTECODE is set nothing is
+# cached on import, and every process (each server a test starts) would compile its
+# imports again.
+unexport PYTHONDONTWRITEBYTECODE
 install: $(STAMP) ## Install everything into .venv (hash-checked pins)
+	@$(PY) -m compileall -q -j 0 src >/dev/null
 
 # The console's browser tests drive Debian's chromium (never a downloaded browser).
 CHROMIUM ?= /usr/bin/chromium
@@ -36,10 +41,19 @@ $(CHROMIUM):
 
 browser: $(CHROMIUM) ## Install chromium for the browser tests (apt-get)
 
+# The monitoring tests check deploy/prometheus with promtool, from Debian's prometheus.
+PROMTOOL ?= /usr/bin/promtool
+
+$(PROMTOOL):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus
+
+promtool: $(PROMTOOL) ## Install promtool for the monitoring tests (apt-get)
+
 up: install ## Start the whole platform on :8000 (SQLite, in-process bus)
 	$(VENV)/bin/orchestrion up
 
-test: install browser ## Run the test suite (SQLite and the local PostgreSQL)
+test: install browser promtool ## Run the test suite (SQLite and the local PostgreSQL)
 	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=20
 
 test-fast: install ## Run the tests on SQLite only

@@ -17,6 +17,7 @@ from pydantic import SecretStr
 
 from orchestrion.platform import create_embedded_app
 from orchestrion.settings import Settings
+from tests.fixtures.brokers import kafka_url
 from tests.fixtures.databases import (
     copy_template,
     in_thread,
@@ -25,12 +26,16 @@ from tests.fixtures.databases import (
     truncate_all,
 )
 from tests.fixtures.mcp_peer import everything, everything_http, everything_sse
+from tests.fixtures.oidc_provider import oidc_provider
+from tests.fixtures.processes import TEST_PASSWORD_HASHING
 from tests.fixtures.upstream import upstream
 
 __all__ = [
     "everything",
     "everything_http",
     "everything_sse",
+    "kafka_url",
+    "oidc_provider",
     "postgres_url",
     "sqlite_template",
     "upstream",
@@ -62,8 +67,13 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settin
         "database": {"url": database_url},
         # Tests call a loopback server (tests/fixtures/upstream.py) from http steps.
         "engine": {"http_allowlist": ["127.0.0.1"], "poll_seconds": 0.2},
+        # Every platform serves gRPC, each on a free port (tests run side by side).
+        "grpc": {"port": 0},
     }
+    auth = overrides.pop("auth", {})
     values.update(overrides)
+    # Cheap password hashes: argon2id's production costs took a second a login under load.
+    values["auth"] = {"password_hashing": TEST_PASSWORD_HASHING, **auth}
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 

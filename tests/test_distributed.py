@@ -16,8 +16,8 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.fixtures.databases import PG_HOST, PG_PORT, PG_USER, _admin, in_thread
-from tests.fixtures.processes import free_port, run_command, spawn, stop, wait_ready
-from tests.kernel.bus.conftest import URLS
+from tests.fixtures.processes import free_port, run_command, spawn, stop_all, wait_ready
+from tests.kernel.bus.conftest import broker_url
 
 # Real processes start and stop slowly on a loaded machine (tests run in parallel).
 pytestmark = pytest.mark.timeout(300)
@@ -26,9 +26,11 @@ PASSWORD = "distributed-password-1"
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("broker", ["rabbitmq", "nats", "redis"])
+@pytest.mark.parametrize(
+    "broker", ["rabbitmq", "nats", "redis", pytest.param("kafka", marks=pytest.mark.kafka)]
+)
 async def test_separate_processes_stream_an_execution_through_the_broker(
-    broker: str, tmp_path: Path, postgres_url: str
+    broker: str, tmp_path: Path, postgres_url: str, request: pytest.FixtureRequest
 ) -> None:
     name = f"orchestrion_dist_{uuid.uuid4().hex[:8]}"
     await asyncio.to_thread(in_thread, asyncio.run, _admin(f'CREATE DATABASE "{name}"'))
@@ -37,7 +39,7 @@ async def test_separate_processes_stream_an_execution_through_the_broker(
     settings = {
         "ORCHESTRION_ADMIN_PASSWORD": PASSWORD,
         "ORCHESTRION_DATABASE__URL": f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}",
-        "ORCHESTRION_BUS__URL": URLS[broker],
+        "ORCHESTRION_BUS__URL": broker_url(request, broker),
         # Concurrent runs on one broker must not share a group (they would split events).
         "ORCHESTRION_REALTIME__BUS_GROUP": f"realtime-{uuid.uuid4().hex[:8]}",
         "ORCHESTRION_ENGINE__EMBEDDED_WORKERS": "false",
@@ -63,13 +65,13 @@ async def test_separate_processes_stream_an_execution_through_the_broker(
             ("auth", "workflows", "realtime", "gateway"), processes, strict=False
         ):
             path = "/health/live" if service == "gateway" else "/health"
-            await asyncio.to_thread(wait_ready, url[service], process, 60, path)
+            await asyncio.to_thread(wait_ready, url[service], process, 120, path)
         await _run_and_watch(url["gateway"], ports["gateway"])
     finally:
-        for process in processes:
-            if process.poll() is None:
-                print(stop(process)[-2000:])
-        in_thread(asyncio.run, _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        try:
+            stop_all(processes, tail=2000)
+        finally:
+            in_thread(asyncio.run, _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 async def _run_and_watch(base: str, port: int) -> None:

@@ -5,17 +5,21 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.panel import Panel
 
 from orchestrion import __version__
-from orchestrion.settings import Settings, open_database
 
 if TYPE_CHECKING:
     from orchestrion.kernel.bus import Bus
+    from orchestrion.kernel.db import Database
+    from orchestrion.settings import Settings
+
+# Commands import what they use when they run: `version` and `--help` load neither the
+# settings (pydantic) nor SQLAlchemy, so they answer at once.
 
 app = typer.Typer(
     help="Orchestrion: a frontend-ready backend for AI workflows.", no_args_is_help=True
@@ -30,16 +34,29 @@ events_app.add_typer(dlq_app, name="dlq")
 app.add_typer(events_app, name="events")
 cluster_app = typer.Typer(help="The distributed shape as local processes.", no_args_is_help=True)
 app.add_typer(cluster_app, name="cluster")
+analytics_app = typer.Typer(help="Analytics projections.", no_args_is_help=True)
+app.add_typer(analytics_app, name="analytics")
+audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 console = Console()
 err = Console(stderr=True)
 
 
 def _settings(**overrides: object) -> Settings:
+    from orchestrion.settings import Settings
+
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
     except ValueError as exc:
         err.print(f"[red]invalid settings:[/red] {exc}")
         raise typer.Exit(2) from None
+
+
+def open_database(settings: Settings) -> Database:
+    """The configured database (see :func:`orchestrion.settings.open_database`)."""
+    from orchestrion.settings import open_database
+
+    return open_database(settings)
 
 
 def _loopback(host: str) -> bool:
@@ -161,6 +178,7 @@ def up(
     configure_logging(
         level=settings.observability.log_level, format=settings.observability.log_format
     )
+    _tracing("orchestrion")
     _prepare(settings)
     _check_signing_keys(settings)
     console.print(
@@ -231,6 +249,13 @@ def users_create(
     console.print(f"user {email} created: {user_id}")
 
 
+def _tracing(service: str) -> None:
+    """This process's spans as ``service``, if the ``OTEL_*`` variables name an exporter."""
+    from orchestrion.kernel.observability.tracing import configure_tracing
+
+    configure_tracing(service, version=__version__)
+
+
 def _uvicorn(target: object, settings: Settings, *, gateway: bool = False) -> None:
     """Serve ``target``; a ``gateway`` keeps its services' ``Date`` (gateway/origin.py)."""
     import uvicorn
@@ -250,6 +275,7 @@ def _uvicorn(target: object, settings: Settings, *, gateway: bool = False) -> No
         proxy_headers=False,
         headers=[SERVER_HEADER],
         date_header=not gateway,
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )
     try:
         uvicorn.Server(config).run()
@@ -261,7 +287,11 @@ def _uvicorn(target: object, settings: Settings, *, gateway: bool = False) -> No
 @app.command()
 def serve(
     service: Annotated[
-        str, typer.Argument(help="auth, workflows, realtime, knowledge, content or templates.")
+        str,
+        typer.Argument(
+            help="auth, workflows, realtime, knowledge, content, templates, notifications, "
+            "analytics or flags."
+        ),
     ],
     host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to bind.")] = None,
@@ -275,6 +305,7 @@ def serve(
     With ``ORCHESTRION_REDIS__URL`` set, the instance registers in the service registry
     (heartbeat with a TTL) so that gateways started with discovery find it.
     """
+    from orchestrion.kernel.http.app import expose_metrics
     from orchestrion.kernel.observability.logging import configure_logging
     from orchestrion.platform import registered, service_factories
 
@@ -289,8 +320,10 @@ def serve(
     configure_logging(
         level=settings.observability.log_level, format=settings.observability.log_format
     )
+    _tracing(service)
     console.print(f"{service} on http://{settings.host}:{settings.port}")
-    _uvicorn(registered(service, factories[service](settings), settings, advertise), settings)
+    app = expose_metrics(factories[service](settings), token=settings.observability.metrics_token)
+    _uvicorn(registered(service, app, settings, advertise), settings)
 
 
 @app.command()
@@ -328,6 +361,7 @@ def gateway(
     configure_logging(
         level=settings.observability.log_level, format=settings.observability.log_format
     )
+    _tracing("gateway")
     secret = settings.secret_key.get_secret_value().encode()
     upstreams: dict[str, Upstream] = {}
     for item in upstream or []:
@@ -352,11 +386,22 @@ def worker(
         int | None,
         typer.Option(help="Tasks run at a time (ORCHESTRION_ENGINE__WORKER_CONCURRENCY)."),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Serve /metrics on this port at ORCHESTRION_HOST "
+            "(ORCHESTRION_OBSERVABILITY__WORKER_METRICS_PORT; 0: none).",
+        ),
+    ] = None,
 ) -> None:
     """Run workflow steps from the shared database until stopped (SIGINT or SIGTERM)."""
+    import contextlib
     import signal
 
     from orchestrion.kernel.observability.logging import configure_logging
+    from orchestrion.kernel.observability.metrics import serving_metrics
     from orchestrion.services.workflows.runtime import WorkflowsRuntime
 
     settings = _settings()
@@ -364,6 +409,7 @@ def worker(
     configure_logging(
         level=settings.observability.log_level, format=settings.observability.log_format
     )
+    _tracing("worker")
     from orchestrion.engine import configure_expressions
 
     configure_expressions(max_size=settings.limits.expression_max_size)
@@ -377,8 +423,19 @@ def worker(
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stopping.set)
+        port = settings.observability.worker_metrics_port if metrics_port is None else metrics_port
         try:
-            async with runtime.running():
+            async with contextlib.AsyncExitStack() as stack:
+                if port:
+                    bound = await stack.enter_async_context(
+                        serving_metrics(
+                            host=settings.host,
+                            port=port,
+                            token=settings.observability.metrics_token,
+                        )
+                    )
+                    console.print(f"metrics on http://{settings.host}:{bound}/metrics")
+                await stack.enter_async_context(runtime.running())
                 owner = runtime.worker.owner if runtime.worker else "-"
                 console.print(f"worker {owner} on {database.engine.url.render_as_string()}")
                 await stopping.wait()
@@ -499,6 +556,109 @@ def cluster_up(
         console.print(f"  {child.name}: orchestrion {' '.join(child.args)}")
     console.print(f"Orchestrion cluster on [bold]{settings.base_url}[/bold]")
     raise typer.Exit(cluster.run(children, console))
+
+
+@audit_app.command("verify")
+def audit_verify(
+    tenant: Annotated[
+        str | None, typer.Option(help="Only this tenant's chain (default: every chain).")
+    ] = None,
+) -> None:
+    """Recompute the audit trail's hash chains from the database; exit 1 when a line was
+    changed or removed (the first broken line of each chain is named)."""
+    from orchestrion.services.auth.audit.service import verify
+
+    settings = _settings()
+
+    async def run() -> dict[str, Any]:
+        database = open_database(settings)
+        try:
+            return await verify(database, tenant_id=tenant)
+        finally:
+            await database.dispose()
+
+    result = asyncio.run(run())
+    for chain in result["chains"]:
+        name = f"tenant {chain['tenant_id']}" if chain["tenant_id"] else "platform"
+        if chain["ok"]:
+            console.print(f"{name}: [green]ok[/green], {chain['checked']} lines")
+        else:
+            broken = chain["first_broken"]
+            err.print(
+                f"{name}: [red]broken[/red] at line {broken['seq']} ({broken['id']}): "
+                f"{broken['reason']}"
+            )
+    if not result["chains"]:
+        console.print("no audit lines yet")
+    if not result["ok"]:
+        raise typer.Exit(1)
+
+
+@analytics_app.command("rebuild")
+def analytics_rebuild(
+    tenant: Annotated[
+        list[str] | None,
+        typer.Option(help="Only this tenant id (repeatable; default: every tenant)."),
+    ] = None,
+) -> None:
+    """Rebuild the analytics projections from scratch by replaying every execution's log
+    through the workflows service's API (ORCHESTRION_PEERS or the registry when set, else
+    the services in this process)."""
+    import httpx
+
+    from orchestrion.kernel.errors import OrchestrionError
+    from orchestrion.kernel.http.peers import discover
+    from orchestrion.platform import service_factories
+    from orchestrion.services.analytics.rebuild import rebuild
+
+    settings = _settings()
+    _secure(settings, command="analytics rebuild", host=None, generate=False)
+    secret = settings.secret_key.get_secret_value().encode()
+
+    async def run() -> str:
+        database = open_database(settings)
+        clients, owned = await discover(
+            ("workflows", "auth"),
+            secret=secret,
+            urls=settings.peers,
+            registry_url=settings.redis.url if settings.gateway.registry else None,
+            registry_prefix=settings.gateway.registry_prefix,
+        )
+        local: list[httpx.AsyncClient] = []
+        factories = service_factories()
+        for name in ("workflows", "auth"):
+            if name not in clients:
+                # No running instance named: read the shared database through the
+                # service's own app in this process (its API, not its tables).
+                transport = httpx.ASGITransport(
+                    app=factories[name](settings), raise_app_exceptions=False
+                )
+                local.append(httpx.AsyncClient(transport=transport, base_url=f"http://{name}"))
+                clients[name] = local[-1]
+        try:
+            done = await rebuild(
+                database,
+                workflows=clients["workflows"],
+                auth=clients["auth"],
+                secret=secret,
+                tenants=tenant or None,
+            )
+        finally:
+            for client in local:
+                await client.aclose()
+            for peers in owned:
+                await peers.aclose()
+            await database.dispose()
+        return (
+            f"rebuilt: {done.executions} execution(s), {done.events} event(s) "
+            f"of {done.tenants} tenant(s)"
+        )
+
+    try:
+        console.print(asyncio.run(run()))
+    except OrchestrionError as exc:
+        err.print(f"[red]rebuild failed:[/red] {exc.detail}")
+        raise typer.Exit(1) from None
 
 
 @app.command()

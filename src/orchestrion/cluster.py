@@ -19,7 +19,17 @@ from dataclasses import dataclass, field
 
 from rich.console import Console
 
-SERVICES = ("auth", "workflows", "realtime", "knowledge", "content", "templates")
+SERVICES = (
+    "auth",
+    "workflows",
+    "realtime",
+    "knowledge",
+    "content",
+    "templates",
+    "notifications",
+    "analytics",
+    "flags",
+)
 _COMMAND = [sys.executable, "-m", "orchestrion"]
 
 
@@ -44,7 +54,8 @@ class Child:
 def plan(
     *, host: str, port: int, instances: dict[str, int], workers: int, env: dict[str, str]
 ) -> list[Child]:
-    """The processes of a cluster: services on ``port+1...``, the gateway on ``port``."""
+    """The processes of a cluster: services on ``port+1...``, the gateway on ``port``
+    (workflows instances serve gRPC on ``ORCHESTRION_GRPC__PORT``, ``+1``...)."""
     next_port = port + 1
     urls: dict[str, list[str]] = {}
     children: list[Child] = []
@@ -67,6 +78,12 @@ def plan(
     children.append(Child("gateway", ["gateway", "--host", host, "--port", str(port), *upstreams]))
     for child in children:
         child.env = shared
+    # Each workflows instance serves gRPC: on ORCHESTRION_GRPC__PORT, the next, and so on.
+    grpc_port = int(shared.get("ORCHESTRION_GRPC__PORT") or 50051)
+    serving = [child for child in children if child.name.startswith("workflows-")]
+    for index, child in enumerate(serving):
+        port_of_child = grpc_port + index if grpc_port else 0
+        child.env = {**shared, "ORCHESTRION_GRPC__PORT": str(port_of_child)}
     return children
 
 

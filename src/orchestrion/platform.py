@@ -7,44 +7,54 @@ names them all.
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
 from orchestrion import __version__
-from orchestrion.gateway.app import create_gateway
 from orchestrion.gateway.registry import Registrar, Registration, advertised_url
-from orchestrion.gateway.routes import Route
-from orchestrion.gateway.upstream import InProcessUpstream, Upstream
-from orchestrion.kernel.bus import is_memory, open_bus
-from orchestrion.kernel.http.peers import Peers
 from orchestrion.settings import Settings, open_revocations
+
+if TYPE_CHECKING:
+    from orchestrion.gateway.routes import Route
 
 ServiceFactory = Callable[[Settings], FastAPI]
 
 
-def service_factories() -> dict[str, ServiceFactory]:
-    """Every service's ``create_app``, by service name."""
-    from orchestrion.services.auth.app import create_app as auth
-    from orchestrion.services.content.app import create_app as content
-    from orchestrion.services.knowledge.app import create_app as knowledge
-    from orchestrion.services.realtime.app import create_app as realtime
-    from orchestrion.services.templates.app import create_app as templates
-    from orchestrion.services.workflows.app import create_app as workflows
+#: Every service's app module, by service name, in the order the embedded shape starts
+#: them: auth first; analytics before workflows (in process, its group must exist on the
+#: bus before the workflows relay publishes the events staged while the platform was down).
+SERVICE_MODULES = {
+    "auth": "orchestrion.services.auth.app",
+    "analytics": "orchestrion.services.analytics.app",
+    "workflows": "orchestrion.services.workflows.app",
+    "realtime": "orchestrion.services.realtime.app",
+    "knowledge": "orchestrion.services.knowledge.app",
+    "content": "orchestrion.services.content.app",
+    "templates": "orchestrion.services.templates.app",
+    "notifications": "orchestrion.services.notifications.app",
+    "flags": "orchestrion.services.flags.app",
+}
 
-    return {
-        "auth": auth,
-        "workflows": workflows,
-        "realtime": realtime,
-        "knowledge": knowledge,
-        "content": content,
-        "templates": templates,
-    }
+
+def _factory(module: str) -> ServiceFactory:
+    def create_app(settings: Settings) -> FastAPI:
+        app: FastAPI = importlib.import_module(module).create_app(settings)
+        return app
+
+    return create_app
+
+
+def service_factories() -> dict[str, ServiceFactory]:
+    """Every service's ``create_app``, by service name. A service's modules are imported
+    when its app is made: ``orchestrion serve auth`` never loads the others."""
+    return {name: _factory(module) for name, module in SERVICE_MODULES.items()}
 
 
 def create_embedded_app(settings: Settings, *, routes: list[Route] | None = None) -> ASGIApp:
@@ -55,6 +65,12 @@ def create_embedded_app(settings: Settings, *, routes: list[Route] | None = None
     Starlette does not run a mounted app's lifespan, so the gateway enters each
     service's lifespan itself, in order, and leaves them in reverse.
     """
+    # The gateway and every service are loaded only for the embedded shape.
+    from orchestrion.gateway.app import create_gateway
+    from orchestrion.gateway.upstream import InProcessUpstream, Upstream
+    from orchestrion.kernel.bus import is_memory, open_bus
+    from orchestrion.kernel.http.peers import Peers
+
     secret = settings.secret_key.get_secret_value().encode()
     apps = {name: factory(settings) for name, factory in service_factories().items()}
     upstreams: dict[str, Upstream] = {

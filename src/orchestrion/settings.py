@@ -7,18 +7,19 @@ sections joined by ``__`` (``ORCHESTRION_DATABASE__URL``), or from a ``.env`` fi
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from orchestrion.kernel.db.engine import Database
 from orchestrion.kernel.mcp_config import McpServerConfig
 
 if TYPE_CHECKING:
     from orchestrion.kernel.auth.revocation import Revocations
+    from orchestrion.kernel.db.engine import Database
 
 _DEV_SECRET = "orchestrion-development-secret-change-me"  # noqa: S105 - refused outside development
 
@@ -35,7 +36,59 @@ class DatabaseSettings(BaseModel):
     pool_size: int = Field(
         default=10, ge=1, description="Connections kept per process (PostgreSQL)."
     )
-    busy_timeout_ms: int = Field(default=5000, ge=0, description="SQLite lock wait before failing.")
+    busy_timeout_ms: int = Field(
+        default=10000,
+        ge=0,
+        description="SQLite lock wait before failing (a request then answers 503, Retry-After).",
+    )
+
+
+#: OWASP's argon2id floor (19 MiB, with 2 passes): production refuses less.
+_OWASP_MEMORY_KIB = 19 * 1024
+
+
+class PasswordHashingSettings(BaseModel):
+    """argon2id costs of new password hashes (a stored hash keeps the costs it was made
+    with, so changing these never locks anyone out). The defaults are RFC 9106's
+    low-memory profile; OWASP's floor is 19 MiB, 2 passes, 1 lane."""
+
+    time_cost: int = Field(default=3, ge=1, le=20, description="Passes over the memory.")
+    memory_kib: int = Field(
+        default=65536, ge=8, le=4 * 1024 * 1024, description="Memory per hash, in KiB."
+    )
+    parallelism: int = Field(default=4, ge=1, le=16, description="Lanes (threads) per hash.")
+
+
+_PROVIDER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+class OidcProviderSettings(BaseModel):
+    """An external OpenID Connect provider users may sign in with (docs/identity.md)."""
+
+    issuer: str = Field(
+        description="The provider's issuer URL; its endpoints come from "
+        "`<issuer>/.well-known/openid-configuration`."
+    )
+    client_id: str = Field(description="This platform's client id at the provider.")
+    client_secret: SecretStr = Field(description="This platform's client secret at the provider.")
+    scopes: list[str] = Field(
+        default_factory=lambda: ["openid", "email", "profile"],
+        description="Scopes asked for (`openid` is always included).",
+    )
+    tenant_id: str | None = Field(
+        default=None,
+        description="Tenant (id or name) whose users sign in here and where new users are "
+        "created (default: the default tenant).",
+    )
+    default_role: str = Field(default="viewer", description="Role of users created at sign-in.")
+    display_name: str | None = Field(
+        default=None, description="Name on the console's button (default: the provider's name)."
+    )
+
+    @field_validator("scopes")
+    @classmethod
+    def _openid_scope(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(["openid", *value]))
 
 
 class AuthSettings(BaseModel):
@@ -43,7 +96,7 @@ class AuthSettings(BaseModel):
 
     issuer: str = Field(default="orchestrion", description="`iss` claim of issued tokens.")
     audience: str = Field(default="orchestrion-api", description="`aud` claim of access tokens.")
-    access_token_ttl_seconds: int = Field(default=900, ge=30, description="Access token lifetime.")
+    access_token_ttl_seconds: int = Field(default=900, ge=2, description="Access token lifetime.")
     refresh_token_ttl_seconds: int = Field(
         default=30 * 24 * 3600, ge=60, description="Refresh token lifetime."
     )
@@ -63,6 +116,10 @@ class AuthSettings(BaseModel):
         default=10, ge=1, description="Failed logins allowed per account and per IP in the window."
     )
     login_window_seconds: int = Field(default=900, ge=1, description="Login throttling window.")
+    password_hashing: PasswordHashingSettings = Field(
+        default_factory=PasswordHashingSettings,
+        description="argon2id costs of new password hashes.",
+    )
     password_min_length: int = Field(
         default=12,
         ge=8,
@@ -81,6 +138,71 @@ class AuthSettings(BaseModel):
         description="With Redis: the sorted set and pub/sub channel that carry revocation "
         "notices to every gateway; deployments sharing one Redis need different names.",
     )
+    oidc_providers: dict[str, OidcProviderSettings] = Field(
+        default_factory=dict,
+        description='OpenID Connect providers by name (JSON: `{"<name>": {"issuer", '
+        '"client_id", "client_secret", "scopes"?, "tenant_id"?, "default_role"?}}`); names are '
+        "lower-case letters, digits, `-` and `_`.",
+    )
+    sso_redirect_uris: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Frontend URLs single sign-on may return to (exact match; comma-separated "
+        "or a JSON list), e.g. the console's `http://127.0.0.1:8000/sign-in`.",
+    )
+    sso_state_ttl_seconds: int = Field(
+        default=600, ge=30, description="Time a user has to finish signing in at the provider."
+    )
+    sso_code_ttl_seconds: int = Field(
+        default=60,
+        ge=5,
+        le=600,
+        description="Lifetime of the one-time code handed to the frontend after sign-in.",
+    )
+    sso_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Longest wait for an answer from a provider."
+    )
+    sso_jwks_cooldown_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="Least time between refetches of a provider's keys caused by an unknown "
+        "key id (a rotation).",
+    )
+
+    audit_retention_days: int = Field(
+        default=0,
+        ge=0,
+        description="Audit lines older than this many days are pruned (each tenant's chain "
+        "keeps the pruned-to hash as its anchor, so what is kept still verifies); 0 keeps "
+        "every line.",
+    )
+    audit_prune_interval_seconds: float = Field(
+        default=3600.0, gt=0, description="How often the auth service prunes old audit lines."
+    )
+    personal_data_peers: list[str] = Field(
+        default_factory=lambda: ["workflows", "templates", "notifications", "content"],
+        description="Services asked for a user's records when their personal data is exported.",
+    )
+
+    @field_validator("oidc_providers")
+    @classmethod
+    def _provider_names(
+        cls, value: dict[str, OidcProviderSettings]
+    ) -> dict[str, OidcProviderSettings]:
+        bad = [name for name in value if not _PROVIDER_NAME.match(name)]
+        if bad:
+            raise ValueError(
+                f"provider names must be lower-case letters, digits, '-' or '_': {bad}"
+            )
+        return value
+
+    @field_validator("sso_redirect_uris", mode="before")
+    @classmethod
+    def _uri_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value.strip().startswith("["):
+                return json.loads(value)
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
 
 
 class GatewaySettings(BaseModel):
@@ -498,8 +620,10 @@ class LlmSettings(BaseModel):
     )
     token_bus_group: str = Field(
         default="workflows-tokens",
-        description="Consumer group the workflows service reads worker processes' tokens "
-        "with, for its SSE streams; deployments sharing one broker need different names.",
+        description="Prefix of the consumer groups the workflows service reads worker "
+        "processes' tokens with, for its SSE streams: each instance reads in its own group "
+        "`<prefix>-<instance id>` (removed when it stops), so every instance gets every token; "
+        "deployments sharing one broker need different prefixes.",
     )
 
 
@@ -534,6 +658,32 @@ class McpSettings(BaseModel):
     )
 
 
+class GrpcSettings(BaseModel):
+    """The workflows service's internal gRPC server (docs/grpc.md)."""
+
+    enabled: bool = Field(
+        default=True, description="Serve gRPC beside HTTP (`up` and `serve workflows`)."
+    )
+    host: str | None = Field(
+        default=None, description="Address to bind; empty: the HTTP address (ORCHESTRION_HOST)."
+    )
+    port: int = Field(
+        default=50051, ge=0, le=65535, description="Port to bind; 0: any free port (logged)."
+    )
+    tls_cert_file: Path | None = Field(
+        default=None, description="PEM certificate chain; with `tls_key_file`, serve TLS only."
+    )
+    tls_key_file: Path | None = Field(
+        default=None, description="PEM private key of `tls_cert_file`."
+    )
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> GrpcSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("set both grpc.tls_cert_file and grpc.tls_key_file, or neither")
+        return self
+
+
 class ObservabilitySettings(BaseModel):
     """Logs, metrics and traces."""
 
@@ -550,6 +700,13 @@ class ObservabilitySettings(BaseModel):
         default=None,
         description="When set, `/metrics` answers only requests with "
         "`Authorization: Bearer <token>` (401 otherwise); empty: open to anyone who reaches it.",
+    )
+    worker_metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Port `orchestrion worker` serves `/metrics` on (at `host`), for "
+        "Prometheus to scrape; 0: none.",
     )
 
     @model_validator(mode="before")
@@ -674,6 +831,123 @@ class EmbeddingSettings(BaseModel):
     )
 
 
+class GraphQLSettings(BaseModel):
+    """GraphQL at the gateway (`/graphql`)."""
+
+    enabled: bool = Field(default=True, description="Serve `/graphql` at the gateway.")
+    graphiql: bool = Field(
+        default=True, description="Serve the GraphiQL IDE to browsers at `GET /graphql`."
+    )
+    max_depth: int = Field(default=10, ge=1, description="Deepest nesting of an operation.")
+    max_cost: int = Field(
+        default=10_000,
+        ge=1,
+        description="Largest cost of an operation: each field 1, times the items its list "
+        "may hold (docs/graphql.md).",
+    )
+    persisted_queries_size: int = Field(
+        default=1000, ge=1, description="Persisted queries kept in each gateway's memory."
+    )
+    persisted_queries_ttl_seconds: int = Field(
+        default=86_400, ge=1, description="How long Redis keeps a persisted query."
+    )
+    persisted_queries_prefix: str = Field(
+        default="orn:apq:", description="Redis key prefix of persisted queries."
+    )
+
+
+class NotificationsSettings(BaseModel):
+    """The notifications service: channel providers, delivery retries and webhook rules."""
+
+    smtp_url: str | None = Field(
+        default=None,
+        description="SMTP server for `email`: `smtp://host:port` (STARTTLS when offered, see "
+        "`smtp_starttls`) or `smtps://host:port` (TLS from the first byte); credentials may "
+        "be in the URL (`smtp://user:pass@host`). Unset, email sends fail.",
+    )
+    smtp_username: str | None = Field(
+        default=None, description="SMTP user (overrides one in `smtp_url`)."
+    )
+    smtp_password: SecretStr | None = Field(
+        default=None, description="SMTP password (overrides one in `smtp_url`)."
+    )
+    smtp_starttls: bool | None = Field(
+        default=None,
+        description="`smtp://` only: true requires STARTTLS, false never upgrades, unset "
+        "upgrades when the server offers it.",
+    )
+    smtp_ca_file: str | None = Field(
+        default=None,
+        description="PEM file of the certificate authorities the SMTP server's certificate "
+        "is checked against (default: the system's).",
+    )
+    smtp_from: str = Field(
+        default="orchestrion@localhost", description="`From` address of every email."
+    )
+    webhook_allowlist: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Hosts or CIDRs webhooks may reach although private or loopback "
+        "(comma-separated in the environment); everything else must be public.",
+    )
+    webhook_secret_grace_seconds: float = Field(
+        default=24 * 3600.0,
+        ge=0,
+        description="How long a rotated webhook secret still signs (next to the new one), "
+        "so receivers can switch without losing deliveries.",
+    )
+    sms_base_url: str | None = Field(
+        default=None,
+        description="Base URL of a Twilio-compatible SMS API (`POST /2010-04-01/Accounts/"
+        "{sid}/Messages.json`). Unset, SMS sends fail.",
+    )
+    sms_account_sid: str | None = Field(
+        default=None, description="Account SID of the SMS API (the basic-auth user)."
+    )
+    sms_auth_token: SecretStr | None = Field(
+        default=None, description="Auth token of the SMS API (the basic-auth password)."
+    )
+    sms_from: str | None = Field(default=None, description="Sender number of SMS (`From`).")
+    push_base_url: str | None = Field(
+        default=None,
+        description="Base URL of an FCM-v1-compatible push API (`POST /v1/projects/"
+        "{project}/messages:send`). Unset, push sends fail.",
+    )
+    push_project_id: str | None = Field(default=None, description="Project of the push API.")
+    push_access_token: SecretStr | None = Field(
+        default=None, description="Bearer token sent to the push API."
+    )
+    max_attempts: int = Field(
+        default=5, ge=1, le=50, description="Send attempts before a notification is `failed`."
+    )
+    retry_initial_seconds: float = Field(
+        default=5.0, gt=0, description="Wait after the first transient failure."
+    )
+    retry_max_seconds: float = Field(
+        default=600.0, gt=0, description="Longest wait between two attempts."
+    )
+    retry_jitter: float = Field(
+        default=0.2, ge=0, le=1, description="Each wait varies by up to this fraction."
+    )
+    send_timeout_seconds: float = Field(
+        default=15.0, gt=0, description="Time limit of one send (SMTP, webhook, provider call)."
+    )
+    concurrency: int = Field(default=8, ge=1, le=256, description="Sends one process runs at once.")
+    max_rendered_chars: int = Field(
+        default=100_000,
+        ge=100,
+        description="Longest subject or body a template may render; past it the send is refused.",
+    )
+
+    @field_validator("webhook_allowlist", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value.strip().startswith("["):
+                return json.loads(value)
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+
 class Settings(BaseSettings):
     """Everything the platform can be told, in one typed object."""
 
@@ -689,6 +963,12 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address `orchestrion up` binds.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port `orchestrion up` binds.")
+    shutdown_grace_seconds: int = Field(
+        default=25,
+        ge=1,
+        description="On SIGTERM or Ctrl-C, how long requests in flight (and open streams) "
+        "get to finish before their connections are closed and the process stops.",
+    )
     public_url: str | None = Field(
         default=None, description="Base URL clients use (defaults to http://host:port)."
     )
@@ -727,16 +1007,27 @@ class Settings(BaseSettings):
     realtime: RealtimeSettings = Field(default_factory=RealtimeSettings)
     llm: LlmSettings = Field(default_factory=LlmSettings)
     mcp: McpSettings = Field(default_factory=McpSettings)
+    grpc: GrpcSettings = Field(default_factory=GrpcSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     content: ContentSettings = Field(default_factory=ContentSettings)
     plugins: PluginSettings = Field(default_factory=PluginSettings)
     embeddings: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    graphql: GraphQLSettings = Field(default_factory=GraphQLSettings)
+    notifications: NotificationsSettings = Field(default_factory=NotificationsSettings)
 
     @model_validator(mode="after")
     def _refuse_development_secret(self) -> Settings:
         if self.environment == "production" and self.secret_key.get_secret_value() == _DEV_SECRET:
             raise ValueError("ORCHESTRION_SECRET_KEY must be set in production")
+        hashing = self.auth.password_hashing
+        if self.environment == "production" and (
+            hashing.memory_kib < _OWASP_MEMORY_KIB or hashing.time_cost < 2
+        ):
+            raise ValueError(
+                "ORCHESTRION_AUTH__PASSWORD_HASHING__*: production needs at least "
+                f"{_OWASP_MEMORY_KIB} KiB and 2 passes (OWASP's argon2id floor)"
+            )
         return self
 
     @property
@@ -776,8 +1067,24 @@ def generate_password() -> str:
     return secrets.token_urlsafe(18)
 
 
+def service_app_options(settings: Settings, name: str) -> dict[str, Any]:
+    """What every service's app takes from the settings: ``create_service_app``'s
+    ``name``, ``title``, ``version``, ``identity_secret`` and ``limits``."""
+    from orchestrion import __version__
+
+    return {
+        "name": name,
+        "title": f"Orchestrion {name}",
+        "version": __version__,
+        "identity_secret": settings.secret_key.get_secret_value().encode(),
+        "limits": settings.limits,
+    }
+
+
 def open_database(settings: Settings) -> Database:
     """A :class:`Database` on the configured URL with the configured pool and timeouts."""
+    from orchestrion.kernel.db.engine import Database  # SQLAlchemy loads when a command needs it
+
     return Database(
         settings.database_url,
         echo=settings.database.echo,

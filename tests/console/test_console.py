@@ -12,31 +12,24 @@ definition), which the browser logs by itself.
 from __future__ import annotations
 
 import json
-import os
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import pytest
-from playwright.sync_api import Browser, Error, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
-from tests.fixtures.databases import server_missing
-from tests.fixtures.llm import LlmServer, llm_server
-from tests.fixtures.processes import free_port, spawn, start_up, stop, wait_ready
-
-CHROMIUM = os.environ.get("ORCHESTRION_TEST_CHROMIUM", "/usr/bin/chromium")
-EMAIL = "admin@example.com"
-PASSWORD = "console-password-1"
-SCREENSHOTS = os.environ.get("ORCHESTRION_CONSOLE_SCREENSHOTS")
-LLM_KEY = "console"
-PRICES = {"test-model": {"input": 1.0, "output": 2.0}}
-__all__ = ["llm_server"]
-#: Generous: the machine running the suite may be busy; nothing here is timed.
-WAIT_MS = 60_000
-expect.set_options(timeout=WAIT_MS)
+from tests.console.support import (
+    EMAIL,
+    LLM_KEY,
+    PASSWORD,
+    Messages,
+    Platform,
+    create,
+    shot,
+    sign_in,
+)
+from tests.fixtures.llm import LlmServer
+from tests.fixtures.processes import free_port, spawn, stop, wait_ready
 
 TRANSFORM = """\
 name: doubler
@@ -64,107 +57,6 @@ APPROVAL = """{
   ],
   "outputs": {"approved": "{{ steps.sign_off.output.approved }}"}
 }"""
-
-
-@dataclass
-class Platform:
-    base: str
-    home: Path
-
-
-@dataclass
-class Messages:
-    """What the page said on its console, and what it threw."""
-
-    seen: list[str] = field(default_factory=list)
-
-    def unexpected(self, *allowed: str) -> list[str]:
-        return [m for m in self.seen if not any(a in m for a in allowed)]
-
-
-@contextmanager
-def running_platform(home: Path, llm: LlmServer) -> Iterator[Platform]:
-    """``orchestrion up`` on a free loopback port, with a known admin and an LLM provider."""
-    port = free_port()
-    provider = {"kind": "openai", "base_url": llm.openai(LLM_KEY), "api_key": "sk-test"}
-    process = start_up(
-        home,
-        port,
-        ORCHESTRION_ADMIN_EMAIL=EMAIL,
-        ORCHESTRION_ADMIN_PASSWORD=PASSWORD,
-        ORCHESTRION_LLM__PROVIDERS=json.dumps({"oa": provider}),
-        ORCHESTRION_LLM__PRICING=json.dumps(PRICES),
-        # Every test signs in afresh, more often than the default allows from one address.
-        ORCHESTRION_GATEWAY__LOGIN_RATE_LIMIT="1000/minute",
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(base, process)
-        yield Platform(base=base, home=home)
-    finally:
-        stop(process)
-
-
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory, llm_server: LlmServer) -> Iterator[Platform]:
-    """The platform the module's tests share."""
-    with running_platform(tmp_path_factory.mktemp("console"), llm_server) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """Debian's chromium, headless (never a downloaded browser)."""
-    if not Path(CHROMIUM).exists():
-        server_missing("chromium", FileNotFoundError(f"{CHROMIUM} (apt-get install chromium)"))
-    with sync_playwright() as playwright:
-        try:
-            launched = playwright.chromium.launch(
-                executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"]
-            )
-        except Error as exc:
-            server_missing("chromium", exc)
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def page(browser: Browser, platform: Platform) -> Iterator[tuple[Page, Messages]]:
-    """A fresh browser context (empty sessionStorage) on the console, recording errors."""
-    context = browser.new_context(base_url=platform.base, viewport={"width": 1280, "height": 860})
-    context.set_default_timeout(WAIT_MS)
-    tab = context.new_page()
-    messages = Messages()
-    tab.on(
-        "console",
-        lambda m: (
-            messages.seen.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None
-        ),
-    )
-    tab.on("pageerror", lambda e: messages.seen.append(f"pageerror: {e}"))
-    yield tab, messages
-    context.close()
-
-
-def shot(tab: Page, name: str) -> None:
-    if SCREENSHOTS:
-        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
-        tab.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"), full_page=True)
-
-
-def sign_in(tab: Page, password: str = PASSWORD) -> None:
-    tab.goto("/")
-    expect(tab.get_by_role("heading", name="Sign in")).to_be_visible()
-    tab.get_by_label("Email").fill(EMAIL)
-    tab.get_by_label("Password").fill(password)
-    tab.get_by_role("button", name="Sign in").click()
-
-
-def create(tab: Page, definition: str) -> None:
-    tab.get_by_role("link", name="New workflow").click()
-    expect(tab.get_by_role("heading", name="New workflow")).to_be_visible()
-    tab.get_by_label("Definition (JSON or YAML)").fill(definition)
-    tab.get_by_role("button", name="Create workflow").click()
 
 
 def test_the_gateway_serves_the_console_with_a_strict_policy(platform: Platform) -> None:
@@ -372,29 +264,12 @@ def test_a_deep_link_signs_in_with_the_keyboard_alone(page: tuple[Page, Messages
     assert messages.unexpected() == []
 
 
-def test_an_expired_access_token_is_refreshed(
-    browser: Browser, llm_server: LlmServer, tmp_path: Path
-) -> None:
-    # A platform of its own: after this refresh, the shared one stopped answering the
-    # next test's requests (seen on a loaded machine; noted for the auth service).
-    with running_platform(tmp_path, llm_server) as own:
-        context = browser.new_context(base_url=own.base)
-        context.set_default_timeout(WAIT_MS)
-        tab = context.new_page()
-        messages = Messages()
-        tab.on(
-            "console",
-            lambda m: (
-                messages.seen.append(f"{m.type}: {m.text}")
-                if m.type in ("error", "warning")
-                else None
-            ),
-        )
-        tab.on("pageerror", lambda e: messages.seen.append(f"pageerror: {e}"))
-        try:
-            refresh_after_a_bad_token(tab)
-        finally:
-            context.close()
+def test_an_expired_access_token_is_refreshed(page: tuple[Page, Messages]) -> None:
+    # On the shared platform: it once ran on a platform of its own, because the next
+    # test's requests hung after it (the server blocked writing its log to a full pipe,
+    # see test_a_server_that_logged_past_a_pipe_buffer_still_answers).
+    tab, messages = page
+    refresh_after_a_bad_token(tab)
     assert messages.unexpected("status of 401") == []
 
 
@@ -408,6 +283,12 @@ def refresh_after_a_bad_token(tab: Page) -> None:
         # A token whose signature no longer verifies, as after a key rotation.
         json.dumps({**tokens, "access_token": tokens["access_token"][:-6] + "AAAAAA"}),
     )
+    # The tab reopened with it: the page's calls (the list and who is signed in, at
+    # once) are refused, share one refresh (a refresh token used twice would revoke the
+    # session) and are replayed.
+    tab.reload()
+    expect(tab.get_by_role("heading", name="Workflows")).to_be_visible()
+    expect(tab.locator("#who")).to_have_text(EMAIL)
     tab.get_by_role("navigation").get_by_role("link", name="Usage").click()
     expect(tab.get_by_role("heading", name="Usage and cost")).to_be_visible()
     refreshed = json.loads(tab.evaluate("sessionStorage.getItem('orchestrion.session')"))

@@ -17,7 +17,7 @@ import pytest
 import redis.asyncio as redis
 
 from tests.fixtures.databases import PG_HOST, PG_PORT, PG_USER, _admin, in_thread, server_missing
-from tests.fixtures.processes import free_port, kill, run_command, spawn, stop, wait_ready
+from tests.fixtures.processes import free_port, kill, run_command, spawn, stop, stop_all, wait_ready
 
 # Real processes start and stop slowly on a loaded machine (tests run in parallel).
 pytestmark = pytest.mark.timeout(300)
@@ -105,10 +105,10 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
         await asyncio.to_thread(wait_ready, running.base, running.processes["gateway"], 60)
         yield running
     finally:
-        for process in running.processes.values():
-            if process.poll() is None:
-                print(stop(process)[-3000:])
-        in_thread(asyncio.run, _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        try:
+            stop_all(running.processes.values())
+        finally:
+            in_thread(asyncio.run, _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 async def _token(http: httpx.AsyncClient) -> dict[str, str]:
@@ -269,9 +269,9 @@ async def test_cluster_up_runs_every_process_and_stops_them(tmp_path: Path) -> N
         await asyncio.to_thread(in_thread, asyncio.run, _admin(f'CREATE DATABASE "{name}"'))
     except OSError as exc:
         server_missing("PostgreSQL", exc)
-    # Room for the gateway and four services on the ports after it.
+    # Room for the gateway and every service on the ports after it.
     port = free_port()
-    while any(_taken(port + n) for n in range(1, 6)):
+    while any(_taken(port + n) for n in range(1, 12)):
         port = free_port()
     settings = {
         "ORCHESTRION_ADMIN_PASSWORD": PASSWORD,
@@ -285,7 +285,8 @@ async def test_cluster_up_runs_every_process_and_stops_them(tmp_path: Path) -> N
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        await asyncio.to_thread(wait_ready, base, process, 90, "/health/ready")
+        # Eleven processes start at once: minutes on a loaded machine.
+        await asyncio.to_thread(wait_ready, base, process, 200, "/health/ready")
         async with httpx.AsyncClient(base_url=base, timeout=15) as http:
             headers = await _token(http)
             definition = {
@@ -308,7 +309,7 @@ async def test_cluster_up_runs_every_process_and_stops_them(tmp_path: Path) -> N
         output = stop(process)
         in_thread(asyncio.run, _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     assert process.returncode == 0, output[-3000:]
-    for offset in range(4):  # every child is gone: its port is free again
+    for offset in range(11):  # every child is gone: its port is free again
         assert not _taken(port + offset), output[-3000:]
 
 

@@ -18,7 +18,7 @@ import pytest
 import redis.asyncio as redis
 
 from tests.fixtures.databases import PG_HOST, PG_PORT, PG_USER, _admin, in_thread, server_missing
-from tests.fixtures.processes import free_port, run_command, spawn, stop, wait_ready
+from tests.fixtures.processes import free_port, run_command, spawn, stop_all, wait_ready
 
 # Real processes start and stop slowly on a loaded machine (tests run in parallel).
 pytestmark = pytest.mark.timeout(300)
@@ -81,10 +81,10 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
             await asyncio.to_thread(wait_ready, gateways[-1], processes[gateway], 60)
         yield Cluster(gateways)
     finally:
-        for process in processes.values():
-            if process.poll() is None:
-                print(stop(process)[-3000:])
-        in_thread(asyncio.run, _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        try:
+            stop_all(processes.values())
+        finally:
+            in_thread(asyncio.run, _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         keys = [k async for k in client.scan_iter(match=f"{prefix}*")]
         if keys:
             await client.delete(*keys)

@@ -42,6 +42,9 @@ async def test_health_endpoints(client) -> None:
         "knowledge",
         "content",
         "templates",
+        "notifications",
+        "analytics",
+        "flags",
     }
     assert all(s["status"] == "ok" for s in body["services"].values())
     assert (await client.get("/health/live")).json() == {"status": "ok"}

@@ -11,7 +11,6 @@ line (httpx would fold repeated ones).
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import socket
 import socketserver
 import ssl
@@ -24,12 +23,9 @@ from pathlib import Path
 
 import h11
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from tests.fixtures.processes import free_port, spawn, stop, wait_ready
+from tests.fixtures.tls import self_signed
 from tests.fixtures.upstream import Upstream as Loopback
 
 # Real processes start and stop slowly on a loaded machine (tests run in parallel).
@@ -141,38 +137,6 @@ class _BareServer(socketserver.ThreadingTCPServer):
         pass  # a health check hanging up early is no test failure
 
 
-def _certificate(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 (the gateway trusts it via SSL_CERT_FILE)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert, key_file = directory / "cert.pem", directory / "key.pem"
-    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert, key_file
-
-
 @dataclass
 class Bare:
     """The bare server, plain and over TLS, and the certificate to trust."""
@@ -184,7 +148,7 @@ class Bare:
 
 @pytest.fixture(scope="module")
 def bare(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bare]:
-    cert, key = _certificate(tmp_path_factory.mktemp("tls"))
+    cert, key = self_signed(tmp_path_factory.mktemp("tls"))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     plain, tls = _BareServer(None), _BareServer(context)

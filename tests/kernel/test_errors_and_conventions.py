@@ -91,3 +91,26 @@ def test_cursor_encodes_datetimes() -> None:
 
     moment = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert _decode_cursor(encode_cursor([moment, "id-1"]), 2) == [moment, "id-1"]
+
+
+async def test_a_database_busy_past_its_wait_is_a_503_to_retry(tmp_path) -> None:
+    # SQLite has one writer: a request that cannot get it within the wait is told to retry.
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'busy.db'}", busy_timeout_ms=100)
+    app = create_service_app(
+        name="probe", title="probe", version="0", database=database, identity_secret=SECRET
+    )
+
+    @app.get("/write")
+    async def write() -> dict[str, bool]:
+        async with database.session():
+            return {"ok": True}
+
+    async with await _client(app) as client, database.session():
+        response = await client.get("/write")
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "busy" in response.json()["detail"]
+    async with await _client(app) as client:
+        assert (await client.get("/write")).json() == {"ok": True}
+    await database.dispose()

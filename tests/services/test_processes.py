@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from orchestrion.cluster import SERVICES
-from tests.fixtures.processes import free_port, run_command, spawn, stop, wait_ready
+from tests.fixtures.processes import free_port, run_command, spawn, stop_all, wait_ready
 
 # Real processes start and stop slowly on a loaded machine (tests run in parallel).
 pytestmark = pytest.mark.timeout(300)
@@ -96,9 +96,7 @@ def test_serve_content_and_knowledge_behind_the_gateway_and_steps_reach_them(
             assert http.get("/api/v1/content").status_code == 401
             assert http.get("/api/v1/knowledge/nodes").status_code == 401
     finally:
-        for process in processes:
-            if process.poll() is None:
-                print(stop(process)[-2000:])
+        stop_all(processes, tail=2000)
 
 
 def _knowledge(http: httpx.Client, auth: dict[str, str]) -> None:

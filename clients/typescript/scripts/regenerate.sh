@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Regenerate the SDK's types from the platform's merged OpenAPI document, then build it.
+# Regenerate the SDK's types from the platform's merged OpenAPI document, then build it and
+# the console's bundle of it (src/orchestrion/gateway/console/static/vendor/sdk.js).
 #   PYTHON=.venv/bin/python clients/typescript/scripts/regenerate.sh      (what `make sdk` runs)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -10,3 +11,4 @@ cd "$here"
 npm ci --no-audit --no-fund
 npm run generate
 npm run build
+npm run build:console

@@ -44,6 +44,207 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/analytics/report": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A downloadable report
+         * @description One row per UTC day and workflow (columns: day, tenant_id, workflow_id, the
+         *     execution counts, success_rate, duration p50/p95/p99, steps, tokens, cost_usd),
+         *     streamed as an attachment.
+         */
+        get: operations["report_api_v1_analytics_report_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/analytics/slos": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * SLOs with their current figures
+         * @description Each SLO with `current`, `met` and `error_budget_remaining` now.
+         */
+        get: operations["list_slos_api_v1_analytics_slos_get"];
+        put?: never;
+        /**
+         * Create an SLO
+         * @description An objective over the caller's tenant (one workflow, or all), evaluated at once
+         *     and whenever an execution it counts finishes.
+         */
+        post: operations["create_slo_api_v1_analytics_slos_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/analytics/slos/{slo_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * An SLO with its current figures
+         * @description One SLO.
+         */
+        get: operations["get_slo_api_v1_analytics_slos__slo_id__get"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete an SLO
+         * @description Forget the SLO.
+         */
+        delete: operations["delete_slo_api_v1_analytics_slos__slo_id__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/analytics/summary": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Execution, duration, step, token and cost figures
+         * @description Figures of the executions that started in the range (all time by default), from
+         *     the projections of execution events (eventually consistent, within seconds).
+         */
+        get: operations["summary_api_v1_analytics_summary_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/analytics/timeseries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A metric per hour or day
+         * @description One point per interval from `from` to `to` (default: the last day by hour, the
+         *     last 30 days by day); intervals are UTC hours or days, labelled by their start.
+         *     `executions` counts executions started, `succeeded` and `failures` those of them
+         *     that succeeded and failed, `cost_usd` their model cost, `duration_p95` the 95th
+         *     percentile of their durations (null when none finished).
+         */
+        get: operations["timeseries_api_v1_analytics_timeseries_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/analytics/workflows": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The figures of each workflow
+         * @description One item per workflow with executions in the range (`id` is the workflow's id);
+         *     list conventions; filters `from`, `to`, `workflow_id`, `tenant_id` (platform admins);
+         *     sort by `executions`, `failed`, `cost_usd`...
+         */
+        get: operations["workflows_api_v1_analytics_workflows_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The audit trail
+         * @description Who did what, when and from where, across every service: the caller's tenant
+         *     (every tenant for platform admins). Filters: `actor`, `action`, `resource`,
+         *     `service`, `request_id`.
+         */
+        get: operations["list_audit_api_v1_audit_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/audit/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Export the audit trail (JSON or CSV, streamed)
+         * @description Every line the caller may read that matches the filters, streamed.
+         */
+        get: operations["export_audit_api_v1_audit_export_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/audit/verify": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Verify the audit trail's hash chains
+         * @description Recompute each line's hash from the chain's anchor; `first_broken` names the first
+         *     line that was changed, removed or inserted.
+         */
+        get: operations["verify_audit_api_v1_audit_verify_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/auth/api-keys": {
         parameters: {
             query?: never;
@@ -232,6 +433,95 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/auth/sso/exchange": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Exchange a single sign-on code for tokens
+         * @description The answer of ``POST /api/v1/auth/login`` for the one-time code of a sign-in.
+         *     401 when the code is unknown, expired or used; a used code presented again also
+         *     ends the session its first exchange started.
+         */
+        post: operations["sso_exchange_api_v1_auth_sso_exchange_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/sso/providers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Identity providers to sign in with
+         * @description The configured OpenID Connect providers (for "Sign in with ..." buttons).
+         */
+        get: operations["list_providers_api_v1_auth_sso_providers_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/sso/{name}/callback": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Where the provider returns after sign-in
+         * @description Check ``state``, exchange the code, validate the ID token, match or create the user,
+         *     and send the browser to the frontend with a one-time ``code`` (single use, short-lived).
+         *
+         *     400: bad, expired or used state; 401: an ID token that fails validation; 403: the
+         *     email is not verified, or the account is disabled or of another tenant; 502/503: the
+         *     provider failed. A provider-reported ``error`` returns to the frontend with it.
+         */
+        get: operations["sso_callback_api_v1_auth_sso__name__callback_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/sso/{name}/login": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Start signing in with a provider
+         * @description Redirect to the provider (authorization code with PKCE, ``state``, ``nonce``).
+         *     404 for an unknown provider, 422 for a ``redirect_uri`` not allowed, 502/503 when
+         *     the provider's discovery document cannot be had.
+         */
+        get: operations["sso_login_api_v1_auth_sso__name__login_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/auth/tenants": {
         parameters: {
             query?: never;
@@ -317,7 +607,9 @@ export interface paths {
         post?: never;
         /**
          * Delete a user
-         * @description Remove a user, their sessions and API keys.
+         * @description Remove a user, their sessions and API keys. With `erase=true`, also erase them
+         *     everywhere: their audit lines are anonymised and every service holding personal data
+         *     deletes or anonymises it (`user.erased` on the bus).
          */
         delete: operations["delete_user_api_v1_auth_users__user_id__delete"];
         options?: never;
@@ -327,6 +619,27 @@ export interface paths {
          * @description Email, password, roles or active flag; a new password or deactivation ends sessions.
          */
         patch: operations["update_user_api_v1_auth_users__user_id__patch"];
+        trace?: never;
+    };
+    "/api/v1/auth/users/{user_id}/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Export every personal record of a user
+         * @description The user, their sessions, API keys (never secrets), provider identities and the
+         *     audit lines they appear in, as JSON (right of access).
+         */
+        get: operations["export_user_api_v1_auth_users__user_id__export_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
         trace?: never;
     };
     "/api/v1/budgets": {
@@ -516,7 +829,7 @@ export interface paths {
         };
         /**
          * List executions
-         * @description Executions of the caller's tenant; filters `workflow_id`, `status`.
+         * @description Executions of the caller's tenant; filters `workflow_id` (one or several), `status`.
          */
         get: operations["list_executions_api_v1_executions_get"];
         put?: never;
@@ -699,6 +1012,81 @@ export interface paths {
          * @description `text/event-stream` of the log (`id:` is `seq`), resuming after `Last-Event-ID`.
          */
         get: operations["stream_events_api_v1_executions__execution_id__stream_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/flags": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List flags
+         * @description The tenant's flags, by key; filter `key`; `tenant_id` (platform admins) picks
+         *     another tenant.
+         */
+        get: operations["list_flags_api_v1_flags_get"];
+        put?: never;
+        /**
+         * Create a flag
+         * @description A boolean flag, or a multivariate one with `variants`; platform admins only.
+         */
+        post: operations["create_flag_api_v1_flags_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/flags/{key}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a flag
+         * @description One flag, with its ETag.
+         */
+        get: operations["get_flag_api_v1_flags__key__get"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete a flag
+         * @description Delete it; evaluating it answers 404 from now on; `If-Match` honoured.
+         */
+        delete: operations["delete_flag_api_v1_flags__key__delete"];
+        options?: never;
+        head?: never;
+        /**
+         * Change a flag
+         * @description The fields given (`variants` and `rules` whole); `enabled: false` is the kill
+         *     switch, off for everyone at once; `If-Match` honoured. Platform admins only.
+         */
+        patch: operations["update_flag_api_v1_flags__key__patch"];
+        trace?: never;
+    };
+    "/api/v1/flags/{key}/evaluate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Evaluate a flag for the caller
+         * @description The caller's answer from its tenant's flag: the same caller gets the same answer
+         *     every time while the flag is unchanged (any authenticated caller, for itself).
+         */
+        get: operations["evaluate_flag_api_v1_flags__key__evaluate_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1123,6 +1511,239 @@ export interface paths {
          * @description Asks the server (platform or tenant) for its tools: names, descriptions, schemas.
          */
         get: operations["list_tools_api_v1_mcp_servers__name__tools_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/notifications": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List notifications
+         * @description The tenant's notifications, newest first; filters `channel`, `status`,
+         *     `subscription_id`.
+         */
+        get: operations["list_notifications_api_v1_notifications_get"];
+        put?: never;
+        /**
+         * Send a notification
+         * @description Queue a message on its channel (`Idempotency-Key`: the same key and body give the
+         *     same notification). A `template` is rendered now; delivery, retries and the outcome
+         *     show on `GET /api/v1/notifications/{id}`.
+         */
+        post: operations["send_notification_api_v1_notifications_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/notifications/inbox": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The caller's in-app messages
+         * @description Newest first; `read=false` lists the unread ones.
+         */
+        get: operations["list_inbox_api_v1_notifications_inbox_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/notifications/inbox/{item_id}/read": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Mark an in-app message read
+         * @description The message, `read` from now on (marking it again changes nothing).
+         */
+        post: operations["mark_read_api_v1_notifications_inbox__item_id__read_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/notifications/preferences": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The caller's notification preferences
+         * @description The channels the caller muted.
+         */
+        get: operations["get_preferences_api_v1_notifications_preferences_get"];
+        /**
+         * Replace the caller's notification preferences
+         * @description Mute channels: what the caller sends or subscribes to on one, and in-app messages
+         *     to the caller when `in_app` is muted, end `failed` with `last_error` saying so.
+         */
+        put: operations["put_preferences_api_v1_notifications_preferences_put"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/notifications/subscriptions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List subscriptions
+         * @description The tenant's subscriptions; filters `event`, `channel`, `workflow_id`.
+         */
+        get: operations["list_subscriptions_api_v1_notifications_subscriptions_get"];
+        put?: never;
+        /**
+         * Subscribe to platform events
+         * @description Each matching event of the tenant (of `workflow_id` only, if given) sends one
+         *     notification on `channel` to `to`, rendered from `template` or a default message;
+         *     a redelivered event sends nothing more.
+         */
+        post: operations["subscribe_api_v1_notifications_subscriptions_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/notifications/subscriptions/{subscription_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a subscription
+         * @description One subscription, with its ETag.
+         */
+        get: operations["get_subscription_api_v1_notifications_subscriptions__subscription_id__get"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete a subscription
+         * @description Stop sending on its events (notifications it sent stay).
+         */
+        delete: operations["delete_subscription_api_v1_notifications_subscriptions__subscription_id__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/notifications/templates": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List template versions
+         * @description Every version of the tenant's templates; filters `name`, `channel`.
+         */
+        get: operations["list_templates_api_v1_notifications_templates_get"];
+        put?: never;
+        /**
+         * Create a template, or a new version of one
+         * @description Jinja sources of a subject and a body for one channel; an existing name on that
+         *     channel gets its next version (sends use the newest).
+         */
+        post: operations["create_template_api_v1_notifications_templates_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/notifications/templates/{template_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a template version
+         * @description One template version, with its ETag.
+         */
+        get: operations["get_template_api_v1_notifications_templates__template_id__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/notifications/webhook-secrets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List the tenant's webhook secrets (not their values)
+         * @description Each secret's dates and whether it still signs, newest first.
+         */
+        get: operations["list_secrets_api_v1_notifications_webhook_secrets_get"];
+        put?: never;
+        /**
+         * Create (rotate) the tenant's webhook signing secret
+         * @description A new secret, shown once. Webhooks are signed with it from now on, and with the
+         *     one it replaces for `webhook_secret_grace_seconds` more (several signatures).
+         */
+        post: operations["rotate_secret_api_v1_notifications_webhook_secrets_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/notifications/{notification_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a notification and its delivery status
+         * @description `status` (`queued`, `sending`, `delivered`, `failed`), `attempts`, `last_error`,
+         *     `delivered_at`.
+         */
+        get: operations["get_notification_api_v1_notifications__notification_id__get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1815,6 +2436,424 @@ export interface components {
             status: "ok";
         };
         /**
+         * AnalyticsDurationSlo
+         * @description The 95th percentile of durations over the window is at most `target` ms.
+         */
+        AnalyticsDurationSlo: {
+            /** Name */
+            name: string;
+            /**
+             * Workflow Id
+             * @description Only this workflow's executions (default: every workflow of the tenant).
+             */
+            workflow_id?: string | null;
+            /**
+             * Window
+             * @enum {string}
+             */
+            window: "1h" | "1d" | "7d";
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            objective: "duration_p95_ms";
+            /**
+             * Target
+             * @description Milliseconds.
+             */
+            target: number;
+        };
+        /**
+         * AnalyticsDurations
+         * @description Durations of the finished executions, in milliseconds.
+         */
+        AnalyticsDurations: {
+            /** P50 */
+            p50: number | null;
+            /** P95 */
+            p95: number | null;
+            /** P99 */
+            p99: number | null;
+            /** Mean */
+            mean?: number | null;
+            /**
+             * Exact
+             * @description false when the percentiles come from the sketch (within 1 % relative).
+             * @default true
+             */
+            exact?: boolean;
+        };
+        /**
+         * AnalyticsExecutionCounts
+         * @description Executions that started in the range, by status.
+         */
+        AnalyticsExecutionCounts: {
+            /**
+             * Total
+             * @description Every execution, finished or not.
+             */
+            total: number;
+            /** Succeeded */
+            succeeded: number;
+            /** Failed */
+            failed: number;
+            /** Cancelled */
+            cancelled: number;
+            /**
+             * Success Rate
+             * @description succeeded / (succeeded + failed + cancelled); null when none finished.
+             */
+            success_rate: number | null;
+        };
+        /**
+         * AnalyticsModel
+         * @description Usage of one model.
+         */
+        AnalyticsModel: {
+            /** Model */
+            model: string;
+            /** Calls */
+            calls: number;
+            /** Input Tokens */
+            input_tokens: number;
+            /** Output Tokens */
+            output_tokens: number;
+            /** Cost Usd */
+            cost_usd: number;
+        };
+        /**
+         * AnalyticsPoint
+         * @description One interval of a series: its start and value (null: nothing to measure).
+         */
+        AnalyticsPoint: {
+            /** At */
+            at: string;
+            /** Value */
+            value: number | null;
+        };
+        /**
+         * AnalyticsReport
+         * @description The JSON report (the CSV one has the same columns).
+         */
+        AnalyticsReport: {
+            meta: components["schemas"]["AnalyticsReportMeta"];
+            /** Data */
+            data: components["schemas"]["AnalyticsReportRow"][];
+        };
+        /**
+         * AnalyticsReportMeta
+         * @description The range a report covers (whole hours) and its columns.
+         */
+        AnalyticsReportMeta: {
+            /** From */
+            from: string | null;
+            /** To */
+            to: string | null;
+            /** Columns */
+            columns: string[];
+        };
+        /**
+         * AnalyticsReportRow
+         * @description One day of one workflow.
+         */
+        AnalyticsReportRow: {
+            /**
+             * Day
+             * @description The UTC day, YYYY-MM-DD.
+             */
+            day: string;
+            /** Tenant Id */
+            tenant_id: string;
+            /** Workflow Id */
+            workflow_id: string;
+            /** Executions */
+            executions: number;
+            /** Succeeded */
+            succeeded: number;
+            /** Failed */
+            failed: number;
+            /** Cancelled */
+            cancelled: number;
+            /** Success Rate */
+            success_rate: number | null;
+            /** Duration P50 Ms */
+            duration_p50_ms: number | null;
+            /** Duration P95 Ms */
+            duration_p95_ms: number | null;
+            /** Duration P99 Ms */
+            duration_p99_ms: number | null;
+            /** Steps Total */
+            steps_total: number;
+            /** Steps Failed */
+            steps_failed: number;
+            /** Input Tokens */
+            input_tokens: number;
+            /** Output Tokens */
+            output_tokens: number;
+            /** Cost Usd */
+            cost_usd: number;
+        };
+        /**
+         * AnalyticsSeries
+         * @description A time series, one point per interval from `from` to `to`.
+         */
+        AnalyticsSeries: {
+            /**
+             * Metric
+             * @enum {string}
+             */
+            metric: "executions" | "succeeded" | "failures" | "cost_usd" | "duration_p95";
+            /**
+             * Interval
+             * @enum {string}
+             */
+            interval: "hour" | "day";
+            /** Data */
+            data: components["schemas"]["AnalyticsPoint"][];
+        };
+        /**
+         * AnalyticsSlo
+         * @description An SLO with its figures now.
+         */
+        AnalyticsSlo: {
+            /** Id */
+            id: string;
+            /** Tenant Id */
+            tenant_id: string;
+            /** Name */
+            name: string;
+            /** Workflow Id */
+            workflow_id: string | null;
+            /**
+             * Objective
+             * @enum {string}
+             */
+            objective: "success_rate" | "duration_p95_ms";
+            /** Target */
+            target: number;
+            /**
+             * Window
+             * @enum {string}
+             */
+            window: "1h" | "1d" | "7d";
+            /**
+             * Current
+             * @description The objective's figure over the window.
+             */
+            current: number | null;
+            /** Met */
+            met: boolean;
+            /**
+             * Error Budget Remaining
+             * @description Share of the error budget left, 1 (untouched) to 0 (spent).
+             */
+            error_budget_remaining: number | null;
+            /**
+             * Executions
+             * @description Executions finished in the window.
+             */
+            executions: number;
+            /**
+             * State
+             * @description As last evaluated when an execution finished (a change publishes `analytics.slo_breached` or `analytics.slo_recovered`).
+             * @enum {string}
+             */
+            state: "ok" | "breached";
+            /** Created At */
+            created_at: string;
+            /** Updated At */
+            updated_at: string;
+        };
+        /**
+         * AnalyticsSloList
+         * @description Every SLO the caller sees.
+         */
+        AnalyticsSloList: {
+            /** Data */
+            data: components["schemas"]["AnalyticsSlo"][];
+        };
+        /**
+         * AnalyticsSteps
+         * @description Step outcomes: `total` counts succeeded and failed steps.
+         */
+        AnalyticsSteps: {
+            /** Total */
+            total: number;
+            /** Failed */
+            failed: number;
+        };
+        /**
+         * AnalyticsSuccessRateSlo
+         * @description At least `target` (a share) of the executions finished in the window succeed.
+         */
+        AnalyticsSuccessRateSlo: {
+            /** Name */
+            name: string;
+            /**
+             * Workflow Id
+             * @description Only this workflow's executions (default: every workflow of the tenant).
+             */
+            workflow_id?: string | null;
+            /**
+             * Window
+             * @enum {string}
+             */
+            window: "1h" | "1d" | "7d";
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            objective: "success_rate";
+            /**
+             * Target
+             * @description A share in [0, 1].
+             */
+            target: number;
+        };
+        /**
+         * AnalyticsSummary
+         * @description Figures over the range, and the usage per model.
+         * @example {
+         *       "cost_usd": 0.00042,
+         *       "duration_ms": {
+         *         "exact": true,
+         *         "mean": 17.2,
+         *         "p50": 12.5,
+         *         "p95": 40.1,
+         *         "p99": 51.7
+         *       },
+         *       "executions": {
+         *         "cancelled": 0,
+         *         "failed": 3,
+         *         "succeeded": 10,
+         *         "success_rate": 0.769231,
+         *         "total": 13
+         *       },
+         *       "models": [],
+         *       "steps": {
+         *         "failed": 3,
+         *         "total": 26
+         *       },
+         *       "tokens": {
+         *         "input": 120,
+         *         "output": 50
+         *       }
+         *     }
+         */
+        AnalyticsSummary: {
+            executions: components["schemas"]["AnalyticsExecutionCounts"];
+            duration_ms: components["schemas"]["AnalyticsDurations"];
+            steps: components["schemas"]["AnalyticsSteps"];
+            tokens: components["schemas"]["AnalyticsTokens"];
+            /** Cost Usd */
+            cost_usd: number;
+            /** Models */
+            models?: components["schemas"]["AnalyticsModel"][];
+        };
+        /**
+         * AnalyticsTokens
+         * @description Model tokens of `llm` steps.
+         */
+        AnalyticsTokens: {
+            /** Input */
+            input: number;
+            /** Output */
+            output: number;
+        };
+        /**
+         * AnalyticsWorkflow
+         * @description The figures of one workflow (`id` is the workflow's id).
+         */
+        AnalyticsWorkflow: {
+            executions: components["schemas"]["AnalyticsExecutionCounts"];
+            duration_ms: components["schemas"]["AnalyticsDurations"];
+            steps: components["schemas"]["AnalyticsSteps"];
+            tokens: components["schemas"]["AnalyticsTokens"];
+            /** Cost Usd */
+            cost_usd: number;
+            /** Id */
+            id: string;
+            /** Workflow Id */
+            workflow_id: string;
+            /** Tenant Id */
+            tenant_id: string;
+        };
+        /**
+         * ListLinks
+         * @description The ``links`` of a list answer.
+         */
+        ListLinks: {
+            /** Self */
+            self: string;
+            /** Next */
+            next: string | null;
+            /** Prev */
+            prev: string | null;
+        };
+        /**
+         * ListMeta
+         * @description The ``meta`` of a list answer.
+         */
+        ListMeta: {
+            /** Page */
+            page: number;
+            /** Limit */
+            limit: number;
+            /** Total */
+            total: number;
+            /**
+             * Next Cursor
+             * @description Only with `cursor=`: the cursor of the next page, null on the last one.
+             */
+            next_cursor?: string | null;
+        };
+        /** ListPage[AnalyticsWorkflow] */
+        ListPage_AnalyticsWorkflow_: {
+            /** Data */
+            data: components["schemas"]["AnalyticsWorkflow"][];
+            meta: components["schemas"]["ListMeta"];
+            links: components["schemas"]["ListLinks"];
+        };
+        /**
+         * ProblemError
+         * @description One error of a problem: where (``loc``) and what (``msg``).
+         */
+        ProblemError: {
+            /** Loc */
+            loc: (string | number)[];
+            /** Msg */
+            msg: string;
+        };
+        /**
+         * Problem
+         * @description An RFC 9457 problem document, as every error is answered.
+         */
+        Problem: {
+            /**
+             * Type
+             * @example https://orchestrion.dev/problems/not-found
+             */
+            type: string;
+            /**
+             * Title
+             * @example Not Found
+             */
+            title: string;
+            /**
+             * Status
+             * @example 404
+             */
+            status: number;
+            /** Detail */
+            detail: string;
+            /** Instance */
+            instance: string;
+            /** Request Id */
+            request_id: string | null;
+            /** Errors */
+            errors: components["schemas"]["ProblemError"][];
+        };
+        /**
          * ApiKeyCreate
          * @description A new API key; its scopes must be permissions the owner holds.
          * @example {
@@ -1830,7 +2869,7 @@ export interface components {
             /** Name */
             name: string;
             /** Scopes */
-            scopes: ("workflows:read" | "workflows:write" | "executions:read" | "executions:run" | "users:read" | "users:write" | "tenants:read" | "api_keys:read" | "api_keys:write" | "audit:read" | "llm:read" | "llm:write" | "knowledge:read" | "knowledge:write" | "content:read" | "content:write" | "plugins:read" | "plugins:write" | "templates:read" | "templates:write" | "platform:admin")[];
+            scopes: ("workflows:read" | "workflows:write" | "executions:read" | "executions:run" | "users:read" | "users:write" | "tenants:read" | "api_keys:read" | "api_keys:write" | "audit:read" | "llm:read" | "llm:write" | "knowledge:read" | "knowledge:write" | "content:read" | "content:write" | "plugins:read" | "plugins:write" | "templates:read" | "templates:write" | "notifications:read" | "notifications:write" | "analytics:read" | "analytics:write" | "flags:read" | "flags:write" | "platform:admin")[];
             /** Expires At */
             expires_at?: string | null;
         };
@@ -1924,6 +2963,115 @@ export interface components {
             created_at: string;
         };
         /**
+         * AuditLine
+         * @description One line of the audit trail: who did what, when, from where.
+         */
+        AuditLine: {
+            /** Id */
+            id: string;
+            /**
+             * Time
+             * Format: date-time
+             */
+            time: string;
+            /** Tenant Id */
+            tenant_id: string | null;
+            /**
+             * Actor Id
+             * @description The user or API key that acted; `erased:<digest>` once the person was erased.
+             */
+            actor_id: string | null;
+            /**
+             * Actor Type
+             * @description `user`, `api_key` or `system`.
+             */
+            actor_type: string | null;
+            /**
+             * Action
+             * @description `<resource>.<verb>`, e.g. `workflow.created`.
+             */
+            action: string;
+            /** Resource Type */
+            resource_type: string | null;
+            /** Resource Id */
+            resource_id: string | null;
+            /** Ip */
+            ip: string | null;
+            /** User Agent */
+            user_agent: string | null;
+            /** Request Id */
+            request_id: string | null;
+            /**
+             * Service
+             * @description The service that recorded the line.
+             */
+            service: string | null;
+            /** Data */
+            data: {
+                [key: string]: unknown;
+            };
+            /**
+             * Seq
+             * @description The line's place in its tenant's hash chain.
+             */
+            seq: number | null;
+            /**
+             * Hash
+             * @description SHA-256 of the previous line's hash and this content.
+             */
+            hash: string | null;
+            /**
+             * Erased
+             * @description Whether personal fields were erased.
+             */
+            erased: boolean;
+        };
+        /**
+         * AuditVerification
+         * @description The verdict on every chain verified.
+         */
+        AuditVerification: {
+            /** Ok */
+            ok: boolean;
+            /** Chains */
+            chains: components["schemas"]["ChainVerdict"][];
+        };
+        /**
+         * BrokenLink
+         * @description The first line where a chain stops verifying.
+         */
+        BrokenLink: {
+            /** Id */
+            id: string | null;
+            /** Seq */
+            seq: number | null;
+            /** Reason */
+            reason: string;
+        };
+        /**
+         * ChainVerdict
+         * @description What recomputing one tenant's chain found.
+         */
+        ChainVerdict: {
+            /** Tenant Id */
+            tenant_id: string | null;
+            /** Ok */
+            ok: boolean;
+            /**
+             * Checked
+             * @description Lines recomputed, from the anchor to the head.
+             */
+            checked: number;
+            /**
+             * Anchor Seq
+             * @description Lines up to this place were pruned by retention.
+             */
+            anchor_seq: number;
+            /** Head Seq */
+            head_seq: number;
+            first_broken: components["schemas"]["BrokenLink"] | null;
+        };
+        /**
          * Jwk
          * @description One public key (RFC 7517): an Ed25519 key for ``EdDSA``.
          */
@@ -1946,35 +3094,6 @@ export interface components {
             /** Keys */
             keys: components["schemas"]["Jwk"][];
         };
-        /**
-         * ListLinks
-         * @description The ``links`` of a list answer.
-         */
-        ListLinks: {
-            /** Self */
-            self: string;
-            /** Next */
-            next: string | null;
-            /** Prev */
-            prev: string | null;
-        };
-        /**
-         * ListMeta
-         * @description The ``meta`` of a list answer.
-         */
-        ListMeta: {
-            /** Page */
-            page: number;
-            /** Limit */
-            limit: number;
-            /** Total */
-            total: number;
-            /**
-             * Next Cursor
-             * @description Only with `cursor=`: the cursor of the next page, null on the last one.
-             */
-            next_cursor?: string | null;
-        };
         /** ListPage[ApiKeyRead] */
         ListPage_ApiKeyRead_: {
             /** Data */
@@ -1986,6 +3105,13 @@ export interface components {
         ListPage_AuditEventRead_: {
             /** Data */
             data: components["schemas"]["AuditEventRead"][];
+            meta: components["schemas"]["ListMeta"];
+            links: components["schemas"]["ListLinks"];
+        };
+        /** ListPage[AuditLine] */
+        ListPage_AuditLine_: {
+            /** Data */
+            data: components["schemas"]["AuditLine"][];
             meta: components["schemas"]["ListMeta"];
             links: components["schemas"]["ListLinks"];
         };
@@ -2074,6 +3200,36 @@ export interface components {
             claims_supported: string[];
         };
         /**
+         * PersonalData
+         * @description Every record auth holds about one person.
+         */
+        PersonalData: {
+            user: components["schemas"]["UserRead"];
+            /**
+             * Sessions
+             * @description Logins: address, user agent, times.
+             */
+            sessions: {
+                [key: string]: unknown;
+            }[];
+            /** Api Keys */
+            api_keys: components["schemas"]["ApiKeyRead"][];
+            /**
+             * Sso Identities
+             * @description Accounts at identity providers.
+             */
+            sso_identities: {
+                [key: string]: unknown;
+            }[];
+            /**
+             * Audit
+             * @description Audit lines they acted in or were the subject of.
+             */
+            audit: {
+                [key: string]: unknown;
+            }[];
+        };
+        /**
          * RefreshRequest
          * @description A refresh token to exchange for a new pair.
          */
@@ -2098,6 +3254,41 @@ export interface components {
              * Format: date-time
              */
             activates_at: string;
+        };
+        /**
+         * SsoExchange
+         * @description The one-time code the callback gave the frontend.
+         * @example {
+         *       "code": "f1Xb9...one-time-code"
+         *     }
+         */
+        SsoExchange: {
+            /** Code */
+            code: string;
+        };
+        /**
+         * SsoProvider
+         * @description A provider users may sign in with.
+         */
+        SsoProvider: {
+            /**
+             * Name
+             * @description Its name in the login and callback paths.
+             */
+            name: string;
+            /**
+             * Display Name
+             * @description What a sign-in button shows.
+             */
+            display_name: string;
+        };
+        /**
+         * SsoProviderList
+         * @description The configured providers, by name.
+         */
+        SsoProviderList: {
+            /** Data */
+            data: components["schemas"]["SsoProvider"][];
         };
         /**
          * TenantCreate
@@ -2203,45 +3394,6 @@ export interface components {
             roles?: ("viewer" | "editor" | "admin")[] | null;
             /** Is Active */
             is_active?: boolean | null;
-        };
-        /**
-         * ProblemError
-         * @description One error of a problem: where (``loc``) and what (``msg``).
-         */
-        ProblemError: {
-            /** Loc */
-            loc: (string | number)[];
-            /** Msg */
-            msg: string;
-        };
-        /**
-         * Problem
-         * @description An RFC 9457 problem document, as every error is answered.
-         */
-        Problem: {
-            /**
-             * Type
-             * @example https://orchestrion.dev/problems/not-found
-             */
-            type: string;
-            /**
-             * Title
-             * @example Not Found
-             */
-            title: string;
-            /**
-             * Status
-             * @example 404
-             */
-            status: number;
-            /** Detail */
-            detail: string;
-            /** Instance */
-            instance: string;
-            /** Request Id */
-            request_id: string | null;
-            /** Errors */
-            errors: components["schemas"]["ProblemError"][];
         };
         /**
          * AnalyzeRequest
@@ -2486,6 +3638,163 @@ export interface components {
             start: number;
             /** End */
             end: number;
+        };
+        /**
+         * Flag
+         * @description A feature flag of a tenant.
+         */
+        Flag: {
+            /** Id */
+            id: string;
+            /** Tenant Id */
+            tenant_id: string;
+            /** Key */
+            key: string;
+            /** Description */
+            description: string;
+            /** Enabled */
+            enabled: boolean;
+            /** Rollout */
+            rollout: number;
+            /** Variants */
+            variants: components["schemas"]["FlagVariant"][];
+            /** Rules */
+            rules: components["schemas"]["FlagRule"][];
+            /** Version */
+            version: number;
+            /** Created By */
+            created_by: string | null;
+            /** Created At */
+            created_at: string;
+            /** Updated At */
+            updated_at: string;
+        };
+        /**
+         * FlagCreate
+         * @description A new flag: boolean without `variants`, multivariate with them.
+         */
+        FlagCreate: {
+            /** Key */
+            key: string;
+            /**
+             * Description
+             * @default
+             */
+            description?: string;
+            /**
+             * Enabled
+             * @description false is the kill switch: off for all.
+             * @default false
+             */
+            enabled?: boolean;
+            /**
+             * Rollout
+             * @description Percent of principals the flag is on for (0-100).
+             * @default 0
+             */
+            rollout?: number;
+            /** Variants */
+            variants?: components["schemas"]["FlagVariant"][];
+            /**
+             * Rules
+             * @description The first that matches wins.
+             */
+            rules?: components["schemas"]["FlagRule"][];
+        };
+        /**
+         * FlagEvaluation
+         * @description A flag's answer for the caller; the same caller always gets the same answer
+         *     while the flag is unchanged.
+         */
+        FlagEvaluation: {
+            /** Key */
+            key: string;
+            /** Enabled */
+            enabled: boolean;
+            /**
+             * Variant
+             * @description null for a boolean flag, or when off.
+             */
+            variant: string | null;
+            /**
+             * Reason
+             * @description The kill switch, a rule, or the percentage rollout (OpenFeature reasons).
+             * @enum {string}
+             */
+            reason: "DISABLED" | "TARGETING_MATCH" | "SPLIT";
+            /** Version */
+            version: number;
+        };
+        /**
+         * FlagRule
+         * @description When every condition given holds (a rule without conditions matches everyone),
+         *     the flag is forced off (`enabled: false`) or on (`enabled: true`), with `variant`
+         *     if given, else the caller's variant by weight.
+         */
+        FlagRule: {
+            /**
+             * Tenants
+             * @description The caller's tenant is one of these.
+             */
+            tenants?: string[] | null;
+            /**
+             * Roles
+             * @description The caller holds one of these roles.
+             */
+            roles?: string[] | null;
+            /**
+             * Attributes
+             * @description Each attribute of the caller's identity equals the value.
+             */
+            attributes?: {
+                [key: string]: string;
+            } | null;
+            /**
+             * Enabled
+             * @description Force the flag on or off.
+             */
+            enabled: boolean;
+            /**
+             * Variant
+             * @description Force this variant (with `enabled: true` only).
+             */
+            variant?: string | null;
+        };
+        /**
+         * FlagUpdate
+         * @description The fields to change; `variants` and `rules` are replaced whole.
+         */
+        FlagUpdate: {
+            /** Description */
+            description?: string | null;
+            /** Enabled */
+            enabled?: boolean | null;
+            /** Rollout */
+            rollout?: number | null;
+            /** Variants */
+            variants?: components["schemas"]["FlagVariant"][] | null;
+            /** Rules */
+            rules?: components["schemas"]["FlagRule"][] | null;
+        };
+        /**
+         * FlagVariant
+         * @description One value of a multivariate flag and its share of the principals it is on for.
+         */
+        FlagVariant: {
+            /** Name */
+            name: string;
+            /**
+             * Weight
+             * @description Relative weight among the variants.
+             */
+            weight: number;
+        };
+        /** ListPage[Flag] */
+        ListPage_Flag_: {
+            /** Data */
+            data: components["schemas"]["Flag"][];
+            meta: components["schemas"]["ListMeta"];
+            links: components["schemas"]["ListLinks"];
         };
         /**
          * Community
@@ -2866,6 +4175,600 @@ export interface components {
             limit?: number;
         };
         /**
+         * EmailSend
+         * @description An email over SMTP.
+         */
+        EmailSend: {
+            /** Subject */
+            subject?: string | null;
+            /** Body */
+            body?: string | null;
+            /**
+             * Template
+             * @description A template of this channel (its newest version), rendered with `data`; `subject` and `body` are then ignored.
+             */
+            template?: string | null;
+            /**
+             * Data
+             * @description Values the template sees; a webhook's payload carries them too.
+             */
+            data?: {
+                [key: string]: unknown;
+            };
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            channel: "email";
+            /**
+             * To
+             * @description One email address.
+             * @example ada@example.com
+             */
+            to: string;
+        } | unknown | unknown;
+        /**
+         * EmailSubscribe
+         * @description Email on each matching event.
+         */
+        EmailSubscribe: {
+            /**
+             * Event
+             * @enum {string}
+             */
+            event: "execution.cancelled" | "execution.compensating" | "execution.failed" | "execution.paused" | "execution.queued" | "execution.resumed" | "execution.retried" | "execution.running" | "execution.started" | "execution.succeeded" | "execution.waiting" | "signal.received" | "step.approved" | "step.cancelled" | "step.compensated" | "step.compensation_failed" | "step.failed" | "step.iteration_succeeded" | "step.rejected" | "step.retry_scheduled" | "step.skipped" | "step.started" | "step.succeeded" | "step.waiting" | "approval.requested";
+            /**
+             * Workflow Id
+             * @description Only this workflow's events.
+             */
+            workflow_id?: string | null;
+            /**
+             * Template
+             * @description A template of the channel; unset, a default message.
+             */
+            template?: string | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            channel: "email";
+            /**
+             * To
+             * @description One email address.
+             * @example ada@example.com
+             */
+            to: string;
+        };
+        /**
+         * InAppSend
+         * @description A message in a user's inbox, also sent on realtime's `user:<id>`.
+         */
+        InAppSend: {
+            /** Subject */
+            subject?: string | null;
+            /** Body */
+            body?: string | null;
+            /**
+             * Template
+             * @description A template of this channel (its newest version), rendered with `data`; `subject` and `body` are then ignored.
+             */
+            template?: string | null;
+            /**
+             * Data
+             * @description Values the template sees; a webhook's payload carries them too.
+             */
+            data?: {
+                [key: string]: unknown;
+            };
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            channel: "in_app";
+            /**
+             * To
+             * @description The id of a user of the caller's tenant (its inbox, realtime `user:<id>`).
+             */
+            to: string;
+        } | unknown | unknown;
+        /**
+         * InAppSubscribe
+         * @description An in-app message on each matching event.
+         */
+        InAppSubscribe: {
+            /**
+             * Event
+             * @enum {string}
+             */
+            event: "execution.cancelled" | "execution.compensating" | "execution.failed" | "execution.paused" | "execution.queued" | "execution.resumed" | "execution.retried" | "execution.running" | "execution.started" | "execution.succeeded" | "execution.waiting" | "signal.received" | "step.approved" | "step.cancelled" | "step.compensated" | "step.compensation_failed" | "step.failed" | "step.iteration_succeeded" | "step.rejected" | "step.retry_scheduled" | "step.skipped" | "step.started" | "step.succeeded" | "step.waiting" | "approval.requested";
+            /**
+             * Workflow Id
+             * @description Only this workflow's events.
+             */
+            workflow_id?: string | null;
+            /**
+             * Template
+             * @description A template of the channel; unset, a default message.
+             */
+            template?: string | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            channel: "in_app";
+            /**
+             * To
+             * @description The id of a user of the caller's tenant (its inbox, realtime `user:<id>`).
+             */
+            to: string;
+        };
+        /**
+         * InboxItem
+         * @description An in-app message.
+         */
+        InboxItem: {
+            /** Id */
+            id: string;
+            /** Notification Id */
+            notification_id: string;
+            /** Subject */
+            subject: string | null;
+            /** Body */
+            body: string;
+            /** Data */
+            data: {
+                [key: string]: unknown;
+            };
+            /** Read */
+            read: boolean;
+            /** Read At */
+            read_at: string | null;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+        };
+        /** ListPage[InboxItem] */
+        ListPage_InboxItem_: {
+            /** Data */
+            data: components["schemas"]["InboxItem"][];
+            meta: components["schemas"]["ListMeta"];
+            links: components["schemas"]["ListLinks"];
+        };
+        /** ListPage[NotificationTemplate] */
+        ListPage_NotificationTemplate_: {
+            /** Data */
+            data: components["schemas"]["NotificationTemplate"][];
+            meta: components["schemas"]["ListMeta"];
+            links: components["schemas"]["ListLinks"];
+        };
+        /** ListPage[Notification] */
+        ListPage_Notification_: {
+            /** Data */
+            data: components["schemas"]["Notification"][];
+            meta: components["schemas"]["ListMeta"];
+            links: components["schemas"]["ListLinks"];
+        };
+        /** ListPage[Subscription] */
+        ListPage_Subscription_: {
+            /** Data */
+            data: components["schemas"]["Subscription"][];
+            meta: components["schemas"]["ListMeta"];
+            links: components["schemas"]["ListLinks"];
+        };
+        /**
+         * Notification
+         * @description A notification and how its delivery went.
+         */
+        Notification: {
+            /** Id */
+            id: string;
+            /**
+             * Channel
+             * @enum {string}
+             */
+            channel: "email" | "webhook" | "sms" | "push" | "in_app";
+            /** To */
+            to: string;
+            /** Subject */
+            subject: string | null;
+            /** Body */
+            body: string;
+            /** Template */
+            template: string | null;
+            /** Template Version */
+            template_version: number | null;
+            /** Data */
+            data: {
+                [key: string]: unknown;
+            };
+            /**
+             * Event
+             * @description The platform event that caused it, if any.
+             */
+            event: string | null;
+            /** Subscription Id */
+            subscription_id: string | null;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "queued" | "sending" | "delivered" | "failed";
+            /**
+             * Attempts
+             * @description Send attempts made so far.
+             */
+            attempts: number;
+            /**
+             * Last Error
+             * @description Why the last attempt failed.
+             */
+            last_error: string | null;
+            /** Delivered At */
+            delivered_at: string | null;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * Updated At
+             * Format: date-time
+             */
+            updated_at: string;
+        };
+        /**
+         * NotificationAccepted
+         * @description A send was queued.
+         */
+        NotificationAccepted: {
+            /** Id */
+            id: string;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "queued" | "sending" | "delivered" | "failed";
+        };
+        /**
+         * NotificationTemplate
+         * @description One version of a template.
+         */
+        NotificationTemplate: {
+            /** Id */
+            id: string;
+            /** Name */
+            name: string;
+            /**
+             * Channel
+             * @enum {string}
+             */
+            channel: "email" | "webhook" | "sms" | "push" | "in_app";
+            /** Version */
+            version: number;
+            /** Subject */
+            subject: string | null;
+            /** Body */
+            body: string;
+            /** Created By */
+            created_by: string | null;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+        };
+        /**
+         * Preferences
+         * @description The caller's channel preferences.
+         */
+        Preferences: {
+            /**
+             * Muted Channels
+             * @description Channels that send the caller nothing: a send on one of them ends `failed` with `last_error` saying so.
+             */
+            muted_channels: ("email" | "webhook" | "sms" | "push" | "in_app")[];
+        };
+        /**
+         * PushSend
+         * @description A push notification through the push provider.
+         */
+        PushSend: {
+            /** Subject */
+            subject?: string | null;
+            /** Body */
+            body?: string | null;
+            /**
+             * Template
+             * @description A template of this channel (its newest version), rendered with `data`; `subject` and `body` are then ignored.
+             */
+            template?: string | null;
+            /**
+             * Data
+             * @description Values the template sees; a webhook's payload carries them too.
+             */
+            data?: {
+                [key: string]: unknown;
+            };
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            channel: "push";
+            /**
+             * To
+             * @description A device registration token.
+             */
+            to: string;
+        } | unknown | unknown;
+        /**
+         * PushSubscribe
+         * @description A push notification on each matching event.
+         */
+        PushSubscribe: {
+            /**
+             * Event
+             * @enum {string}
+             */
+            event: "execution.cancelled" | "execution.compensating" | "execution.failed" | "execution.paused" | "execution.queued" | "execution.resumed" | "execution.retried" | "execution.running" | "execution.started" | "execution.succeeded" | "execution.waiting" | "signal.received" | "step.approved" | "step.cancelled" | "step.compensated" | "step.compensation_failed" | "step.failed" | "step.iteration_succeeded" | "step.rejected" | "step.retry_scheduled" | "step.skipped" | "step.started" | "step.succeeded" | "step.waiting" | "approval.requested";
+            /**
+             * Workflow Id
+             * @description Only this workflow's events.
+             */
+            workflow_id?: string | null;
+            /**
+             * Template
+             * @description A template of the channel; unset, a default message.
+             */
+            template?: string | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            channel: "push";
+            /**
+             * To
+             * @description A device registration token.
+             */
+            to: string;
+        };
+        /**
+         * SmsSend
+         * @description A text message through the SMS provider.
+         */
+        SmsSend: {
+            /** Subject */
+            subject?: string | null;
+            /** Body */
+            body?: string | null;
+            /**
+             * Template
+             * @description A template of this channel (its newest version), rendered with `data`; `subject` and `body` are then ignored.
+             */
+            template?: string | null;
+            /**
+             * Data
+             * @description Values the template sees; a webhook's payload carries them too.
+             */
+            data?: {
+                [key: string]: unknown;
+            };
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            channel: "sms";
+            /**
+             * To
+             * @description A phone number in E.164 form.
+             * @example +14155550100
+             */
+            to: string;
+        } | unknown | unknown;
+        /**
+         * SmsSubscribe
+         * @description An SMS on each matching event.
+         */
+        SmsSubscribe: {
+            /**
+             * Event
+             * @enum {string}
+             */
+            event: "execution.cancelled" | "execution.compensating" | "execution.failed" | "execution.paused" | "execution.queued" | "execution.resumed" | "execution.retried" | "execution.running" | "execution.started" | "execution.succeeded" | "execution.waiting" | "signal.received" | "step.approved" | "step.cancelled" | "step.compensated" | "step.compensation_failed" | "step.failed" | "step.iteration_succeeded" | "step.rejected" | "step.retry_scheduled" | "step.skipped" | "step.started" | "step.succeeded" | "step.waiting" | "approval.requested";
+            /**
+             * Workflow Id
+             * @description Only this workflow's events.
+             */
+            workflow_id?: string | null;
+            /**
+             * Template
+             * @description A template of the channel; unset, a default message.
+             */
+            template?: string | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            channel: "sms";
+            /**
+             * To
+             * @description A phone number in E.164 form.
+             * @example +14155550100
+             */
+            to: string;
+        };
+        /**
+         * Subscription
+         * @description A subscription to platform events.
+         */
+        Subscription: {
+            /** Id */
+            id: string;
+            /** Event */
+            event: string;
+            /** Workflow Id */
+            workflow_id: string | null;
+            /**
+             * Channel
+             * @enum {string}
+             */
+            channel: "email" | "webhook" | "sms" | "push" | "in_app";
+            /** To */
+            to: string;
+            /** Template */
+            template: string | null;
+            /** Created By */
+            created_by: string;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+        };
+        /**
+         * TemplateCreate
+         * @description A template; an existing name (on the same channel) gets a new version.
+         */
+        TemplateCreate: {
+            /** Name */
+            name: string;
+            /**
+             * Channel
+             * @enum {string}
+             */
+            channel: "email" | "webhook" | "sms" | "push" | "in_app";
+            /**
+             * Subject
+             * @description Jinja source of the subject.
+             */
+            subject?: string | null;
+            /**
+             * Body
+             * @description Jinja source of the body (sandboxed).
+             */
+            body: string;
+        };
+        /**
+         * WebhookSecret
+         * @description A signing secret, without its value.
+         */
+        WebhookSecret: {
+            /** Id */
+            id: string;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * Retired At
+             * @description When a newer secret replaced it.
+             */
+            retired_at: string | null;
+            /**
+             * Expires At
+             * @description When it stops signing (retired ones).
+             */
+            expires_at: string | null;
+            /**
+             * Active
+             * @description Whether deliveries are signed with it now.
+             */
+            active: boolean;
+        };
+        /**
+         * WebhookSecretCreated
+         * @description A new signing secret, shown this once (the previous one signs on for a grace period).
+         */
+        WebhookSecretCreated: {
+            /** Id */
+            id: string;
+            /**
+             * Secret
+             * @description `whsec_` and base64: what `standardwebhooks.Webhook` takes.
+             */
+            secret: string;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+        };
+        /**
+         * WebhookSecretList
+         * @description The tenant's signing secrets, newest first.
+         */
+        WebhookSecretList: {
+            /** Data */
+            data: components["schemas"]["WebhookSecret"][];
+        };
+        /**
+         * WebhookSend
+         * @description A signed POST (Standard Webhooks).
+         */
+        WebhookSend: {
+            /** Subject */
+            subject?: string | null;
+            /** Body */
+            body?: string | null;
+            /**
+             * Template
+             * @description A template of this channel (its newest version), rendered with `data`; `subject` and `body` are then ignored.
+             */
+            template?: string | null;
+            /**
+             * Data
+             * @description Values the template sees; a webhook's payload carries them too.
+             */
+            data?: {
+                [key: string]: unknown;
+            };
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            channel: "webhook";
+            /**
+             * To
+             * @description An http(s) URL; private addresses only when allow-listed.
+             * @example https://hooks.example.com/orchestrion
+             */
+            to: string;
+        } | unknown | unknown;
+        /**
+         * WebhookSubscribe
+         * @description A signed webhook on each matching event.
+         */
+        WebhookSubscribe: {
+            /**
+             * Event
+             * @enum {string}
+             */
+            event: "execution.cancelled" | "execution.compensating" | "execution.failed" | "execution.paused" | "execution.queued" | "execution.resumed" | "execution.retried" | "execution.running" | "execution.started" | "execution.succeeded" | "execution.waiting" | "signal.received" | "step.approved" | "step.cancelled" | "step.compensated" | "step.compensation_failed" | "step.failed" | "step.iteration_succeeded" | "step.rejected" | "step.retry_scheduled" | "step.skipped" | "step.started" | "step.succeeded" | "step.waiting" | "approval.requested";
+            /**
+             * Workflow Id
+             * @description Only this workflow's events.
+             */
+            workflow_id?: string | null;
+            /**
+             * Template
+             * @description A template of the channel; unset, a default message.
+             */
+            template?: string | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            channel: "webhook";
+            /**
+             * To
+             * @description An http(s) URL; private addresses only when allow-listed.
+             * @example https://hooks.example.com/orchestrion
+             */
+            to: string;
+        };
+        /**
          * Category
          * @description A category and how many templates the caller sees in it.
          */
@@ -3056,43 +4959,6 @@ export interface components {
             updated_at: string;
         };
         /**
-         * TemplateCreate
-         * @description A new template: what it is, the parameters it takes and the workflow it makes.
-         */
-        TemplateCreate: {
-            /** Name */
-            name: string;
-            /**
-             * Description
-             * @description What it does (Markdown).
-             * @default
-             */
-            description?: string;
-            /**
-             * Category
-             * @default general
-             */
-            category?: string;
-            /** Tags */
-            tags?: string[];
-            /**
-             * Parameters
-             * @description JSON Schema of the parameters `instantiate` takes (an object schema).
-             */
-            parameters?: {
-                [key: string]: unknown;
-            };
-            /**
-             * Definition
-             * @description A workflow definition (as `POST /api/v1/workflows` takes) in which `{{ params.<name> }}` stands for a parameter's value.
-             */
-            definition: {
-                steps: unknown[];
-            } & {
-                [key: string]: unknown;
-            };
-        };
-        /**
          * TemplateUpdate
          * @description The whole template again (`PUT`): a change of content makes a new version.
          */
@@ -3161,6 +5027,43 @@ export interface components {
              * Format: date-time
              */
             created_at: string;
+        };
+        /**
+         * TemplateCreate
+         * @description A new template: what it is, the parameters it takes and the workflow it makes.
+         */
+        templates_TemplateCreate: {
+            /** Name */
+            name: string;
+            /**
+             * Description
+             * @description What it does (Markdown).
+             * @default
+             */
+            description?: string;
+            /**
+             * Category
+             * @default general
+             */
+            category?: string;
+            /** Tags */
+            tags?: string[];
+            /**
+             * Parameters
+             * @description JSON Schema of the parameters `instantiate` takes (an object schema).
+             */
+            parameters?: {
+                [key: string]: unknown;
+            };
+            /**
+             * Definition
+             * @description A workflow definition (as `POST /api/v1/workflows` takes) in which `{{ params.<name> }}` stands for a parameter's value.
+             */
+            definition: {
+                steps: unknown[];
+            } & {
+                [key: string]: unknown;
+            };
         };
         /**
          * Approval
@@ -3344,6 +5247,12 @@ export interface components {
             started_at: string | null;
             /** Finished At */
             finished_at: string | null;
+            /**
+             * Trace Id
+             * @description The OpenTelemetry trace the execution was started in (32 hex digits), to look up in Jaeger or Tempo; null when tracing was off.
+             * @example 4bf92f3577b34da6a3ce929d0e0e4736
+             */
+            trace_id?: string | null;
         };
         /**
          * ExecutionStart
@@ -4132,12 +6041,12 @@ export interface components {
          * StepBody
          * @description What a step does: its type and ``with``; also the shape of ``compensate``.
          */
-        StepBody: components["schemas"]["AgentStepBody"] | components["schemas"]["ApprovalStepBody"] | components["schemas"]["ContentStepBody"] | components["schemas"]["DelayStepBody"] | components["schemas"]["FailStepBody"] | components["schemas"]["HttpStepBody"] | components["schemas"]["KnowledgeStepBody"] | components["schemas"]["LlmStepBody"] | components["schemas"]["LoopStepBody"] | components["schemas"]["McpStepBody"] | components["schemas"]["PluginStepBody"] | components["schemas"]["SubWorkflowStepBody"] | components["schemas"]["SwitchStepBody"] | components["schemas"]["TransformStepBody"] | components["schemas"]["WaitForEventStepBody"];
+        StepBody: components["schemas"]["AgentStepBody"] | components["schemas"]["ApprovalStepBody"] | components["schemas"]["ContentStepBody"] | components["schemas"]["DelayStepBody"] | components["schemas"]["FailStepBody"] | components["schemas"]["FlagStepBody"] | components["schemas"]["HttpStepBody"] | components["schemas"]["KnowledgeStepBody"] | components["schemas"]["LlmStepBody"] | components["schemas"]["LoopStepBody"] | components["schemas"]["McpStepBody"] | components["schemas"]["NotifyStepBody"] | components["schemas"]["PluginStepBody"] | components["schemas"]["SubWorkflowStepBody"] | components["schemas"]["SwitchStepBody"] | components["schemas"]["TransformStepBody"] | components["schemas"]["WaitForEventStepBody"];
         /**
          * StepDefinition
          * @description One step of a workflow (see "Step fields" in the API contract).
          */
-        StepDefinition: components["schemas"]["AgentStep"] | components["schemas"]["ApprovalStep"] | components["schemas"]["ContentStep"] | components["schemas"]["DelayStep"] | components["schemas"]["FailStep"] | components["schemas"]["HttpStep"] | components["schemas"]["KnowledgeStep"] | components["schemas"]["LlmStep"] | components["schemas"]["LoopStep"] | components["schemas"]["McpStep"] | components["schemas"]["PluginStep"] | components["schemas"]["SubWorkflowStep"] | components["schemas"]["SwitchStep"] | components["schemas"]["TransformStep"] | components["schemas"]["WaitForEventStep"];
+        StepDefinition: components["schemas"]["AgentStep"] | components["schemas"]["ApprovalStep"] | components["schemas"]["ContentStep"] | components["schemas"]["DelayStep"] | components["schemas"]["FailStep"] | components["schemas"]["FlagStep"] | components["schemas"]["HttpStep"] | components["schemas"]["KnowledgeStep"] | components["schemas"]["LlmStep"] | components["schemas"]["LoopStep"] | components["schemas"]["McpStep"] | components["schemas"]["NotifyStep"] | components["schemas"]["PluginStep"] | components["schemas"]["SubWorkflowStep"] | components["schemas"]["SwitchStep"] | components["schemas"]["TransformStep"] | components["schemas"]["WaitForEventStep"];
         /**
          * WorkflowDefinition
          * @description A workflow as written by its author; serialise with ``by_alias=True`` for ``with``.
@@ -4401,6 +6310,52 @@ export interface components {
             compensate?: components["schemas"]["StepBody"] | null;
         };
         /**
+         * FlagStep
+         * @description Evaluate the feature flag `key` for this execution (sticky per run); output {key, enabled, variant}; `default` ({enabled, variant?}) answers when the flag does not exist.
+         */
+        FlagStep: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "flag";
+            with: {
+                key: string;
+                default?: {
+                    enabled: boolean;
+                    variant?: string | null;
+                } | string;
+            };
+            /** @default null */
+            retry?: components["schemas"]["RetryPolicy"] | null;
+            /**
+             * Timeout
+             * @default null
+             */
+            timeout?: number | null;
+            /** Id */
+            id: string;
+            /** Needs */
+            needs?: string[];
+            /**
+             * When
+             * @default null
+             */
+            when?: string | null;
+            /**
+             * For Each
+             * @default null
+             */
+            for_each?: string | null;
+            /**
+             * Concurrency
+             * @default null
+             */
+            concurrency?: number | null;
+            /** @default null */
+            compensate?: components["schemas"]["StepBody"] | null;
+        };
+        /**
          * HttpStep
          * @description Send an HTTP request; output {status, headers, body}.
          */
@@ -4610,6 +6565,53 @@ export interface components {
                 tool: string;
                 arguments?: Record<string, never> | string;
                 timeout?: number | string;
+            };
+            /** @default null */
+            retry?: components["schemas"]["RetryPolicy"] | null;
+            /**
+             * Timeout
+             * @default null
+             */
+            timeout?: number | null;
+            /** Id */
+            id: string;
+            /** Needs */
+            needs?: string[];
+            /**
+             * When
+             * @default null
+             */
+            when?: string | null;
+            /**
+             * For Each
+             * @default null
+             */
+            for_each?: string | null;
+            /**
+             * Concurrency
+             * @default null
+             */
+            concurrency?: number | null;
+            /** @default null */
+            compensate?: components["schemas"]["StepBody"] | null;
+        };
+        /**
+         * NotifyStep
+         * @description Send a notification: `channel` (email|webhook|sms|push|in_app), `to`, `subject` and `body`, or `template` with `data`; output {id, status} (the send is queued).
+         */
+        NotifyStep: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "notify";
+            with: {
+                channel: ("email" | "webhook" | "sms" | "push" | "in_app") | string;
+                to: string;
+                subject?: string;
+                body?: string;
+                template?: string;
+                data?: Record<string, never> | string;
             };
             /** @default null */
             retry?: components["schemas"]["RetryPolicy"] | null;
@@ -4983,6 +6985,31 @@ export interface components {
             timeout?: number | null;
         };
         /**
+         * FlagStepBody
+         * @description Evaluate the feature flag `key` for this execution (sticky per run); output {key, enabled, variant}; `default` ({enabled, variant?}) answers when the flag does not exist.
+         */
+        FlagStepBody: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "flag";
+            with: {
+                key: string;
+                default?: {
+                    enabled: boolean;
+                    variant?: string | null;
+                } | string;
+            };
+            /** @default null */
+            retry?: components["schemas"]["RetryPolicy"] | null;
+            /**
+             * Timeout
+             * @default null
+             */
+            timeout?: number | null;
+        };
+        /**
          * HttpStepBody
          * @description Send an HTTP request; output {status, headers, body}.
          */
@@ -5108,6 +7135,32 @@ export interface components {
                 tool: string;
                 arguments?: Record<string, never> | string;
                 timeout?: number | string;
+            };
+            /** @default null */
+            retry?: components["schemas"]["RetryPolicy"] | null;
+            /**
+             * Timeout
+             * @default null
+             */
+            timeout?: number | null;
+        };
+        /**
+         * NotifyStepBody
+         * @description Send a notification: `channel` (email|webhook|sms|push|in_app), `to`, `subject` and `body`, or `template` with `data`; output {id, status} (the send is queued).
+         */
+        NotifyStepBody: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "notify";
+            with: {
+                channel: ("email" | "webhook" | "sms" | "push" | "in_app") | string;
+                to: string;
+                subject?: string;
+                body?: string;
+                template?: string;
+                data?: Record<string, never> | string;
             };
             /** @default null */
             retry?: components["schemas"]["RetryPolicy"] | null;
@@ -5383,6 +7436,1204 @@ export interface operations {
             };
             /** @description Missing permission */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    report_api_v1_analytics_report_get: {
+        parameters: {
+            query?: {
+                /** @description `csv` or `json`. */
+                format?: "csv" | "json";
+                /** @description ISO 8601; executions started from this hour on (rounded down to the hour). */
+                from?: string | null;
+                /** @description ISO 8601; executions started before this time (rounded up to the hour). */
+                to?: string | null;
+                /** @description Only this workflow. */
+                workflow_id?: string | null;
+                /** @description Platform admins: only this tenant (default: every one). */
+                tenant_id?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The report: one row per day and workflow. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AnalyticsReport"];
+                    "text/csv": string;
+                };
+            };
+            /** @description Malformed request (body, query or header) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_slos_api_v1_analytics_slos_get: {
+        parameters: {
+            query?: {
+                /** @description Platform admins: only this tenant (default: every one). */
+                tenant_id?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AnalyticsSloList"];
+                };
+            };
+            /** @description Malformed request (body, query or header) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    create_slo_api_v1_analytics_slos_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AnalyticsSuccessRateSlo"] | components["schemas"]["AnalyticsDurationSlo"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AnalyticsSlo"];
+                };
+            };
+            /** @description Malformed request (body, query or header) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body or the data in it is over a size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_slo_api_v1_analytics_slos__slo_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                slo_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AnalyticsSlo"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_slo_api_v1_analytics_slos__slo_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                slo_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    summary_api_v1_analytics_summary_get: {
+        parameters: {
+            query?: {
+                /** @description ISO 8601; executions started from this hour on (rounded down to the hour). */
+                from?: string | null;
+                /** @description ISO 8601; executions started before this time (rounded up to the hour). */
+                to?: string | null;
+                /** @description Only this workflow. */
+                workflow_id?: string | null;
+                /** @description Platform admins: only this tenant (default: every one). */
+                tenant_id?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AnalyticsSummary"];
+                };
+            };
+            /** @description Malformed request (body, query or header) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    timeseries_api_v1_analytics_timeseries_get: {
+        parameters: {
+            query: {
+                /** @description What each point measures. */
+                metric: "executions" | "succeeded" | "failures" | "cost_usd" | "duration_p95";
+                /** @description Point width. */
+                interval?: "hour" | "day";
+                /** @description ISO 8601; executions started from this hour on (rounded down to the hour). */
+                from?: string | null;
+                /** @description ISO 8601; executions started before this time (rounded up to the hour). */
+                to?: string | null;
+                /** @description Only this workflow. */
+                workflow_id?: string | null;
+                /** @description Platform admins: only this tenant (default: every one). */
+                tenant_id?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AnalyticsSeries"];
+                };
+            };
+            /** @description Malformed request (body, query or header) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    workflows_api_v1_analytics_workflows_get: {
+        parameters: {
+            query?: {
+                /** @description Page number, from 1; `(page - 1) * limit` at most `limits.list_max_offset` */
+                page?: number;
+                /** @description Items per page (at most 100 are returned) */
+                limit?: number;
+                /** @description Comma-separated `field[:asc|desc]`; default `executions:desc` */
+                sort?: string;
+                /** @description Comma-separated fields to return (`id` always is) */
+                fields?: string;
+                /** @description ISO 8601 time (see the summary) */
+                from?: string;
+                /** @description Only items whose `tenant_id` is this value */
+                tenant_id?: string;
+                /** @description ISO 8601 time (see the summary) */
+                to?: string;
+                /** @description Only items whose `workflow_id` is this value */
+                workflow_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ListPage_AnalyticsWorkflow_"];
+                };
+            };
+            /** @description Malformed request (body, query or header) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_audit_api_v1_audit_get: {
+        parameters: {
+            query?: {
+                /** @description Page number, from 1; `(page - 1) * limit` at most `limits.list_max_offset` */
+                page?: number;
+                /** @description Items per page (at most 100 are returned) */
+                limit?: number;
+                /** @description Comma-separated `field[:asc|desc]`; default `time:desc` */
+                sort?: string;
+                /** @description Comma-separated fields to return (`id` always is) */
+                fields?: string;
+                /** @description Keyset pagination: empty for the first page, then `meta.next_cursor` */
+                cursor?: string;
+                /** @description Only items whose `action` is this value */
+                action?: string;
+                /** @description Only items whose `actor` is this value */
+                actor?: string;
+                /** @description Only items whose `request_id` is this value */
+                request_id?: string;
+                /** @description Only items whose `resource` is this value */
+                resource?: string;
+                /** @description Only items whose `service` is this value */
+                service?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ListPage_AuditLine_"];
+                };
+            };
+            /** @description Malformed request (body, query or header) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    export_audit_api_v1_audit_export_get: {
+        parameters: {
+            query?: {
+                /** @description `json` (default) or `csv`. */
+                format?: "json" | "csv";
+                /** @description Lines of one user or API key id. */
+                actor?: string | null;
+                /** @description Lines of one action (`workflow.created`). */
+                action?: string | null;
+                /** @description `<type>` or `<type>/<id>` (`workflow/0190…`). */
+                resource?: string | null;
+                /** @description Lines recorded by one service. */
+                service?: string | null;
+                /** @description Lines of one request. */
+                request_id?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The lines, oldest first: a JSON array of audit lines, or CSV with a header row. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditLine"][];
+                    "text/csv": string;
+                };
+            };
+            /** @description Malformed request (body, query or header) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    verify_audit_api_v1_audit_verify_get: {
+        parameters: {
+            query?: {
+                /** @description Platform admins: one tenant's chain (default: all). */
+                tenant_id?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditVerification"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6611,6 +9862,423 @@ export interface operations {
             };
         };
     };
+    sso_exchange_api_v1_auth_sso_exchange_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SsoExchange"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TokenPair"];
+                };
+            };
+            /** @description Malformed request (body, query or header) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body or the data in it is over a size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_providers_api_v1_auth_sso_providers_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SsoProviderList"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    sso_callback_api_v1_auth_sso__name__callback_get: {
+        parameters: {
+            query?: {
+                state?: string | null;
+                code?: string | null;
+                error?: string | null;
+                error_description?: string | null;
+                iss?: string | null;
+            };
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Found: the browser goes on to the frontend's redirect_uri with `code`, or `error` */
+            302: {
+                headers: {
+                    /** @description Where to go next */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed request (body, query or header) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    sso_login_api_v1_auth_sso__name__login_get: {
+        parameters: {
+            query: {
+                /** @description The frontend page to return to with `code` (or `error`); it must be in `ORCHESTRION_AUTH__SSO_REDIRECT_URIS`, exactly. */
+                redirect_uri: string;
+            };
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Found: the browser goes on to the provider's sign-in page */
+            302: {
+                headers: {
+                    /** @description Where to go next */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     list_tenants_api_v1_auth_tenants_get: {
         parameters: {
             query?: {
@@ -7314,7 +10982,10 @@ export interface operations {
     };
     delete_user_api_v1_auth_users__user_id__delete: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Erase the person's data everywhere (right to erasure). */
+                erase?: boolean;
+            };
             header?: never;
             path: {
                 user_id: string;
@@ -7510,6 +11181,108 @@ export interface operations {
             };
             /** @description The body or the data in it is over a size limit */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    export_user_api_v1_auth_users__user_id__export_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PersonalData"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found in the caller's tenant */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8877,8 +12650,10 @@ export interface operations {
                 parent_execution_id?: string;
                 /** @description Only items whose `status` is this value */
                 status?: string;
-                /** @description Only items whose `workflow_id` is this value */
+                /** @description Only executions of this workflow, or of these */
                 workflow_id?: string;
+                /** @description The first N executions of each workflow (of those `workflow_id` lists) in the sort order, for 100 workflows at most, in one answer that `page` and `cursor` do not apply to; `meta.total` counts every match */
+                per_workflow?: number;
             };
             header?: never;
             path?: never;
@@ -9957,6 +13732,708 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_flags_api_v1_flags_get: {
+        parameters: {
+            query?: {
+                /** @description Page number, from 1; `(page - 1) * limit` at most `limits.list_max_offset` */
+                page?: number;
+                /** @description Items per page (at most 100 are returned) */
+                limit?: number;
+                /** @description Comma-separated `field[:asc|desc]`; default `key:asc` */
+                sort?: string;
+                /** @description Comma-separated fields to return (`id` always is) */
+                fields?: string;
+                /** @description Keyset pagination: empty for the first page, then `meta.next_cursor` */
+                cursor?: string;
+                /** @description Only items whose `key` is this value */
+                key?: string;
+                /** @description Only items whose `tenant_id` is this value */
+                tenant_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ListPage_Flag_"];
+                };
+            };
+            /** @description Malformed request (body, query or header) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    create_flag_api_v1_flags_post: {
+        parameters: {
+            query?: {
+                /** @description The tenant whose flag this is (platform admins; default: the caller's). */
+                tenant_id?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["FlagCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Flag"];
+                };
+            };
+            /** @description Malformed request (body, query or header) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body or the data in it is over a size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_flag_api_v1_flags__key__get: {
+        parameters: {
+            query?: {
+                /** @description The tenant whose flag this is (platform admins; default: the caller's). */
+                tenant_id?: string | null;
+            };
+            header?: never;
+            path: {
+                key: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Flag"];
+                };
+            };
+            /** @description Not Modified: `If-None-Match` matches the current ETag */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_flag_api_v1_flags__key__delete: {
+        parameters: {
+            query?: {
+                /** @description The tenant whose flag this is (platform admins; default: the caller's). */
+                tenant_id?: string | null;
+            };
+            header?: never;
+            path: {
+                key: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `If-Match` does not match the current ETag */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    update_flag_api_v1_flags__key__patch: {
+        parameters: {
+            query?: {
+                /** @description The tenant whose flag this is (platform admins; default: the caller's). */
+                tenant_id?: string | null;
+            };
+            header?: never;
+            path: {
+                key: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["FlagUpdate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Flag"];
+                };
+            };
+            /** @description Malformed request (body, query or header) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `If-Match` does not match the current ETag */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body or the data in it is over a size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    evaluate_flag_api_v1_flags__key__evaluate_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                key: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FlagEvaluation"];
                 };
             };
             /** @description Not authenticated */
@@ -13050,6 +17527,1729 @@ export interface operations {
             };
         };
     };
+    list_notifications_api_v1_notifications_get: {
+        parameters: {
+            query?: {
+                /** @description Page number, from 1; `(page - 1) * limit` at most `limits.list_max_offset` */
+                page?: number;
+                /** @description Items per page (at most 100 are returned) */
+                limit?: number;
+                /** @description Comma-separated `field[:asc|desc]`; default `created_at:desc` */
+                sort?: string;
+                /** @description Comma-separated fields to return (`id` always is) */
+                fields?: string;
+                /** @description Keyset pagination: empty for the first page, then `meta.next_cursor` */
+                cursor?: string;
+                /** @description Only items whose `channel` is this value */
+                channel?: string;
+                /** @description Only items whose `status` is this value */
+                status?: string;
+                /** @description Only items whose `subscription_id` is this value */
+                subscription_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ListPage_Notification_"];
+                };
+            };
+            /** @description Malformed request (body, query or header) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    send_notification_api_v1_notifications_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["EmailSend"] | components["schemas"]["WebhookSend"] | components["schemas"]["SmsSend"] | components["schemas"]["PushSend"] | components["schemas"]["InAppSend"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NotificationAccepted"];
+                };
+            };
+            /** @description Malformed request (body, query or header) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body or the data in it is over a size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_inbox_api_v1_notifications_inbox_get: {
+        parameters: {
+            query?: {
+                /** @description Page number, from 1; `(page - 1) * limit` at most `limits.list_max_offset` */
+                page?: number;
+                /** @description Items per page (at most 100 are returned) */
+                limit?: number;
+                /** @description Comma-separated `field[:asc|desc]`; default `created_at:desc` */
+                sort?: string;
+                /** @description Comma-separated fields to return (`id` always is) */
+                fields?: string;
+                /** @description Keyset pagination: empty for the first page, then `meta.next_cursor` */
+                cursor?: string;
+                /** @description Only items whose `read` is this value */
+                read?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ListPage_InboxItem_"];
+                };
+            };
+            /** @description Malformed request (body, query or header) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    mark_read_api_v1_notifications_inbox__item_id__read_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                item_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["InboxItem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_preferences_api_v1_notifications_preferences_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Preferences"];
+                };
+            };
+            /** @description Not Modified: `If-None-Match` matches the current ETag */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    put_preferences_api_v1_notifications_preferences_put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Preferences"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Preferences"];
+                };
+            };
+            /** @description Malformed request (body, query or header) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `If-Match` does not match the current ETag */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body or the data in it is over a size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_subscriptions_api_v1_notifications_subscriptions_get: {
+        parameters: {
+            query?: {
+                /** @description Page number, from 1; `(page - 1) * limit` at most `limits.list_max_offset` */
+                page?: number;
+                /** @description Items per page (at most 100 are returned) */
+                limit?: number;
+                /** @description Comma-separated `field[:asc|desc]`; default `created_at:desc` */
+                sort?: string;
+                /** @description Comma-separated fields to return (`id` always is) */
+                fields?: string;
+                /** @description Keyset pagination: empty for the first page, then `meta.next_cursor` */
+                cursor?: string;
+                /** @description Only items whose `channel` is this value */
+                channel?: string;
+                /** @description Only items whose `event` is this value */
+                event?: string;
+                /** @description Only items whose `workflow_id` is this value */
+                workflow_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ListPage_Subscription_"];
+                };
+            };
+            /** @description Malformed request (body, query or header) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    subscribe_api_v1_notifications_subscriptions_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["EmailSubscribe"] | components["schemas"]["WebhookSubscribe"] | components["schemas"]["SmsSubscribe"] | components["schemas"]["PushSubscribe"] | components["schemas"]["InAppSubscribe"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Subscription"];
+                };
+            };
+            /** @description Malformed request (body, query or header) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body or the data in it is over a size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_subscription_api_v1_notifications_subscriptions__subscription_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                subscription_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Subscription"];
+                };
+            };
+            /** @description Not Modified: `If-None-Match` matches the current ETag */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_subscription_api_v1_notifications_subscriptions__subscription_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                subscription_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `If-Match` does not match the current ETag */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_templates_api_v1_notifications_templates_get: {
+        parameters: {
+            query?: {
+                /** @description Page number, from 1; `(page - 1) * limit` at most `limits.list_max_offset` */
+                page?: number;
+                /** @description Items per page (at most 100 are returned) */
+                limit?: number;
+                /** @description Comma-separated `field[:asc|desc]`; default `created_at:desc` */
+                sort?: string;
+                /** @description Comma-separated fields to return (`id` always is) */
+                fields?: string;
+                /** @description Keyset pagination: empty for the first page, then `meta.next_cursor` */
+                cursor?: string;
+                /** @description Only items whose `channel` is this value */
+                channel?: string;
+                /** @description Only items whose `name` is this value */
+                name?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ListPage_NotificationTemplate_"];
+                };
+            };
+            /** @description Malformed request (body, query or header) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    create_template_api_v1_notifications_templates_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TemplateCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NotificationTemplate"];
+                };
+            };
+            /** @description Malformed request (body, query or header) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body or the data in it is over a size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_template_api_v1_notifications_templates__template_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                template_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NotificationTemplate"];
+                };
+            };
+            /** @description Not Modified: `If-None-Match` matches the current ETag */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_secrets_api_v1_notifications_webhook_secrets_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookSecretList"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    rotate_secret_api_v1_notifications_webhook_secrets_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookSecretCreated"];
+                };
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_notification_api_v1_notifications__notification_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                notification_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Notification"];
+                };
+            };
+            /** @description Not Modified: `If-None-Match` matches the current ETag */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing permission */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request is well-formed but invalid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Over a rate or quota limit; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: number;
+                    /** @description Requests allowed in the window */
+                    "RateLimit-Limit"?: number;
+                    /** @description Requests left in the window */
+                    "RateLimit-Remaining"?: number;
+                    /** @description Seconds until the window resets */
+                    "RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream answered badly or is not allowed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The upstream timed out */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     list_plugins_api_v1_plugins_get: {
         parameters: {
             query?: never;
@@ -13710,7 +19910,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["TemplateCreate"];
+                "application/json": components["schemas"]["templates_TemplateCreate"];
             };
         };
         responses: {
@@ -14860,6 +21060,8 @@ export interface operations {
                 fields?: string;
                 /** @description Keyset pagination: empty for the first page, then `meta.next_cursor` */
                 cursor?: string;
+                /** @description Only items whose `id` is this value */
+                id?: string;
                 /** @description Only items whose `name` is this value */
                 name?: string;
                 /** @description Only items whose `status` is this value */

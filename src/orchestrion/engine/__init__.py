@@ -51,7 +51,12 @@ if TYPE_CHECKING:
     from orchestrion.engine.mcp.servers import McpServers, TenantLookup, UnknownServer, check_url
     from orchestrion.engine.mcp.tools import McpTools
     from orchestrion.engine.models import Execution, ExecutionEvent, LlmUsage, StepState
-    from orchestrion.engine.netguard import BlockedDestination, check_destination
+    from orchestrion.engine.netguard import (
+        BlockedDestination,
+        NetGuard,
+        check_destination,
+        guarded_client,
+    )
     from orchestrion.engine.outcomes import (
         Failed,
         ModelUsage,
@@ -87,6 +92,7 @@ if TYPE_CHECKING:
         WaitKind,
         public_step_status,
     )
+    from orchestrion.engine.tenant_schemas import check_schema
     from orchestrion.engine.worker import Worker
 
 _EXPORTS: dict[str, str] = {
@@ -137,7 +143,10 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(
         ("Execution", "ExecutionEvent", "LlmUsage", "StepState"), "orchestrion.engine.models"
     ),
-    **dict.fromkeys(("BlockedDestination", "check_destination"), "orchestrion.engine.netguard"),
+    **dict.fromkeys(
+        ("BlockedDestination", "NetGuard", "check_destination", "guarded_client"),
+        "orchestrion.engine.netguard",
+    ),
     **dict.fromkeys(
         ("Failed", "ModelUsage", "Outcome", "StepCall", "Succeeded", "Waiting"),
         "orchestrion.engine.outcomes",
@@ -182,6 +191,7 @@ _EXPORTS: dict[str, str] = {
         "orchestrion.engine.statuses",
     ),
     "Worker": "orchestrion.engine.worker",
+    "check_schema": "orchestrion.engine.tenant_schemas",
 }
 
 __all__ = [
@@ -221,6 +231,7 @@ __all__ = [
     "McpTools",
     "McpUnavailable",
     "ModelUsage",
+    "NetGuard",
     "Outcome",
     "PriceTable",
     "ProviderConfig",
@@ -250,6 +261,7 @@ __all__ = [
     "Worker",
     "WorkflowDefinition",
     "check_destination",
+    "check_schema",
     "check_url",
     "configure_expressions",
     "default_registry",
@@ -257,6 +269,7 @@ __all__ = [
     "evaluate",
     "expr_or",
     "fold",
+    "guarded_client",
     "parse",
     "parse_expression",
     "public_step_status",

@@ -51,6 +51,8 @@ class Execution(IdMixin, Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
+    #: The W3C trace context it was started under (tracing on), for its trace id.
+    traceparent: Mapped[str | None] = mapped_column(String(55))
 
 
 class ExecutionEvent(Base):

@@ -33,6 +33,9 @@ import anyio
 import httpcore
 import httpx
 
+from orchestrion.kernel.http.tls import client_context
+from orchestrion.kernel.observability import tracing
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 #: Answers the addresses of ``(host, port)``, as strings (a test may answer anything).
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
@@ -232,19 +235,24 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         self,
         guard: NetGuard,
         *,
-        verify: ssl.SSLContext | bool = True,
+        verify: ssl.SSLContext | None = None,
         keepalive: bool = False,
         backend: httpcore.AsyncNetworkBackend | None = None,
     ) -> None:
         limits = httpx.Limits(max_keepalive_connections=None if keepalive else 0)
-        super().__init__(verify=verify, trust_env=False, limits=limits)
+        context = verify or client_context()
+        super().__init__(verify=context, trust_env=False, limits=limits)
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
+            ssl_context=context,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
             network_backend=GuardedBackend(guard, backend),
         )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` (in a CLIENT span carrying its ``traceparent``, tracing on)."""
+        return await tracing.traced_send(request, super().handle_async_request)  # type: ignore[no-any-return]
 
 
 def guarded_client(guard: NetGuard, **kwargs: Any) -> httpx.AsyncClient:

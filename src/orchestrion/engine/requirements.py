@@ -126,8 +126,9 @@ class Journal(Protocol):
         """What was recorded for ``part`` of this step, if anything."""
         ...
 
-    async def put(self, call: StepCall, part: int, entry: JournalEntry) -> None:
-        """Record ``part`` (once: a second record of the same part is ignored)."""
+    async def put(self, call: StepCall, part: int, entry: JournalEntry) -> bool:
+        """Record ``part`` (once: a second record of the same part is ignored); whether
+        this call recorded it, and so counted its usage."""
         ...
 
 

@@ -21,7 +21,9 @@ from orchestrion.engine.models import Execution
 from orchestrion.engine.runtime import Engine, Prepared
 from orchestrion.engine.statuses import TERMINAL
 from orchestrion.kernel.ids import new_id, utcnow
-from orchestrion.kernel.queue import ClaimedTask
+from orchestrion.kernel.observability import tracing
+from orchestrion.kernel.queue import ClaimedTask, task_span
+from orchestrion.kernel.queue.metrics import DEPTH_INTERVAL
 
 logger = logging.getLogger("orchestrion.worker")
 
@@ -42,6 +44,7 @@ class Worker:
         queue = self.engine.queue
         await queue.listen()
         heartbeat = asyncio.create_task(self._heartbeat())
+        sampler = asyncio.create_task(self._sample_depth())
         try:
             while not self._stopping.is_set():
                 free = self.concurrency - len(self._inflight)
@@ -66,9 +69,10 @@ class Worker:
                     continue  # there may be more due right now
                 await queue.wait(queue=self.engine.queue_name, seconds=await self._idle_wait())
         finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            for background in (heartbeat, sampler):
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await background
             await self._drain()
 
     async def _start(self, runs: list[ClaimedTask]) -> dict[str, Prepared | None]:
@@ -92,21 +96,24 @@ class Worker:
         # The task's own slot is free again once it is recorded: offer it, and any idle
         # ones, for the attempts that recording schedules (continuations).
         capacity = max(1, self.concurrency - len(self._inflight) + 1)
-        try:
-            if prepared is not None:
-                follow = await self.engine.run_prepared(
-                    prepared, owner=self.owner, capacity=capacity
-                )
-            else:
-                follow = await self.engine.process(task, owner=self.owner, capacity=capacity)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # The lease runs out and the task is claimed again: at-least-once.
-            logger.exception("task %s (%s) failed", task.id, task.payload.get("kind"))
-            follow = []
-        finally:
-            self._inflight.pop(task.id, None)
+        # In the task's span, so that the failure's log line carries its trace and ids.
+        with task_span(task, self.engine.queue_name) as span:
+            try:
+                if prepared is not None:
+                    follow = await self.engine.run_prepared(
+                        prepared, owner=self.owner, capacity=capacity
+                    )
+                else:
+                    follow = await self.engine.process(task, owner=self.owner, capacity=capacity)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # The lease runs out and the task is claimed again: at-least-once.
+                logger.exception("task %s (%s) failed", task.id, task.payload.get("kind"))
+                tracing.fail(span, f"{type(exc).__name__}: {exc}")
+                follow = []
+            finally:
+                self._inflight.pop(task.id, None)
         for next_attempt in follow:
             runner = asyncio.create_task(self._process(next_attempt.task, next_attempt))
             self._inflight[next_attempt.task.id] = (next_attempt.task, runner)
@@ -131,6 +138,15 @@ class Worker:
                     # Usually the task just completed; a real loss is harmless too
                     # (outcomes are recorded once), so this is not a warning.
                     logger.debug("lease lost or released for task %s", task_id)
+
+    async def _sample_depth(self) -> None:
+        """Keep the queue depth gauge current (the backlog a scrape reports)."""
+        while True:
+            try:
+                await self.engine.queue.sample_depth((self.engine.queue_name,))
+            except Exception:
+                logger.warning("reading the queue depth failed", exc_info=True)
+            await asyncio.sleep(DEPTH_INTERVAL)
 
     async def _cancel_stopped(self) -> None:
         """Stop local attempts of executions cancelled by another process."""

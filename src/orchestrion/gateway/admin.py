@@ -7,15 +7,23 @@ POST   /admin/upstreams/{name}/instances          {"url", "weight"?}   add an in
 PATCH  /admin/upstreams/{name}/instances/{id}     {"weight"?, "draining"?}
 POST   /admin/upstreams/{name}/instances/{id}/drain
 DELETE /admin/upstreams/{name}/instances/{id}
+PATCH  /admin/routes/{prefix}/canary              {"weight"?, "enabled"?}  (rollback)
+DELETE /admin/routes/{prefix}/canary              back to the config file's canary
 POST   /admin/reload                               re-read the config file
 ```
 
-Changes live in this gateway process (each replica has its own admin API); a weight
-set here stays until changed here again, so a canary split survives config reloads.
+``{prefix}`` is the route's prefix as it is (``/admin/routes/api/v1/workflows/canary``).
+
+With Redis (``ORCHESTRION_REDIS__URL``) a change made on one gateway is shared with
+every replica (:mod:`orchestrion.gateway.shared`): each applies it within the pub/sub
+delay. Without it changes live in this gateway process. A weight set here stays until
+changed here again, so a canary split survives config reloads; so does a route canary's
+weight or ``enabled`` set here, until ``DELETE`` gives the config file's back.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -25,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from orchestrion.gateway.balancer import Instance
+from orchestrion.gateway.routes import Route
 from orchestrion.kernel.errors import BadRequest, MethodNotAllowed, NotFound
 
 if TYPE_CHECKING:
@@ -42,6 +51,12 @@ class InstanceUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     weight: int | None = Field(default=None, ge=0, le=1000)
     draining: bool | None = None
+
+
+class CanaryUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    weight: float | None = Field(default=None, ge=0, le=100)
+    enabled: bool | None = None
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -84,6 +99,7 @@ async def list_routes(gateway: Gateway, _: Request, __: dict[str, str]) -> Respo
                     "rate_limit": r.rate_limit,
                     "cache_ttl": r.cache_ttl,
                     "transform": r.transform is not None,
+                    "canary": _canary(gateway, r),
                 }
                 for r in gateway.routes.routes
             ]
@@ -111,6 +127,8 @@ async def add_instance(gateway: Gateway, request: Request, args: dict[str, str])
     instance.pinned_weight = True
     gateway.admin_instances.setdefault(args["name"], []).append(instance)
     gateway.sync_upstreams()
+    if gateway.shared is not None:
+        await gateway.shared.add_instance(args["name"], instance)
     return JSONResponse(instance.describe(0.0), status_code=201)
 
 
@@ -125,6 +143,8 @@ async def update_instance(gateway: Gateway, request: Request, args: dict[str, st
         _http_upstream(gateway, args["name"]).pool.rebuild()
     if body.draining is not None:
         instance.draining = body.draining
+    if gateway.shared is not None:
+        await gateway.shared.override(args["name"], instance)
     return JSONResponse(instance.describe(0.0))
 
 
@@ -133,6 +153,8 @@ async def drain_instance(gateway: Gateway, _: Request, args: dict[str, str]) -> 
     """Send no new request to the instance; those in flight finish."""
     instance = _instance(gateway, args)
     instance.draining = True
+    if gateway.shared is not None:
+        await gateway.shared.override(args["name"], instance)
     return JSONResponse(instance.describe(0.0))
 
 
@@ -145,7 +167,33 @@ async def remove_instance(gateway: Gateway, _: Request, args: dict[str, str]) ->
         raise BadRequest("only instances added through the admin API can be removed; drain it")
     added.remove(instance)
     gateway.sync_upstreams()
+    if gateway.shared is not None:
+        await gateway.shared.remove_instance(args["name"], instance)
     return Response(status_code=204)
+
+
+@_route("PATCH", r"/routes(?P<prefix>/.*)/canary")
+async def update_canary(gateway: Gateway, request: Request, args: dict[str, str]) -> Response:
+    """Change a route's canary weight or switch it off, at once (``weight: 0`` or
+    ``enabled: false`` is the rollback)."""
+    route = _canary_route(gateway, args["prefix"])
+    body = _parse(CanaryUpdate, await _json(request))
+    override = dict(gateway.canaries.overrides.get(route.prefix, {}))
+    override.update(body.model_dump(exclude_none=True))
+    gateway.canaries.overrides[route.prefix] = override
+    if gateway.shared is not None:
+        await gateway.shared.override_canary(route.prefix, override)
+    return JSONResponse(_canary(gateway, route))
+
+
+@_route("DELETE", r"/routes(?P<prefix>/.*)/canary")
+async def reset_canary(gateway: Gateway, _: Request, args: dict[str, str]) -> Response:
+    """Forget the admin API's changes: the config file's canary applies again."""
+    route = _canary_route(gateway, args["prefix"])
+    gateway.canaries.overrides.pop(route.prefix, None)
+    if gateway.shared is not None:
+        await gateway.shared.override_canary(route.prefix, None)
+    return JSONResponse(_canary(gateway, route))
 
 
 @_route("POST", r"/reload")
@@ -153,6 +201,26 @@ async def reload(gateway: Gateway, _: Request, __: dict[str, str]) -> Response:
     """Re-read the configuration file now."""
     gateway.reload_config(force=True)
     return JSONResponse({"routes": len(gateway.routes.routes), "config": str(gateway.config_path)})
+
+
+def _canary_route(gateway: Gateway, prefix: str) -> Route:
+    for route in gateway.routes.routes:
+        if route.prefix == prefix:
+            if route.canary is None:
+                raise NotFound(f"the route {prefix} has no canary (give one in the config file)")
+            return route
+    raise NotFound(f"no route with the prefix {prefix}")
+
+
+def _canary(gateway: Gateway, route: Route) -> dict[str, Any] | None:
+    canary = gateway.canaries.effective(route)
+    if canary is None:
+        return None
+    described = dataclasses.asdict(canary)
+    header = described.pop("header")
+    described["header"] = {"name": header[0], "value": header[1]} if header else None
+    described["overridden"] = sorted(gateway.canaries.overrides.get(route.prefix, {}))
+    return described
 
 
 def _http_upstream(gateway: Gateway, name: str) -> HttpUpstream:

@@ -39,7 +39,7 @@ class Composer:
 
     def __init__(self, app: ASGIApp) -> None:
         self.client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
+            transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
             base_url="http://gateway.internal",
             timeout=PART_TIMEOUT_SECONDS,
         )

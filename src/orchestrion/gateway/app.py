@@ -26,15 +26,18 @@ from orchestrion import __version__
 from orchestrion.gateway import admin, health, metrics, openapi
 from orchestrion.gateway.aggregate import DEFAULT_COMPOSITES, Composer
 from orchestrion.gateway.balancer import Instance
+from orchestrion.gateway.canary import UPSTREAM_HEADER, Canaries
 from orchestrion.gateway.config import ConfigError, GatewayConfig
 from orchestrion.gateway.console import Console
 from orchestrion.gateway.forwarded import CLIENT_IP, client_ip, in_networks, networks
+from orchestrion.gateway.graphql import GraphQLEndpoint
 from orchestrion.gateway.policies.auth import Authenticator
 from orchestrion.gateway.policies.runtime import open_policies
 from orchestrion.gateway.policies.shared import vary_key
 from orchestrion.gateway.proxy import HttpUpstream
 from orchestrion.gateway.registry import RegistryWatcher
 from orchestrion.gateway.routes import DEFAULT_ROUTES, Route, RouteTable
+from orchestrion.gateway.shared import SharedAdmin
 from orchestrion.gateway.transform import rewrite_request, rewrite_response
 from orchestrion.gateway.upstream import Upstream, UpstreamPolicy
 from orchestrion.kernel.auth.identity import (
@@ -58,7 +61,9 @@ from orchestrion.kernel.errors import (
 )
 from orchestrion.kernel.http.methods import method_not_allowed
 from orchestrion.kernel.http.requestid import RequestIdMiddleware
+from orchestrion.kernel.observability import tracing
 from orchestrion.kernel.observability.metrics import MetricsMiddleware, metrics_endpoint
+from orchestrion.kernel.observability.tracing import TracingMiddleware
 from orchestrion.settings import Settings, open_revocations
 
 logger = logging.getLogger("orchestrion.gateway")
@@ -71,7 +76,9 @@ _IDENTITY_REUSE_SECONDS = 30.0
 EXPOSED_HEADERS = [
     "X-Request-ID", "ETag", "Location", "Retry-After", "Idempotent-Replayed",
     "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "X-Cache",
+    "X-Orchestrion-Upstream",
 ]  # fmt: skip
+_UPSTREAM_HEADER_BYTES = UPSTREAM_HEADER.encode()
 
 
 class _BodyTooLarge(Exception):
@@ -118,11 +125,16 @@ class Gateway:
         self._config_mtime: float | None = None
         self.composites = dict(DEFAULT_COMPOSITES)
         self.composer = Composer(self)
+        self.canaries = Canaries(self)
         self.watcher: RegistryWatcher | None = None
         if discover and settings.redis.url and gateway.registry:
             self.watcher = RegistryWatcher(
                 settings.redis.url, prefix=gateway.registry_prefix, on_change=self._registered
             )
+        # Admin API changes shared with the other gateway replicas (Redis).
+        self.shared: SharedAdmin | None = None
+        if discover and settings.redis.url:
+            self.shared = SharedAdmin(self, settings.redis.url, prefix=gateway.registry_prefix)
         self._background: list[asyncio.Task[None]] = []
         self._identities: dict[Principal, tuple[bytes, float]] = {}
         self.running = False
@@ -143,6 +155,12 @@ class Gateway:
             revocations=self.revocations,
         )
         self.rate_limiter, self.cache, self.lifespan = open_policies(settings, lifespan)
+        self.graphql: GraphQLEndpoint | None = None
+        if settings.graphql.enabled:
+            self.graphql = GraphQLEndpoint(
+                gateway=self, settings=settings, authenticator=self.authenticator,
+                rate_limiter=self.rate_limiter, refuse=self._refuse,
+            )  # fmt: skip
         self._openapi: dict[str, Any] | None = None
         self.console = Console()
         self.own: dict[str, Handler] = {
@@ -170,6 +188,10 @@ class Gateway:
             self.deny and in_networks(ip, self.deny)
         ):
             await self._refuse(scope, receive, send, Forbidden("your address is not allowed"))
+            return
+        if self.graphql is not None and self.graphql.handles(path):
+            scope["orchestrion.route"] = "/graphql"
+            await self.graphql(scope, receive, send)
             return
         own = self.own.get(path)
         if scope["type"] == "http" and (
@@ -231,6 +253,21 @@ class Gateway:
             raise Forbidden(f"missing permission '{permission}'")
         return principal
 
+    async def call_as(
+        self, principal: Principal, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """Forward a request the gateway makes on ``principal``'s behalf (GraphQL's REST
+        calls): the route's permission applies as to the client's own request; the
+        client's credentials were checked, and its rate limit counted, once already."""
+        path: str = scope["path"]
+        route = None if path.startswith("/internal/") else self.routes.match(path)
+        if route is None:
+            raise NotFound(f"no resource at {path}")
+        permission = route.permission_for(scope["method"], path)
+        if permission is not None and not principal.can(permission):
+            raise Forbidden(f"missing permission '{permission}'")
+        await self._forward(scope, receive, send, route=route, principal=principal)
+
     async def _forward(
         self, scope: Scope, receive: Receive, send: Send, route: Route, principal: Principal | None
     ) -> None:
@@ -238,27 +275,32 @@ class Gateway:
             (k, v) for k, v in scope["headers"] if not k.startswith(_INTERNAL_PREFIX_BYTES)
         ]
         if principal is not None:
-            headers.append((_IDENTITY_HEADER_BYTES, self._identity(principal)))
+            headers.append((_IDENTITY_HEADER_BYTES, self.identity(principal)))
         if scope.get(CLIENT_IP):
             headers.append((CLIENT_IP_HEADER.encode(), str(scope[CLIENT_IP]).encode()))
         request_id = scope.get("state", {}).get("request_id")
         if request_id:
             headers = [(k, v) for k, v in headers if k != b"x-request-id"]
             headers.append((b"x-request-id", request_id.encode()))
-        upstream_scope: Scope = {**scope, "headers": headers}
+        upstream_scope: Scope = {**scope, "headers": tracing.inject_raw(headers)}
         if principal is not None:
             upstream_scope["orchestrion.principal_id"] = principal.subject
         if route.transform is not None:
             upstream_scope = rewrite_request(route, route.transform, upstream_scope)
             send = rewrite_response(route.transform, send)
-        upstream = self.upstreams.get(route.service)
+        service = route.service
+        if route.canary is not None:
+            service = await self.canaries.choose(route, scope, principal)
+            header = route.canary.header
+            send = _saying_upstream(service, header[0] if header else None, send)
+        upstream = self.upstreams.get(service)
         if upstream is None:
             await self._refuse(
-                scope, receive, send, NotFound(f"service '{route.service}' is not running")
+                scope, receive, send, NotFound(f"service '{service}' is not running")
             )
             return
         if scope["type"] != "http":
-            await upstream.dispatch(upstream_scope, receive, send)
+            await self._dispatch_socket(upstream, upstream_scope, receive, send)
             return
         declared = Headers(scope=scope).get("content-length")
         if declared and declared.isdigit() and int(declared) > self.max_body:
@@ -283,7 +325,7 @@ class Gateway:
             else:
                 del self.in_flight[ip]
 
-    def _identity(self, principal: Principal) -> bytes:
+    def identity(self, principal: Principal) -> bytes:
         """The signed identity header, re-signed at most every ``_IDENTITY_REUSE_SECONDS``
         per principal (signing costs an HMAC and a JSON dump; services accept a value
         for ``MAX_AGE_SECONDS``)."""
@@ -296,6 +338,26 @@ class Gateway:
         value = encode_identity(principal, self.secret, now=now).encode()
         self._identities[principal] = (value, now)
         return value
+
+    async def _dispatch_socket(
+        self, upstream: Upstream, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """Pass a WebSocket through, counted in the open-sockets gauge while it is open."""
+        gauge = metrics.WEBSOCKETS.labels(upstream.name)
+        accepted = False
+
+        async def counting_send(message: Message) -> None:
+            nonlocal accepted
+            if message["type"] == "websocket.accept" and not accepted:
+                accepted = True
+                gauge.inc()
+            await send(message)
+
+        try:
+            await upstream.dispatch(scope, receive, counting_send)
+        finally:
+            if accepted:
+                gauge.dec()
 
     async def _dispatch_limited(
         self, upstream: Upstream, scope: Scope, receive: Receive, send: Send
@@ -411,6 +473,7 @@ class Gateway:
             return
         self.config = config
         self.routes = RouteTable(config.merged_routes(self.default_routes))
+        self._openapi = None  # routes may add versions or deprecate some: built again
         self.composites = {**DEFAULT_COMPOSITES, **{c.path: c.parts for c in config.composites}}
         self.sync_upstreams()
         metrics.CONFIG_RELOADS.labels("ok").inc()
@@ -483,6 +546,8 @@ class Gateway:
                 version=__version__,
                 own_paths=openapi.OWN_PATHS,
                 public=self._public_operation,
+                deprecated=self.routes.deprecated,
+                versions=self.routes.versions(),
             )
         return JSONResponse(self._openapi)
 
@@ -509,6 +574,8 @@ class Gateway:
                 upstream.start()
         if self.watcher is not None:
             self.watcher.start()
+        if self.shared is not None:
+            self.shared.start()
         if self.config_path is not None:
             self._background.append(asyncio.create_task(self._watch_config()))
 
@@ -531,23 +598,43 @@ class Gateway:
         try:
             for task in self._background:
                 task.cancel()
-            await asyncio.gather(*self._background, return_exceptions=True)
+            await _closing(
+                "background tasks", asyncio.gather(*self._background, return_exceptions=True)
+            )
             if self.watcher is not None:
-                await self.watcher.aclose()
+                await _closing("registry watcher", self.watcher.aclose())
+            if self.shared is not None:
+                await _closing("shared admin changes", self.shared.aclose())
             if self.own_revocations:
-                await self.revocations.stop()
-            await self.composer.aclose()
+                await _closing("revocations", self.revocations.stop())
+            await _closing("composer", self.composer.aclose())
+            if self.graphql is not None:
+                await _closing("GraphQL", self.graphql.aclose())
             if context is not None:
                 await context.__aexit__(None, None, None)
-            for upstream in self.upstreams.values():
+            for name, upstream in self.upstreams.items():
                 close = getattr(upstream, "aclose", None)
                 if close is not None:
-                    await close()
+                    await _closing(f"upstream {name}", close())
         except Exception as exc:
             logger.exception("shutdown failed")
             await send({"type": "lifespan.shutdown.failed", "message": str(exc)})
             return
         await send({"type": "lifespan.shutdown.complete"})
+
+
+#: How long one part of the gateway gets to close at shutdown before it is left behind.
+_CLOSE_SECONDS = 10.0
+
+
+async def _closing(part: str, closed: Awaitable[Any]) -> None:
+    """Await ``closed``; a part that hangs is named in the log and left, so that the
+    process still stops (the operator learns which one)."""
+    try:
+        async with asyncio.timeout(_CLOSE_SECONDS):
+            await closed
+    except TimeoutError:
+        logger.warning("shutdown: %s did not close within %gs; left behind", part, _CLOSE_SECONDS)
 
 
 _OWN_METHODS = frozenset({"GET", "HEAD"})
@@ -618,7 +705,23 @@ def create_gateway(
     app = MetricsMiddleware(app, component="gateway")
     if settings.observability.access_log:
         app = AccessLogMiddleware(app)
-    return RequestIdMiddleware(app)
+    return RequestIdMiddleware(TracingMiddleware(app))
+
+
+def _saying_upstream(name: str, vary: str | None, send: Send) -> Send:
+    """``send`` with ``X-Orchestrion-Upstream: <name>`` on the response (which version
+    answered), and ``Vary: <vary>`` when a request header picks the version (caches)."""
+    added = [(_UPSTREAM_HEADER_BYTES, name.encode())]
+    if vary is not None:
+        added.append((b"vary", vary.encode()))
+
+    async def saying(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [(k, v) for k, v in message.get("headers", []) if k != _UPSTREAM_HEADER_BYTES]
+            message = {**message, "headers": [*headers, *added]}
+        await send(message)
+
+    return saying
 
 
 def _unique(*sources: list[Instance]) -> list[Instance]:

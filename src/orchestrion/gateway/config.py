@@ -11,11 +11,21 @@ upstreams:
     health: {path: /health/live, interval: 5, timeout: 2}
     breaker: {failure_threshold: 5, open_seconds: 5, half_open_requests: 1}
     outlier: {consecutive_failures: 3, eject_seconds: 10}
+  workflows-v2:                         # a new version, defined like any upstream
+    instances: ["http://10.0.0.7:8002"]
 routes:
   - prefix: /api/v1/workflows           # same prefix as a built-in route: refines it
     service: workflows
     rate_limit: 100/minute
     cache_ttl: 10
+    canary:                             # part of the traffic to another upstream
+      upstream: workflows-v2
+      header: {name: X-Canary, value: "1"}  # first: requests carrying it
+      flag: new-workflows               # then: callers for whom the flag is on
+      weight: 5                         # then: a sticky 5 % of principals
+  - prefix: /api/v2/workflows           # a new version beside v1, served by the same API
+    service: workflows
+    rewrite: /api/v1/workflows
   - prefix: /legacy
     service: workflows
     permission: workflows:read          # or public: true
@@ -23,6 +33,11 @@ routes:
     request_headers: {set: {X-Team: core}, remove: [Cookie]}
     response_headers: {set: {Cache-Control: no-store}, remove: [Server]}
     response_fields: [id, name, status] # allow-list of fields (of each item of a list)
+    deprecation:                        # Deprecation (RFC 9745), Sunset (RFC 8594), Link
+      since: 2026-01-01T00:00:00Z
+      sunset: 2026-12-31T23:59:59Z
+      successor: /api/v2/workflows      # Link rel="successor-version"
+      policy: https://example.com/api/deprecations  # Link rel="deprecation"
 composites:
   - path: /api/v1/dashboard
     parts: {workflows: /api/v1/workflows?limit=5, executions: /api/v1/executions?limit=5}
@@ -34,15 +49,25 @@ on a reload the running configuration stays.
 
 from __future__ import annotations
 
+import datetime as dt
+import re
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from orchestrion.gateway.balancer import Instance, OutlierPolicy, Strategy
 from orchestrion.gateway.policies.breaker import BreakerPolicy
-from orchestrion.gateway.routes import Route, Rule, Transform, rule
+from orchestrion.gateway.routes import Canary, Route, Rule, Transform, rule
 from orchestrion.gateway.upstream import UpstreamPolicy
 
 
@@ -133,6 +158,100 @@ class HeaderChanges(_Strict):
     remove: list[str] = Field(default_factory=list)
 
 
+class DeprecationConfig(_Strict):
+    """A route on its way out: when it was deprecated, when it goes, what replaces it."""
+
+    since: dt.datetime
+    sunset: dt.datetime | None = None
+    successor: str | None = None
+    policy: str | None = None
+
+    @field_validator("since", "sunset")
+    @classmethod
+    def _utc(cls, value: dt.datetime | None) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)  # a date without a zone is UTC
+        return value
+
+    @field_validator("successor", "policy")
+    @classmethod
+    def _link(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or any(c in value for c in '<>"\r\n')):
+            raise ValueError("a link target is a path or URL without <, >, quotes or newlines")
+        return value
+
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        """``Deprecation`` (a structured-field date), ``Sunset`` (an HTTP date), ``Link``."""
+        headers = [("deprecation", f"@{int(self.since.timestamp())}")]
+        if self.sunset is not None:
+            headers.append(("sunset", format_datetime(self.sunset.astimezone(dt.UTC), usegmt=True)))
+        links = [f'<{self.successor}>; rel="successor-version"'] if self.successor else []
+        links += [f'<{self.policy}>; rel="deprecation"'] if self.policy else []
+        if links:
+            headers.append(("link", ", ".join(links)))
+        return tuple(headers)
+
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_FLAG_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+class CanaryHeader(_Strict):
+    """Requests carrying this header with this value go to the canary."""
+
+    name: str
+    value: str
+
+    @field_validator("name")
+    @classmethod
+    def _token(cls, value: str) -> str:
+        if not _TOKEN.fullmatch(value):
+            raise ValueError("a header name is a token (letters, digits, -, _ ...)")
+        if value.lower().startswith("x-orchestrion-"):
+            raise ValueError("X-Orchestrion-* headers are the gateway's own")
+        return value
+
+    @field_validator("value")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if not value or not value.isprintable():
+            raise ValueError("a header value is printable text, not empty")
+        return value
+
+
+class CanaryConfig(_Strict):
+    """Another upstream taking part of a route's traffic: by header, flag, then weight."""
+
+    upstream: str
+    weight: float = Field(default=0.0, ge=0, le=100)
+    header: CanaryHeader | None = None
+    flag: str | None = None
+    enabled: bool = True
+
+    @field_validator("flag")
+    @classmethod
+    def _key(cls, value: str | None) -> str | None:
+        if value is not None and not _FLAG_KEY.fullmatch(value):
+            raise ValueError("a flag key matches [A-Za-z0-9][A-Za-z0-9_.-]*")
+        return value
+
+    @model_validator(mode="after")
+    def _splits(self) -> CanaryConfig:
+        if not {"weight", "header", "flag"} & self.model_fields_set:
+            raise ValueError("a canary splits traffic by weight, header or flag: give one")
+        return self
+
+    def canary(self) -> Canary:
+        """The route's canary."""
+        return Canary(
+            upstream=self.upstream,
+            weight=self.weight,
+            header=(self.header.name.lower(), self.header.value) if self.header else None,
+            flag=self.flag,
+            enabled=self.enabled,
+        )
+
+
 class RouteConfig(_Strict):
     prefix: str
     service: str
@@ -144,6 +263,8 @@ class RouteConfig(_Strict):
     request_headers: HeaderChanges = Field(default_factory=HeaderChanges)
     response_headers: HeaderChanges = Field(default_factory=HeaderChanges)
     response_fields: list[str] | None = None
+    deprecation: DeprecationConfig | None = None
+    canary: CanaryConfig | None = None
 
     @field_validator("prefix")
     @classmethod
@@ -158,7 +279,8 @@ class RouteConfig(_Strict):
             rewrite=self.rewrite,
             request_set=tuple((k.lower(), v) for k, v in self.request_headers.set.items()),
             request_remove=frozenset(h.lower() for h in self.request_headers.remove),
-            response_set=tuple((k.lower(), v) for k, v in self.response_headers.set.items()),
+            response_set=tuple((k.lower(), v) for k, v in self.response_headers.set.items())
+            + (self.deprecation.headers() if self.deprecation else ()),
             response_remove=frozenset(h.lower() for h in self.response_headers.remove),
             response_fields=frozenset(self.response_fields) if self.response_fields else None,
         )
@@ -177,6 +299,20 @@ class GatewayConfig(_Strict):
     routes: list[RouteConfig] = Field(default_factory=list)
     composites: list[CompositeConfig] = Field(default_factory=list)
 
+    @model_validator(mode="after")
+    def _canaries_are_upstreams(self) -> GatewayConfig:
+        for n, route in enumerate(self.routes):
+            if route.canary is None:
+                continue
+            where = f"routes.{n}.canary.upstream"
+            if route.canary.upstream == route.service:
+                raise ValueError(f"{where}: the canary is another upstream than the route's")
+            if route.canary.upstream not in self.upstreams:
+                raise ValueError(
+                    f"{where}: no upstream named {route.canary.upstream!r} in upstreams"
+                )
+        return self
+
     @classmethod
     def load(cls, path: Path) -> GatewayConfig:
         """Read and validate ``path``."""
@@ -188,7 +324,8 @@ class GatewayConfig(_Strict):
             return cls.model_validate(raw)
         except ValidationError as exc:
             where = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" if e["loc"] else e["msg"]
+                for e in exc.errors()
             )
             raise ConfigError(f"{path}: {where}") from None
 
@@ -211,5 +348,7 @@ class GatewayConfig(_Strict):
                 rate_limit=item.rate_limit,
                 cache_ttl=item.cache_ttl,
                 transform=item.transform(),
+                deprecated=item.deprecation is not None,
+                canary=item.canary.canary() if item.canary else None,
             )
         return list(by_prefix.values())

@@ -35,6 +35,11 @@ CONFIG_RELOADS = Counter(
     "Configuration file loads, by result (ok, failed).",
     ["result"],
 )
+WEBSOCKETS = Gauge(
+    "orchestrion_gateway_websocket_connections",
+    "WebSocket connections open through the gateway now, by upstream.",
+    ["upstream"],
+)
 INSTANCES = Gauge(
     "orchestrion_gateway_upstream_instances",
     "Instances of an upstream that take requests now.",

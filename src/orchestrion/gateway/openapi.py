@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from orchestrion.gateway.upstream import Upstream
@@ -141,6 +142,28 @@ def _mark_public(document: dict[str, Any], public: Callable[[str, str], bool]) -
             operation["security"] = []
 
 
+def _mirror_versions(paths: dict[str, Any], versions: Sequence[tuple[str, str]]) -> None:
+    """Copy the paths under each ``target`` to ``prefix`` (a route rewriting one to the other).
+
+    The copies keep their schemas; their operation ids take the prefix as a suffix, so
+    every id stays unique.
+    """
+    for prefix, target in versions:
+        base = target.rstrip("/")
+        for path, item in list(paths.items()):
+            if path != base and not path.startswith(base + "/"):
+                continue
+            mirrored = prefix.rstrip("/") + path[len(base) :]
+            if mirrored in paths:
+                continue
+            copy = json.loads(json.dumps(item))
+            suffix = re.sub(r"[^A-Za-z0-9]+", "_", prefix).strip("_")
+            for operation in copy.values():
+                if isinstance(operation, dict) and "operationId" in operation:
+                    operation["operationId"] = f"{operation['operationId']}__{suffix}"
+            paths[mirrored] = copy
+
+
 async def merged_document(
     upstreams: Mapping[str, Upstream],
     *,
@@ -148,12 +171,17 @@ async def merged_document(
     version: str,
     own_paths: dict[str, Any],
     public: Callable[[str, str], bool] = lambda method, path: False,
+    deprecated: Callable[[str], bool] = lambda path: False,
+    versions: Sequence[tuple[str, str]] = (),
 ) -> dict[str, Any]:
     """Every service's public paths and schemas, plus the gateway's own and its security.
 
     ``public(method, path)`` tells the operations that need no credentials (the route
     table's public rules); every operation declares the errors it can answer and every
     ``$ref`` resolves in the merged document (services' ``$defs`` lifted into components).
+    ``versions`` are routes serving another prefix's API under their own (``/api/v2/x``
+    rewritten to ``/api/v1/x``): their paths are listed too. Operations under a
+    ``deprecated(path)`` route say so.
     """
     paths: dict[str, Any] = dict(own_paths)
     schemas: dict[str, Any] = dict(OWN_SCHEMAS)
@@ -167,6 +195,7 @@ async def merged_document(
                 paths[path] = item
         schemas.update(document.get("components", {}).get("schemas", {}))
         tags.append({"name": name, "description": f"The {name} service."})
+    _mirror_versions(paths, versions)
     document = {
         "openapi": "3.1.0",
         "info": {
@@ -188,6 +217,8 @@ async def merged_document(
     }
     _mark_public(document, public)
     for path, _, operation in operations(document):
+        if deprecated(path):
+            operation["deprecated"] = True
         if path not in own_paths:
             declare_errors(path, operation)
             declare_proxy_errors(operation)

@@ -22,7 +22,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
@@ -43,6 +43,8 @@ from orchestrion.kernel.errors import (
     UpstreamTimeout,
 )
 from orchestrion.kernel.http.peers import internal_headers
+from orchestrion.kernel.http.tls import client_context
+from orchestrion.kernel.observability import tracing
 
 logger = logging.getLogger("orchestrion.gateway")
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
@@ -187,9 +189,23 @@ class HttpUpstream:
                 attempts += 1
                 may_retry = replayable and attempts <= self.policy.retries
                 try:
-                    status = await self._attempt(
-                        send, request, url, key, tried, retry_statuses=may_retry and idempotent
-                    )
+                    with tracing.span(
+                        f"upstream {self.name}",
+                        kind=tracing.SpanKind.CLIENT,
+                        attributes={
+                            "orchestrion.upstream": self.name,
+                            "orchestrion.attempt": attempts,
+                        },
+                    ) as attempt:
+                        try:
+                            status = await self._attempt(
+                                send, _traced(request), url, key, tried,
+                                retry_statuses=may_retry and idempotent,
+                            )  # fmt: skip
+                        except _Refused as refused:
+                            tracing.fail(attempt, refused.error.detail)
+                            raise
+                        tracing.set_attributes({"http.response.status_code": status}, attempt)
                     verdict = status not in RETRY_STATUSES
                     return
                 except _Refused as refused:
@@ -203,6 +219,10 @@ class HttpUpstream:
                         await problem(scope, receive, send, refused.error)
                         return
                     metrics.UPSTREAM_RETRIES.labels(self.name).inc()
+                    tracing.add_event(
+                        "upstream.retry",
+                        {"orchestrion.upstream": self.name, "orchestrion.attempt": attempts + 1},
+                    )
         finally:
             if verdict is None:
                 self.breaker.release_probe()  # the client left: no verdict on the service
@@ -224,6 +244,7 @@ class HttpUpstream:
         if instance is None:
             raise _Refused(ServiceUnavailable(f"{self.name} has no instance"), reached=False)
         tried.add(instance.id)
+        tracing.set_attributes({"server.address": instance.url})
         if request.method != "HEAD" and instance.url.startswith("http://"):
             return await self._attempt_h1(send, request, url, instance, retry_statuses)
         instance.outstanding += 1
@@ -394,7 +415,7 @@ class _BalancedTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
-        self.inner = httpx.AsyncHTTPTransport()
+        self.inner = httpx.AsyncHTTPTransport(verify=client_context())
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         tried: set[str] = set()
@@ -423,6 +444,13 @@ class _Request:
     headers: list[tuple[bytes, bytes]]
     body: bytes | AsyncIterator[bytes] | None
     length: int | None
+
+
+def _traced(request: _Request) -> _Request:
+    """``request`` carrying the current span (this attempt's) as its ``traceparent``."""
+    if not tracing.enabled():
+        return request
+    return replace(request, headers=tracing.inject_raw(request.headers))
 
 
 def _head(request: _Request, target: str, host: bytes) -> bytes:

@@ -55,6 +55,22 @@ class Transform:
 
 
 @dataclass(frozen=True)
+class Canary:
+    """Another version of a route's service taking part of its traffic.
+
+    A request carrying ``header`` (name, value) goes to ``upstream``; else one for whom
+    ``flag`` is on; else a sticky ``weight`` percent of principals (or client addresses).
+    ``enabled: false`` sends everything to the route's own service.
+    """
+
+    upstream: str
+    weight: float = 0.0
+    header: tuple[str, str] | None = None
+    flag: str | None = None
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
 class Route:
     """Paths starting with ``prefix`` go to ``service``, under its policies."""
 
@@ -69,6 +85,10 @@ class Route:
     #: None leaves the route uncached.
     cache_ttl: float | None = None
     transform: Transform | None = None
+    #: Answers carry ``Deprecation``/``Sunset`` (in ``transform``); OpenAPI says deprecated.
+    deprecated: bool = False
+    #: Part of the traffic goes to another upstream (a new version of the service).
+    canary: Canary | None = None
 
     def matches(self, path: str) -> bool:
         """Whether ``path`` is this prefix or below it."""
@@ -103,6 +123,19 @@ class RouteTable:
                 return route
         return None
 
+    def deprecated(self, path: str) -> bool:
+        """Whether the route serving ``path`` is deprecated."""
+        route = self.match(path)
+        return route is not None and route.deprecated
+
+    def versions(self) -> list[tuple[str, str]]:
+        """``(prefix, rewrite)`` of the routes that serve another path's API under their own."""
+        return [
+            (r.prefix, r.transform.rewrite)
+            for r in self.routes
+            if r.transform is not None and r.transform.rewrite is not None
+        ]
+
     @property
     def services(self) -> list[str]:
         """The services the table routes to, in a stable order."""
@@ -115,7 +148,16 @@ DEFAULT_ROUTES = [
     Route(
         prefix="/api/v1/auth",
         service="auth",
-        public=(rule("POST", r"/api/v1/auth/(login|refresh)", None),),
+        public=(
+            rule("POST", r"/api/v1/auth/(login|refresh|sso/exchange)", None),
+            rule("GET,HEAD", r"/api/v1/auth/sso/(providers|[^/]+/(login|callback))", None),
+        ),
+    ),
+    # The audit trail is kept by auth, which also checks audit:read itself.
+    Route(
+        prefix="/api/v1/audit",
+        service="auth",
+        rules=(rule("GET,HEAD", r".*", _WF.AUDIT_READ),),
     ),
     Route(
         prefix="/api/v1/workflows",
@@ -195,6 +237,36 @@ DEFAULT_ROUTES = [
             rule("GET,HEAD", r".*", _WF.TEMPLATES_READ),
             rule("POST", r"/api/v1/templates/[^/]+/instantiate", _WF.TEMPLATES_READ),
             rule("*", r".*", _WF.TEMPLATES_WRITE),
+        ),
+    ),
+    # A user's own preferences and inbox are theirs to change with read access.
+    Route(
+        prefix="/api/v1/notifications",
+        service="notifications",
+        rules=(
+            rule("GET,HEAD", r".*", _WF.NOTIFICATIONS_READ),
+            rule("PUT", r"/api/v1/notifications/preferences", _WF.NOTIFICATIONS_READ),
+            rule("POST", r"/api/v1/notifications/inbox/[^/]+/read", _WF.NOTIFICATIONS_READ),
+            rule("*", r".*", _WF.NOTIFICATIONS_WRITE),
+        ),
+    ),
+    Route(
+        prefix="/api/v1/analytics",
+        service="analytics",
+        rules=(
+            rule("GET,HEAD", r".*", _WF.ANALYTICS_READ),
+            rule("*", r".*", _WF.ANALYTICS_WRITE),
+        ),
+    ),
+    # Any authenticated caller evaluates a flag for itself; the service also asks
+    # managers to be platform admins.
+    Route(
+        prefix="/api/v1/flags",
+        service="flags",
+        rules=(
+            rule("GET,HEAD", r"/api/v1/flags/[^/]+/evaluate", None),
+            rule("GET,HEAD", r".*", _WF.FLAGS_READ),
+            rule("*", r".*", _WF.FLAGS_WRITE),
         ),
     ),
     # Provider keys and budgets are an admin's; reading them and usage, an editor's.

@@ -82,8 +82,9 @@ class InProcessUpstream:
     def __init__(self, name: str, app: ASGIApp, *, secret: bytes) -> None:
         self.name = name
         self.app = app
+        # A peer sees the service's 500 answer, never its exception, as over the network.
         self.client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
+            transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
             base_url=f"http://{name}.internal",
             headers={INTERNAL_HEADER: internal_token(secret)},
             timeout=10.0,

@@ -182,8 +182,10 @@ def problem_response(
     type_uri: str = "about:blank",
     errors: Sequence[Mapping[str, Any]] = (),
     headers: Mapping[str, str] | None = None,
+    extensions: Mapping[str, Any] | None = None,
 ) -> Response:
-    """A problem+json response."""
+    """A problem+json response; ``extensions`` adds members (RFC 9457 section 3.2) without
+    replacing the standard ones."""
     body = problem_body(
         status=status,
         detail=detail,
@@ -193,6 +195,8 @@ def problem_response(
         type_uri=type_uri,
         errors=errors,
     )
+    for name, value in (extensions or {}).items():
+        body.setdefault(name, value)
     return Response(
         json.dumps(body, default=str),
         status_code=status,
@@ -201,7 +205,8 @@ def problem_response(
     )
 
 
-def _request_id(request: Request) -> str | None:
+def request_id_of(request: Request) -> str | None:
+    """The request's id (set by the request-id middleware, or sent by the client)."""
     value = getattr(request.state, "request_id", None) or request.headers.get("x-request-id")
     return str(value) if value else None
 
@@ -227,7 +232,7 @@ def error_response(request: Request, exc: OrchestrionError) -> Response:
         status=exc.status_code,
         detail=exc.detail,
         instance=request.url.path,
-        request_id=_request_id(request),
+        request_id=request_id_of(request),
         title=exc.default_title(),
         type_uri=exc.type_uri,
         errors=exc.errors,
@@ -248,7 +253,7 @@ async def _handle_validation(request: Request, exc: Exception) -> Response:
         status=422,
         detail="request body is required" if body_missing else "request validation failed",
         instance=request.url.path,
-        request_id=_request_id(request),
+        request_id=request_id_of(request),
         errors=errors,
     )
 
@@ -262,18 +267,35 @@ async def _handle_http(request: Request, exc: Exception) -> Response:
         status=exc.status_code,
         detail=detail,
         instance=request.url.path,
-        request_id=_request_id(request),
+        request_id=request_id_of(request),
         headers=exc.headers,
     )
 
 
+class Busy(TimeoutError):
+    """A shared resource stayed busy past its wait (SQLite's single writer under load).
+
+    A ``TimeoutError`` for the code that waits; a client is answered 503 with
+    ``Retry-After``: the same request will likely pass a moment later.
+    """
+
+
 async def _handle_unexpected(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, Busy):
+        logger.warning("busy on %s %s: %s", request.method, request.url.path, exc)
+        return problem_response(
+            status=503,
+            detail=f"{exc}; try again shortly",
+            instance=request.url.path,
+            request_id=request_id_of(request),
+            headers={"Retry-After": "1"},
+        )
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(
         status=500,
         detail="an unexpected error occurred; quote the request id when reporting it",
         instance=request.url.path,
-        request_id=_request_id(request),
+        request_id=request_id_of(request),
     )
 
 

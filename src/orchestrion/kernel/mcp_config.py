@@ -9,7 +9,6 @@ import json
 from typing import Literal
 from urllib.parse import urlsplit
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Transport = Literal["stdio", "streamable_http", "sse"]
@@ -49,6 +48,8 @@ class McpServerConfig(BaseModel):
             parts = urlsplit(self.url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ValueError(f"not an http(s) URL: {self.url!r}")
+            import httpx  # loaded when a URL is checked: the CLI starts without it
+
             try:
                 # What the client would refuse later (control characters, a host no DNS
                 # name can spell) is refused here, as a 422 rather than a crash.

@@ -22,10 +22,13 @@ def target_metadata() -> MetaData:
     import orchestrion.kernel.bus.outbox
     import orchestrion.kernel.http.idempotency
     import orchestrion.kernel.queue.models
+    import orchestrion.services.analytics.models
     import orchestrion.services.auth.models
     import orchestrion.services.content.models
     import orchestrion.services.content.plugins.models
+    import orchestrion.services.flags.models
     import orchestrion.services.knowledge.models
+    import orchestrion.services.notifications.models
     import orchestrion.services.templates.models
     import orchestrion.services.workflows.automation.models
     import orchestrion.services.workflows.definitions.models

@@ -1,9 +1,9 @@
 """The ``bus`` fixture: one started bus per backend, each on the local test server.
 
 Redis 127.0.0.1:6379, RabbitMQ 127.0.0.1:5672 (guest/guest), NATS JetStream
-127.0.0.1:4222; Kafka at ``ORCHESTRION_TEST_KAFKA_URL`` (default 127.0.0.1:9092),
-only with ``-m kafka`` since no Kafka broker can be installed on the test machines.
-A missing server fails the test in CI and skips it elsewhere.
+127.0.0.1:4222; Kafka on the Tansu broker the fixtures start (``kafka_url`` in
+tests/fixtures/brokers.py), or at ``ORCHESTRION_TEST_KAFKA_URL``. A missing server
+fails the test in CI and skips it elsewhere.
 """
 
 from __future__ import annotations
@@ -25,16 +25,10 @@ URLS = {
     "redis": os.environ.get("ORCHESTRION_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
     "rabbitmq": os.environ.get("ORCHESTRION_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
     "nats": os.environ.get("ORCHESTRION_TEST_NATS_URL", "nats://127.0.0.1:4222"),
-    "kafka": os.environ.get("ORCHESTRION_TEST_KAFKA_URL", "kafka://127.0.0.1:9092"),
 }
-# One partition keeps Kafka's order total, as the other backends' is per group queue.
-OPTIONS: dict[str, dict[str, Any]] = {
-    "kafka": {
-        "partitions": 1,
-        # Kafka-compatible brokers without idempotent producers (Tansu) need this off.
-        "idempotent": os.environ.get("ORCHESTRION_TEST_KAFKA_IDEMPOTENT", "1") != "0",
-    }
-}
+# One partition keeps Kafka's order total, as the other backends' is per group queue
+# (the contract's events have no subject, the key that orders them on Kafka).
+OPTIONS: dict[str, dict[str, Any]] = {"kafka": {"partitions": 1}}
 BACKENDS = [
     "memory",
     "redis",
@@ -45,19 +39,28 @@ BACKENDS = [
 WAIT = 15.0
 
 
+def broker_url(request: pytest.FixtureRequest, name: str) -> str:
+    """The URL of backend ``name`` for this test (Kafka: the broker the fixtures run)."""
+    if name == "kafka":
+        url: str = request.getfixturevalue("kafka_url")
+        return url
+    return URLS[name]
+
+
 @pytest.fixture(params=BACKENDS)
 async def bus(request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
     """A started bus of each backend, closed after the test."""
     name: str = request.param
+    url = broker_url(request, name)
     options = dict(OPTIONS.get(name, {}))
     if name == "redis":
         # Streams and dedup keys of this test only, removed with the prefix afterwards.
         options["prefix"] = f"test:bus:{uuid.uuid4().hex[:12]}:"
-    instance = open_bus(URLS[name], **options)
+    instance = open_bus(url, **options)
     try:
         await asyncio.wait_for(instance.start(), timeout=10)
     except (BusUnavailable, OSError, TimeoutError) as exc:
-        server_missing(f"{name} at {URLS[name]}", exc)
+        server_missing(f"{name} at {url}", exc)
     try:
         yield instance
     finally:

@@ -123,7 +123,7 @@ class RealtimeServer:
         from orchestrion.kernel.http.peers import internal_headers
 
         headers = internal_headers(SECRET) if internal else {}
-        async with httpx.AsyncClient(base_url=f"http://{self.address}") as http:
+        async with httpx.AsyncClient(base_url=f"http://{self.address}", timeout=60) as http:
             return await http.post("/internal/realtime/publish", json=body, headers=headers)
 
 

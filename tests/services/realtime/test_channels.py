@@ -191,7 +191,7 @@ async def test_rules_and_bad_frames_answer_error_frames(realtime_server: StartRe
             ({"type": "presence", "channel": "tenant", "state": "asleep", "ref": 9}, "bad_frame"),
             ({"type": "publish", "channel": "tenant", "data": "x" * 2000, "ref": 10},
              "frame_too_large"),
-            ({"type": "auth", "token": "again", "ref": 11}, "bad_frame"),
+            ({"type": "auth", "token": "again", "ref": 11}, "unauthenticated"),
         ]  # fmt: skip
         for frame, code in cases:
             await send(ann, **frame)

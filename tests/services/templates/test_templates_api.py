@@ -62,6 +62,22 @@ async def test_bad_templates_are_422_naming_the_field(
     assert response.status_code == 422
     assert response.json()["errors"][0]["loc"][:2] == ["body", "parameters"]
 
+    # A regex that needs backtracking (here a look-ahead) is refused: parameters are
+    # matched by RE2, in linear time, whoever sends them.
+    backtracking = body(
+        parameters={"type": "object", "properties": {"a": {"type": "string", "pattern": "(?=a)a"}}}
+    )
+    response = await client.post("/api/v1/templates", json=backtracking, headers=admin)
+    assert response.status_code == 422
+    assert "(?=a)a" in response.json()["detail"]
+    assert response.json()["errors"][0]["loc"] == [
+        "body",
+        "parameters",
+        "properties",
+        "a",
+        "pattern",
+    ]
+
     response = await client.post(
         "/api/v1/templates", json=body(definition={"steps": []}), headers=admin
     )

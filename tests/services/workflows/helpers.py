@@ -46,9 +46,10 @@ async def run(
     inputs: dict[str, Any] | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    """Create a workflow, run it and wait for the end (at most 15 s)."""
+    """Create a workflow, run it and wait for the end (at most 60 s: the suite runs in
+    parallel on a loaded machine; a run that ends sooner answers sooner)."""
     workflow_id = await create_workflow(client, headers, steps, **extra)
-    started = await start(client, headers, workflow_id, inputs, wait=15)
+    started = await start(client, headers, workflow_id, inputs, wait=60)
     assert started["status"] in TERMINAL, started
     return started
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 
 from orchestrion.settings import Settings, open_database
@@ -436,3 +437,49 @@ async def test_sse_stream_carries_tokens_before_the_step_ends(
     assert len(tokens) == 5, kinds
     assert kinds.index("token") > kinds.index("step.started")
     assert max(i for i, n in enumerate(kinds) if n == "token") < kinds.index("step.succeeded")
+
+
+async def test_tokens_cost_and_budget_use_are_exported_as_metrics(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], llm_server: LlmServer, key: str
+) -> None:
+    tokens = {"provider": "oa", "model": "test-model"}
+    inputs = REGISTRY.get_sample_value(
+        "orchestrion_llm_tokens_total", {**tokens, "direction": "input"}
+    )
+    outputs = REGISTRY.get_sample_value(
+        "orchestrion_llm_tokens_total", {**tokens, "direction": "output"}
+    )
+    spent = REGISTRY.get_sample_value("orchestrion_llm_cost_usd_total", tokens)
+    refused = REGISTRY.get_sample_value(
+        "orchestrion_llm_budget_exceeded_total", {"scope": "tenant"}
+    )
+    limit = cost(12, 5) * 1.5  # room for one call, not two
+    created = await client.post(
+        "/api/v1/budgets", json={"scope": "tenant", "limit_usd": limit}, headers=admin_headers
+    )
+    assert created.status_code == 201, created.text
+    budget = {"budget": created.json()["id"], "scope": "tenant"}
+
+    assert (await run(client, admin_headers, [llm_step(max_tokens=10)]))["status"] == "succeeded"
+    assert (
+        REGISTRY.get_sample_value("orchestrion_llm_tokens_total", {**tokens, "direction": "input"})
+        == (inputs or 0) + 12
+    )
+    assert (
+        REGISTRY.get_sample_value("orchestrion_llm_tokens_total", {**tokens, "direction": "output"})
+        == (outputs or 0) + 5
+    )
+    assert REGISTRY.get_sample_value("orchestrion_llm_cost_usd_total", tokens) == pytest.approx(
+        (spent or 0) + cost(12, 5)
+    )
+    # Checked before the first call: nothing spent yet.
+    assert REGISTRY.get_sample_value("orchestrion_llm_budget_used_ratio", budget) == 0
+    assert (await run(client, admin_headers, [llm_step(max_tokens=10)]))["status"] == "failed"
+    # The second check saw the first call's cost: two thirds of the limit, and refused.
+    assert REGISTRY.get_sample_value("orchestrion_llm_budget_used_ratio", budget) == pytest.approx(
+        1 / 1.5
+    )
+    assert (
+        REGISTRY.get_sample_value("orchestrion_llm_budget_exceeded_total", {"scope": "tenant"})
+        == (refused or 0) + 1
+    )

@@ -63,7 +63,8 @@ async def test_an_mcp_client_lists_and_runs_workflows(
     ids = await _workflows(client, admin_headers)
     async with mcp_session(app, admin_headers) as mcp:
         tools = {tool.name: tool for tool in (await mcp.list_tools()).tools}
-        assert set(tools) == {"double-then-add", "boom"}  # drafts are not tools
+        workflows = {name for name in tools if not name.startswith("template.")}
+        assert workflows == {"double-then-add", "boom"}  # drafts are not tools
         double = tools["double-then-add"]
         assert double.input_schema == DOUBLE_THEN_ADD["inputs"]
         assert ids["double"] in (double.description or "")
@@ -146,7 +147,10 @@ async def test_principals_see_only_their_tenant_and_their_rights(
         tenant_id=tenant.json()["id"],
     )  # fmt: skip
     async with mcp_session(app, outsider) as mcp:
-        assert (await mcp.list_tools()).tools == []
+        # Only the public starter templates: none of the first tenant's workflows.
+        names = {t.name for t in (await mcp.list_tools()).tools}
+        assert names
+        assert all(name.startswith("template.") for name in names)
         with pytest.raises(MCPError, match="unknown tool"):
             await mcp.call_tool("double-then-add", {"x": 1})
     viewer = await user_headers(client, admin_headers, email="v@example.com", roles=["viewer"])
@@ -173,3 +177,66 @@ async def test_mcp_needs_credentials(client: httpx.AsyncClient) -> None:
         "/mcp", json=initialize, headers={**accept, "Authorization": "Bearer not-a-token"}
     )
     assert forged.status_code == 401
+
+
+async def test_templates_are_tools_that_make_a_workflow_once_and_run_it(
+    app: Any, client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    records = [{"id": "a", "value": 1}, {"id": "b", "value": 2}]
+    async with mcp_session(app, admin_headers) as mcp:
+        tools = {tool.name: tool for tool in (await mcp.list_tools()).tools}
+        reshaping = tools["template.json-reshaping"]
+        schema = reshaping.input_schema
+        assert schema["required"] == ["parameters"]
+        assert set(schema["properties"]["parameters"]["properties"]) == {
+            "key_field",
+            "value_field",
+            "large_above",
+        }
+        arguments = {"parameters": {"large_above": 1}, "inputs": {"records": records}}
+        first = await mcp.call_tool("template.json-reshaping", arguments)
+        assert first.is_error is False, _text(first)
+        assert first.structured_content == {
+            "keys": ["a", "b"],
+            "values": [1, 2],
+            "count": 2,
+            "size": "large",
+        }
+        # The same parameters run the workflow made the first time; others make another.
+        again = await mcp.call_tool("template.json-reshaping", arguments)
+        assert again.structured_content == first.structured_content
+        small = {"parameters": {"large_above": 5}, "inputs": {"records": records}}
+        assert (await mcp.call_tool("template.json-reshaping", small)).structured_content == {
+            "keys": ["a", "b"],
+            "values": [1, 2],
+            "count": 2,
+            "size": "small",
+        }
+        bad = await mcp.call_tool("template.json-reshaping", {"parameters": {"large_above": -1}})
+        assert bad.is_error is True
+        assert "large_above" in _text(bad)
+
+    made = await client.get("/api/v1/workflows", params={"limit": 100}, headers=admin_headers)
+    names = [w["name"] for w in made.json()["data"] if w["name"].startswith("JSON reshaping")]
+    assert len(names) == 2
+    assert all(name.startswith("JSON reshaping (") for name in names)
+    template = await client.get(
+        "/api/v1/templates", params={"q": "JSON reshaping"}, headers=admin_headers
+    )
+    assert template.json()["data"][0]["installs"] == 2
+
+
+async def test_an_api_key_without_template_scopes_sees_no_template_tools(
+    app: Any, client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    created = await client.post(
+        "/api/v1/auth/api-keys",
+        json={"name": "runner", "scopes": ["workflows:read", "executions:run"]},
+        headers=admin_headers,
+    )
+    assert created.status_code == 201, created.text
+    async with mcp_session(app, {"X-API-Key": created.json()["key"]}) as mcp:
+        names = [tool.name for tool in (await mcp.list_tools()).tools]
+        assert not [name for name in names if name.startswith("template.")]
+        with pytest.raises(MCPError, match="unknown tool"):
+            await mcp.call_tool("template.json-reshaping", {"parameters": {}})

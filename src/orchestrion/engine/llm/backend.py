@@ -83,8 +83,18 @@ class LlmBackend(Protocol):
         """The provider called ``name`` (the tenant's first, then the platform's)."""
         ...
 
-    async def check_budget(self, call: StepCall, estimate_usd: float) -> None:
-        """Raise BudgetExceeded if spending ``estimate_usd`` more would cross a budget."""
+    async def reserve_budget(self, call: StepCall, estimate_usd: float) -> object:
+        """Set ``estimate_usd`` aside for a call, atomically against every process's
+        reservations; raise BudgetExceeded if it would cross a budget. Returns the
+        reservation, which the caller settles or releases."""
+        ...
+
+    async def settle_budget(self, reservation: Any, cost_usd: float) -> None:
+        """The call ended and cost ``cost_usd``: that, not the estimate, stays counted."""
+        ...
+
+    async def release_budget(self, reservation: Any) -> None:
+        """The call failed: what it reserved is free again."""
         ...
 
     async def publish_token(self, call: StepCall, text: str) -> None:

@@ -18,6 +18,7 @@ from orchestrion.engine.llm.types import (
     TokenSink,
 )
 from orchestrion.engine.netguard import BlockedDestination, NetGuard
+from orchestrion.kernel.observability import tracing
 
 logger = logging.getLogger("orchestrion.engine.llm")
 Chat = Callable[
@@ -86,7 +87,57 @@ async def call_model(
     max_retries: int,
     max_retry_after: float,
 ) -> ChatResult:
-    """Call once, retrying retryable failures up to ``max_retries`` times."""
+    """Call once, retrying retryable failures up to ``max_retries`` times.
+
+    With tracing on, the call is a CLIENT span named after the GenAI semantic
+    conventions (``chat <model>``, ``gen_ai.*`` attributes, tokens once known).
+    """
+    with tracing.span(
+        f"chat {request.model}",
+        kind=tracing.SpanKind.CLIENT,
+        attributes={
+            "gen_ai.operation.name": "chat",
+            "gen_ai.system": config.kind,
+            "gen_ai.provider.name": config.kind,
+            "gen_ai.request.model": request.model,
+            "gen_ai.request.temperature": request.temperature,
+            "gen_ai.request.max_tokens": request.max_tokens,
+            "orchestrion.llm.provider": config.name,
+        },
+    ) as current:
+        try:
+            result = await _call_model(
+                http, config, request, on_token, limits=limits,
+                max_retries=max_retries, max_retry_after=max_retry_after,
+            )  # fmt: skip
+        except ProviderError as exc:
+            tracing.set_attributes({"error.type": type(exc).__name__}, current)
+            tracing.fail(current, str(exc))
+            raise
+        tracing.set_attributes(
+            {
+                "gen_ai.response.model": result.model,
+                "gen_ai.usage.input_tokens": result.input_tokens,
+                "gen_ai.usage.output_tokens": result.output_tokens,
+                "gen_ai.response.finish_reasons": (
+                    [result.finish_reason] if result.finish_reason else None
+                ),
+            },
+            current,
+        )
+        return result
+
+
+async def _call_model(
+    http: httpx.AsyncClient,
+    config: ProviderConfig,
+    request: ChatRequest,
+    on_token: TokenSink,
+    *,
+    limits: httpx.Timeout,
+    max_retries: int,
+    max_retry_after: float,
+) -> ChatResult:
     protocol = PROTOCOLS.get(config.kind)
     if protocol is None:
         raise ProviderError(f"provider kind {config.kind!r} is not supported here", retryable=False)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,7 +92,12 @@ def prompt_text(request: ChatRequest) -> str:
 
 
 class ModelRunner:
-    """Calls models for one attempt, metering each call and checking budgets first."""
+    """Calls models for one attempt, metering each call and checking budgets first.
+
+    ``meter`` sums every call the step's answer rests on, those replayed from its
+    journal included (the output's ``usage``); :attr:`unrecorded` is what the outcome
+    carries: this attempt's calls that no journal part has recorded (and so counted).
+    """
 
     def __init__(self, call: StepCall, backend: LlmBackend, spec: dict[str, Any]) -> None:
         self.call = call
@@ -98,15 +105,40 @@ class ModelRunner:
         self.candidates = candidates(spec)
         self.meter = Meter()
         self.provider_name = ""
+        self._unrecorded: list[ModelUsage] = []
 
     async def _token(self, text: str) -> None:
         await self.backend.publish_token(self.call, text)
+
+    @property
+    def unrecorded(self) -> tuple[ModelUsage, ...]:
+        """This attempt's usage not yet counted with a journal part, for the outcome."""
+        meter = Meter()
+        for entry in self._unrecorded:
+            meter.add(entry)
+        return meter.usage
+
+    def recorded(self, usage: ModelUsage) -> None:
+        """``usage`` (one call of this attempt) was recorded, and counted, with a journal
+        part: the outcome leaves it out."""
+        self._unrecorded.remove(usage)
+
+    def replayed(self, usage: Iterable[ModelUsage]) -> None:
+        """A journal part recorded in an earlier attempt is reused: its usage joins the
+        output's summary, and is not counted again."""
+        for entry in usage:
+            self.meter.add(entry)
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         """Try each candidate in turn; the first answer, or the last error (ProviderError).
 
         Raises BudgetExceeded before a call that would cross a budget.
         """
+        result, _ = await self.answer(request)
+        return result
+
+    async def answer(self, request: ChatRequest) -> tuple[ChatResult, ModelUsage]:
+        """:meth:`complete`, with what that call cost."""
         backend = self.backend
         last: ProviderError | None = None
         for candidate in self.candidates:
@@ -123,7 +155,9 @@ class ModelRunner:
             prompt = prompt_text(request)
             most = request.max_tokens or backend.assumed_output_tokens
             estimate = backend.prices.cost(candidate.model, backend.counter.count(prompt), most)
-            await backend.check_budget(self.call, estimate)
+            # Reserved before the call and settled after, so parallel steps on any
+            # worker count each other's calls in flight.
+            reservation = await backend.reserve_budget(self.call, estimate)
             try:
                 access = self.call.resources.get(HTTP)
                 await guard(config, access.guard if access is not None else _public())
@@ -136,19 +170,26 @@ class ModelRunner:
                     max_retries=backend.max_retries,
                     max_retry_after=backend.max_retry_after,
                 )
-            except ProviderError as exc:
+            except BaseException as exc:
+                with contextlib.suppress(Exception):
+                    await backend.release_budget(reservation)
+                if not isinstance(exc, ProviderError):
+                    raise
                 last = exc
                 continue
             finally:
                 # Batched tokens leave before the step's outcome is recorded.
                 backend.flush_tokens()
             self.provider_name = config.name
-            self._meter(config.name, candidate.model, prompt, result)
-            return result
+            used = self._meter(config.name, candidate.model, prompt, result)
+            # Unsettled, the estimate stays counted until it expires: never less than spent.
+            with contextlib.suppress(Exception):
+                await backend.settle_budget(reservation, used.cost_usd)
+            return result, used
         assert last is not None
         raise last
 
-    def _meter(self, provider: str, model: str, prompt: str, result: ChatResult) -> None:
+    def _meter(self, provider: str, model: str, prompt: str, result: ChatResult) -> ModelUsage:
         counter = self.backend.counter
         estimated = False
         if not result.reported:
@@ -159,18 +200,17 @@ class ModelRunner:
             result.output_tokens = counter.count(answer) if result.text or result.tool_calls else 0
             estimated = not counter.exact
         priced = result.model if self.backend.prices.price(result.model) else model
-        self.meter.add(
-            ModelUsage(
-                provider=provider,
-                model=priced,
-                input_tokens=result.input_tokens,
-                output_tokens=result.output_tokens,
-                cost_usd=self.backend.prices.cost(
-                    priced, result.input_tokens, result.output_tokens
-                ),
-                estimated=estimated,
-            )
+        usage = ModelUsage(
+            provider=provider,
+            model=priced,
+            input_tokens=result.input_tokens,
+            output_tokens=result.output_tokens,
+            cost_usd=self.backend.prices.cost(priced, result.input_tokens, result.output_tokens),
+            estimated=estimated,
         )
+        self.meter.add(usage)
+        self._unrecorded.append(usage)
+        return usage
 
 
 @functools.cache

@@ -42,7 +42,9 @@ from mcp_types import (
 )
 
 from orchestrion.engine.netguard import GuardedBackend, NetGuard
+from orchestrion.kernel.http.tls import client_context
 from orchestrion.kernel.mcp_config import McpServerConfig
+from orchestrion.kernel.observability import tracing
 
 logger = logging.getLogger("orchestrion.mcp")
 T = TypeVar("T")
@@ -83,10 +85,16 @@ class _GuardedTransport(httpx2.AsyncHTTPTransport):
     """httpx2's transport (the SDK's) dialling only addresses ``guard`` checked."""
 
     def __init__(self, guard: NetGuard) -> None:
-        super().__init__(trust_env=False)
+        super().__init__(verify=client_context(), trust_env=False)
         self._pool = httpcore2.AsyncConnectionPool(
-            ssl_context=httpx2.create_ssl_context(trust_env=False),
+            ssl_context=client_context(),
             network_backend=cast(Any, GuardedBackend(guard, core=httpcore2)),
+        )
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        """Send ``request`` (in a CLIENT span carrying its ``traceparent``, tracing on)."""
+        return cast(
+            httpx2.Response, await tracing.traced_send(request, super().handle_async_request)
         )
 
 

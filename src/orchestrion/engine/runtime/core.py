@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from orchestrion.engine.context import expression_context
 from orchestrion.engine.definition import StepDefinition, WorkflowDefinition
 from orchestrion.engine.events import Event
+from orchestrion.engine.metrics import Metered
 from orchestrion.engine.models import Execution, ExecutionEvent, StepResult, StepState, Wait
 from orchestrion.engine.outcomes import Outcome, StepCall, Waiting
 from orchestrion.engine.runtime.parts import EngineParts
@@ -88,6 +89,8 @@ class TransitionCore(ABC):
     claim_for: str | None = None
     claim_limit: int = 0
     prepared: list[Prepared] = field(default_factory=list)
+    #: Model usage this transaction added to the ledger, for the metrics at commit.
+    metered: list[Metered] = field(default_factory=list)
 
     @classmethod
     async def open(
@@ -212,6 +215,8 @@ class TransitionCore(ABC):
             group=self.execution.id,
             kind=str(kind),
             subject=step_id,
+            # Outside any span (a schedule's timer), the trace the execution began in.
+            traceparent=self.execution.traceparent,
         )
 
     async def drop_tasks(self, *, step_id: str | None = None, only_unleased: bool = False) -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from orchestrion.engine import metrics
 from orchestrion.engine.definition import WorkflowDefinition
 from orchestrion.engine.models import Execution
 from orchestrion.engine.registry import StepTypeRegistry
@@ -66,6 +67,7 @@ class Tracker:
 
     def _on_commit(self, sync_session: Any) -> None:
         for transition in sync_session.info.pop("orchestrion.transitions", []):
+            metrics.observe(transition)
             if not transition.events:
                 continue
             execution_id = transition.execution.id

@@ -16,6 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from orchestrion.engine.context import backoff_seconds
 from orchestrion.engine.definition import RetryPolicy, StepDefinition
 from orchestrion.engine.events import IterationSucceeded, RetryScheduled, StepFailed, StepSucceeded
+from orchestrion.engine.metrics import Metered
 from orchestrion.engine.models import Execution, LlmUsage
 from orchestrion.engine.outcomes import Failed, ModelUsage, Outcome, Succeeded, Waiting
 from orchestrion.engine.runtime.core import NO_ITERATION, TransitionCore
@@ -155,6 +156,7 @@ class Recording(TransitionCore):
             result = await self.session.execute(stmt)
             if getattr(result, "rowcount", 0):
                 added = [added[0] + input_tokens, added[1] + output_tokens, added[2] + cost]
+                self.metered.append(Metered(provider, model, input_tokens, output_tokens, cost))
         if added != [0, 0, 0.0]:
             self.execution.usage = add_usage(
                 self.execution.usage,

@@ -18,6 +18,7 @@ from orchestrion.engine.statuses import ExecutionStatus, StepStatus
 from orchestrion.engine.tenant_schemas import TenantValidator
 from orchestrion.kernel.errors import ValidationFailed
 from orchestrion.kernel.ids import utcnow
+from orchestrion.kernel.observability import tracing
 
 
 def schema_errors(schema: Mapping[str, Any], value: Any, *, where: str) -> list[dict[str, Any]]:
@@ -73,6 +74,7 @@ async def start_execution(
         created_at=now,
         updated_at=now,
         started_at=now,
+        traceparent=tracing.traceparent(),
     )
     if parent is not None:
         execution.parent_execution_id, execution.parent_step_id, execution.parent_index = parent

@@ -144,8 +144,9 @@ class DatabaseJournal:
             usage = tuple(ModelUsage(**entry) for entry in row.usage or [])
             return JournalEntry(row.output, usage)
 
-    async def put(self, call: StepCall, part: int, entry: JournalEntry) -> None:
-        """Record ``part`` and count its usage, in one transaction (once)."""
+    async def put(self, call: StepCall, part: int, entry: JournalEntry) -> bool:
+        """Record ``part`` and count its usage, in one transaction (once); whether this
+        call recorded it (False: it was already, or the execution is gone)."""
         from orchestrion.engine.runtime.transition import Transition
 
         refusal = output_refusal(self.parts.limits, entry.output, what=f"part {part} of the output")
@@ -154,7 +155,7 @@ class DatabaseJournal:
         async with self.parts.database.session() as session:
             transition = await Transition.open(self.parts, session, call.execution_id)
             if transition is None:
-                return
+                return False
             dialect = postgresql if self.parts.postgres else sqlite
             values = {
                 "execution_id": call.execution_id,
@@ -168,10 +169,12 @@ class DatabaseJournal:
             result = await session.execute(
                 dialect.insert(JournalRecord).values(**values).on_conflict_do_nothing()
             )
-            if getattr(result, "rowcount", 0) and entry.usage:
+            recorded = bool(getattr(result, "rowcount", 0))
+            if recorded and entry.usage:
                 await transition.record_usage(
                     call.step_id, call.index, call.attempt, entry.usage, part=part
                 )
+            return recorded
 
 
 def _iteration(call: StepCall) -> int:

@@ -29,6 +29,7 @@ from orchestrion.engine.runtime.parts import EngineParts, TaskHandler
 from orchestrion.engine.runtime.steps import Prepared
 from orchestrion.engine.runtime.transition import Transition
 from orchestrion.engine.statuses import TERMINAL, ExecutionStatus, TaskKind
+from orchestrion.kernel.observability import tracing
 from orchestrion.kernel.queue import PARKED, ClaimedTask, DeadLetter
 
 logger = logging.getLogger("orchestrion.engine")
@@ -108,7 +109,18 @@ class TaskRunner:
         if prepared is None:
             return []
         step, call = prepared.step, prepared.call
-        outcome = await self._run_tracked(call.execution_id, step, call)
+        with tracing.span(
+            f"step {step.id}",
+            attributes={
+                "orchestrion.execution_id": call.execution_id,
+                "orchestrion.step.id": step.id,
+                "orchestrion.step.type": step.type,
+                "orchestrion.step.attempt": prepared.attempt,
+                "orchestrion.step.index": prepared.index,
+            },
+        ) as attempt:
+            outcome = await self._run_tracked(call.execution_id, step, call)
+            _trace_outcome(attempt, outcome)
         if outcome is None:
             return []  # cancelled: the cancel already settled the step
         try:
@@ -277,6 +289,22 @@ class TaskRunner:
     def running_executions(self) -> set[str]:
         """Executions with a step attempt running in this process."""
         return set(self.parts.tracker.running)
+
+
+def _trace_outcome(attempt: Any, outcome: Outcome | None) -> None:
+    if not tracing.enabled():
+        return
+    if outcome is None:
+        tracing.set_attributes({"orchestrion.step.outcome": "cancelled"}, attempt)
+    elif isinstance(outcome, Failed):
+        tracing.set_attributes(
+            {"orchestrion.step.outcome": "failed", "orchestrion.step.retryable": outcome.retryable},
+            attempt,
+        )
+        tracing.fail(attempt, outcome.message)
+    else:
+        name = "succeeded" if isinstance(outcome, Succeeded) else "waiting"
+        tracing.set_attributes({"orchestrion.step.outcome": name}, attempt)
 
 
 _BURIED = {TaskKind.RUN, TaskKind.RESUME, TaskKind.TIMEOUT, TaskKind.COMPENSATE}

@@ -21,4 +21,6 @@ MODULES: tuple[str, ...] = (
     "orchestrion.engine.steps.content",
     "orchestrion.engine.steps.plugin",
     "orchestrion.engine.steps.knowledge",
+    "orchestrion.engine.steps.notify",
+    "orchestrion.engine.steps.flag",
 )

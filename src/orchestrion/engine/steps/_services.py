@@ -1,7 +1,7 @@
 """What the step types that call a platform service share: the call, as an outcome.
 
-Not a step module (``MODULES`` does not list it): ``content``, ``plugin`` and
-``knowledge`` steps each declare :data:`~orchestrion.engine.requirements.SERVICES` and
+Not a step module (``MODULES`` does not list it): ``content``, ``plugin``, ``knowledge``
+and ``notify`` steps each declare :data:`~orchestrion.engine.requirements.SERVICES` and
 use :func:`call_service` so a refused or failed call reads the same in every one.
 """
 

@@ -2,7 +2,9 @@
 
 Tokens are pushed to the execution's watchers as they arrive (never stored one by
 one); the step's output holds the whole text. Usage travels in the outcome and is
-recorded once per attempt by the runtime, in the transaction that records the step.
+recorded once per attempt by the runtime, in the transaction that records the step;
+an agent's answers that asked for tools, and its tools' results, are journal parts
+recorded (with their usage) as they come, so a retry reuses them.
 """
 
 from __future__ import annotations
@@ -17,10 +19,19 @@ from jsonschema.exceptions import SchemaError
 from orchestrion.engine import tenant_schemas
 from orchestrion.engine.llm.backend import BoundTool, BudgetExceeded, LlmBackend, ToolError
 from orchestrion.engine.llm.run import ModelRunner
-from orchestrion.engine.llm.types import ChatRequest, ChatResult, ProviderError
+from orchestrion.engine.llm.types import ChatRequest, ChatResult, ProviderError, ToolCall
 from orchestrion.engine.outcomes import Failed, Outcome, StepCall, Succeeded
 from orchestrion.engine.registry import StepType, expr_or
-from orchestrion.engine.requirements import CHILDREN, HTTP, LLM, MCP
+from orchestrion.engine.requirements import (
+    CHILDREN,
+    HTTP,
+    JOURNAL,
+    LLM,
+    MCP,
+    Journal,
+    JournalEntry,
+    Requirement,
+)
 
 _MESSAGE: dict[str, Any] = {
     "type": "object",
@@ -134,7 +145,7 @@ def _structured(text: str, schema: dict[str, Any]) -> tuple[Any, str | None]:
 
 class _ModelStep(StepType, ABC):
     # Tools may be MCP servers' tools or other workflows (child executions).
-    requires = (LLM, HTTP, MCP, CHILDREN)
+    requires: ClassVar[tuple[Requirement[Any], ...]] = (LLM, HTTP, MCP, CHILDREN)
     schema_fields = ("response_schema",)
 
     async def run(self, call: StepCall) -> Outcome:
@@ -156,17 +167,17 @@ class _ModelStep(StepType, ABC):
                 str(exc),
                 retryable=False,
                 details={"problem": exc.problem},
-                usage=runner.meter.usage,
+                usage=runner.unrecorded,
             )
         except ProviderError as exc:
-            return Failed(str(exc), retryable=exc.retryable, usage=runner.meter.usage)
+            return Failed(str(exc), retryable=exc.retryable, usage=runner.unrecorded)
         except ToolError as exc:
-            return Failed(str(exc), retryable=exc.retryable, usage=runner.meter.usage)
+            return Failed(str(exc), retryable=exc.retryable, usage=runner.unrecorded)
         if isinstance(output, Failed):
-            return Failed(output.message, output.retryable, output.details, runner.meter.usage)
+            return Failed(output.message, output.retryable, output.details, runner.unrecorded)
         output["provider"] = runner.provider_name
         output["usage"] = runner.meter.summary()
-        return Succeeded(output, usage=runner.meter.usage)
+        return Succeeded(output, usage=runner.unrecorded)
 
     @abstractmethod
     async def converse(
@@ -217,8 +228,20 @@ class Llm(_ModelStep):
         return finished
 
 
+#: Journal parts of one agent iteration: the model's answer, then each tool call's result.
+_PARTS = 1000
+
+
 class Agent(_ModelStep):
-    """Model calls and tool runs in a loop until the model answers without tools."""
+    """Model calls and tool runs in a loop until the model answers without tools.
+
+    Each answer that asks for tools, and each tool's result, is a part of the step's
+    journal (iteration ``i``: part ``i * 1000`` for the answer, ``i * 1000 + 1 + k`` for
+    its ``k``-th tool call), recorded with what the call cost. A retried or re-run
+    attempt replays the recorded parts in order and calls the model, or runs a tool,
+    only for what is missing: nothing is paid twice. The final answer is not recorded,
+    so a retry after an unusable one (a ``response_schema`` mismatch) asks again.
+    """
 
     name = "agent"
     description = (
@@ -228,6 +251,7 @@ class Agent(_ModelStep):
     with_schema: ClassVar[dict[str, Any]] = _schema(
         max_iterations=expr_or({"type": "integer", "minimum": 1, "maximum": 50})
     )
+    requires = (*_ModelStep.requires, JOURNAL)
 
     async def converse(
         self,
@@ -241,44 +265,122 @@ class Agent(_ModelStep):
         limit = spec.get("max_iterations", 5)
         if not isinstance(limit, int) or not 1 <= limit <= 50:
             return Failed(f"max_iterations must be 1..50, got {limit!r}", retryable=False)
+        journal = call.need(JOURNAL)
         history: list[dict[str, Any]] = []
-        for iteration in range(1, limit + 1):
-            result = await runner.complete(request)
-            if not result.tool_calls:
-                output = {"tool_calls": history, "iterations": iteration}
-                finished: dict[str, Any] | Failed = self.finish(result, request, output)
-                return finished
+        for iteration in range(limit):
+            part = iteration * _PARTS
+            recorded = await journal.get(call, part)
+            if recorded is not None:
+                runner.replayed(recorded.usage)
+            else:
+                result, usage = await runner.answer(request)
+                if not result.tool_calls:
+                    output = {"tool_calls": history, "iterations": iteration + 1}
+                    finished: dict[str, Any] | Failed = self.finish(result, request, output)
+                    return finished
+                if len(result.tool_calls) >= _PARTS:
+                    return Failed(
+                        f"the model asked for {len(result.tool_calls)} tool calls at once, "
+                        f"at most {_PARTS - 1}",
+                        retryable=False,
+                    )
+                recorded = JournalEntry(_answer_record(result), (usage,))
+                if await journal.put(call, part, recorded):
+                    runner.recorded(usage)
+                else:
+                    # An attempt racing this one (a lost lease) recorded first: go on with
+                    # its answer, as any later attempt will; this call's usage stays ours.
+                    recorded = await journal.get(call, part) or recorded
+            answer = _recorded_answer(recorded.output)
+            if answer is None:
+                return Failed(f"journal part {part} is not a model answer", retryable=False)
+            text, tool_calls = answer
             request.messages.append(
                 {
                     "role": "assistant",
-                    "content": result.text,
-                    "tool_calls": [c.as_dict() for c in result.tool_calls],
+                    "content": text,
+                    "tool_calls": [c.as_dict() for c in tool_calls],
                 }
             )
-            for tool_call in result.tool_calls:
-                tool = tools.get(tool_call.name)
-                try:
-                    if tool is None:
-                        raise ToolError(f"no tool named {tool_call.name!r}")
-                    provider = call.need(LLM).tools[tool.provider]
-                    value: Any = await provider.invoke(call, tool, tool_call.arguments)
-                    entry = {**tool_call.as_dict(), "result": value}
-                except ToolError as exc:
-                    value = {"error": str(exc)}
-                    entry = {**tool_call.as_dict(), "error": str(exc)}
+            for position, tool_call in enumerate(tool_calls, start=1):
+                entry = await self._tool_result(call, journal, tools, tool_call, part + position)
                 history.append(entry)
-                # Text (an MCP tool's answer) goes as it is, anything else as JSON.
-                content = value if isinstance(value, str) else json.dumps(value, default=str)
-                request.messages.append(
-                    {
-                        "role": "tool",
-                        "tool_call_id": tool_call.id,
-                        "name": tool_call.name,
-                        "content": content,
-                    }
-                )
+                request.messages.append(_tool_message(tool_call, entry))
         return Failed(
             f"the agent did not answer within {limit} model calls",
             retryable=False,
             details={"tool_calls": history},
         )
+
+    @staticmethod
+    async def _tool_result(
+        call: StepCall,
+        journal: Journal,
+        tools: dict[str, BoundTool],
+        tool_call: ToolCall,
+        part: int,
+    ) -> dict[str, Any]:
+        """The history entry of ``tool_call`` (its result or error): recorded, else run
+        and recorded. A recorded part is matched by position, and must carry the call's id."""
+        recorded = await journal.get(call, part)
+        if recorded is None:
+            ran = JournalEntry(await Agent._run_tool(call, tools, tool_call))
+            recorded = ran
+            if not await journal.put(call, part, ran):
+                # Recorded first by a racing attempt: its result is the one kept.
+                recorded = await journal.get(call, part) or ran
+        entry = recorded.output
+        if isinstance(entry, dict) and entry.get("id") == tool_call.id:
+            return entry
+        raise ToolError(f"journal part {part} is not the result of call {tool_call.id!r}")
+
+    @staticmethod
+    async def _run_tool(
+        call: StepCall, tools: dict[str, BoundTool], tool_call: ToolCall
+    ) -> dict[str, Any]:
+        """Run ``tool_call``: its history entry, with its result or error."""
+        tool = tools.get(tool_call.name)
+        try:
+            if tool is None:
+                raise ToolError(f"no tool named {tool_call.name!r}")
+            provider = call.need(LLM).tools[tool.provider]
+            value: Any = await provider.invoke(call, tool, tool_call.arguments)
+            entry = {**tool_call.as_dict(), "result": value}
+        except ToolError as exc:
+            entry = {**tool_call.as_dict(), "error": str(exc)}
+        return entry
+
+
+def _answer_record(result: ChatResult) -> dict[str, Any]:
+    """A model answer that asked for tools, as its journal part keeps it."""
+    return {
+        "text": result.text,
+        "model": result.model,
+        "finish_reason": result.finish_reason,
+        "tool_calls": [c.as_dict() for c in result.tool_calls],
+    }
+
+
+def _recorded_answer(record: Any) -> tuple[str, list[ToolCall]] | None:
+    """The text and tool calls of a recorded answer (None: not one)."""
+    if not isinstance(record, dict) or not isinstance(record.get("tool_calls"), list):
+        return None
+    calls: list[ToolCall] = []
+    for item in record["tool_calls"]:
+        if not isinstance(item, dict) or not isinstance(item.get("arguments"), dict):
+            return None
+        calls.append(ToolCall(str(item.get("id")), str(item.get("name")), item["arguments"]))
+    return str(record.get("text") or ""), calls
+
+
+def _tool_message(tool_call: ToolCall, entry: dict[str, Any]) -> dict[str, Any]:
+    """What the model is told of a tool call: its result, or ``{"error"}``."""
+    value = entry["result"] if "result" in entry else {"error": entry.get("error")}
+    # Text (an MCP tool's answer) goes as it is, anything else as JSON.
+    content = value if isinstance(value, str) else json.dumps(value, default=str)
+    return {
+        "role": "tool",
+        "tool_call_id": tool_call.id,
+        "name": tool_call.name,
+        "content": content,
+    }

@@ -1,8 +1,10 @@
 """The web console: static HTML, ES modules and CSS, served by the gateway.
 
-Build-free: the files under ``static/`` ship in the package as they are and are served
-from memory. ``/`` and the console's own deep links (``/workflows/<id>``,
-``/executions/<id>``...) answer ``index.html``; the assets live under ``/console/``.
+No Node at run time: the files under ``static/`` ship in the package as they are and are
+served from memory; ``static/vendor/sdk.js`` is the TypeScript SDK bundled for the
+browser (``npm run build:console`` in ``clients/typescript``, committed). ``/`` and the
+console's own deep links (``/workflows/<id>``, ``/executions/<id>``...) answer
+``index.html``; the assets live under ``/console/``.
 Every console answer carries a strict Content-Security-Policy: scripts and styles come
 from this origin only, nothing inline, no framing.
 """
@@ -19,7 +21,19 @@ from orchestrion.kernel.errors import MethodNotAllowed, NotFound
 
 ASSET_PREFIX = "/console/"
 #: First path segments the console answers with ``index.html`` (its client-side routes).
-PAGES = frozenset({"sign-in", "workflows", "executions", "usage"})
+PAGES = frozenset(
+    {
+        "sign-in",
+        "workflows",
+        "executions",
+        "usage",
+        "analytics",
+        "notifications",
+        "content",
+        "knowledge",
+        "templates",
+    }
+)
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; "

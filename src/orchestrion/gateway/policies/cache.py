@@ -40,6 +40,7 @@ from orchestrion.gateway.policies.entry import (
     variant_of,
 )
 from orchestrion.gateway.policies.shared import StorageGuard
+from orchestrion.kernel.observability import tracing
 from orchestrion.kernel.observability.metrics import GATEWAY_CACHE
 from orchestrion.settings import Settings
 
@@ -112,9 +113,11 @@ class ResponseCache:
         revalidate = "no-cache" in asked or asked.get("max-age") == "0"
         if entry is not None and not revalidate and entry.fresh():
             GATEWAY_CACHE.labels(label, "hit").inc()
+            tracing.set_attributes({"orchestrion.gateway.cache": "hit"})
             await _serve(entry, scope, send, client_etags)
             return
         GATEWAY_CACHE.labels(label, "miss").inc()
+        tracing.set_attributes({"orchestrion.gateway.cache": "miss"})
         if method == "HEAD" or "no-store" in asked:
             await forward(scope, receive, _labelled(send, b"MISS"))
             return

@@ -39,6 +39,7 @@ from orchestrion.gateway.policies.shared import StorageGuard, caller_id, client_
 from orchestrion.gateway.routes import Route
 from orchestrion.kernel.auth.principal import Principal
 from orchestrion.kernel.errors import TooManyRequests
+from orchestrion.kernel.observability import tracing
 from orchestrion.kernel.observability.metrics import GATEWAY_RATE_LIMITED
 from orchestrion.settings import Settings
 
@@ -349,6 +350,11 @@ class RateLimiter:
         headers = decision.headers()
         if not decision.allowed:
             GATEWAY_RATE_LIMITED.labels(route.prefix).inc()
+            tracing.add_event(
+                "rate_limited",
+                {"orchestrion.rate_limit.limit": decision.limit,
+                 "orchestrion.rate_limit.retry_after": decision.retry_after},
+            )  # fmt: skip
             retry = str(max(1, math.ceil(decision.retry_after)))
             raise RateLimited(
                 f"rate limit of {decision.limit} exceeded; retry in {retry}s",

@@ -34,6 +34,12 @@ class Permission(StrEnum):
     PLUGINS_WRITE = "plugins:write"
     TEMPLATES_READ = "templates:read"
     TEMPLATES_WRITE = "templates:write"
+    NOTIFICATIONS_READ = "notifications:read"
+    NOTIFICATIONS_WRITE = "notifications:write"
+    ANALYTICS_READ = "analytics:read"
+    ANALYTICS_WRITE = "analytics:write"
+    FLAGS_READ = "flags:read"
+    FLAGS_WRITE = "flags:write"
     PLATFORM_ADMIN = "platform:admin"
 
 
@@ -44,6 +50,8 @@ _VIEWER = {
     Permission.CONTENT_READ,
     Permission.PLUGINS_READ,
     Permission.TEMPLATES_READ,
+    Permission.NOTIFICATIONS_READ,
+    Permission.ANALYTICS_READ,
 }
 _EDITOR = _VIEWER | {
     Permission.WORKFLOWS_WRITE,
@@ -51,6 +59,7 @@ _EDITOR = _VIEWER | {
     Permission.CONTENT_WRITE,
     Permission.PLUGINS_WRITE,
     Permission.TEMPLATES_WRITE,
+    Permission.NOTIFICATIONS_WRITE,
     Permission.EXECUTIONS_RUN,
     Permission.API_KEYS_READ,
     Permission.API_KEYS_WRITE,
@@ -62,6 +71,11 @@ _ADMIN = _EDITOR | {
     Permission.TENANTS_READ,
     Permission.AUDIT_READ,
     Permission.LLM_WRITE,
+    Permission.ANALYTICS_WRITE,
+    # Flag definitions (targeting rules included) are an admin's to read; changing them
+    # also needs a platform admin (the flags service checks). Evaluating needs neither.
+    Permission.FLAGS_READ,
+    Permission.FLAGS_WRITE,
 }
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {

@@ -21,6 +21,10 @@ class Principal:
     email: str | None = None
     session_id: str | None = None
     api_key_id: str | None = None
+    #: When the credential it was verified from stops being valid (Unix seconds), if it
+    #: does: long-lived connections end there unless they are re-authenticated. Not part
+    #: of who the principal is, so equal principals may differ in it.
+    expires_at: float | None = field(default=None, compare=False)
 
     @property
     def user_id(self) -> str:
@@ -42,8 +46,8 @@ class Principal:
             raise Forbidden(f"missing permission '{permission}'")
 
     def to_claims(self) -> dict[str, Any]:
-        """A JSON-safe dict of this principal."""
-        return {
+        """A JSON-safe dict of this principal (``exp`` only when its credential expires)."""
+        claims: dict[str, Any] = {
             "sub": self.subject,
             "tid": self.tenant_id,
             "kind": self.kind,
@@ -53,6 +57,9 @@ class Principal:
             "sid": self.session_id,
             "kid": self.api_key_id,
         }
+        if self.expires_at is not None:
+            claims["exp"] = self.expires_at
+        return claims
 
     @classmethod
     def from_claims(cls, claims: dict[str, Any]) -> Principal:
@@ -67,4 +74,5 @@ class Principal:
             email=claims.get("email"),
             session_id=claims.get("sid"),
             api_key_id=claims.get("kid"),
+            expires_at=float(claims["exp"]) if claims.get("exp") is not None else None,
         )

@@ -18,10 +18,12 @@ an ended session's tokens are refused from the notice on, and a revoked or rotat
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
 from collections import OrderedDict
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -148,6 +150,7 @@ class TokenVerifier:
             permissions=frozenset(claims.get("perms") or ()),
             email=claims.get("email"),
             session_id=claims.get("sid"),
+            expires_at=float(claims["exp"]),
         )
         if principal.session_id in self._ended:
             raise Unauthenticated(_SESSION_ENDED)
@@ -204,7 +207,11 @@ class TokenVerifier:
             raise Unauthenticated("invalid API key")
         if response.status_code != 200:
             raise ServiceUnavailable("the auth service could not check the API key")
-        principal = Principal.from_claims(json.loads(response.content)["principal"])
+        answer = json.loads(response.content)
+        principal = Principal.from_claims(answer["principal"])
+        if answer.get("expires_at"):
+            expires = datetime.fromisoformat(answer["expires_at"]).timestamp()
+            principal = dataclasses.replace(principal, expires_at=expires)
         if epoch == self._key_epoch:  # else auth may have answered before a revocation
             self._api_keys.put(cache_key, principal, self.api_key_cache_seconds)
         return principal

@@ -29,10 +29,11 @@ import random
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, Self
 
+from orchestrion.kernel.bus import metrics
 from orchestrion.kernel.bus.consumer import Processor
 from orchestrion.kernel.bus.dedup import Deduplicator, MemoryDeduplicator
 from orchestrion.kernel.bus.dlq import (
@@ -46,6 +47,7 @@ from orchestrion.kernel.bus.dlq import (
 from orchestrion.kernel.bus.events import CloudEvent, InvalidEvent
 from orchestrion.kernel.bus.subscription import Subscription
 from orchestrion.kernel.errors import ServiceUnavailable, ValidationFailed
+from orchestrion.kernel.observability import tracing
 
 __all__ = [
     "Backoff",
@@ -149,7 +151,27 @@ class Bus(ABC):
     async def publish(self, topic: str, event: CloudEvent) -> None:
         """Send ``event`` to ``topic``; returns once the broker confirmed it."""
         self._require_started()
-        await self._publish(check_topic(topic), event.to_json())
+        if not tracing.enabled():
+            await self._publish_event(check_topic(topic), event)
+            metrics.PUBLISHED.labels(topic).inc()
+            return
+        with tracing.span(
+            f"publish {topic}",
+            kind=tracing.SpanKind.PRODUCER,
+            parent=event.traceparent,
+            attributes={
+                "messaging.system": self.scheme,
+                "messaging.destination.name": topic,
+                "messaging.message.id": event.id,
+                "cloudevents.event_id": event.id,
+                "cloudevents.event_type": event.type,
+                "cloudevents.event_source": event.source,
+            },
+        ) as current:
+            if event.traceparent is None:
+                event = replace(event, traceparent=tracing.traceparent(current))
+            await self._publish_event(check_topic(topic), event)
+        metrics.PUBLISHED.labels(topic).inc()
 
     async def subscribe(
         self,
@@ -206,6 +228,7 @@ class Bus(ABC):
             topic=topic, group=group, attempts=attempts, error=error, event=event, raw=raw
         )
         await self.publish(dlq_topic(topic), letter)
+        metrics.DEAD_LETTERS.labels(topic, group).inc()
 
     async def dlq_list(
         self, topic: str, group: str | None = None, *, limit: int = 1000
@@ -271,6 +294,10 @@ class Bus(ABC):
 
     @abstractmethod
     async def _publish(self, topic: str, body: bytes) -> None: ...
+
+    async def _publish_event(self, topic: str, event: CloudEvent) -> None:
+        """Send one event (a backend that keys or routes by the event overrides this)."""
+        await self._publish(topic, event.to_json())
 
     @abstractmethod
     async def _subscribe(

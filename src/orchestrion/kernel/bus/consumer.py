@@ -5,6 +5,12 @@ the deduplicator, call the handler with retries and backoff, and dead-letter the
 event after the last attempt. ``process`` returns when the delivery may be
 acknowledged; it raises only when the member is stopping or the broker failed, and
 then the delivery stays un-acknowledged for the broker to hand out again.
+
+Attempts are counted across members and restarts where the broker counts deliveries
+(Redis Streams, RabbitMQ quorum queues, JetStream): each earlier delivery of the event
+counts as one attempt, so a member restarting mid-retry does not start over, and an
+event whose handling keeps killing its member is dead-lettered after ``max_attempts``
+deliveries rather than handed out forever.
 """
 
 from __future__ import annotations
@@ -16,16 +22,28 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from orchestrion.kernel.bus import metrics
 from orchestrion.kernel.bus.dedup import Claim, Deduplicator
 from orchestrion.kernel.bus.dlq import REPLAY_GROUP
 from orchestrion.kernel.bus.events import CloudEvent, InvalidEvent
-from orchestrion.kernel.ids import new_id
+from orchestrion.kernel.ids import new_id, utcnow
+from orchestrion.kernel.observability import tracing
 
 if TYPE_CHECKING:
     from orchestrion.kernel.bus.base import Backoff, Bus, Handler
 
 logger = logging.getLogger("orchestrion.bus")
 Keepalive = Callable[[], Awaitable[None]]
+
+
+class DeliveriesExhausted(Exception):
+    """Every attempt went to deliveries that ended without an outcome (member died)."""
+
+    def __init__(self, deliveries: int) -> None:
+        super().__init__(
+            f"delivered {deliveries} times without an outcome: the members handling it "
+            "stopped or died each time"
+        )
 
 
 @dataclass(kw_only=True)
@@ -43,8 +61,14 @@ class Processor:
     lease: float
     owner: str = field(default_factory=new_id)
 
-    async def process(self, body: bytes, *, keepalive: Keepalive | None = None) -> None:
-        """Handle one delivery; returns when it may be acknowledged."""
+    async def process(
+        self, body: bytes, *, keepalive: Keepalive | None = None, delivered: int = 1
+    ) -> None:
+        """Handle one delivery; returns when it may be acknowledged.
+
+        ``delivered`` is how many times the broker has handed this event out, this
+        time included (1 where the broker does not count).
+        """
         try:
             event = CloudEvent.from_json(body)
         except InvalidEvent as exc:
@@ -53,6 +77,7 @@ class Processor:
             await self.bus.dead_letter(
                 topic=self.topic, group=self.group, attempts=0, error=exc, raw=body
             )
+            metrics.CONSUMED.labels(self.topic, self.group, "malformed").inc()
             return
         target = event.extensions.get(REPLAY_GROUP)
         if target is not None:
@@ -62,8 +87,16 @@ class Processor:
         try:
             async with self._renewing(event, keepalive):
                 if not await self._claim(event):
+                    metrics.CONSUMED.labels(self.topic, self.group, "duplicate").inc()
                     return
-                attempts, error = await self._attempts(event)
+                lag = (utcnow() - event.time).total_seconds()
+                metrics.LAG.labels(self.topic, self.group).observe(max(0.0, lag))
+                attempts: int
+                error: Exception | None
+                if delivered > self.max_attempts:
+                    attempts, error = delivered - 1, DeliveriesExhausted(delivered - 1)
+                else:
+                    attempts, error = await self._attempts(event, first=max(1, delivered))
         except BaseException:
             # Stopped mid-handler: let the redelivery be handled at once rather than
             # after the lease runs out.
@@ -73,6 +106,7 @@ class Processor:
         # Renewal has stopped, so it cannot re-take the claim after these.
         if error is None:
             await self.dedup.complete(self.group, event.id)
+            metrics.CONSUMED.labels(self.topic, self.group, "handled").inc()
             return
         logger.error(
             "event %s on %s failed %d times in group %s; dead-lettered: %r",
@@ -86,6 +120,7 @@ class Processor:
             topic=self.topic, group=self.group, attempts=attempts, error=error, event=event
         )
         await self.dedup.release(self.group, event.id, owner=self.owner)
+        metrics.CONSUMED.labels(self.topic, self.group, "dead_lettered").inc()
 
     async def _claim(self, event: CloudEvent) -> bool:
         """Whether this member should handle ``event`` (waits while another does)."""
@@ -100,12 +135,30 @@ class Processor:
             await asyncio.sleep(pause)
             pause = min(pause * 2, self.lease / 2)
 
-    async def _attempts(self, event: CloudEvent) -> tuple[int, Exception | None]:
-        """Call the handler until it succeeds or runs out of attempts; the last error."""
-        attempt = 1
+    async def _attempts(self, event: CloudEvent, *, first: int) -> tuple[int, Exception | None]:
+        """Call the handler until it succeeds or runs out of attempts; the last error.
+
+        ``first`` is the number of this attempt: earlier deliveries used the others.
+        """
+        attempt = first
         while True:
             try:
-                await self.handler(event)
+                with tracing.span(
+                    f"process {self.topic}",
+                    kind=tracing.SpanKind.CONSUMER,
+                    parent=event.traceparent,
+                    attributes={
+                        "messaging.system": self.bus.scheme,
+                        "messaging.destination.name": self.topic,
+                        "messaging.consumer.group.name": self.group,
+                        "messaging.message.id": event.id,
+                        "messaging.operation.type": "process",
+                        "cloudevents.event_id": event.id,
+                        "cloudevents.event_type": event.type,
+                        "orchestrion.bus.attempt": attempt,
+                    },
+                ):
+                    await self.handler(event)
             except Exception as exc:
                 if attempt >= self.max_attempts:
                     return attempt, exc

@@ -20,6 +20,7 @@ from typing import Any, Self
 
 from orchestrion.kernel.errors import ValidationFailed
 from orchestrion.kernel.ids import isoformat, new_id, utcnow
+from orchestrion.kernel.observability import tracing
 
 SPECVERSION = "1.0"
 CONTENT_TYPE = "application/cloudevents+json"
@@ -51,7 +52,8 @@ class CloudEvent:
     id: str = field(default_factory=new_id)
     time: datetime = field(default_factory=utcnow)
     datacontenttype: str = "application/json"
-    traceparent: str | None = None
+    #: By default the current span's (tracing on): consumers continue that trace.
+    traceparent: str | None = field(default_factory=tracing.traceparent)
     extensions: dict[str, str] = field(default_factory=dict)
     specversion: str = SPECVERSION
 

@@ -232,7 +232,9 @@ class _NatsSubscription(Subscription):
                 await self._dispatch(functools.partial(self._handle, msg))
 
     async def _handle(self, msg: Msg) -> None:
-        await self._processor.process(msg.data, keepalive=msg.in_progress)
+        await self._processor.process(
+            msg.data, keepalive=msg.in_progress, delivered=msg.metadata.num_delivered or 1
+        )
         await msg.ack()
 
     async def _close(self) -> None:

@@ -10,10 +10,17 @@ Dead letters wait in a durable classic queue named after the dead-letter topic
 (``<topic>.dlq``). Listing takes them with ``basic.get`` and closes the channel
 without acknowledging, which puts them back; replay acknowledges the replayed ones.
 Classic, because quorum queues count those returns against a delivery limit.
+
+Reconnection is this module's own, not aio-pika's "robust" objects (whose channel
+restore can fail half-way after a broker restart and leave a channel closed for
+good): the bus reopens its connection and publishing channel on the first use after
+they closed, and each consumer opens a fresh channel every time its fetch loop
+(re)starts, so a broker crash costs a loop restart and nothing stays wedged.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 from typing import Any
@@ -21,9 +28,9 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import (
     AbstractChannel,
+    AbstractConnection,
     AbstractExchange,
     AbstractIncomingMessage,
-    AbstractRobustConnection,
 )
 from aio_pika.exceptions import AMQPError
 
@@ -57,38 +64,56 @@ class RabbitMQBus(Bus):
         self.url = url
         self.exchange_name = exchange
         self.queue_type = queue_type
-        self._connection: AbstractRobustConnection | None = None
+        self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
+        self._reconnecting = asyncio.Lock()
         self._parking: set[str] = set()
         # Groups declared through this bus, so delete() can remove their queues.
         self._groups: dict[str, set[str]] = {}
 
     async def _start(self) -> None:
-        try:
-            self._connection = await aio_pika.connect_robust(self.url)
-        except (AMQPError, OSError) as exc:
-            raise BusUnavailable(f"RabbitMQ is not reachable: {exc}") from exc
-        self._channel = await self._connection.channel(publisher_confirms=True)
-        self._exchange = await self._channel.declare_exchange(
-            self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
-        )
+        await self._live_exchange()
 
     async def _close(self) -> None:
-        if self._connection is not None:
-            await self._connection.close()
-        self._connection = self._channel = self._exchange = None
+        connection, self._connection = self._connection, None
+        self._channel = self._exchange = None
+        if connection is not None and not connection.is_closed:
+            await connection.close()
 
-    @property
-    def connection(self) -> AbstractRobustConnection:
-        """The live connection."""
-        if self._connection is None:
-            raise BusUnavailable("the bus is not started")
+    async def live_connection(self) -> AbstractConnection:
+        """The connection, opened again if the broker closed it."""
+        async with self._reconnecting:
+            return await self._connect()
+
+    async def _connect(self) -> AbstractConnection:
+        if self._connection is None or _lost(self._connection):
+            if self._connection is not None:
+                await self._connection.close()
+            try:
+                self._connection = await aio_pika.connect(self.url)
+            except (AMQPError, OSError) as exc:
+                raise BusUnavailable(f"RabbitMQ is not reachable: {exc}") from exc
+            # Queues declared on the old connection's broker may be gone.
+            self._parking.clear()
         return self._connection
 
+    async def _live_exchange(self) -> AbstractExchange:
+        """The publishing channel's exchange, reopened after the broker closed it."""
+        async with self._reconnecting:
+            if self._exchange is None or self._channel is None or self._channel.is_closed:
+                connection = await self._connect()
+                try:
+                    self._channel = await connection.channel(publisher_confirms=True)
+                    self._exchange = await self._channel.declare_exchange(
+                        self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+                    )
+                except (AMQPError, OSError) as exc:
+                    raise BusUnavailable(f"RabbitMQ refused a channel: {exc}") from exc
+            return self._exchange
+
     async def _publish(self, topic: str, body: bytes) -> None:
-        if self._exchange is None:
-            raise BusUnavailable("the bus is not started")
+        exchange = await self._live_exchange()
         if topic.endswith(DLQ_SUFFIX):
             await self._declare_parking(topic)
         message = aio_pika.Message(
@@ -97,12 +122,13 @@ class RabbitMQBus(Bus):
         try:
             # With publisher confirms on, this returns once the broker took the message.
             # Not mandatory: a topic without groups drops events, as it does everywhere.
-            await self._exchange.publish(message, routing_key=topic, mandatory=False)
+            await exchange.publish(message, routing_key=topic, mandatory=False)
         except (AMQPError, OSError) as exc:
+            self._exchange = None  # the next publish opens a channel again
             raise BusUnavailable(f"publish to {topic} failed: {exc}") from exc
 
     async def _declare_parking(self, topic: str) -> None:
-        if topic in self._parking or self._channel is None:
+        if topic in self._parking or self._channel is None or self._channel.is_closed:
             return
         queue = await self._channel.declare_queue(topic, durable=True)
         await queue.bind(self.exchange_name, routing_key=topic)
@@ -112,22 +138,26 @@ class RabbitMQBus(Bus):
         self, processor: Processor, *, concurrency: int, ack_timeout: float
     ) -> Subscription:
         await self._declare_parking(dlq_topic(processor.topic))
-        channel = await self.connection.channel()
-        await channel.set_qos(prefetch_count=concurrency)
+        self._groups.setdefault(processor.topic, set()).add(processor.group)
+        subscription = _RabbitSubscription(self, processor, concurrency=concurrency)
+        # Declared before returning: the group receives what is published from now on.
+        await subscription.open_channel()
+        subscription._launch()
+        return subscription
+
+    async def declare_group(self, channel: AbstractChannel, processor: Processor) -> Any:
+        """The group's queue on ``channel``, declared and bound to the exchange."""
         queue = await channel.declare_queue(
             group_queue(processor.topic, processor.group),
             durable=True,
             arguments={"x-queue-type": self.queue_type},
         )
         await queue.bind(self.exchange_name, routing_key=processor.topic)
-        self._groups.setdefault(processor.topic, set()).add(processor.group)
-        subscription = _RabbitSubscription(processor, channel, queue, concurrency=concurrency)
-        subscription._launch()
-        return subscription
+        return queue
 
     async def _dead_letters(self, topic: str, *, limit: int) -> list[DeadLetter]:
         items: list[tuple[Any, bytes]] = []
-        channel = await self.connection.channel()
+        channel = await (await self.live_connection()).channel()
         try:
             queue = await channel.declare_queue(topic, durable=True)
             while len(items) < limit:
@@ -142,7 +172,7 @@ class RabbitMQBus(Bus):
 
     async def _drop_dead_letters(self, topic: str, letters: list[DeadLetter]) -> None:
         wanted = {letter.handle for letter in letters}
-        channel = await self.connection.channel()
+        channel = await (await self.live_connection()).channel()
         try:
             queue = await channel.declare_queue(topic, durable=True)
             while wanted:
@@ -157,7 +187,7 @@ class RabbitMQBus(Bus):
             await channel.close()
 
     async def _delete(self, topic: str) -> None:
-        channel = await self.connection.channel()
+        channel = await (await self.live_connection()).channel()
         try:
             for name in (topic, dlq_topic(topic)):
                 for group in self._groups.pop(name, set()):
@@ -169,31 +199,53 @@ class RabbitMQBus(Bus):
 
 
 class _RabbitSubscription(Subscription):
-    def __init__(
-        self,
-        processor: Processor,
-        channel: AbstractChannel,
-        queue: aio_pika.abc.AbstractQueue,
-        *,
-        concurrency: int,
-    ) -> None:
+    def __init__(self, bus: RabbitMQBus, processor: Processor, *, concurrency: int) -> None:
         super().__init__(topic=processor.topic, group=processor.group, concurrency=concurrency)
+        self._bus = bus
         self._processor = processor
+        self._channel: AbstractChannel | None = None
+        self._queue: Any = None
+
+    async def open_channel(self) -> None:
+        """A fresh channel and the group's queue on it (after a broker restart too)."""
+        try:
+            channel = await (await self._bus.live_connection()).channel()
+            await channel.set_qos(prefetch_count=self.concurrency)
+            self._queue = await self._bus.declare_group(channel, self._processor)
+        except (AMQPError, OSError) as exc:
+            raise BusUnavailable(f"RabbitMQ refused a consumer channel: {exc}") from exc
         self._channel = channel
-        self._queue = queue
 
     async def _loop(self) -> None:
+        if self._channel is None or self._channel.is_closed:
+            await self.open_channel()
         async with self._queue.iterator() as messages:
             async for message in messages:
                 if self.stopped:
                     # Not acknowledged: the broker requeues it when the channel closes.
                     return
                 await self._dispatch(functools.partial(self._handle, message))
+        if not self.stopped:
+            # The iterator ends when its channel closed: restart on a new one.
+            raise BusUnavailable(f"the consumer channel of {self.topic}/{self.group} closed")
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
-        await self._processor.process(message.body)
+        await self._processor.process(message.body, delivered=_delivered(message))
         await message.ack()
 
     async def _close(self) -> None:
         # The broker requeues whatever this channel held un-acknowledged.
-        await self._channel.close()
+        if self._channel is not None and not self._channel.is_closed:
+            await self._channel.close()
+
+
+def _lost(connection: AbstractConnection) -> bool:
+    """Whether ``connection`` closed, by us or by the broker (a plain connection's
+    ``is_closed`` only says the former)."""
+    return connection.is_closed or not connection.connected.is_set()
+
+
+def _delivered(message: AbstractIncomingMessage) -> int:
+    """Deliveries so far: quorum queues count the earlier ones in ``x-delivery-count``."""
+    count = (message.headers or {}).get("x-delivery-count")
+    return count + 1 if isinstance(count, int) and count >= 0 else 1

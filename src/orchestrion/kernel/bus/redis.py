@@ -165,13 +165,27 @@ class _RedisSubscription(Subscription):
                 await self._client.xack(self._key, self.group, *gone)
             for entry_id, fields in claimed:
                 if fields is not None:
-                    await self._dispatch(functools.partial(self._handle, entry_id, fields))
+                    delivered = await self._deliveries(entry_id)
+                    await self._dispatch(
+                        functools.partial(self._handle, entry_id, fields, delivered)
+                    )
             if start in (b"0-0", "0-0"):
                 return
 
-    async def _handle(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+    async def _deliveries(self, entry_id: bytes) -> int:
+        """How many times the group handed the entry out (XAUTOCLAIM counts as one)."""
+        pending: Any = await self._client.xpending_range(
+            self._key, self.group, min=entry_id, max=entry_id, count=1
+        )
+        return int(pending[0]["times_delivered"]) if pending else 1
+
+    async def _handle(
+        self, entry_id: bytes, fields: dict[bytes, bytes], delivered: int = 1
+    ) -> None:
         await self._processor.process(
-            fields.get(FIELD.encode(), b""), keepalive=functools.partial(self._touch, entry_id)
+            fields.get(FIELD.encode(), b""),
+            keepalive=functools.partial(self._touch, entry_id),
+            delivered=delivered,
         )
         await self._client.xack(self._key, self.group, entry_id)
 

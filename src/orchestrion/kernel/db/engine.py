@@ -20,12 +20,16 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+
+from orchestrion.kernel.errors import Busy
+from orchestrion.kernel.observability import tracing
 
 
 def is_sqlite(url: str) -> bool:
@@ -52,6 +56,11 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _locked(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite giving up on its writer lock ("database is locked")."""
+    return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
+
+
 class Database:
     """One engine and session factory per process, for one database URL."""
 
@@ -74,6 +83,7 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if is_sqlite(url):
             _configure_sqlite(self.engine, busy_timeout_ms)
+        tracing.instrument_engine(self.engine)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         self._busy_timeout = busy_timeout_ms / 1000
         self._serial: asyncio.Lock | None = asyncio.Lock() if is_sqlite(url) else None
@@ -92,7 +102,7 @@ class Database:
             async with asyncio.timeout(self._busy_timeout):
                 await self._serial.acquire()
         except TimeoutError:
-            raise TimeoutError("the database stayed busy (SQLite writer lock)") from None
+            raise Busy("the database stayed busy (SQLite writer lock)") from None
         try:
             async with self._unit_of_work() as session:
                 yield session
@@ -105,8 +115,11 @@ class Database:
             try:
                 yield session
                 await session.commit()
-            except BaseException:
+            except BaseException as exc:
                 await session.rollback()
+                if self._serial is not None and _locked(exc):
+                    # SQLite's busy timeout ran out: the same 503 as a wait on our lock.
+                    raise Busy("the database stayed busy (SQLite writer lock)") from exc
                 raise
 
     async def dispose(self) -> None:

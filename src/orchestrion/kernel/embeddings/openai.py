@@ -20,6 +20,7 @@ from orchestrion.kernel.embeddings.base import (
     Matrix,
     normalise,
 )
+from orchestrion.kernel.http.tls import client_context
 
 # Sizes of well-known models, so ``dimensions`` is right before the first call.
 KNOWN_DIMENSIONS = {
@@ -57,7 +58,9 @@ class OpenAIEmbedder:
             return np.zeros((0, self.dimensions), dtype=np.float32)
         parts: list[Matrix] = []
         # One client per call: no connection outlives the event loop that opened it.
-        async with httpx.AsyncClient(timeout=self.timeout, headers=self.headers) as client:
+        async with httpx.AsyncClient(
+            timeout=self.timeout, headers=self.headers, verify=client_context()
+        ) as client:
             for start in range(0, len(texts), self.batch_size):
                 batch = texts[start : start + self.batch_size]
                 parts.append(await self._request(client, batch))

@@ -125,7 +125,7 @@ def idempotency_key(request: Request) -> str | None:
 async def run_idempotent(
     session: AsyncSession,
     *,
-    request: Request,
+    request: Request | None,
     scope: str,
     payload: Any,
     produce: Callable[[], Awaitable[tuple[int, Any]]],
@@ -135,10 +135,12 @@ async def run_idempotent(
     """Run ``produce`` once per key; replay its ``(status, body)`` for a repeat.
 
     The key is ``key`` when given (e.g. a webhook's own id), else the request's
-    ``Idempotency-Key`` header; without either this is just ``produce``. With
-    ``sealing``, the stored body is encrypted and the request digest keyed.
+    ``Idempotency-Key`` header (``request`` is None off HTTP, e.g. gRPC); without
+    either this is just ``produce``. With ``sealing``, the stored body is encrypted and
+    the request digest keyed.
     """
-    key = key or idempotency_key(request)
+    if not key:
+        key = idempotency_key(request) if request is not None else None
     if key is None:
         status, body = await produce()
         return JSONResponse(body, status_code=status)

@@ -41,6 +41,22 @@ def equals(column: Any) -> Filter:
     return build
 
 
+def one_of(column: Any, *, limit: int = MAX_LIMIT) -> Filter:
+    """A filter matching ``column`` against a comma-separated list of values (at most
+    ``limit``): what lets a client fetch several parents' children in one call."""
+
+    def build(value: str) -> ColumnElement[bool]:
+        values = list(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
+        if len(values) > limit:
+            raise BadRequest(
+                f"at most {limit} comma-separated values",
+                errors=[{"loc": ["query"], "msg": f"more than {limit} values"}],
+            )
+        return column.in_(values)  # type: ignore[no-any-return]
+
+    return build
+
+
 @dataclass(frozen=True)
 class ListSpec:
     """What a collection allows: sortable columns, filters and selectable fields."""

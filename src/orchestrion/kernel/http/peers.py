@@ -31,6 +31,8 @@ import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from orchestrion.kernel.auth.identity import INTERNAL_HEADER, internal_token
+from orchestrion.kernel.http.tls import client_context
+from orchestrion.kernel.observability import tracing
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
 logger = logging.getLogger("orchestrion.peers")
@@ -74,6 +76,7 @@ class Peers(Mapping[str, httpx.AsyncClient]):
                 headers=internal_headers(secret),
                 timeout=request_timeout,
                 transport=RegistryTransport(registry, name),
+                event_hooks={"request": [tracing.inject_hook]},
             )
             peers.add(name, client)
             peers._owned.append(client)
@@ -91,7 +94,11 @@ class Peers(Mapping[str, httpx.AsyncClient]):
         peers = cls()
         for name, url in urls.items():
             client = httpx.AsyncClient(
-                base_url=url.rstrip("/"), headers=internal_headers(secret), timeout=timeout
+                base_url=url.rstrip("/"),
+                headers=internal_headers(secret),
+                timeout=timeout,
+                verify=client_context(),
+                event_hooks={"request": [tracing.inject_hook]},
             )
             peers.add(name, client)
             peers._owned.append(client)
@@ -245,7 +252,7 @@ class RegistryTransport(httpx.AsyncBaseTransport):
     def __init__(self, registry: RegistryReader, service: str) -> None:
         self.registry = registry
         self.service = service
-        self._inner = httpx.AsyncHTTPTransport()
+        self._inner = httpx.AsyncHTTPTransport(verify=client_context())
         self._turn = itertools.count()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:

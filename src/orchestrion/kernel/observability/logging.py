@@ -9,8 +9,9 @@ SQLAlchemy, Alembic, the platform's own), chosen once per process.
 - ``auto``: ``console`` when the stream (stderr) is a terminal, else ``json`` - what a
   person at a terminal and a container's log collector each want, with no setting.
 
-Extras are the request id bound by the request-id middleware and whatever a caller
-passes, to a structlog logger as keywords or to a standard one as ``extra={...}``.
+Extras are the request id bound by the request-id middleware, the ``trace_id`` and
+``span_id`` of the current span when tracing is on, and whatever a caller passes, to a
+structlog logger as keywords or to a standard one as ``extra={...}``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from typing import Any, Literal, TextIO
 import structlog
 from structlog.dev import Column, KeyValueColumnFormatter
 from structlog.typing import EventDict, Processor, WrappedLogger
+
+from orchestrion.kernel.observability.tracing import add_trace_ids
 
 LogFormat = Literal["auto", "console", "json"]
 
@@ -71,6 +74,7 @@ def configure_logging(
     )
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
+        add_trace_ids,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         timestamp,

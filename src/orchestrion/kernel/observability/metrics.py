@@ -6,8 +6,12 @@ template (``/api/v1/workflows/{id}``) keeps cardinality bounded.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
+import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
@@ -16,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from orchestrion.kernel.errors import Unauthenticated, error_response
+from orchestrion.kernel.errors import PROBLEM_JSON, Unauthenticated, error_response, problem_body
 
 REQUESTS = Counter(
     "orchestrion_http_requests_total",
@@ -104,15 +108,68 @@ async def metrics_endpoint(request: Request, *, token: SecretStr | None = None) 
     With ``token`` (``ORCHESTRION_OBSERVABILITY__METRICS_TOKEN``), only a request bearing
     it (``Authorization: Bearer <token>``) is answered; others get a 401 problem.
     """
-    if token is not None and token.get_secret_value():
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        expected = token.get_secret_value().encode()
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
-            return error_response(
-                request,
-                Unauthenticated(
-                    "/metrics needs Authorization: Bearer <token>, the token set by "
-                    "ORCHESTRION_OBSERVABILITY__METRICS_TOKEN"
-                ),
-            )
+    if not authorized(request.headers.get("authorization", ""), token):
+        return error_response(request, Unauthenticated(_REFUSAL))
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+_REFUSAL = (
+    "/metrics needs Authorization: Bearer <token>, the token set by "
+    "ORCHESTRION_OBSERVABILITY__METRICS_TOKEN"
+)
+
+
+def authorized(authorization: str, token: SecretStr | None) -> bool:
+    """Whether an ``Authorization`` header value may read ``/metrics`` (no token: anyone)."""
+    if token is None or not token.get_secret_value():
+        return True
+    scheme, _, given = authorization.partition(" ")
+    expected = token.get_secret_value().encode()
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected)
+
+
+@contextlib.asynccontextmanager
+async def serving_metrics(
+    *, host: str, port: int, token: SecretStr | None = None
+) -> AsyncIterator[int]:
+    """Serve ``/metrics`` on ``host:port`` while the block runs; yields the bound port.
+
+    For processes without an HTTP API of their own (``orchestrion worker``). aiohttp's
+    server runs on the caller's event loop and, unlike uvicorn's, leaves its signal
+    handlers alone: the worker's own SIGTERM handling (drain, then stop) stays in charge.
+    """
+    from aiohttp import web
+
+    async def metrics(request: web.Request) -> web.Response:
+        if not authorized(request.headers.get("Authorization", ""), token):
+            refused = Unauthenticated(_REFUSAL)
+            body = problem_body(
+                status=refused.status_code,
+                detail=refused.detail,
+                instance=request.path,
+                request_id=None,
+                title=refused.default_title(),
+                type_uri=refused.type_uri,
+            )
+            return web.Response(
+                text=json.dumps(body),
+                status=refused.status_code,
+                headers={"Content-Type": PROBLEM_JSON, **refused.headers},
+            )
+        data = await asyncio.to_thread(generate_latest)
+        return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def health(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/health", health)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    try:
+        yield int(runner.addresses[0][1]) if runner.addresses else port
+    finally:
+        await runner.cleanup()

@@ -19,7 +19,8 @@ class Task(IdMixin, Base):
     enqueued twice, by a retried transaction or a recovering worker, is one task.
     ``group_key`` (e.g. an execution), ``kind`` and ``subject`` (e.g. a step) let the
     owner act on a group of tasks at once (drop, park) through an index, never by
-    matching key strings.
+    matching key strings. ``traceparent`` is the W3C trace context of the span that
+    enqueued it (tracing on), so the worker that claims it continues that trace.
     """
 
     __tablename__ = "kernel_tasks"
@@ -40,3 +41,4 @@ class Task(IdMixin, Base):
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    traceparent: Mapped[str | None] = mapped_column(String(55))

@@ -21,11 +21,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import structlog
 from sqlalchemy import delete, event, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
@@ -33,6 +34,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from orchestrion.kernel.db.engine import Database, is_sqlite
 from orchestrion.kernel.ids import new_id, utcnow
+from orchestrion.kernel.observability import tracing
+from orchestrion.kernel.queue import metrics
 from orchestrion.kernel.queue.models import Task
 
 logger = logging.getLogger("orchestrion.queue")
@@ -53,6 +56,8 @@ class ClaimedTask:
     payload: dict[str, Any]
     attempts: int
     lease_expires_at: datetime
+    #: The trace context it was enqueued under (W3C traceparent), if tracing was on.
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,7 @@ class TaskQueue:
         self._wakeups: dict[str, asyncio.Event] = {}
         self._due: dict[str, datetime] = {}
         self._listener: Any = None
+        self._sampled: set[str] = set()
 
     # --- producing ------------------------------------------------------------------
 
@@ -107,10 +113,13 @@ class TaskQueue:
         group: str | None = None,
         kind: str | None = None,
         subject: str | None = None,
+        traceparent: str | None = None,
     ) -> ClaimedTask | None:
         """Add a task in the caller's transaction; a duplicate ``key`` is ignored (None).
 
         ``group``, ``kind`` and ``subject`` label it for :meth:`drop` and :meth:`park`.
+        With tracing on, the task stores the context of an ``enqueue`` span, a child of
+        the current span (or of ``traceparent`` when none is current).
 
         ``leased_to`` enqueues it already claimed by that worker, which runs it right
         after the commit without a claim of its own (a worker continuing a chain);
@@ -118,44 +127,54 @@ class TaskQueue:
         """
         due = run_at or utcnow()
         task_id = new_id()
-        values: dict[str, Any] = {
-            "id": task_id,
-            "queue": queue,
-            "key": key,
-            "group_key": group,
-            "kind": kind,
-            "subject": subject,
-            "payload": payload,
-            "priority": priority,
-            "run_at": due,
-            "attempts": 0,
-            "created_at": utcnow(),
-        }
-        expires = utcnow() + self.lease
-        if leased_to is not None:
-            values.update(lease_owner=leased_to, lease_expires_at=expires, attempts=1)
-        dialect = postgresql if self.postgres else sqlite
-        stmt = dialect.insert(Task).values(**values)
-        if key is not None:
-            stmt = stmt.on_conflict_do_nothing(index_elements=["key"])
-        result = await session.execute(stmt)
-        if not getattr(result, "rowcount", 1):
+        # The span covers the INSERT; off, it records nothing and stores no context.
+        with tracing.span(
+            f"enqueue {queue}",
+            kind=tracing.SpanKind.PRODUCER,
+            parent=traceparent,
+            attributes=_enqueue_attributes(queue, task_id, kind),
+        ) as enqueued:
+            traceparent = tracing.traceparent(enqueued)
+            values: dict[str, Any] = {
+                "id": task_id,
+                "queue": queue,
+                "key": key,
+                "group_key": group,
+                "kind": kind,
+                "subject": subject,
+                "payload": payload,
+                "priority": priority,
+                "run_at": due,
+                "attempts": 0,
+                "created_at": utcnow(),
+                "traceparent": traceparent,
+            }
+            expires = utcnow() + self.lease
+            if leased_to is not None:
+                values.update(lease_owner=leased_to, lease_expires_at=expires, attempts=1)
+            dialect = postgresql if self.postgres else sqlite
+            stmt = dialect.insert(Task).values(**values)
+            if key is not None:
+                stmt = stmt.on_conflict_do_nothing(index_elements=["key"])
+            result = await session.execute(stmt)
+            if not getattr(result, "rowcount", 1):
+                return None
+            if leased_to is not None:
+                return ClaimedTask(
+                    id=task_id,
+                    queue=queue,
+                    key=key,
+                    payload=payload,
+                    attempts=1,
+                    lease_expires_at=expires,
+                    traceparent=traceparent,
+                )
+            if due > utcnow():
+                self._note_due(queue, due)
+            if self._wake_after_commit(session, queue) and self.postgres:
+                # Delivered by PostgreSQL at commit, to every listening worker process.
+                await session.execute(select(_pg_notify(queue)))
             return None
-        if leased_to is not None:
-            return ClaimedTask(
-                id=task_id,
-                queue=queue,
-                key=key,
-                payload=payload,
-                attempts=1,
-                lease_expires_at=expires,
-            )
-        if due > utcnow():
-            self._note_due(queue, due)
-        if self._wake_after_commit(session, queue) and self.postgres:
-            # Delivered by PostgreSQL at commit, to every listening worker process.
-            await session.execute(select(_pg_notify(queue)))
-        return None
 
     # --- groups ----------------------------------------------------------------------
 
@@ -252,6 +271,7 @@ class TaskQueue:
             if not died:
                 break  # else the dead took places of due tasks: look again
         if dead:
+            metrics.DEAD_LETTERED.labels(queue).inc(len(dead))
             for letter in dead:
                 logger.error(
                     "task %s (%s) on %s dead-lettered after %d attempts (max_task_attempts)",
@@ -307,6 +327,10 @@ class TaskQueue:
                 .values(lease_owner=owner, lease_expires_at=expires, attempts=Task.attempts + 1)
             )
             rows = list((await session.execute(select(Task).where(Task.id.in_(ids)))).scalars())
+            for row in rows:
+                if row.queue == queue and row.attempts == 1:
+                    waited = (now - _aware(row.run_at)).total_seconds()
+                    metrics.CLAIM_LATENCY.labels(queue).observe(max(0.0, waited))
             claimed = [
                 ClaimedTask(
                     id=row.id,
@@ -315,6 +339,7 @@ class TaskQueue:
                     payload=row.payload,
                     attempts=row.attempts,
                     lease_expires_at=expires,
+                    traceparent=row.traceparent,
                 )
                 for row in rows
                 if row.queue == queue
@@ -380,6 +405,33 @@ class TaskQueue:
             )
             return int(getattr(result, "rowcount", 0) or 0)
 
+    async def depth(self) -> dict[str, int]:
+        """Tasks due now and not leased, by queue (dead-letter queues included)."""
+        now = utcnow()
+        stmt = (
+            select(Task.queue, func.count())
+            .where(
+                Task.run_at <= now,
+                or_(Task.lease_expires_at.is_(None), Task.lease_expires_at < now),
+            )
+            .group_by(Task.queue)
+        )
+        async with self.database.session() as session:
+            return {name: int(n) for name, n in (await session.execute(stmt)).all()}
+
+    async def sample_depth(self, queues: Sequence[str] = ()) -> None:
+        """Set the ``orchestrion_queue_depth`` gauge from the table (``queues``, and their
+        dead letters, read 0 when they hold nothing due)."""
+        found = await self.depth()
+        for name in queues:
+            found.setdefault(name, 0)
+            found.setdefault(name + DEAD_SUFFIX, 0)
+        for name, count in found.items():
+            metrics.DEPTH.labels(name).set(count)
+        for name in self._sampled - found.keys():
+            metrics.DEPTH.labels(name).set(0)
+        self._sampled |= found.keys()
+
     async def count(self, *, queue: str) -> int:
         """How many tasks ``queue`` holds (due or not)."""
         async with self.database.session() as session:
@@ -411,6 +463,58 @@ class TaskQueue:
             self._listener = None
 
 
+@contextlib.contextmanager
+def task_span(task: ClaimedTask, queue: str) -> Iterator[Any]:
+    """The CONSUMER span of a claimed task, continuing the trace it was enqueued in.
+
+    The task's ``execution_id`` and ``step_id`` (when the payload has them) are bound
+    into the logs while it runs.
+    """
+    payload = task.payload
+    labels = {
+        name: str(payload[name])
+        for name in ("execution_id", "step_id")
+        if payload.get(name) is not None
+    }
+    tokens = structlog.contextvars.bind_contextvars(**labels) if labels else None
+    try:
+        with tracing.span(
+            f"process {queue}",
+            kind=tracing.SpanKind.CONSUMER,
+            parent=task.traceparent,
+            attributes=_task_attributes(task, queue, labels.get("execution_id")),
+        ) as current:
+            yield current
+    finally:
+        if tokens:
+            structlog.contextvars.reset_contextvars(**tokens)
+
+
+def _task_attributes(task: ClaimedTask, queue: str, execution_id: str | None) -> Any:
+    if not tracing.enabled():
+        return None
+    return {
+        "messaging.system": "orchestrion.tasks",
+        "messaging.destination.name": queue,
+        "messaging.message.id": task.id,
+        "messaging.operation.type": "process",
+        "orchestrion.task.kind": task.payload.get("kind"),
+        "orchestrion.task.attempts": task.attempts,
+        "orchestrion.execution_id": execution_id,
+    }
+
+
+def _enqueue_attributes(queue: str, task_id: str, kind: str | None) -> dict[str, Any] | None:
+    if not tracing.enabled():
+        return None
+    return {
+        "messaging.system": "orchestrion.tasks",
+        "messaging.destination.name": queue,
+        "messaging.message.id": task_id,
+        "orchestrion.task.kind": kind,
+    }
+
+
 def _dead_letter(row: Task, queue: str) -> DeadLetter:
     return DeadLetter(
         id=row.id,
@@ -424,3 +528,7 @@ def _dead_letter(row: Task, queue: str) -> DeadLetter:
 
 def _pg_notify(queue: str) -> Any:
     return func.pg_notify(NOTIFY_CHANNEL, queue)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -9,21 +9,26 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
-from orchestrion import __version__
 from orchestrion.kernel.bus import service_bus
 from orchestrion.kernel.bus.outbox import OutboxRelay
 from orchestrion.kernel.http.app import create_service_app
 from orchestrion.kernel.http.idempotency import Sealing
 from orchestrion.kernel.http.openapi import refine_schemas
+from orchestrion.services.auth.audit import consumer as audit_consumer
+from orchestrion.services.auth.audit.endpoints import router as audit_router
 from orchestrion.services.auth.bootstrap import ensure_bootstrap
-from orchestrion.services.auth.crypto import fernet_for
+from orchestrion.services.auth.crypto import configure_hashing, fernet_for
 from orchestrion.services.auth.endpoints import router
+from orchestrion.services.auth.errors import InvalidUser
 from orchestrion.services.auth.keys import KeyRing
 from orchestrion.services.auth.passwords import PasswordPolicy
 from orchestrion.services.auth.schemas import password_schema
-from orchestrion.services.auth.service import AuthRuntime
+from orchestrion.services.auth.service import AuthRuntime, check_roles
+from orchestrion.services.auth.sso.endpoints import router as sso_router
+from orchestrion.services.auth.sso.oidc import OidcClient
+from orchestrion.services.auth.sso.service import SsoRuntime
 from orchestrion.services.auth.throttle import LoginThrottle
-from orchestrion.settings import Settings, open_database, open_revocations
+from orchestrion.settings import Settings, open_database, open_revocations, service_app_options
 
 logger = logging.getLogger("orchestrion.auth")
 
@@ -31,6 +36,7 @@ logger = logging.getLogger("orchestrion.auth")
 def create_app(settings: Settings) -> FastAPI:
     """The auth service, on the configured database."""
     secret = settings.secret_key.get_secret_value().encode()
+    configure_hashing(**settings.auth.password_hashing.model_dump())
     access_ttl = timedelta(seconds=settings.auth.access_token_ttl_seconds)
     runtime = AuthRuntime(
         issuer=settings.auth.issuer,
@@ -50,6 +56,7 @@ def create_app(settings: Settings) -> FastAPI:
         passwords=PasswordPolicy(min_length=settings.auth.password_min_length),
         sealing=Sealing.from_secret(secret, previous=settings.previous_secrets),
     )
+    sso = sso_runtime(settings)
     database = open_database(settings)
 
     @asynccontextmanager
@@ -68,6 +75,14 @@ def create_app(settings: Settings) -> FastAPI:
         relay = OutboxRelay(database, bus) if bus is not None else None
         if relay is not None:
             relay.start()
+        # Other services' audit lines arrive on the bus; without one, auth's own only.
+        trail = await audit_consumer.subscribe(bus, database) if bus is not None else None
+        pruner = audit_consumer.Pruner(
+            database,
+            retention_days=settings.auth.audit_retention_days,
+            interval=settings.auth.audit_prune_interval_seconds,
+        )
+        pruner.start()
         # The composer's (embedded shape), else our own: publish only, through Redis.
         revocations = getattr(app.state, "revocations", None)
         own_revocations = revocations is None
@@ -76,6 +91,10 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            await pruner.stop()
+            if trail is not None:
+                # The in-process bus outlives this app: stop before the database goes.
+                await trail.stop()
             if own_revocations:
                 await app.state.revocations.stop()
                 del app.state.revocations
@@ -83,18 +102,39 @@ def create_app(settings: Settings) -> FastAPI:
                 await relay.stop()
             if bus is not None and owned:
                 await bus.close()
+            await sso.client.aclose()
 
     app = create_service_app(
-        name="auth",
-        title="Orchestrion auth",
-        version=__version__,
+        **service_app_options(settings, "auth"),
         database=database,
-        identity_secret=secret,
         lifespan=lifespan,
-        limits=settings.limits,
     )
     app.state.auth = runtime
+    app.state.sso = sso
     app.state.settings = settings
     app.include_router(router)
+    app.include_router(sso_router)
+    app.include_router(audit_router)
     refine_schemas(app, password_schema(settings.auth.password_min_length))
     return app
+
+
+def sso_runtime(settings: Settings) -> SsoRuntime:
+    """Single sign-on as configured; a provider's unknown default role fails here, at start."""
+    auth = settings.auth
+    for name, provider in auth.oidc_providers.items():
+        try:
+            check_roles([provider.default_role])
+        except InvalidUser as exc:
+            raise ValueError(f"identity provider '{name}': {exc.detail}") from None
+    return SsoRuntime(
+        client=OidcClient(
+            auth.oidc_providers,
+            timeout=auth.sso_timeout_seconds,
+            jwks_cooldown=auth.sso_jwks_cooldown_seconds,
+        ),
+        redirect_uris=frozenset(auth.sso_redirect_uris),
+        state_ttl=timedelta(seconds=auth.sso_state_ttl_seconds),
+        code_ttl=timedelta(seconds=auth.sso_code_ttl_seconds),
+        default_tenant=settings.default_tenant,
+    )

@@ -19,22 +19,58 @@ from cryptography.fernet import Fernet
 
 from orchestrion.kernel.crypto import rotating_fernet
 
-_hasher = PasswordHasher()
-# Verified when the email is unknown, so a login takes as long whether or not it exists.
-_DUMMY_HASH = _hasher.hash("orchestrion-timing-equaliser")
+
+class _Hashing:
+    """The process's argon2id hasher, with the costs the settings give (see
+    :func:`configure_hashing`), and a hash verified when an email is unknown, so that a
+    login takes as long whether or not the account exists."""
+
+    def __init__(self) -> None:
+        self.hasher = PasswordHasher()
+        self._dummy: str | None = None
+
+    def configure(self, *, time_cost: int, memory_kib: int, parallelism: int) -> None:
+        params = self.hasher
+        if (params.time_cost, params.memory_cost, params.parallelism) == (
+            time_cost,
+            memory_kib,
+            parallelism,
+        ):
+            return
+        self.hasher = PasswordHasher(
+            time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism
+        )
+        self._dummy = None
+
+    def dummy(self) -> str:
+        # Made on first use (not at import: every process importing this would pay it).
+        if self._dummy is None:
+            self._dummy = self.hasher.hash("orchestrion-timing-equaliser")
+        return self._dummy
+
+
+_hashing = _Hashing()
+
+
+def configure_hashing(*, time_cost: int, memory_kib: int, parallelism: int) -> None:
+    """Make new hashes with these argon2id costs (the auth service does, from settings)."""
+    _hashing.configure(time_cost=time_cost, memory_kib=memory_kib, parallelism=parallelism)
 
 
 async def hash_password(password: str) -> str:
     """An argon2id hash of ``password``."""
-    return await asyncio.to_thread(_hasher.hash, password)
+    return await asyncio.to_thread(_hashing.hasher.hash, password)
 
 
 async def verify_password(password_hash: str | None, password: str) -> bool:
     """Whether ``password`` matches; constant work when there is no hash."""
 
     def check() -> bool:
+        hasher = _hashing.hasher
         try:
-            return _hasher.verify(password_hash or _DUMMY_HASH, password) and bool(password_hash)
+            return hasher.verify(password_hash or _hashing.dummy(), password) and bool(
+                password_hash
+            )
         except (VerificationError, InvalidHashError):
             return False
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,7 +26,7 @@ from orchestrion.kernel.http.lists import (
 )
 from orchestrion.kernel.http.openapi import not_modified, problems
 from orchestrion.kernel.ids import isoformat
-from orchestrion.services.auth import repository, service
+from orchestrion.services.auth import personal, repository, service
 from orchestrion.services.auth.errors import (
     InvalidCredentials,
     InvalidRefreshToken,
@@ -45,6 +45,7 @@ from orchestrion.services.auth.schemas import (
     LogoutRequest,
     Me,
     OpenIdConfiguration,
+    PersonalData,
     RefreshRequest,
     SigningKeyRead,
     TenantCreate,
@@ -432,10 +433,18 @@ async def delete_user(
     request: Request,
     session: Session,
     principal: Annotated[Principal, Depends(require(Permission.USERS_WRITE))],
+    erase: Annotated[
+        bool, Query(description="Erase the person's data everywhere (right to erasure).")
+    ] = False,
 ) -> Response:
-    """Remove a user, their sessions and API keys."""
+    """Remove a user, their sessions and API keys. With `erase=true`, also erase them
+    everywhere: their audit lines are anonymised and every service holding personal data
+    deletes or anonymises it (`user.erased` on the bus)."""
     user = await service.get_user(session, principal=principal, user_id=user_id)
     check_if_match(request, service.user_to_dict(user))
+    if erase:
+        await personal.erase_user(session, principal=principal, user=user, ip=client_ip(request))
+        return Response(status_code=204)
     tenant_id = user.tenant_id
     await service.delete_user(session, principal=principal, user=user)
     service.audit(
@@ -448,6 +457,23 @@ async def delete_user(
         ip=client_ip(request),
     )
     return Response(status_code=204)
+
+
+@router.get(
+    f"{PREFIX}/users/{{user_id}}/export",
+    response_model=PersonalData,
+    summary="Export every personal record of a user",
+    responses=problems(404),
+)
+async def export_user(
+    user_id: str,
+    session: Session,
+    principal: Annotated[Principal, Depends(require(Permission.USERS_WRITE))],
+) -> Response:
+    """The user, their sessions, API keys (never secrets), provider identities and the
+    audit lines they appear in, as JSON (right of access)."""
+    user = await service.get_user(session, principal=principal, user_id=user_id)
+    return JSONResponse(await personal.export_user(session, user=user))
 
 
 # --- API keys ----------------------------------------------------------------------

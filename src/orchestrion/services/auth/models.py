@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, String, Text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from orchestrion.kernel.db.base import Base, IdMixin, JSONType, TimestampMixin
@@ -103,16 +103,105 @@ class ApiKey(IdMixin, Base):
 
 
 class AuditEvent(IdMixin, Base):
-    """Something security-relevant that happened, kept for review."""
+    """One line of the platform's audit trail: who did what, when, from where.
+
+    Lines of a tenant form a hash chain (``seq``, ``hash``: see
+    :mod:`orchestrion.services.auth.audit.chain`); personal fields (``actor_id``, ``ip``,
+    ``user_agent``, ``data``) enter it through ``personal_digest``, so erasing a person
+    leaves the chain verifiable.
+    """
 
     __tablename__ = "auth_audit_events"
-    __table_args__ = (Index("ix_auth_audit_events_tenant_created", "tenant_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_auth_audit_events_tenant_created", "tenant_id", "created_at"),
+        UniqueConstraint("chain", "seq"),
+    )
 
     tenant_id: Mapped[str | None] = mapped_column(String(36))
-    actor_id: Mapped[str | None] = mapped_column(String(36))
+    actor_id: Mapped[str | None] = mapped_column(String(36), index=True)
     action: Mapped[str] = mapped_column(String(64), index=True)
     target_type: Mapped[str | None] = mapped_column(String(32))
     target_id: Mapped[str | None] = mapped_column(String(64))
     ip: Mapped[str | None] = mapped_column(String(64))
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor_type: Mapped[str | None] = mapped_column(String(16))
+    user_agent: Mapped[str | None] = mapped_column(String(300))
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    service: Mapped[str | None] = mapped_column(String(32))
+    #: The tenant's chain (``-`` for lines of no tenant) and the line's place in it;
+    #: None only for lines written before the chain existed.
+    chain: Mapped[str | None] = mapped_column(String(36))
+    seq: Mapped[int | None] = mapped_column(BigInteger)
+    personal_digest: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str | None] = mapped_column(String(64))
+    erased_at: Mapped[datetime | None] = mapped_column()
+
+
+class AuditHead(Base):
+    """The end of a tenant's chain, locked by every append (appends serialise per
+    tenant), and its anchor: where retention cut it, so what is kept still verifies."""
+
+    __tablename__ = "auth_audit_heads"
+
+    chain: Mapped[str] = mapped_column(String(36), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    hash: Mapped[str] = mapped_column(String(64))
+    anchor_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    anchor_hash: Mapped[str] = mapped_column(String(64))
+    pruned_at: Mapped[datetime | None] = mapped_column()
+
+
+class SsoState(IdMixin, Base):
+    """A sign-in under way at an OpenID Connect provider, until its callback (single use).
+
+    Kept in the database, not in memory, so the callback may reach any auth instance.
+    """
+
+    __tablename__ = "auth_sso_states"
+
+    state_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: The digest of the random value in the browser's cookie: the callback must come
+    #: from the browser that started the sign-in (no login CSRF).
+    browser_hash: Mapped[str] = mapped_column(String(64))
+    provider: Mapped[str] = mapped_column(String(63))
+    nonce: Mapped[str] = mapped_column(String(128))
+    code_verifier: Mapped[str] = mapped_column(String(128))
+    callback_uri: Mapped[str] = mapped_column(Text)
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class SsoCode(IdMixin, Base):
+    """The one-time code a frontend exchanges for a token pair (its SHA-256 only)."""
+
+    __tablename__ = "auth_sso_codes"
+
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("auth_users.id", ondelete="CASCADE"), index=True
+    )
+    provider: Mapped[str] = mapped_column(String(63))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    used_at: Mapped[datetime | None] = mapped_column()
+    #: The login its exchange started: ended if the code is presented again.
+    session_id: Mapped[str | None] = mapped_column(String(36))
+
+
+class SsoIdentity(IdMixin, Base):
+    """A user's account at a provider (its ``sub``), linked at their first sign-in there."""
+
+    __tablename__ = "auth_sso_identities"
+    __table_args__ = (UniqueConstraint("provider", "subject"),)
+
+    user_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("auth_users.id", ondelete="CASCADE"), index=True
+    )
+    provider: Mapped[str] = mapped_column(String(63))
+    issuer: Mapped[str] = mapped_column(Text)
+    subject: Mapped[str] = mapped_column(String(255))
+    email: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column()

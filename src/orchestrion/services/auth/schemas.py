@@ -220,6 +220,18 @@ class AuditEventRead(BaseModel):
     created_at: datetime
 
 
+class PersonalData(BaseModel):
+    """Every record auth holds about one person."""
+
+    user: UserRead
+    sessions: list[dict[str, object]] = Field(description="Logins: address, user agent, times.")
+    api_keys: list[ApiKeyRead]
+    sso_identities: list[dict[str, object]] = Field(description="Accounts at identity providers.")
+    audit: list[dict[str, object]] = Field(
+        description="Audit lines they acted in or were the subject of."
+    )
+
+
 class ApiKeyPrincipal(BaseModel):
     """Whom a valid API key stands for (the gateway's internal check)."""
 

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from orchestrion.kernel.audit import current_request_id
 from orchestrion.kernel.auth.permissions import (
     ROLE_PERMISSIONS,
     Permission,
@@ -33,8 +34,9 @@ from orchestrion.kernel.auth.revocation import Kind
 from orchestrion.kernel.bus.events import CloudEvent
 from orchestrion.kernel.bus.outbox import stage
 from orchestrion.kernel.http.idempotency import Sealing
-from orchestrion.kernel.ids import isoformat, utcnow
+from orchestrion.kernel.ids import isoformat, new_id, utcnow
 from orchestrion.services.auth import powers, repository
+from orchestrion.services.auth.audit.chain import add_line
 from orchestrion.services.auth.crypto import digest, hash_password, random_token, verify_password
 from orchestrion.services.auth.errors import (
     ApiKeyNotFound,
@@ -107,9 +109,12 @@ def audit(
     target_id: str | None = None,
     ip: str | None = None,
     data: dict[str, Any] | None = None,
+    user_agent: str | None = None,
+    actor_type: str | None = None,
 ) -> None:
-    """Append an entry to the audit log and, for changes other services care about,
-    stage an integration event (``orchestrion.user.created``...) in the same transaction."""
+    """Append a line to the audit trail (chained when the transaction commits) and, for
+    changes other services care about, stage an integration event
+    (``orchestrion.user.created``...) in the same transaction."""
     if action in INTEGRATION_EVENTS:
         stage(
             session,
@@ -126,16 +131,23 @@ def audit(
                 },
             ),
         )
-    session.add(
+    add_line(
+        session,
         AuditEvent(
+            id=new_id(),
             tenant_id=tenant_id,
             actor_id=actor_id,
+            actor_type=actor_type or ("user" if actor_id else None),
             action=action,
             target_type=target_type,
             target_id=target_id,
             ip=ip,
+            user_agent=(user_agent or "")[:300] or None,
+            request_id=current_request_id(),
+            service="auth",
             data=data or {},
-        )
+            created_at=utcnow(),
+        ),
     )
 
 
@@ -411,10 +423,26 @@ async def login(
             tenant_id=user.tenant_id if user else None,
             actor_id=user.id if user else None,
             ip=ip,
+            user_agent=user_agent,
             data={"email": address},
         )
         await session.flush()
         raise InvalidCredentials("invalid email or password")
+    pair, _ = await start_session(session, runtime=runtime, user=user, ip=ip, user_agent=user_agent)
+    return pair
+
+
+async def start_session(
+    session: AsyncSession,
+    *,
+    runtime: AuthRuntime,
+    user: User,
+    ip: str,
+    user_agent: str | None,
+    data: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], AuthSession]:
+    """A new login of ``user`` (already authenticated) and its first token pair;
+    ``data`` goes into the ``login.succeeded`` audit entry (how they signed in)."""
     auth_session = AuthSession(
         user_id=user.id,
         tenant_id=user.tenant_id,
@@ -424,8 +452,17 @@ async def login(
     session.add(auth_session)
     user.last_login_at = utcnow()
     await session.flush()
-    audit(session, action="login.succeeded", tenant_id=user.tenant_id, actor_id=user.id, ip=ip)
-    return await _issue(session, runtime=runtime, user=user, auth_session=auth_session)
+    audit(
+        session,
+        action="login.succeeded",
+        tenant_id=user.tenant_id,
+        actor_id=user.id,
+        ip=ip,
+        user_agent=user_agent,
+        data=data,
+    )
+    pair = await _issue(session, runtime=runtime, user=user, auth_session=auth_session)
+    return pair, auth_session
 
 
 async def refresh(

@@ -11,7 +11,6 @@ from datetime import timedelta
 import anyio
 from fastapi import FastAPI
 
-from orchestrion import __version__
 from orchestrion.kernel.bus import service_bus
 from orchestrion.kernel.bus.outbox import OutboxRelay
 from orchestrion.kernel.embeddings import open_embedder
@@ -25,7 +24,7 @@ from orchestrion.services.content.plugins.runtime import PluginRuntime
 from orchestrion.services.content.search import VectorCache
 from orchestrion.services.content.service import ContentRuntime
 from orchestrion.services.content.worker import MAX_ATTEMPTS, ContentWorker, give_up
-from orchestrion.settings import Settings, open_database
+from orchestrion.settings import Settings, open_database, service_app_options
 
 #: How long a worker may hold a document before another may take it over.
 LEASE = timedelta(minutes=5)
@@ -71,13 +70,9 @@ def create_app(settings: Settings) -> FastAPI:
             yield
 
     app = create_service_app(
-        name="content",
-        title="Orchestrion content",
-        version=__version__,
+        **service_app_options(settings, "content"),
         database=database,
-        identity_secret=settings.secret_key.get_secret_value().encode(),
         lifespan=lifespan,
-        limits=settings.limits,
     )
     app.state.content = runtime
     app.state.vectors = VectorCache()

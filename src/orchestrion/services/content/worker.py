@@ -9,15 +9,11 @@ deliveries: the dead-lettered task marks it ``failed``.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import os
-import socket
 
 from orchestrion.kernel.db.engine import Database
-from orchestrion.kernel.ids import new_id
 from orchestrion.kernel.queue import ClaimedTask, DeadLetter
+from orchestrion.kernel.queue.worker import QueueWorker
 from orchestrion.services.content import repository, service
 from orchestrion.services.content.errors import UnreadableDocument
 from orchestrion.services.content.service import QUEUE, ContentRuntime
@@ -26,7 +22,7 @@ logger = logging.getLogger("orchestrion.content.worker")
 MAX_ATTEMPTS = 3
 
 
-class ContentWorker:
+class ContentWorker(QueueWorker):
     """Claims and processes up to ``concurrency`` documents at a time until stopped."""
 
     def __init__(
@@ -37,42 +33,12 @@ class ContentWorker:
         concurrency: int = 2,
         poll_seconds: float = 1.0,
     ) -> None:
+        super().__init__(runtime.queue, QUEUE, concurrency=concurrency, poll_seconds=poll_seconds)
         self.database = database
         self.runtime = runtime
-        self.concurrency = concurrency
-        self.poll_seconds = poll_seconds
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:content:{new_id()[-12:]}"
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        """Run in the background until :meth:`stop`."""
-        self._task = asyncio.create_task(self._run(), name="content-worker")
-
-    async def stop(self) -> None:
-        """Stop once the documents in flight are done."""
-        self._stopping.set()
-        self.runtime.queue.wake(QUEUE)
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        queue = self.runtime.queue
-        with contextlib.suppress(Exception):
-            await queue.listen()
-        while not self._stopping.is_set():
-            try:
-                claimed = await queue.claim(queue=QUEUE, owner=self.owner, limit=self.concurrency)
-            except Exception:
-                logger.exception("claiming content tasks failed; retrying")
-                claimed = []
-            if claimed:
-                await asyncio.gather(*(self._process(task) for task in claimed))
-                continue
-            await queue.wait(queue=QUEUE, seconds=self.poll_seconds)
-
-    async def _process(self, task: ClaimedTask) -> None:
+    async def handle(self, task: ClaimedTask) -> None:
+        """Process the task's document and complete the task with its outcome."""
         document_id = str(task.payload.get("document_id", ""))
         try:
             async with self.database.session() as session:

@@ -7,7 +7,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from orchestrion import __version__
 from orchestrion.kernel.bus import service_bus
 from orchestrion.kernel.embeddings import open_embedder
 from orchestrion.kernel.http.app import create_service_app
@@ -17,7 +16,7 @@ from orchestrion.services.knowledge.analysis import GraphCache
 from orchestrion.services.knowledge.endpoints import router
 from orchestrion.services.knowledge.graph_endpoints import router as graph_router
 from orchestrion.services.knowledge.semantic import VectorCache
-from orchestrion.settings import Settings, open_database
+from orchestrion.settings import Settings, open_database, service_app_options
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -27,10 +26,11 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         bus, owned = await service_bus(getattr(app.state, "bus", None), settings.bus.url)
+        subscription = None
         try:
             if bus is not None:
                 # One event at a time: documents sharing an entity never race to create it.
-                await bus.subscribe(
+                subscription = await bus.subscribe(
                     ingest.TOPIC,
                     ingest.GROUP,
                     ingest.handler(bus, app.state.database, app.state.embedder),
@@ -38,16 +38,16 @@ def create_app(settings: Settings) -> FastAPI:
                 )
             yield
         finally:
+            # The in-process bus outlives this app: stop handling before the database is
+            # disposed, or a late event would open a connection nobody closes.
+            if subscription is not None:
+                await subscription.stop()
             if bus is not None and owned:
                 await bus.close()
 
     app = create_service_app(
-        name="knowledge",
-        title="Orchestrion knowledge",
-        version=__version__,
+        **service_app_options(settings, "knowledge"),
         database=open_database(settings),
-        identity_secret=settings.secret_key.get_secret_value().encode(),
-        limits=settings.limits,
         lifespan=lifespan,
     )
     app.state.graphs = GraphCache()

@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from orchestrion import __version__
 from orchestrion.kernel.auth.revocation import Revocations
 from orchestrion.kernel.auth.tokens import TokenVerifier
 from orchestrion.kernel.bus import (
@@ -31,7 +30,7 @@ from orchestrion.services.realtime.endpoints import router
 from orchestrion.services.realtime.executions import HttpExecutionSource
 from orchestrion.services.realtime.schemas import InternalPublish
 from orchestrion.services.realtime.service import Realtime
-from orchestrion.settings import Settings, open_database, open_revocations
+from orchestrion.settings import Settings, open_database, open_revocations, service_app_options
 
 logger = logging.getLogger("orchestrion.realtime")
 
@@ -132,9 +131,10 @@ def create_app(settings: Settings, *, config: RealtimeSettings | None = None) ->
     from the service registry when Redis is configured (``orchestrion serve``).
     Revocation notices come from ``app.state.revocations`` when the composer set it,
     else through Redis: they refuse tokens and close the sockets opened with them.
+    ``/health`` reports Redis (``"redis": {"status": "up"|"down", "latency_ms"}``) when
+    the backend is Redis, and answers 503 while it is down.
     """
     config = config or realtime_settings(settings)
-    secret = settings.secret_key.get_secret_value().encode()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -152,6 +152,9 @@ def create_app(settings: Settings, *, config: RealtimeSettings | None = None) ->
         revocations.listen(realtime.end_revoked)
         app.state.verifier = _verifier(settings, peers, revocations)
         app.state.realtime = realtime
+        if config.redis_url:
+            # Without Redis no instance shares seq, history or fan-out: not ready.
+            app.state.health_checks["redis"] = realtime.backend.ping
         await realtime.start()
         bus, owned = await service_bus(getattr(app.state, "bus", None), settings.bus.url)
         if bus is not None and not is_memory(settings.bus.url):
@@ -179,13 +182,9 @@ def create_app(settings: Settings, *, config: RealtimeSettings | None = None) ->
                 await each.aclose()
 
     app = create_service_app(
-        name="realtime",
-        title="Orchestrion realtime",
-        version=__version__,
+        **service_app_options(settings, "realtime"),
         database=open_database(settings),
-        identity_secret=secret,
         lifespan=lifespan,
-        limits=settings.limits,
     )
     app.state.realtime_config = config
     app.include_router(router)

@@ -86,6 +86,7 @@ class Connection:
         "bucket",
         "close_timeout",
         "closing",
+        "expiry",
         "handler",
         "id",
         "max_queue",
@@ -115,6 +116,8 @@ class Connection:
         # Set by the service when it registers the socket; refusals count toward 1008.
         self.bucket = TokenBucket(rate=1.0, burst=1)
         self.rate_violations = 0
+        # Closes the socket (4401) when its credential expires; re-armed by a fresh one.
+        self.expiry: asyncio.TimerHandle | None = None
         self.handler: asyncio.Task[Any] | None = asyncio.current_task()
         self._send = send
         self._outbox: deque[str | _Close] = deque()
@@ -180,6 +183,8 @@ class Connection:
     async def finish(self) -> None:
         """Stop writing (the handler is leaving)."""
         self.closing = True
+        if self.expiry is not None:
+            self.expiry.cancel()
         if self._close_timer is not None:
             self._close_timer.cancel()
         writer, self._writer = self._writer, None

@@ -15,6 +15,8 @@ Exception tree::
     ├── ReadOnlyChannel        code "read_only": the platform publishes there, not clients
     ├── NotSubscribed          code "not_subscribed"
     ├── TooManySubscriptions   code "too_many_subscriptions"
+    ├── AuthRefused            code "unauthenticated": a fresh auth frame's token is not
+    │                          valid, or names another user (the socket keeps its credential)
     └── SourceUnavailable      code "unavailable": a service behind the channel did not answer
 """
 
@@ -27,7 +29,7 @@ CLOSE_NORMAL = 1000
 CLOSE_POLICY_VIOLATION = 1008  # max_rate_violations rate-limited frames on one socket
 CLOSE_SERVICE_RESTART = 1012  # the instance is shutting down: reconnect elsewhere
 CLOSE_OVERLOADED = 1013  # this process holds max_connections: try again later
-CLOSE_UNAUTHENTICATED = 4401  # no, bad or late credentials
+CLOSE_UNAUTHENTICATED = 4401  # no, bad, late, revoked or expired credentials
 CLOSE_SLOW_CONSUMER = 4408  # the send queue overflowed: the client read too slowly
 CLOSE_HEARTBEAT_MISSED = 4410  # nothing received for heartbeat_timeout_seconds
 CLOSE_TOO_MANY_CONNECTIONS = 4429  # the user holds max_connections_per_user sockets here
@@ -119,6 +121,12 @@ class TooManySubscriptions(FrameError):
     """The connection holds ``max_subscriptions`` channels already."""
 
     code = "too_many_subscriptions"
+
+
+class AuthRefused(FrameError):
+    """A fresh ``auth`` frame on an open socket that does not renew its credential."""
+
+    code = "unauthenticated"
 
 
 class SourceUnavailable(FrameError):

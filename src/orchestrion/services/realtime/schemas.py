@@ -1,7 +1,8 @@
 """Frames: what clients send (validated models) and what the server sends (JSON text).
 
-Client → server: ``auth``, ``subscribe`` (``after``: resume), ``unsubscribe``, ``publish``,
-``presence``, ``ping``; any may carry ``ref``, echoed in the answer. The internal
+Client → server: ``auth`` (first, or later with a fresh token), ``subscribe`` (``after``:
+resume), ``unsubscribe``, ``publish``, ``presence``, ``ping``; any may carry ``ref``,
+echoed in the answer. The internal
 publish body (:class:`InternalPublish`) is how the platform (the engine) feeds channels.
 """
 
@@ -9,10 +10,12 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from orchestrion.kernel.ids import isoformat
 from orchestrion.services.realtime.backends.base import Envelope
 from orchestrion.services.realtime.errors import BadFrame, InvalidFrame
 
@@ -193,6 +196,16 @@ def envelope_frame(envelope: Envelope, channel: str, ref: Any = None) -> str:
     else:
         frame = {"type": "presence", "channel": channel, "members": envelope.payload}
     return dumps(with_ref(frame, ref))
+
+
+def welcome(connection_id: str, expires_at: float | None) -> dict[str, Any]:
+    """``{"type": "welcome", "connection_id", "expires_at"?}``: ``expires_at`` (ISO 8601)
+    is when the socket's credential expires and the socket closes with 4401, unless a
+    fresh ``auth`` frame comes first."""
+    frame: dict[str, Any] = {"type": "welcome", "connection_id": connection_id}
+    if expires_at is not None:
+        frame["expires_at"] = isoformat(datetime.fromtimestamp(expires_at, UTC))
+    return frame
 
 
 def error_frame(code: str, message: str, ref: Any = None, **fields: Any) -> str:

@@ -8,6 +8,7 @@ import logging
 import time
 from typing import Any
 
+from orchestrion.kernel.auth.principal import Principal
 from orchestrion.kernel.auth.revocation import Revocation
 from orchestrion.kernel.errors import ValidationFailed
 from orchestrion.services.realtime.backends.base import Backend, Envelope, Member
@@ -24,6 +25,7 @@ from orchestrion.services.realtime.errors import (
     CLOSE_POLICY_VIOLATION,
     CLOSE_SERVICE_RESTART,
     CLOSE_UNAUTHENTICATED,
+    AuthRefused,
     BadChannel,
     BadFrame,
     ChannelNotFound,
@@ -47,10 +49,13 @@ from orchestrion.services.realtime.schemas import (
     data_size,
     dumps,
     error_frame,
+    welcome,
     with_ref,
 )
 
 logger = logging.getLogger("orchestrion.realtime")
+#: Reads of what a subscription missed during a backend interruption, before giving up.
+BACKFILL_ATTEMPTS = 5
 
 
 def _credentials(connection: Connection) -> list[tuple[str, str]]:
@@ -87,10 +92,11 @@ class Realtime:
         # (kind, id) of a revocation notice → the sockets it closes (one lookup per notice).
         self.by_credential: dict[tuple[str, str], set[str]] = {}
         self._refresher: asyncio.Task[None] | None = None
+        self._backfills: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         """Connect the backend and keep this instance's presence entries alive."""
-        await self.backend.start(self.hub.deliver)
+        await self.backend.start(self.hub.deliver, self.resume)
         self._refresher = asyncio.create_task(self._refresh_presence())
 
     async def stop(self) -> None:
@@ -101,6 +107,8 @@ class Realtime:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresher
+        for task in list(self._backfills):
+            task.cancel()
         await self.backend.close()
 
     async def _refresh_presence(self) -> None:
@@ -133,8 +141,47 @@ class Realtime:
             }
         user = connection.principal.user_id
         self.per_user[user] = self.per_user.get(user, 0) + 1
+        self._index(connection)
+        self._arm_expiry(connection)
+
+    def _index(self, connection: Connection) -> None:
         for credential in _credentials(connection):
             self.by_credential.setdefault(credential, set()).add(connection.id)
+
+    def _unindex(self, connection: Connection) -> None:
+        for credential in _credentials(connection):
+            held = self.by_credential.get(credential)
+            if held is not None:
+                held.discard(connection.id)
+                if not held:
+                    del self.by_credential[credential]
+
+    def _arm_expiry(self, connection: Connection) -> None:
+        """Close the socket (4401) when its credential expires; a later one re-arms it."""
+        if connection.expiry is not None:
+            connection.expiry.cancel()
+            connection.expiry = None
+        expires_at = connection.principal.expires_at
+        if expires_at is None:
+            return
+        connection.expiry = asyncio.get_running_loop().call_later(
+            max(0.0, expires_at - time.time()),
+            connection.close,
+            CLOSE_UNAUTHENTICATED,
+            'token expired: send {"type": "auth", "token"} with a fresh one before it does',
+        )
+
+    def reauthenticate(self, connection: Connection, principal: Principal, ref: Any) -> None:
+        """A fresh credential for the same user and tenant: keep the socket past the old
+        one's expiry (until the new one's); answered with ``welcome`` and its ``ref``."""
+        current = connection.principal
+        if (principal.subject, principal.tenant_id) != (current.subject, current.tenant_id):
+            raise AuthRefused("a fresh token must be the same user's, in the same tenant")
+        self._unindex(connection)
+        connection.principal = principal
+        self._index(connection)
+        self._arm_expiry(connection)
+        connection.push(dumps(with_ref(welcome(connection.id, principal.expires_at), ref)))
 
     def end_revoked(self, notice: Revocation) -> None:
         """Close (4401) the sockets opened with credentials a revocation notice ended:
@@ -148,12 +195,9 @@ class Realtime:
         """Forget a socket: its subscriptions and presence leave with it."""
         if self.connections.pop(connection.id, None) is None:
             return
-        for credential in _credentials(connection):
-            held = self.by_credential.get(credential)
-            if held is not None:
-                held.discard(connection.id)
-                if not held:
-                    del self.by_credential[credential]
+        if connection.expiry is not None:
+            connection.expiry.cancel()
+        self._unindex(connection)
         user = connection.principal.user_id
         left = self.per_user.get(user, 1) - 1
         if left > 0:
@@ -238,6 +282,12 @@ class Realtime:
         frame = {"type": "message", "channel": subscription.channel, "seq": seq, "data": data}
         subscription.send(seq, dumps(frame))
 
+    def _gap(self, subscription: Subscription, missing: tuple[int, int] | None) -> None:
+        if missing is not None:
+            first, last = missing
+            gap = {"type": "gap", "channel": subscription.channel, "from": first, "to": last}
+            subscription.connection.push(dumps(gap))
+
     async def _replay_history(self, subscription: Subscription, frame: SubscribeFrame) -> None:
         if frame.after is None:
             latest = await self.backend.latest(subscription.key)
@@ -246,10 +296,7 @@ class Realtime:
             replay = await self.backend.history(subscription.key, frame.after)
             latest = replay.latest
             self._subscribed(subscription, latest, frame.ref)
-            if replay.missing is not None:
-                first, last = replay.missing
-                gap = {"type": "gap", "channel": subscription.channel, "from": first, "to": last}
-                subscription.connection.push(dumps(gap))
+            self._gap(subscription, replay.missing)
             for seq, data in replay.messages:
                 self._message(subscription, seq, data)
         subscription.last = max(subscription.last, latest)
@@ -269,6 +316,52 @@ class Realtime:
             for event in events:
                 self._message(subscription, int(event["seq"]), event)
         subscription.last = max(subscription.last, latest)
+
+    def resume(self, keys: list[str]) -> None:
+        """The backend's fan-out came back after an interruption: hold each live
+        subscription's new frames while what it missed meanwhile is read from history,
+        then flush them (the seq drops what the history already gave)."""
+        for key in keys:
+            for subscription in list(self.hub.subscriptions.get(key, {}).values()):
+                if subscription.pending is not None:
+                    continue  # still replaying its subscribe, which reads history after this
+                subscription.pending = []
+                task = asyncio.create_task(self._backfill(subscription))
+                self._backfills.add(task)
+                task.add_done_callback(self._backfills.discard)
+
+    async def _backfill(self, subscription: Subscription) -> None:
+        try:
+            for attempt in range(BACKFILL_ATTEMPTS):
+                try:
+                    await self._read_missed(subscription)
+                    break
+                except Exception:
+                    # A connection pooled before a Redis restart fails once, then is
+                    # replaced: try again shortly.
+                    if attempt + 1 == BACKFILL_ATTEMPTS:
+                        # Live delivery goes on; what was missed stays missed (the client
+                        # resumes with `after` when it notices).
+                        logger.warning("could not backfill %s", subscription.key, exc_info=True)
+                    else:
+                        await asyncio.sleep(0.1 * 2**attempt)
+        finally:
+            if subscription.connection.subscriptions.get(subscription.channel) is subscription:
+                subscription.go_live()
+            else:
+                subscription.pending = None  # unsubscribed meanwhile: nothing to flush
+
+    async def _read_missed(self, subscription: Subscription) -> None:
+        channel = parse_channel(subscription.channel)
+        if channel.kind == "execution":
+            assert channel.ident is not None
+            for event in await self.executions.events_after(channel.ident, subscription.last):
+                self._message(subscription, int(event["seq"]), event)
+            return
+        replay = await self.backend.history(subscription.key, subscription.last)
+        self._gap(subscription, replay.missing)
+        for seq, data in replay.messages:
+            self._message(subscription, seq, data)
 
     async def unsubscribe(self, connection: Connection, frame: UnsubscribeFrame) -> None:
         """Leave a channel (and its presence); answered with ``unsubscribed``."""

@@ -4,6 +4,10 @@ Authentication, in order: the identity header the gateway signed (it verified th
 client's ``Authorization``); the subprotocol pair ``bearer, <token>`` (the socket is
 accepted with subprotocol ``bearer``); a first frame ``{"type": "auth", "token"}``
 within ``auth_timeout_seconds``. Anything else is closed with 4401.
+
+A socket whose credential expires (a JWT's ``exp``, an API key's expiry) is closed with
+4401 then, unless the client sent a fresh ``{"type": "auth", "token"}`` first (the same
+user's): the answer is a new ``welcome`` with the new ``expires_at``.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from orchestrion.services.realtime.errors import (
     CLOSE_OVERLOADED,
     CLOSE_TOO_MANY_CONNECTIONS,
     CLOSE_UNAUTHENTICATED,
+    AuthRefused,
     BadFrame,
     FrameError,
     FrameTooLarge,
@@ -36,6 +41,7 @@ from orchestrion.services.realtime.schemas import (
     error_frame,
     parse_frame,
     peek_ref,
+    welcome,
     with_ref,
 )
 from orchestrion.services.realtime.service import Realtime
@@ -128,8 +134,8 @@ async def serve_socket(
     )
     realtime.register(connection)
     try:
-        connection.push(dumps(with_ref({"type": "welcome", "connection_id": connection.id}, ref)))
-        await _read(websocket, realtime, connection)
+        connection.push(dumps(with_ref(welcome(connection.id, principal.expires_at), ref)))
+        await _read(websocket, realtime, connection, verifier)
     except asyncio.CancelledError:
         if not connection.aborted:
             raise
@@ -141,7 +147,9 @@ async def serve_socket(
         await realtime.unregister(connection)
 
 
-async def _read(websocket: WebSocket, realtime: Realtime, connection: Connection) -> None:
+async def _read(
+    websocket: WebSocket, realtime: Realtime, connection: Connection, verifier: TokenVerifier | None
+) -> None:
     config = realtime.config
     while True:
         try:
@@ -158,10 +166,23 @@ async def _read(websocket: WebSocket, realtime: Realtime, connection: Connection
         if text is None:
             connection.push(error_frame(BadFrame.code, "frames are JSON text, not binary"))
             continue
-        await _serve_frame(realtime, connection, text)
+        await _serve_frame(realtime, connection, text, verifier)
 
 
-async def _serve_frame(realtime: Realtime, connection: Connection, text: str) -> None:
+async def _renew(
+    realtime: Realtime, connection: Connection, frame: AuthFrame, verifier: TokenVerifier | None
+) -> None:
+    """A fresh token on an open socket: it lives on until that one's expiry."""
+    try:
+        principal = await _verify(verifier, frame.token)
+    except _Refused as exc:
+        raise AuthRefused(f"the fresh token was refused: {exc.reason}") from None
+    realtime.reauthenticate(connection, principal, frame.ref)
+
+
+async def _serve_frame(
+    realtime: Realtime, connection: Connection, text: str, verifier: TokenVerifier | None
+) -> None:
     limit = realtime.config.max_frame_bytes
     ref = None
     try:
@@ -171,7 +192,10 @@ async def _serve_frame(realtime: Realtime, connection: Connection, text: str) ->
             )
         frame = parse_frame(text)
         ref = frame.ref
-        await realtime.handle(connection, frame)
+        if isinstance(frame, AuthFrame):
+            await _renew(realtime, connection, frame, verifier)
+        else:
+            await realtime.handle(connection, frame)
     except FrameError as exc:
         connection.push(
             error_frame(

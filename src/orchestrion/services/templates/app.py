@@ -7,12 +7,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from orchestrion import __version__
+from orchestrion.kernel.bus import service_bus
+from orchestrion.kernel.bus.outbox import OutboxRelay
 from orchestrion.kernel.http.app import create_service_app
 from orchestrion.kernel.http.peers import discover
 from orchestrion.services.templates.endpoints import router
 from orchestrion.services.templates.starters import seed
-from orchestrion.settings import Settings, open_database
+from orchestrion.settings import Settings, open_database, service_app_options
 
 #: Services this one calls: workflows makes the instantiated workflows.
 PEER_SERVICES = ("workflows",)
@@ -42,19 +43,24 @@ def create_app(settings: Settings) -> FastAPI:
             registry_prefix=settings.gateway.registry_prefix,
         )
         app.state.template_peers = clients
+        # Audit lines leave through the outbox, like every service's.
+        bus, owns_bus = await service_bus(getattr(app.state, "bus", None), settings.bus.url)
+        relay = OutboxRelay(app.state.database, bus) if bus is not None else None
+        if relay is not None:
+            relay.start()
         try:
             yield
         finally:
+            if relay is not None:
+                await relay.stop()
+            if bus is not None and owns_bus:
+                await bus.close()
             for peers in owned:
                 await peers.aclose()
 
     app = create_service_app(
-        name="templates",
-        title="Orchestrion templates",
-        version=__version__,
+        **service_app_options(settings, "templates"),
         database=open_database(settings),
-        identity_secret=secret,
-        limits=settings.limits,
         lifespan=lifespan,
     )
     app.state.template_peers = {}

@@ -7,8 +7,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from orchestrion.kernel import audit
 from orchestrion.kernel.auth.permissions import Permission
+from orchestrion.kernel.auth.principal import Principal
 from orchestrion.kernel.http.deps import CurrentPrincipal, Db, Session
 from orchestrion.kernel.http.etag import check_if_match, resource_response
 from orchestrion.kernel.http.idempotency import HEADER, run_idempotent
@@ -33,6 +36,25 @@ router = APIRouter(prefix="/api/v1/templates", tags=["templates"])
 _PREFIX = "/api/v1/templates"
 
 
+def _audit(
+    session: AsyncSession,
+    request: Request,
+    principal: Principal,
+    action: str,
+    template_id: str,
+    **data: Any,
+) -> None:
+    audit.record_request(
+        session,
+        request,
+        principal,
+        action=action,
+        resource_type="template",
+        resource_id=template_id,
+        data=data,
+    )
+
+
 @router.post(
     "",
     status_code=201,
@@ -48,6 +70,7 @@ async def create_template(
 
     async def produce() -> tuple[int, Any]:
         template = await service.create_template(session, principal=principal, data=data)
+        _audit(session, request, principal, "template.created", template.id)
         return 201, service.to_dict(template)
 
     response = await run_idempotent(
@@ -129,6 +152,7 @@ async def replace_template(
     template = await service.update_template(
         session, principal=principal, template=template, data=data
     )
+    _audit(session, request, principal, "template.updated", template.id)
     return resource_response(request, service.to_dict(template))
 
 
@@ -147,6 +171,7 @@ async def delete_template(
     service.require_owner(principal, template)
     check_if_match(request, service.to_dict(template))
     await service.delete_template(session, principal=principal, template=template)
+    _audit(session, request, principal, "template.deleted", template_id)
     return Response(status_code=204)
 
 
@@ -186,6 +211,9 @@ async def publish_template(
     template = await service.get_template(session, principal=principal, template_id=template_id)
     template = await service.publish(
         session, principal=principal, template=template, visibility=data.visibility
+    )
+    _audit(
+        session, request, principal, "template.published", template.id, visibility=data.visibility
     )
     return resource_response(request, service.to_dict(template))
 

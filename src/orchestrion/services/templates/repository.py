@@ -146,6 +146,13 @@ async def get_by_slug(session: AsyncSession, slug: str) -> TplTemplate | None:
     return found
 
 
+async def starter_versions(session: AsyncSession, slugs: list[str]) -> dict[str, int]:
+    """Slug → stored version of the starters among ``slugs`` (one query)."""
+    stmt = select(TplTemplate.slug, TplTemplate.version).where(TplTemplate.slug.in_(slugs))
+    rows = (await session.execute(stmt)).all()
+    return {slug: version for slug, version in rows if slug is not None}
+
+
 async def set_tags(session: AsyncSession, *, template_id: str, tags: list[str]) -> None:
     """Replace the tag rows of a template."""
     await session.execute(delete(TplTag).where(TplTag.template_id == template_id))

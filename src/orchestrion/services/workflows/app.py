@@ -3,18 +3,18 @@ endpoint and the runtime (:mod:`.runtime`: the engine, live updates, embedded wo
 
 definitions/ (workflows, versions, step types), executions/ (runs, event log, stream,
 approvals, signals), automation/ (schedules, webhooks), llm/ (providers, budgets, usage,
-the platform LLM backend, tokens) and mcp/ (tenants' MCP servers, the /mcp endpoint).
+the platform LLM backend, tokens) and mcp/ (tenants' MCP servers, the /mcp endpoint);
+grpc/ serves the internal gRPC API beside HTTP while the app runs.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.routing import Route
 
-from orchestrion import __version__
 from orchestrion.engine import configure_expressions, definition_schemas
 from orchestrion.kernel.crypto import rotating_fernet
 from orchestrion.kernel.http.app import create_service_app
@@ -22,11 +22,12 @@ from orchestrion.kernel.http.openapi import add_raw_schemas
 from orchestrion.services.workflows.automation.endpoints import router as automation_router
 from orchestrion.services.workflows.definitions.endpoints import router as definitions_router
 from orchestrion.services.workflows.executions.endpoints import router as execution_router
+from orchestrion.services.workflows.grpc.server import GrpcServer
 from orchestrion.services.workflows.llm.endpoints import router as llm_router
 from orchestrion.services.workflows.mcp.endpoints import router as mcp_router
 from orchestrion.services.workflows.mcp.server import create_mcp_endpoint
 from orchestrion.services.workflows.runtime import WorkflowsRuntime, llm_fernet, mcp_fernet
-from orchestrion.settings import Settings, open_database
+from orchestrion.settings import Settings, open_database, service_app_options
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -41,6 +42,12 @@ def create_app(settings: Settings) -> FastAPI:
         database=database,
         secret=secret,
         wait_seconds=settings.mcp.tool_wait_seconds,
+        peers=runtime.peer_calls,
+    )
+    grpc_server = (
+        GrpcServer(settings, database=database, engine=runtime.engine)
+        if settings.grpc.enabled
+        else None
     )
 
     @asynccontextmanager
@@ -48,21 +55,26 @@ def create_app(settings: Settings) -> FastAPI:
         # In the embedded shape the platform hands every service the shared bus and
         # its peers (realtime among them) before the lifespan starts.
         peers = getattr(app.state, "peers", None) or {}
-        running = runtime.running(bus=getattr(app.state, "bus", None), peers=peers)
-        # The MCP endpoint's session manager runs for the app's whole life.
-        async with mcp_manager.run(), running:
+        async with AsyncExitStack() as stack:
+            # The MCP endpoint's session manager runs for the app's whole life.
+            await stack.enter_async_context(mcp_manager.run())
+            await stack.enter_async_context(
+                runtime.running(bus=getattr(app.state, "bus", None), peers=peers)
+            )
+            if grpc_server is not None:
+                revocations = getattr(app.state, "revocations", None)
+                await stack.enter_async_context(
+                    grpc_server.running(peers=peers, revocations=revocations)
+                )
             yield
 
     app = create_service_app(
-        name="workflows",
-        title="Orchestrion workflows",
-        version=__version__,
+        **service_app_options(settings, "workflows"),
         database=database,
-        identity_secret=secret,
         lifespan=lifespan,
-        limits=settings.limits,
     )
     app.state.runtime = runtime
+    app.state.grpc = grpc_server
     app.state.engine = runtime.engine
     app.state.llm_fernet = llm_fernet(settings)
     app.state.fernet = rotating_fernet(

@@ -36,11 +36,12 @@ from orchestrion.engine import (
 )
 from orchestrion.kernel.auth.identity import IDENTITY_HEADER, encode_identity
 from orchestrion.kernel.auth.principal import Principal
-from orchestrion.kernel.bus import Bus, is_memory, service_bus
+from orchestrion.kernel.bus import Bus, Subscription, is_memory, service_bus
 from orchestrion.kernel.bus.outbox import OutboxRelay
 from orchestrion.kernel.crypto import rotating_fernet
 from orchestrion.kernel.db.engine import Database
 from orchestrion.kernel.http.peers import discover
+from orchestrion.kernel.http.tls import client_context
 from orchestrion.kernel.queue import TaskQueue
 from orchestrion.services.workflows.automation import service as automation
 from orchestrion.services.workflows.executions.live import LivePublisher
@@ -49,6 +50,8 @@ from orchestrion.services.workflows.llm.backend import PlatformLlm
 from orchestrion.services.workflows.llm.token_bus import (
     TokenBatcher,
     TokenFeed,
+    forget_group,
+    instance_group,
     open_token_bus,
     subscribe_tokens,
 )
@@ -57,8 +60,9 @@ from orchestrion.settings import Settings
 
 #: Where execution events are published (CloudEvents ``orchestrion.<event type>``).
 EXECUTION_TOPIC = "workflows.executions"
-#: The services step types call (``content``, ``plugin`` and ``knowledge`` steps).
-STEP_SERVICES = ("content", "knowledge")
+#: The services step types call (``content``, ``plugin``, ``knowledge`` and ``notify``
+#: steps), and the templates service the MCP endpoint offers templates from.
+STEP_SERVICES = ("content", "knowledge", "notifications", "templates", "flags")
 
 
 def llm_fernet(settings: Settings) -> Fernet:
@@ -107,8 +111,8 @@ def _reason(response: httpx.Response) -> str:
 
 
 class PeerCalls:
-    """The ``SERVICES`` requirement: how ``content``, ``plugin`` and ``knowledge`` steps
-    reach their services, over HTTP.
+    """The ``SERVICES`` requirement: how ``content``, ``plugin``, ``knowledge`` and
+    ``notify`` steps reach their services, over HTTP.
 
     Each call goes to the named service's public API with a signed identity header
     (``kernel.auth.identity``) for a principal of the execution's tenant holding only the
@@ -140,20 +144,44 @@ class PeerCalls:
         params: Mapping[str, str] | None = None,
     ) -> Any:
         """Send the request as the execution; its JSON answer (raises ServiceCallError)."""
-        client = self._clients.get(service)
-        if client is None:
-            raise ServiceCallError(
-                f"the {service} service is not known to this process", status=None, retryable=True
-            )
         principal = Principal(
             subject=f"execution:{call.execution_id}",
             tenant_id=call.tenant_id,
             permissions=frozenset(permissions),
         )
-        headers = {
-            IDENTITY_HEADER: encode_identity(principal, self._secret),
-            "Idempotency-Key": call.idempotency_key,
-        }
+        return await self.request(
+            service,
+            method,
+            path,
+            principal=principal,
+            json=json,
+            params=params,
+            idempotency_key=call.idempotency_key,
+        )
+
+    async def request(
+        self,
+        service: str,
+        method: str,
+        path: str,
+        *,
+        principal: Principal,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Any:
+        """Send the request as ``principal``; its JSON answer (raises ServiceCallError).
+
+        ``idempotency_key`` goes with the methods that change something only.
+        """
+        client = self._clients.get(service)
+        if client is None:
+            raise ServiceCallError(
+                f"the {service} service is not known to this process", status=None, retryable=True
+            )
+        headers = {IDENTITY_HEADER: encode_identity(principal, self._secret)}
+        if idempotency_key is not None and method.upper() not in ("GET", "HEAD"):
+            headers["Idempotency-Key"] = idempotency_key
         try:
             response = await client.request(
                 method, path, json=json, params=params, headers=headers, timeout=self._timeout
@@ -196,7 +224,7 @@ class WorkflowsRuntime:
         self.settings = settings
         self.database = database
         self.feed_tokens = feed_tokens
-        self.http = httpx.AsyncClient(follow_redirects=False)
+        self.http = httpx.AsyncClient(follow_redirects=False, verify=client_context())
         broker = not is_memory(settings.bus.url)
         # With a broker, realtime and other processes read events and tokens from it;
         # in process, they are pushed to realtime's internal endpoint.
@@ -241,7 +269,10 @@ class WorkflowsRuntime:
                 max_attempts=config.max_task_attempts,
             ),
             resolver=resolve_workflow,
-            outbox_topic=EXECUTION_TOPIC if broker else None,
+            # Every shape publishes execution events on the bus (in process: the memory bus)
+            # for the services that project them (analytics, notifications); in process,
+            # realtime still gets them pushed directly, without the relay's delay.
+            outbox_topic=EXECUTION_TOPIC,
             handlers={automation.SCHEDULE_TASK: automation.fire},
             listeners=[self.publisher.listen] if self.publisher is not None else [],
             limits=EngineLimits.from_settings(config),
@@ -297,7 +328,10 @@ class WorkflowsRuntime:
                 stack.push_async_callback(self.batcher.stop)
                 if self.feed_tokens and broker is not None:
                     feed = TokenFeed(self.llm.hub.publish, origin=self.batcher.origin)
-                    await subscribe_tokens(broker, self.settings.llm.token_bus_group, feed)
+                    # A group per instance: every instance's SSE streams get every batch.
+                    group = instance_group(self.settings.llm.token_bus_group, self.batcher.origin)
+                    subscription = await subscribe_tokens(broker, group, feed)
+                    stack.push_async_callback(_leave_tokens, broker, subscription)
             if self.worker is not None:
                 running = asyncio.create_task(self.worker.run(), name="engine-worker")
                 stack.push_async_callback(self._stop_worker, running)
@@ -308,3 +342,9 @@ class WorkflowsRuntime:
         self.worker.stop()
         with contextlib.suppress(asyncio.CancelledError):
             await running
+
+
+async def _leave_tokens(broker: Bus, subscription: Subscription) -> None:
+    """Stop reading tokens and remove this instance's group from the broker."""
+    await subscription.stop()
+    await forget_group(broker, subscription.group)

@@ -1,8 +1,13 @@
-// The HTTP client: bearer token in sessionStorage, one refresh on a 401, problems
-// (application/problem+json) raised as ApiError.
+// The console's API client: the SDK (@orchestrion/sdk, bundled as vendor/sdk.js by
+// `npm run build:console`), its token pair kept in sessionStorage. The SDK refreshes an
+// expired access token once on a 401 (one refresh shared by concurrent calls) and replays
+// the call; a call still refused means the session is over and the console signs out.
+
+import { createClient, openRealtime } from "./vendor/sdk.js";
 
 const STORE = "orchestrion.session";
 
+/** An error answer (an RFC 9457 problem), thrown by {@link call}. */
 export class ApiError extends Error {
   constructor(status, problem) {
     super((problem && (problem.detail || problem.title)) || `HTTP ${status}`);
@@ -12,7 +17,7 @@ export class ApiError extends Error {
   }
 }
 
-export function session() {
+function stored() {
   try {
     return JSON.parse(sessionStorage.getItem(STORE) || "null");
   } catch {
@@ -25,90 +30,100 @@ function save(tokens) {
   else sessionStorage.removeItem(STORE);
 }
 
+/** The typed SDK client every page calls through (`client.GET("/api/v1/...", {...})`). */
+export const client = createClient({ baseUrl: location.origin, onTokens: save });
+client.setTokens(stored());
+
 let onSignedOut = () => {};
 export function whenSignedOut(callback) {
   onSignedOut = callback;
 }
 
-async function parse(response) {
-  const type = response.headers.get("content-type") || "";
-  if (response.status === 204 || response.status === 304) return null;
-  if (type.includes("json")) return response.json();
-  return response.text();
+/** The pair held now (restored from sessionStorage when the page loads). */
+export function session() {
+  return client.tokens();
 }
 
-async function send(method, path, { body, contentType, headers = {}, auth = true } = {}) {
-  const init = { method, headers: { Accept: "application/json", ...headers } };
-  const current = session();
-  if (auth && current) init.headers.Authorization = `Bearer ${current.access_token}`;
-  if (body !== undefined) {
-    init.headers["Content-Type"] = contentType || "application/json";
-    init.body = typeof body === "string" ? body : JSON.stringify(body);
-  }
-  return fetch(path, init);
+function ended() {
+  client.setTokens(null);
+  onSignedOut();
 }
 
-let refreshing = null;
-
-async function refresh() {
-  const current = session();
-  if (!current || !current.refresh_token) return false;
-  if (!refreshing) {
-    refreshing = (async () => {
-      const response = await send("POST", "/api/v1/auth/refresh", {
-        body: { refresh_token: current.refresh_token },
-        auth: false,
-      });
-      if (!response.ok) return false;
-      save(await response.json());
-      return true;
-    })().finally(() => {
-      refreshing = null;
-    });
-  }
-  return refreshing;
+/**
+ * Await a typed call: `{data, response}`, or an {@link ApiError} thrown for an error
+ * answer. A 401 left after the SDK's refresh ends the session.
+ */
+export async function call(pending) {
+  const { data, error, response } = await pending;
+  if (response.ok) return { data, response };
+  if (response.status === 401 && session()) ended();
+  throw new ApiError(response.status, error);
 }
 
-/** Call the API; answers `{status, headers, body}` or throws an ApiError. */
-export async function api(method, path, options = {}) {
-  let response = await send(method, path, options);
-  if (response.status === 401 && options.auth !== false && session()) {
-    if (await refresh()) {
-      response = await send(method, path, options);
-    }
-    if (response.status === 401) {
-      save(null);
-      onSignedOut();
-    }
-  }
-  const body = await parse(response);
-  if (!response.ok && response.status !== 304) {
-    throw new ApiError(response.status, typeof body === "object" ? body : { detail: body });
-  }
-  return { status: response.status, headers: response.headers, body };
+/** `call` for code that only wants the data. */
+export async function get(pending) {
+  return (await call(pending)).data;
 }
 
 export async function signIn(email, password) {
-  const { body } = await api("POST", "/api/v1/auth/login", {
-    body: { email, password },
-    auth: false,
+  try {
+    return await client.login(email, password);
+  } catch (error) {
+    if (error && error.problem) throw new ApiError(error.status, error.problem);
+    throw error;
+  }
+}
+
+/** The identity providers to offer ("Sign in with ..."); none when the call fails. */
+export async function ssoProviders() {
+  try {
+    const { data, response } = await client.GET("/api/v1/auth/sso/providers");
+    return response.ok && data ? data.data : [];
+  } catch {
+    return [];
+  }
+}
+
+/** Where a "Sign in with <provider>" button goes: the provider, then back to `returnTo`. */
+export function ssoLoginUrl(name, returnTo) {
+  const query = new URLSearchParams({ redirect_uri: returnTo });
+  return `/api/v1/auth/sso/${encodeURIComponent(name)}/login?${query}`;
+}
+
+/** Exchange the one-time code a single sign-on returned with, once, for the session. */
+export async function signInWithCode(code) {
+  const { data, error, response } = await client.POST("/api/v1/auth/sso/exchange", {
+    body: { code },
   });
-  save(body);
-  return body;
+  if (!response.ok || !data) throw new ApiError(response.status, error);
+  client.setTokens(data);
+  return data;
 }
 
 export async function signOut() {
   try {
-    if (session()) await api("POST", "/api/v1/auth/logout");
+    if (session()) await client.logout();
   } catch {
-    // The session is forgotten here whatever the server says.
+    // The session is forgotten (by the SDK) whatever the server says.
   } finally {
     save(null);
   }
 }
 
-/** A fresh access token for a socket (refreshing first if the current one is refused). */
-export function accessToken() {
-  const current = session();
-  return current ? current.access_token : null;
+/**
+ * The realtime socket as this session (subprotocol `bearer, <token>`), resuming each
+ * channel after its last seq; a `4401` close refreshes the access token and reconnects,
+ * and a refresh that fails too ends the session.
+ */
+export function realtime(options = {}) {
+  return openRealtime(client, {
+    auth: "subprotocol",
+    initialDelayMs: 500,
+    maxDelayMs: 10000,
+    ...options,
+    onState(state, detail) {
+      if (state === "closed" && detail && detail.code === 4401 && !session()) ended();
+      if (options.onState) options.onState(state, detail);
+    },
+  });
 }

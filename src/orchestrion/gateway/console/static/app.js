@@ -1,13 +1,18 @@
 // The console's shell: a client-side router over history.pushState, the header's
 // navigation, the alert region and focus management on every page change.
 
-import { api, session, signOut, whenSignedOut } from "./api.js";
+import { client, get, session, signOut, whenSignedOut } from "./api.js";
 import { h, replace } from "./dom.js";
 import { signInPage } from "./pages/signin.js";
 import { workflowsPage } from "./pages/workflows.js";
 import { workflowPage } from "./pages/workflow.js";
 import { executionPage } from "./pages/execution.js";
 import { usagePage } from "./pages/usage.js";
+import { analyticsPage } from "./pages/analytics.js";
+import { notificationsPage } from "./pages/notifications.js";
+import { contentPage, documentPage } from "./pages/content.js";
+import { knowledgePage, nodePage } from "./pages/knowledge.js";
+import { templatesPage, templatePage } from "./pages/templates.js";
 
 const main = document.getElementById("main");
 const alerts = document.getElementById("alerts");
@@ -21,6 +26,14 @@ const ROUTES = [
   [/^\/workflows\/([^/]+)$/, (ctx, id) => workflowPage(ctx, decodeURIComponent(id)), true],
   [/^\/executions\/([^/]+)$/, (ctx, id) => executionPage(ctx, decodeURIComponent(id)), true],
   [/^\/usage$/, usagePage, true],
+  [/^\/analytics$/, analyticsPage, true],
+  [/^\/notifications$/, notificationsPage, true],
+  [/^\/content$/, contentPage, true],
+  [/^\/content\/([^/]+)$/, (ctx, id) => documentPage(ctx, decodeURIComponent(id)), true],
+  [/^\/knowledge$/, knowledgePage, true],
+  [/^\/knowledge\/([^/]+)$/, (ctx, id) => nodePage(ctx, decodeURIComponent(id)), true],
+  [/^\/templates$/, templatesPage, true],
+  [/^\/templates\/([^/]+)$/, (ctx, id) => templatePage(ctx, decodeURIComponent(id)), true],
 ];
 
 let cleanup = null;
@@ -47,8 +60,8 @@ async function showIdentity() {
   }
   nav.hidden = false;
   try {
-    const { body } = await api("GET", "/api/v1/auth/me");
-    who.textContent = body.email;
+    const me = await get(client.GET("/api/v1/auth/me"));
+    who.textContent = me.email;
   } catch {
     who.textContent = "";
   }
@@ -79,6 +92,11 @@ async function render() {
     return render();
   }
   showIdentity();
+  for (const link of nav.querySelectorAll("ul a")) {
+    const here = path === link.pathname || path.startsWith(`${link.pathname}/`);
+    if (here) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
   const ctx = {
     navigate,
     showError,

@@ -35,3 +35,33 @@ export function when(iso) {
 export function statusBadge(status) {
   return h("span", { class: `badge badge-${status}` }, status);
 }
+
+/** A labelled field: `<div class="field"><label for>…</label>[help]input</div>`. */
+export function field(input, label, help) {
+  const helpId = help ? `${input.id}-help` : null;
+  if (helpId) input.setAttribute("aria-describedby", helpId);
+  return h("div", { class: "field" },
+    h("label", { for: input.id }, label),
+    help ? h("p", { id: helpId, class: "help" }, help) : null,
+    input);
+}
+
+/** A `<select>` of `[value, text]` pairs, `current` selected. */
+export function select(attrs, options, current) {
+  return h("select", attrs,
+    options.map(([value, text]) => h("option", { value, selected: String(value) === String(current ?? "") }, text)));
+}
+
+/** A table with a caption and column headers; `rows` are arrays of cells. */
+export function table(caption, headers, rows) {
+  return h("table", {},
+    h("caption", {}, caption),
+    h("thead", {}, h("tr", {}, headers.map((t) => h("th", { scope: "col" }, t)))),
+    h("tbody", {}, rows.map((cells) => h("tr", {}, cells.map((c) => h("td", {}, c))))));
+}
+
+/** An error shown inside a form (`role="alert"`), with the problem's field errors. */
+export function problemAlert(error) {
+  const items = (error.errors || []).map((e) => h("li", {}, h("code", { class: "loc" }, (e.loc || []).filter((p) => p !== "body").join(".") || "body"), " ", e.msg));
+  return h("div", { role: "alert", class: "alert-error" }, h("p", {}, error.message), items.length ? h("ul", {}, items) : null);
+}

@@ -18,10 +18,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
+from orchestrion.kernel import audit
 from orchestrion.kernel.auth.permissions import Permission
+from orchestrion.kernel.auth.principal import Principal
 from orchestrion.kernel.errors import ServiceUnavailable, validation_errors
 from orchestrion.kernel.http.deps import CurrentPrincipal, Db, Session
 from orchestrion.kernel.http.etag import check_if_match, resource_response
@@ -97,6 +100,25 @@ def get_runtime(request: Request) -> PluginRuntime:
 
 
 Runtime = Annotated[PluginRuntime, Depends(get_runtime)]
+
+
+def _audit(
+    request: Request,
+    session: AsyncSession,
+    principal: Principal,
+    action: str,
+    plugin_id: str,
+    name: str,
+) -> None:
+    audit.record_request(
+        session,
+        request,
+        principal,
+        action=action,
+        resource_type="plugin",
+        resource_id=plugin_id,
+        data={"name": name},
+    )
 
 
 async def _limited(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
@@ -186,6 +208,7 @@ async def create_plugin(
             plugin = await service.create_plugin(
                 session, tenant_id=principal.tenant_id, data=data, checked=checked
             )
+            _audit(request, session, principal, "plugin.created", plugin.id, plugin.name)
             return 201, service.plugin_to_dict(plugin, runtime)
 
         keyed = request.headers.get(HEADER) is not None
@@ -245,6 +268,7 @@ async def delete_plugin(
     plugin = await service.get_plugin(session, tenant_id=principal.tenant_id, plugin_id=plugin_id)
     check_if_match(request, service.plugin_to_dict(plugin, runtime))
     await service.delete_plugin(session, plugin=plugin)
+    _audit(request, session, principal, "plugin.deleted", plugin.id, plugin.name)
     return Response(status_code=204)
 
 

@@ -5,7 +5,9 @@ the last ``history_size`` of them (and, per tenant, at most ``max_tenant_message
 messages and ``max_tenant_bytes`` bytes across its channels, trimming its oldest),
 and delivers every envelope published anywhere (on
 any instance sharing the backend) to the local ``deliver`` callback, in publish order
-per channel. ``memory`` serves one process; ``redis`` (streams for history, a Lua
+per channel. A backend whose fan-out can be interrupted (a lost connection) says so
+when it resumes, so that the service backfills what was missed from history.
+``memory`` serves one process; ``redis`` (streams for history, a Lua
 script for atomic seq + append + publish, pub/sub for fan-out) serves many.
 """
 
@@ -78,13 +80,20 @@ class Member:
 
 
 Deliver = Callable[[Envelope], None]
+#: Told, with the keys listened to, that fan-out resumed after an interruption: envelopes
+#: published meanwhile were not delivered, every one delivered after this call is live.
+Resume = Callable[[list[str]], None]
 
 
 class Backend(Protocol):
     """Storage and fan-out of channel messages."""
 
-    async def start(self, deliver: Deliver) -> None:
-        """Connect and route every envelope for listened keys to ``deliver``."""
+    async def start(self, deliver: Deliver, resume: Resume | None = None) -> None:
+        """Connect and route every envelope for listened keys to ``deliver``; call
+        ``resume`` when fan-out comes back after an interruption (a reconnect)."""
+
+    async def ping(self) -> None:
+        """Return when the shared store answers, raise when it does not (``/health``)."""
 
     async def close(self) -> None:
         """Release connections and background tasks."""

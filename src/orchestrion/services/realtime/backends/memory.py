@@ -18,6 +18,7 @@ from orchestrion.services.realtime.backends.base import (
     Envelope,
     Member,
     Replay,
+    Resume,
     replay_from,
     summarize,
 )
@@ -71,9 +72,12 @@ class MemoryBackend:
         self._presence: dict[str, dict[str, Member]] = {}
         self._deliver: Deliver = lambda _envelope: None
 
-    async def start(self, deliver: Deliver) -> None:
-        """Route envelopes to ``deliver``."""
+    async def start(self, deliver: Deliver, resume: Resume | None = None) -> None:
+        """Route envelopes to ``deliver`` (a direct call is never interrupted)."""
         self._deliver = deliver
+
+    async def ping(self) -> None:
+        """Always answers: the store is this process."""
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -5,6 +5,11 @@ are ``<seq>-0``, capped at ``history_size``), ``presence:<key>`` (a hash of conn
 member) and the pub/sub channel ``ch:<key>``. One Lua script increments, appends and
 publishes atomically, so every instance sees a channel's messages in seq order.
 
+The pub/sub connection reconnects by itself and subscribes again to every channel,
+the ``control`` channel first; so the confirmation of ``control`` after the first one
+marks a reconnect: everything read after it is live, and the service is told to
+backfill, from the streams, what was published while the connection was down.
+
 Per tenant (the part of a key before its last ``/``): ``tenant:<id>`` (a hash: ``n``
 messages and ``b`` bytes stored, ``c`` an append counter) and ``tindex:<id>`` (a sorted
 set of ``<seq>|<bytes>|<key>``, scored by that counter). The append script trims the
@@ -31,6 +36,7 @@ from orchestrion.services.realtime.backends.base import (
     Envelope,
     Member,
     Replay,
+    Resume,
     replay_from,
     summarize,
 )
@@ -121,6 +127,9 @@ class RedisBackend:
         self._pubsub = self.redis.pubsub()
         self._append = self.redis.register_script(_APPEND)
         self._deliver: Deliver = lambda _envelope: None
+        self._resume: Resume | None = None
+        self._control = f"{prefix}control"
+        self._connected = False  # the first confirmation of control was read
         self._listeners: dict[str, int] = {}
         self._ready: dict[str, asyncio.Future[None]] = {}
         self._confirming: dict[str, deque[asyncio.Future[None]]] = {}
@@ -129,13 +138,19 @@ class RedisBackend:
     def _key(self, kind: str, key: str) -> str:
         return f"{self.prefix}{kind}:{key}"
 
-    async def start(self, deliver: Deliver) -> None:
+    async def start(self, deliver: Deliver, resume: Resume | None = None) -> None:
         """Connect, and read pub/sub in a background task."""
         self._deliver = deliver
+        self._resume = resume
         await self.redis.ping()
-        # A standing subscription keeps the reader blocked on the socket, never idle-looping.
-        await self._pubsub.subscribe(f"{self.prefix}control")
+        # A standing subscription keeps the reader blocked on the socket, never idle-looping,
+        # and its confirmations tell reconnects apart.
+        await self._pubsub.subscribe(self._control)
         self._reader = asyncio.create_task(self._read(), name="realtime-redis-reader")
+
+    async def ping(self) -> None:
+        """PING Redis."""
+        await self.redis.ping()
 
     async def close(self) -> None:
         """Stop reading and disconnect."""
@@ -160,6 +175,8 @@ class RedisBackend:
             if message is None:
                 continue
             if message["type"] == "subscribe":
+                if message["channel"] == self._control:
+                    self._resubscribed()
                 waiting = self._confirming.get(message["channel"])
                 if waiting:
                     future = waiting.popleft()
@@ -167,6 +184,15 @@ class RedisBackend:
                         future.set_result(None)
             elif message["type"] == "message":
                 self._dispatch(message["data"])
+
+    def _resubscribed(self) -> None:
+        if not self._connected:
+            self._connected = True
+            return
+        logger.info("realtime pub/sub reconnected; backfilling from history")
+        if self._resume is not None:
+            prefix = self._key("ch", "")
+            self._resume([channel.removeprefix(prefix) for channel in self._listeners])
 
     def _dispatch(self, raw: str) -> None:
         head, _, body = raw.partition("|")
@@ -189,7 +215,15 @@ class RedisBackend:
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._ready[channel] = future
             self._confirming.setdefault(channel, deque()).append(future)
-            await self._pubsub.subscribe(channel)
+            try:
+                await self._pubsub.subscribe(channel)
+            except BaseException:
+                # Redis is unreachable: forget the attempt (a reconnect must not claim it).
+                self._listeners.pop(channel, None)
+                self._ready.pop(channel, None)
+                with contextlib.suppress(ValueError):
+                    self._confirming.get(channel, deque()).remove(future)
+                raise
         ready = self._ready.get(channel)
         if ready is not None:
             await asyncio.wait_for(asyncio.shield(ready), _CONFIRM_SECONDS)

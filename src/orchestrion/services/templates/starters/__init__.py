@@ -41,10 +41,11 @@ def _content(starter: Starter) -> dict[str, object]:
 async def _seed_once(database: Database) -> int:
     changed = 0
     async with database.session() as session:
+        stored = await repository.starter_versions(session, [s.slug for s in STARTERS])
         for starter in STARTERS:
+            if stored.get(starter.slug, 0) >= starter.version:
+                continue  # the usual start: one query finds every starter current
             template = await repository.get_by_slug(session, starter.slug)
-            if template is not None and template.version >= starter.version:
-                continue
             if template is None:
                 template = TplTemplate(
                     tenant_id=PLATFORM_TENANT,

@@ -9,7 +9,9 @@ import yaml
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from orchestrion.kernel import audit
 from orchestrion.kernel.auth.permissions import Permission
+from orchestrion.kernel.auth.principal import Principal
 from orchestrion.kernel.http.deps import CurrentPrincipal, Session
 from orchestrion.kernel.http.etag import check_if_match, resource_response
 from orchestrion.kernel.http.idempotency import run_idempotent
@@ -40,6 +42,25 @@ _DEFINITION_BODY = {
         },
     }
 }
+
+
+def _audit(
+    session: Session,
+    request: Request,
+    principal: Principal,
+    action: str,
+    workflow_id: str,
+    name: str,
+) -> None:
+    audit.record_request(
+        session,
+        request,
+        principal,
+        action=action,
+        resource_type="workflow",
+        resource_id=workflow_id,
+        data={"name": name},
+    )
 
 
 async def _read_object(request: Request) -> dict[str, Any]:
@@ -97,6 +118,7 @@ async def create_workflow(
         workflow = await service.create_workflow(
             session, principal=principal, definition=definition
         )
+        _audit(session, request, principal, "workflow.created", workflow.id, workflow.name)
         return 201, service.to_dict(workflow)
 
     response = await run_idempotent(
@@ -161,6 +183,7 @@ async def replace_workflow(
     workflow = await service.update_workflow(
         session, principal=principal, workflow=workflow, definition=definition
     )
+    _audit(session, request, principal, "workflow.updated", workflow.id, workflow.name)
     return resource_response(request, service.to_dict(workflow))
 
 
@@ -193,6 +216,7 @@ async def patch_workflow(
     workflow = await service.update_workflow(
         session, principal=principal, workflow=workflow, definition=definition
     )
+    _audit(session, request, principal, "workflow.updated", workflow.id, workflow.name)
     return resource_response(request, service.to_dict(workflow))
 
 
@@ -211,6 +235,7 @@ async def delete_workflow(
     workflow = await service.get_workflow(session, principal=principal, workflow_id=workflow_id)
     check_if_match(request, service.to_dict(workflow))
     await service.delete_workflow(session, workflow=workflow)
+    _audit(session, request, principal, "workflow.deleted", workflow.id, workflow.name)
     return Response(status_code=204)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Select, delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orchestrion.kernel.http.lists import ListQuery, ListSpec, Page, equals, fetch_page
+from orchestrion.kernel.http.lists import ListQuery, ListSpec, Page, equals, fetch_page, one_of
 from orchestrion.services.workflows.definitions.models import (
     Workflow,
     WorkflowTag,
@@ -27,7 +27,13 @@ WORKFLOW_LIST = ListSpec(
         "status": Workflow.status,
         "version": Workflow.version,
     },
-    filters={"status": equals(Workflow.status), "name": equals(Workflow.name), "tag": _has_tag},
+    filters={
+        "status": equals(Workflow.status),
+        "name": equals(Workflow.name),
+        "tag": _has_tag,
+        # Several ids (comma-separated): one call resolves a batch of references.
+        "id": one_of(Workflow.id),
+    },
     fields=frozenset(
         {
             "id",

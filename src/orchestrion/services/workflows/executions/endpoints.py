@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import json
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Body, Request, Response
 from fastapi.responses import JSONResponse
 
 from orchestrion.engine import TERMINAL, Engine
+from orchestrion.kernel import audit
 from orchestrion.kernel.auth.permissions import Permission
+from orchestrion.kernel.auth.principal import Principal
 from orchestrion.kernel.db.engine import Database
 from orchestrion.kernel.errors import BadRequest
 from orchestrion.kernel.http.deps import CurrentPrincipal, Internal, Session
 from orchestrion.kernel.http.etag import resource_response
 from orchestrion.kernel.http.idempotency import run_idempotent
-from orchestrion.kernel.http.lists import ListPage, list_body, list_parameters, parse_list_query
+from orchestrion.kernel.http.lists import (
+    ListPage,
+    list_body,
+    list_parameters,
+    parse_list_query,
+    query_int,
+)
 from orchestrion.services.workflows.executions import service
 from orchestrion.services.workflows.executions.schemas import (
     START_LIMITS,
@@ -31,6 +40,7 @@ from orchestrion.services.workflows.responses import EventStream, not_modified, 
 
 router = APIRouter(tags=["executions"])
 MAX_WAIT_SECONDS = 300.0
+MAX_PER_WORKFLOW = 100
 _EVENT_STREAM: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The log as Server-Sent Events: `id:` is the event's `seq`, `event:` its "
@@ -163,12 +173,13 @@ async def start_execution(
                 inputs=start.inputs,
                 priority=start.priority,
             )
+            _audit(session, request, principal, "execution.started", execution.id, workflow_id)
             return 202, await service.execution_dict(session, execution)
 
         response = await run_idempotent(
             session,
             request=request,
-            scope=f"{principal.tenant_id}:{principal.subject}:POST:/api/v1/workflows/{workflow_id}/executions",
+            scope=service.start_scope(principal, workflow_id),
             payload=start.model_dump(mode="json"),
             produce=produce,
         )
@@ -190,23 +201,60 @@ async def start_execution(
     return JSONResponse(now, status_code=status, headers=headers)
 
 
+def _list_extra() -> dict[str, Any]:
+    extra = list_parameters(service.EXECUTION_LIST)
+    for parameter in extra["parameters"]:
+        if parameter["name"] == "workflow_id":
+            parameter["description"] = "Only executions of this workflow, or of these "
+            "(comma-separated ids, at most 100)"
+    extra["parameters"].append(
+        _parameter(
+            "per_workflow",
+            "The first N executions of each workflow (of those `workflow_id` lists) in the "
+            "sort order, for 100 workflows at most, in one answer that `page` and `cursor` "
+            "do not apply to; `meta.total` counts every match",
+            {"type": "integer", "minimum": 1, "maximum": MAX_PER_WORKFLOW},
+        )
+    )
+    return extra
+
+
 @router.get(
     "/api/v1/executions",
     response_model=ListPage[ExecutionRead],
-    openapi_extra=list_parameters(service.EXECUTION_LIST),
+    openapi_extra=_list_extra(),
     responses=problems(400, 401, 403),
     summary="List executions",
 )
 async def list_executions(
     request: Request, session: Session, principal: CurrentPrincipal
 ) -> Response:
-    """Executions of the caller's tenant; filters `workflow_id`, `status`."""
+    """Executions of the caller's tenant; filters `workflow_id` (one or several), `status`."""
     principal.require(Permission.EXECUTIONS_READ)
-    query = parse_list_query(request, service.EXECUTION_LIST)
-    page = await service.list_executions(session, tenant_id=principal.tenant_id, query=query)
+    raw = request.query_params.get("per_workflow")
+    per_workflow = None
+    listed = request
+    if raw is not None:
+        per_workflow = query_int(raw, "per_workflow", default=1)
+        if per_workflow > MAX_PER_WORKFLOW:
+            raise BadRequest(
+                f"'per_workflow' must be at most {MAX_PER_WORKFLOW}",
+                errors=[{"loc": ["query", "per_workflow"], "msg": "too large"}],
+            )
+        # The list conventions refuse parameters they do not know: read without it.
+        kept = [(k, v) for k, v in request.query_params.multi_items() if k != "per_workflow"]
+        listed = Request({**request.scope, "query_string": urlencode(kept).encode()})
+    query = parse_list_query(listed, service.EXECUTION_LIST)
+    page = await service.list_executions(
+        session, tenant_id=principal.tenant_id, query=query, per_workflow=per_workflow
+    )
     states = await service.step_states(session, execution_ids=[e.id for e in page.rows])
     items = [service.to_dict(e, states.get(e.id, [])) for e in page.rows]
-    return JSONResponse(list_body(request, items, query, page))
+    body = list_body(request, items, query, page)
+    if per_workflow is not None:
+        body["meta"]["limit"] = per_workflow
+        body["links"]["next"] = None  # one answer: there is no next page
+    return JSONResponse(body)
 
 
 @router.get(
@@ -304,7 +352,31 @@ async def _control(
         execution_id=execution_id,
         action=action,
     )
+    _audit(session, request, principal, f"execution.{_DONE[action]}", execution_id, None)
     return JSONResponse(body)
+
+
+_DONE = {"cancel": "cancelled", "pause": "paused", "resume": "resumed", "retry": "retried"}
+
+
+def _audit(
+    session: Session,
+    request: Request,
+    principal: Principal,
+    action: str,
+    execution_id: str,
+    workflow_id: str | None,
+    **data: Any,
+) -> None:
+    audit.record_request(
+        session,
+        request,
+        principal,
+        action=action,
+        resource_type="execution",
+        resource_id=execution_id,
+        data={"workflow_id": workflow_id, **data} if workflow_id else data,
+    )
 
 
 _CONTROL_ERRORS = problems(401, 403, 404, 409)
@@ -387,6 +459,15 @@ async def approve(
         approved=body.approved,
         data=body.data,
         index=body.index,
+    )
+    _audit(
+        session,
+        request,
+        principal,
+        "execution.approved" if body.approved else "execution.rejected",
+        execution_id,
+        None,
+        step_id=step_id,
     )
     return JSONResponse(execution)
 

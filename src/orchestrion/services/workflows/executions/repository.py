@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from orchestrion.engine import Execution, ExecutionEvent, StepState
-from orchestrion.kernel.http.lists import ListQuery, ListSpec, Page, equals, fetch_page
+from orchestrion.kernel.http.lists import (
+    MAX_LIMIT,
+    ListQuery,
+    ListSpec,
+    Page,
+    equals,
+    fetch_page,
+    one_of,
+)
 
 EXECUTION_LIST = ListSpec(
     sortable={
@@ -15,7 +24,8 @@ EXECUTION_LIST = ListSpec(
         "status": Execution.status,
     },
     filters={
-        "workflow_id": equals(Execution.workflow_id),
+        # Several ids (comma-separated): one call serves a page of workflows.
+        "workflow_id": one_of(Execution.workflow_id),
         "status": equals(Execution.status),
         "parent_execution_id": equals(Execution.parent_execution_id),
     },
@@ -34,6 +44,7 @@ EXECUTION_LIST = ListSpec(
             "created_at",
             "started_at",
             "finished_at",
+            "trace_id",
         }
     ),
     id_column=Execution.id,
@@ -48,6 +59,31 @@ def executions_of(tenant_id: str) -> Select[Execution]:
 async def page_of(session: AsyncSession, *, tenant_id: str, query: ListQuery) -> Page:
     """One page of a tenant's executions."""
     return await fetch_page(session, executions_of(tenant_id), EXECUTION_LIST, query)
+
+
+async def first_per_workflow(
+    session: AsyncSession, *, tenant_id: str, query: ListQuery, per_workflow: int
+) -> Page:
+    """The first ``per_workflow`` executions of each workflow in the sort order, after the
+    filters, for 100 workflows at most; ``total`` counts every execution the filters match."""
+    stmt = executions_of(tenant_id)
+    for name, value in query.filters.items():
+        stmt = stmt.where(EXECUTION_LIST.filters[name](value))
+    total = (await session.execute(select(func.count()).select_from(stmt.subquery()))).scalar_one()
+    columns = [EXECUTION_LIST.sortable[name] for name, _ in query.sort] + [Execution.id]
+    descending = [desc for _, desc in query.sort] + [query.sort[-1][1] if query.sort else False]
+    order = [c.desc() if d else c.asc() for c, d in zip(columns, descending, strict=True)]
+    rank = func.row_number().over(partition_by=Execution.workflow_id, order_by=order)
+    ranked = stmt.add_columns(rank.label("rank")).subquery()
+    row = aliased(Execution, ranked)
+    outer = [getattr(row, c.key) for c in columns]
+    rows = await session.execute(
+        select(row)
+        .where(ranked.c.rank <= per_workflow)
+        .order_by(*[c.desc() if d else c.asc() for c, d in zip(outer, descending, strict=True)])
+        .limit(per_workflow * MAX_LIMIT)
+    )
+    return Page(rows=list(rows.scalars()), total=total, next_cursor=None)
 
 
 async def get(session: AsyncSession, *, tenant_id: str, execution_id: str) -> Execution | None:

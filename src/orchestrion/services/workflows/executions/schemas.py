@@ -83,6 +83,12 @@ class ExecutionRead(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    trace_id: str | None = Field(
+        None,
+        description="The OpenTelemetry trace the execution was started in (32 hex digits), "
+        "to look up in Jaeger or Tempo; null when tracing was off.",
+        examples=["4bf92f3577b34da6a3ce929d0e0e4736"],
+    )
 
 
 class EventRead(BaseModel):

@@ -21,6 +21,7 @@ from orchestrion.kernel.db.engine import Database
 from orchestrion.kernel.errors import Conflict
 from orchestrion.kernel.http.lists import ListQuery, Page, query_int
 from orchestrion.kernel.ids import isoformat
+from orchestrion.kernel.observability import tracing
 from orchestrion.services.workflows.definitions import service as definitions
 from orchestrion.services.workflows.errors import ExecutionNotFound, WorkflowNotFound
 from orchestrion.services.workflows.executions import repository
@@ -30,7 +31,12 @@ from orchestrion.services.workflows.llm.backend import platform_llm
 EXECUTION_LIST = repository.EXECUTION_LIST
 MAX_EVENTS_PAGE = 1000
 MAX_SEQ = 2**31 - 1
+#: The log's last event is one of these.
+TERMINAL_EVENTS = frozenset({"execution.succeeded", "execution.failed", "execution.cancelled"})
 _KEEPALIVE_SECONDS = 15.0
+#: How long a follower sleeps without hearing of a change: changes committed by other
+#: processes (workers, other instances) are only seen by reading the log again.
+_POLL_SECONDS = 1.0
 
 
 async def resolve_workflow(
@@ -43,6 +49,14 @@ async def resolve_workflow(
     if workflow is None:
         return None
     return workflow.version, {"name": workflow.name, **workflow.definition}
+
+
+def start_scope(principal: Principal, workflow_id: str) -> str:
+    """The idempotency scope of starting ``workflow_id``: REST and gRPC share it, so
+    one key names one execution whichever API was used."""
+    return (
+        f"{principal.tenant_id}:{principal.subject}:POST:/api/v1/workflows/{workflow_id}/executions"
+    )
 
 
 async def start_execution(
@@ -96,9 +110,17 @@ async def get_execution(session: AsyncSession, *, tenant_id: str, execution_id: 
     return found
 
 
-async def list_executions(session: AsyncSession, *, tenant_id: str, query: ListQuery) -> Page:
-    """One page of the tenant's executions."""
-    return await repository.page_of(session, tenant_id=tenant_id, query=query)
+async def list_executions(
+    session: AsyncSession, *, tenant_id: str, query: ListQuery, per_workflow: int | None = None
+) -> Page:
+    """One page of the tenant's executions; with ``per_workflow``, the first that many of
+    each workflow (those ``workflow_id`` names, at most 100), in one answer that ``page``
+    and ``cursor`` do not apply to."""
+    if per_workflow is None:
+        return await repository.page_of(session, tenant_id=tenant_id, query=query)
+    return await repository.first_per_workflow(
+        session, tenant_id=tenant_id, query=query, per_workflow=per_workflow
+    )
 
 
 async def recent_executions(
@@ -148,6 +170,7 @@ def to_dict(execution: Execution, states: list[StepState]) -> dict[str, Any]:
         "created_at": isoformat(execution.created_at),
         "started_at": isoformat(execution.started_at),
         "finished_at": isoformat(execution.finished_at),
+        "trace_id": tracing.trace_id_of(execution.traceparent),
     }
 
 
@@ -273,6 +296,31 @@ async def log_for_realtime(
     }
 
 
+async def follow_events(
+    database: Database, *, engine: Engine, execution_id: str, after: int = 0
+) -> AsyncIterator[ExecutionEvent]:
+    """The log after ``after`` as it grows, ending with the terminal event.
+
+    The same source as :func:`event_stream`: the log, read again whenever this process
+    commits a change to the execution and at least every second for the changes of
+    other processes. It never ends on its own before the terminal event: the caller
+    stops iterating (a client gone, a deadline passed).
+    """
+    last = after
+    while True:
+        async with database.session() as session:
+            rows = await events(
+                session, execution_id=execution_id, after=last, until=None, limit=500
+            )
+        for row in rows:
+            last = row.seq
+            yield row
+            if row.type in TERMINAL_EVENTS:
+                return
+        if not rows:
+            await engine.wait_for_change(execution_id, _POLL_SECONDS)
+
+
 def event_stream(
     database: Database,
     *,
@@ -312,11 +360,7 @@ def event_stream(
                 last = event["seq"]
                 payload = json.dumps(event, separators=(",", ":"))
                 yield f"id: {last}\nevent: {event['type']}\ndata: {payload}\n\n".encode()
-                if event["type"] in (
-                    "execution.succeeded",
-                    "execution.failed",
-                    "execution.cancelled",
-                ):
+                if event["type"] in TERMINAL_EVENTS:
                     return
             if rows:
                 quiet_since = time.monotonic()
@@ -335,7 +379,7 @@ def event_stream(
 async def _changed_or_token(engine: Engine, execution_id: str, tokens: asyncio.Queue[Any]) -> None:
     """Sleep until the execution changes, a token arrives, or a second passes."""
     waiter = asyncio.ensure_future(tokens.get())
-    changed = asyncio.ensure_future(engine.wait_for_change(execution_id, 1.0))
+    changed = asyncio.ensure_future(engine.wait_for_change(execution_id, _POLL_SECONDS))
     try:
         done, _ = await asyncio.wait({waiter, changed}, return_when=asyncio.FIRST_COMPLETED)
     finally:

@@ -39,6 +39,10 @@ if TYPE_CHECKING:
     from orchestrion.services.workflows.executions.live import LivePublisher
     from orchestrion.services.workflows.llm.token_bus import TokenBatcher
 
+#: Seconds a settled reservation counts at most: the ledger records its attempt in far less.
+SETTLED_HOLD = 3600.0
+#: Added to a call's longest possible duration for how long its reservation counts.
+CALL_HOLD_MARGIN = 300.0
 _TOOL_NAME = re.compile(r"[^A-Za-z0-9_-]+")
 
 
@@ -145,6 +149,8 @@ class PlatformLlm:
         self.max_retry_after = settings.max_retry_after_seconds
         self.assumed_output_tokens = settings.assumed_output_tokens
         self.tool_timeout = settings.timeout_seconds
+        #: How long an unsettled reservation counts: past it, its worker surely died.
+        self.call_hold = settings.timeout_seconds * (settings.max_retries + 1) + CALL_HOLD_MARGIN
         self.platform = {
             name: ProviderConfig(
                 name=name,
@@ -183,24 +189,49 @@ class PlatformLlm:
                 )
         return self.platform.get(name) if name else None
 
-    async def check_budget(self, call: StepCall, estimate_usd: float) -> None:
-        """Raise BudgetExceeded when this call could cross one of the tenant's budgets."""
+    async def reserve_budget(self, call: StepCall, estimate_usd: float) -> str | None:
+        """Set ``estimate_usd`` aside against the tenant's budgets (BudgetExceeded if
+        it would cross one); the reservation to settle or release, None without budgets.
+
+        Committed at once, so steps on other workers count it from now on.
+        """
         async with self.database.session() as session:
             execution = await session.get(Execution, call.execution_id)
             if execution is None:
-                return
+                return None
             root = execution
             for _ in range(16):
                 if root.parent_execution_id is None:
                     break
                 root = await session.get(Execution, root.parent_execution_id) or root
-            await llm_service.check_budgets(
-                session,
+            key = llm_service.CallKey(
                 tenant_id=call.tenant_id,
                 workflow_id=execution.workflow_id,
                 root_execution_id=root.id,
-                estimate_usd=estimate_usd,
+                execution_id=execution.id,
+                step_id=call.step_id,
+                iteration=-1 if call.index is None else call.index,
+                attempt=call.attempt,
             )
+            return await llm_service.reserve(
+                session, call=key, estimate_usd=estimate_usd, hold_seconds=self.call_hold
+            )
+
+    async def settle_budget(self, reservation: str | None, cost_usd: float) -> None:
+        """The call ended: keep its real cost reserved until the ledger records it."""
+        if reservation is None:
+            return
+        async with self.database.session() as session:
+            await llm_service.settle(
+                session, reservation_id=reservation, cost_usd=cost_usd, hold_seconds=SETTLED_HOLD
+            )
+
+    async def release_budget(self, reservation: str | None) -> None:
+        """The call failed: free what it reserved."""
+        if reservation is None:
+            return
+        async with self.database.session() as session:
+            await llm_service.release(session, reservation_id=reservation)
 
     async def publish_token(self, call: StepCall, text: str) -> None:
         """To SSE watchers in this process and to the realtime ``execution:`` channel.

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Date, Row, cast, func, select
+from sqlalchemy import Date, Row, and_, cast, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orchestrion.engine import LlmUsage
-from orchestrion.services.workflows.llm.models import LlmBudget, LlmProvider
+from orchestrion.services.workflows.llm.models import LlmBudget, LlmProvider, LlmReservation
 
 
 async def provider_named(session: AsyncSession, *, tenant_id: str, name: str) -> bool:
@@ -45,6 +45,18 @@ async def budgets_of(session: AsyncSession, *, tenant_id: str) -> list[LlmBudget
     """The tenant's budgets, oldest first."""
     rows = await session.execute(
         select(LlmBudget).where(LlmBudget.tenant_id == tenant_id).order_by(LlmBudget.created_at)
+    )
+    return list(rows.scalars())
+
+
+async def lock_budgets(session: AsyncSession, *, tenant_id: str) -> list[LlmBudget]:
+    """The tenant's budgets, oldest first, their rows locked until the transaction ends
+    (PostgreSQL; SQLite's transactions already run one at a time)."""
+    rows = await session.execute(
+        select(LlmBudget)
+        .where(LlmBudget.tenant_id == tenant_id)
+        .order_by(LlmBudget.created_at)
+        .with_for_update()
     )
     return list(rows.scalars())
 
@@ -112,3 +124,67 @@ async def usage_groups(
         .order_by(key)
     )
     return list(rows.all())
+
+
+def _outstanding(now: datetime) -> Any:
+    """Reservations still counted: unexpired, and in flight or not yet in the ledger."""
+    covered = exists().where(
+        LlmUsage.execution_id == LlmReservation.execution_id,
+        LlmUsage.step_id == LlmReservation.step_id,
+        LlmUsage.iteration == LlmReservation.iteration,
+        LlmUsage.attempt == LlmReservation.attempt,
+        LlmUsage.created_at >= LlmReservation.settled_at,
+    )
+    return and_(
+        LlmReservation.expires_at > now,
+        or_(LlmReservation.settled_at.is_(None), ~covered),
+    )
+
+
+async def reserved(
+    session: AsyncSession,
+    *,
+    tenant_id: str,
+    now: datetime,
+    root_execution_id: str | None = None,
+    workflow_id: str | None = None,
+    since: datetime | None = None,
+) -> float:
+    """USD reserved by calls not yet in the ledger, narrowed like :func:`cost`."""
+    stmt = select(func.coalesce(func.sum(LlmReservation.amount_usd), 0.0)).where(
+        LlmReservation.tenant_id == tenant_id, _outstanding(now)
+    )
+    if root_execution_id is not None:
+        stmt = stmt.where(LlmReservation.root_execution_id == root_execution_id)
+    if workflow_id:
+        stmt = stmt.where(LlmReservation.workflow_id == workflow_id)
+    if since is not None:
+        stmt = stmt.where(LlmReservation.created_at >= since)
+    return float((await session.execute(stmt)).scalar_one())
+
+
+async def drop_expired_reservations(
+    session: AsyncSession, *, tenant_id: str, now: datetime
+) -> None:
+    """Forget the tenant's reservations past their expiry."""
+    await session.execute(
+        delete(LlmReservation).where(
+            LlmReservation.tenant_id == tenant_id, LlmReservation.expires_at <= now
+        )
+    )
+
+
+async def settle_reservation(
+    session: AsyncSession, *, reservation_id: str, amount_usd: float, now: datetime, until: datetime
+) -> None:
+    """Replace a reservation's estimate with the call's real cost."""
+    await session.execute(
+        update(LlmReservation)
+        .where(LlmReservation.id == reservation_id)
+        .values(amount_usd=amount_usd, settled_at=now, expires_at=until)
+    )
+
+
+async def delete_reservation(session: AsyncSession, *, reservation_id: str) -> None:
+    """Release a reservation (its call failed)."""
+    await session.execute(delete(LlmReservation).where(LlmReservation.id == reservation_id))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -17,8 +18,8 @@ from orchestrion.services.workflows.errors import (
     BudgetNotFound,
     LlmProviderNotFound,
 )
-from orchestrion.services.workflows.llm import repository
-from orchestrion.services.workflows.llm.models import LlmBudget, LlmProvider
+from orchestrion.services.workflows.llm import metrics, repository
+from orchestrion.services.workflows.llm.models import LlmBudget, LlmProvider, LlmReservation
 from orchestrion.services.workflows.llm.schemas import BudgetCreate, ProviderCreate
 
 GROUPS = ("model", "workflow", "day")
@@ -207,27 +208,103 @@ def budget_problem(budget: LlmBudget, spent_usd: float, estimate_usd: float) -> 
     }
 
 
-async def check_budgets(
-    session: AsyncSession,
-    *,
-    tenant_id: str,
-    workflow_id: str,
-    root_execution_id: str,
-    estimate_usd: float,
-) -> None:
-    """Raise BudgetExceeded when spending ``estimate_usd`` more would cross a budget.
+def _applies(budget: LlmBudget, workflow_id: str) -> bool:
+    return budget.scope == "tenant" or budget.workflow_id in (None, workflow_id)
 
-    A budget already reached stops any further call, even one estimated at 0.
+
+async def counted(
+    session: AsyncSession, budget: LlmBudget, *, root_execution_id: str | None, now: datetime
+) -> float:
+    """USD counted against ``budget``: spent (the ledger) plus reserved by calls in flight."""
+    used = await spent(session, budget, root_execution_id=root_execution_id)
+    if budget.scope == "execution":
+        if root_execution_id is None:
+            return used
+        return used + await repository.reserved(
+            session, tenant_id=budget.tenant_id, now=now, root_execution_id=root_execution_id
+        )
+    return used + await repository.reserved(
+        session,
+        tenant_id=budget.tenant_id,
+        now=now,
+        workflow_id=budget.workflow_id,
+        since=period_start(budget.period),
+    )
+
+
+@dataclass(frozen=True)
+class CallKey:
+    """Which model call a reservation is for: the ledger's key of its attempt."""
+
+    tenant_id: str
+    workflow_id: str
+    root_execution_id: str
+    execution_id: str
+    step_id: str
+    iteration: int
+    attempt: int
+
+
+async def reserve(
+    session: AsyncSession, *, call: CallKey, estimate_usd: float, hold_seconds: float
+) -> str | None:
+    """Set ``estimate_usd`` aside for a call, or raise BudgetExceeded; the reservation's id
+    (None: no budget applies, nothing to reserve).
+
+    The budgets' rows stay locked until the caller commits, so reservations made
+    concurrently (any process) are counted one after the other: together they never
+    pass a budget by more than the difference between estimates and real costs.
     """
-    for budget in await list_budgets(session, tenant_id=tenant_id):
-        if budget.scope in ("execution", "workflow") and budget.workflow_id not in (
-            None,
-            workflow_id,
-        ):
-            continue
-        used = await spent(session, budget, root_execution_id=root_execution_id)
+    now = utcnow()
+    budgets = [
+        b
+        for b in await repository.lock_budgets(session, tenant_id=call.tenant_id)
+        if _applies(b, call.workflow_id)
+    ]
+    if not budgets:
+        return None
+    await repository.drop_expired_reservations(session, tenant_id=call.tenant_id, now=now)
+    for budget in budgets:
+        used = await counted(session, budget, root_execution_id=call.root_execution_id, now=now)
+        ratio = used / budget.limit_usd if budget.limit_usd > 0 else 1.0
+        metrics.BUDGET_USED.labels(budget.id, budget.scope).set(ratio)
         if used >= budget.limit_usd or used + estimate_usd > budget.limit_usd:
+            metrics.BUDGET_EXCEEDED.labels(budget.scope).inc()
             raise BudgetExceeded(budget_problem(budget, used, estimate_usd))
+    reservation = LlmReservation(
+        tenant_id=call.tenant_id,
+        workflow_id=call.workflow_id,
+        root_execution_id=call.root_execution_id,
+        execution_id=call.execution_id,
+        step_id=call.step_id,
+        iteration=call.iteration,
+        attempt=call.attempt,
+        amount_usd=estimate_usd,
+        created_at=now,
+        expires_at=now + timedelta(seconds=hold_seconds),
+    )
+    session.add(reservation)
+    await session.flush()
+    return reservation.id
+
+
+async def settle(
+    session: AsyncSession, *, reservation_id: str, cost_usd: float, hold_seconds: float
+) -> None:
+    """The call ended: its real cost stays reserved until the ledger holds its attempt."""
+    now = utcnow()
+    await repository.settle_reservation(
+        session,
+        reservation_id=reservation_id,
+        amount_usd=cost_usd,
+        now=now,
+        until=now + timedelta(seconds=hold_seconds),
+    )
+
+
+async def release(session: AsyncSession, *, reservation_id: str) -> None:
+    """The call failed: nothing stays reserved."""
+    await repository.delete_reservation(session, reservation_id=reservation_id)
 
 
 # --- usage -------------------------------------------------------------------------

@@ -8,7 +8,11 @@ queue that drops on overflow, and a failed publish is dropped (logged once). The
 step's final event always carries the whole text.
 
 Realtime fans the chunks out as ``token`` frames; the workflows service feeds them to
-its SSE streams (:class:`TokenFeed`).
+its SSE streams (:class:`TokenFeed`). Every workflows instance must see every batch (a
+client streams through any of them), so each joins a group of its own
+(:func:`instance_group`) rather than one group shared, whose members would split the
+batches; the group is removed from the broker when the instance stops
+(:func:`forget_group`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from orchestrion.kernel.bus import Bus, CloudEvent, MemoryDeduplicator, open_bus
+from orchestrion.kernel.bus import Bus, CloudEvent, MemoryDeduplicator, Subscription, open_bus
 from orchestrion.kernel.ids import new_id, utcnow
 
 logger = logging.getLogger("orchestrion.workflows.tokens")
@@ -206,13 +210,52 @@ class TokenFeed:
             self.received += 1
 
 
-async def subscribe_tokens(bus: Bus, group: str, handler: Callable[[CloudEvent], Any]) -> None:
+def instance_group(prefix: str, instance: str) -> str:
+    """The token group of one workflows instance: ``prefix`` and the instance's id."""
+    return f"{prefix}-{instance}"
+
+
+async def forget_group(bus: Bus, group: str) -> None:
+    """Remove ``group``'s place on the token topic from the broker (never raises).
+
+    Redis: the stream's consumer group; RabbitMQ: the group's queue; NATS: its durable
+    consumer. Kafka keeps an empty group's offsets until ``offsets.retention.minutes``
+    (nothing piles up: the topic is a log, read or not).
+    """
+    try:
+        if bus.scheme == "redis":
+            from orchestrion.kernel.bus.redis import RedisBus
+
+            assert isinstance(bus, RedisBus)
+            await bus.client.xgroup_destroy(bus.stream(CHUNK_TOPIC), group)
+        elif bus.scheme == "amqp":
+            from orchestrion.kernel.bus.rabbitmq import RabbitMQBus, group_queue
+
+            assert isinstance(bus, RabbitMQBus)
+            channel = await (await bus.live_connection()).channel()
+            try:
+                await channel.queue_delete(group_queue(CHUNK_TOPIC, group))
+            finally:
+                await channel.close()
+        elif bus.scheme == "nats":
+            from orchestrion.kernel.bus.nats import NatsBus
+
+            assert isinstance(bus, NatsBus)
+            durable = bus.durable_name(CHUNK_TOPIC, group)
+            await bus.js.delete_consumer(bus.stream_name(CHUNK_TOPIC), durable)
+    except Exception as exc:
+        logger.warning("token group %s could not be removed from the broker: %r", group, exc)
+
+
+async def subscribe_tokens(
+    bus: Bus, group: str, handler: Callable[[CloudEvent], Any]
+) -> Subscription:
     """Join ``group`` on the token topic: one batch at a time (in order), no retries.
 
     Deduplication stays in this process: a repeated batch costs a repeated chunk at
     worst, not a broker round trip per batch.
     """
-    await bus.subscribe(
+    return await bus.subscribe(
         CHUNK_TOPIC,
         group,
         handler,

@@ -1,7 +1,8 @@
 """The platform as an MCP server (``POST /mcp``, streamable HTTP).
 
 Every active workflow the caller may run is a tool whose input schema is the workflow's
-``inputs``; calling it runs the workflow and answers with its outputs. Executions are
+``inputs``; calling it runs the workflow and answers with its outputs. So is every template
+the caller may use, through the templates service (``template_tools``). Executions are
 resources (``orchestrion://executions/{id}``).
 
 The caller is the principal the gateway verified (bearer token or API key) and forwarded
@@ -42,15 +43,22 @@ from mcp_types import (
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from orchestrion.engine import TERMINAL, Engine
+from orchestrion.engine import TERMINAL, Engine, ServiceCallError
 from orchestrion.kernel.auth.identity import IDENTITY_HEADER, decode_identity
 from orchestrion.kernel.auth.permissions import Permission
 from orchestrion.kernel.auth.principal import Principal
 from orchestrion.kernel.db.engine import Database
-from orchestrion.kernel.errors import OrchestrionError, Unauthenticated, problem_response
+from orchestrion.kernel.errors import (
+    Busy,
+    OrchestrionError,
+    Unauthenticated,
+    problem_response,
+)
 from orchestrion.services.workflows.definitions import service as definitions
 from orchestrion.services.workflows.definitions.models import Workflow
 from orchestrion.services.workflows.executions import service as executions
+from orchestrion.services.workflows.mcp.template_tools import PREFIX, TemplateTools, to_tool
+from orchestrion.services.workflows.runtime import PeerCalls
 
 EXECUTION_URI = "orchestrion://executions/{execution_id}"
 _URI = re.compile(r"orchestrion://executions/(?P<id>[A-Za-z0-9-]{1,64})")
@@ -138,16 +146,27 @@ def _result(body: dict[str, Any]) -> CallToolResult:
     )
 
 
+def _refused(text: str) -> CallToolResult:
+    return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
+
+
 class WorkflowTools:
-    """The MCP handlers: workflows as tools, executions as resources."""
+    """The MCP handlers: workflows (and templates) as tools, executions as resources."""
 
     def __init__(
-        self, *, engine: Engine, database: Database, secret: bytes, wait_seconds: float
+        self,
+        *,
+        engine: Engine,
+        database: Database,
+        secret: bytes,
+        wait_seconds: float,
+        peers: PeerCalls | None = None,
     ) -> None:
         self.engine = engine
         self.database = database
         self.secret = secret
         self.wait_seconds = wait_seconds
+        self.templates = TemplateTools(peers) if peers is not None else None
 
     async def _runnable(self, tenant_id: str) -> dict[str, Workflow]:
         async with self.database.session() as session:
@@ -166,7 +185,12 @@ class WorkflowTools:
         ):
             return ListToolsResult(tools=[])
         named = await self._runnable(principal.tenant_id)
-        return ListToolsResult(tools=[_tool(name, w) for name, w in named.items()])
+        tools = [_tool(name, w) for name, w in named.items()]
+        if self.templates is not None:
+            templates = await self.templates.listed(principal)
+            # A workflow's tool keeps its name when a template's would clash with it.
+            tools += [to_tool(n, t) for n, t in templates.items() if n not in named]
+        return ListToolsResult(tools=tools)
 
     async def call_tool(
         self, ctx: ServerRequestContext[Any, Any], params: CallToolRequestParams
@@ -175,17 +199,55 @@ class WorkflowTools:
         principal = _principal(ctx, self.secret)
         _require(principal, Permission.EXECUTIONS_RUN)
         _require(principal, Permission.WORKFLOWS_READ)
-        workflow = (await self._runnable(principal.tenant_id)).get(params.name)
-        if workflow is None:
-            raise MCPError(INVALID_PARAMS, f"unknown tool: {params.name}")
+        try:
+            return await self._call(principal, params)
+        except Busy as exc:
+            # A tool error the caller may retry, not the protocol's internal error.
+            return _refused(f"{exc}; try again shortly")
+
+    async def _call(self, principal: Principal, params: CallToolRequestParams) -> CallToolResult:
+        runnable = await self._runnable(principal.tenant_id)
+        workflow = runnable.get(params.name)
+        arguments = dict(params.arguments or {})
+        if workflow is not None:
+            return await self._run(principal, workflow.id, arguments)
+        if self.templates is not None and params.name.startswith(PREFIX):
+            template = (await self.templates.listed(principal)).get(params.name)
+            if template is not None:
+                return await self._run_template(principal, template, arguments, runnable)
+        raise MCPError(INVALID_PARAMS, f"unknown tool: {params.name}")
+
+    async def _run_template(
+        self,
+        principal: Principal,
+        template: dict[str, Any],
+        arguments: dict[str, Any],
+        runnable: dict[str, Workflow],
+    ) -> CallToolResult:
+        assert self.templates is not None
+        parameters, inputs = arguments.get("parameters", {}), arguments.get("inputs", {})
+        if not isinstance(parameters, dict) or not isinstance(inputs, dict):
+            return _refused("'parameters' and 'inputs' must be objects")
+        try:
+            workflow_id = await self.templates.workflow_for(
+                principal, template, parameters, runnable
+            )
+        except ServiceCallError as exc:
+            return _refused(f"the template could not be made into a workflow: {exc}")
+        return await self._run(principal, workflow_id, inputs)
+
+    async def _run(
+        self, principal: Principal, workflow_id: str, inputs: dict[str, Any]
+    ) -> CallToolResult:
+        """Start the workflow; answer with its outputs once it ends (or its id if it runs on)."""
         try:
             async with self.database.session() as session:
                 execution = await executions.start_execution(
                     session,
                     engine=self.engine,
                     principal=principal,
-                    workflow_id=workflow.id,
-                    inputs=dict(params.arguments or {}),
+                    workflow_id=workflow_id,
+                    inputs=inputs,
                 )
                 execution_id = execution.id
         except OrchestrionError as exc:
@@ -193,8 +255,7 @@ class WorkflowTools:
                 f"{'.'.join(str(p) for p in e.get('loc', []))}: {e.get('msg')}"
                 for e in exc.errors or []
             )
-            text = exc.detail + (f" ({details})" if details else "")
-            return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
+            return _refused(exc.detail + (f" ({details})" if details else ""))
         deadline = time.monotonic() + self.wait_seconds
         while True:
             async with self.database.session() as session:
@@ -291,16 +352,23 @@ class McpEndpoint:
 
 
 def create_mcp_endpoint(
-    *, engine: Engine, database: Database, secret: bytes, wait_seconds: float
+    *,
+    engine: Engine,
+    database: Database,
+    secret: bytes,
+    wait_seconds: float,
+    peers: PeerCalls | None = None,
 ) -> tuple[StreamableHTTPSessionManager, McpEndpoint]:
-    """The session manager (run it in the app's lifespan) and the ASGI endpoint for /mcp."""
+    """The session manager (run it in the app's lifespan) and the ASGI endpoint for /mcp;
+    with ``peers``, the templates service's templates are tools too."""
     tools = WorkflowTools(
-        engine=engine, database=database, secret=secret, wait_seconds=wait_seconds
+        engine=engine, database=database, secret=secret, wait_seconds=wait_seconds, peers=peers
     )
     server: Server[Any] = Server(
         "orchestrion",
         title="Orchestrion workflows",
-        instructions="Each tool runs one workflow and answers with its outputs; "
+        instructions="Each tool runs one workflow (a `template.` tool: a workflow made of a "
+        "template with `parameters`) and answers with its outputs; "
         "executions are resources (orchestrion://executions/{id}).",
         on_list_tools=tools.list_tools,
         on_call_tool=tools.call_tool,

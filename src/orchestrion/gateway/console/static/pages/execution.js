@@ -1,49 +1,55 @@
-import { accessToken, api, ApiError } from "../api.js";
+import { ApiError, call, client, get, realtime } from "../api.js";
 import { h, replace, statusBadge, when } from "../dom.js";
+import { stepGraph } from "../graph.js";
 
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 
+const ACTIONS = {
+  Approve: "/api/v1/executions/{execution_id}/steps/{step_id}/approve",
+  Reject: "/api/v1/executions/{execution_id}/steps/{step_id}/approve",
+  Pause: "/api/v1/executions/{execution_id}/pause",
+  Resume: "/api/v1/executions/{execution_id}/resume",
+  Cancel: "/api/v1/executions/{execution_id}/cancel",
+  Retry: "/api/v1/executions/{execution_id}/retry",
+};
+
 /**
- * The execution view: its steps, kept current by the realtime socket (channel
- * `execution:<id>`, replayed from the start, then live), LLM tokens appended as they
- * stream, and the buttons that act on it.
+ * The execution view: its step graph and steps, kept current by the realtime socket
+ * (channel `execution:<id>`, replayed from the start, then live), LLM tokens appended as
+ * they stream, and the buttons that act on it.
  */
 export async function executionPage(ctx, id) {
   const main = document.getElementById("main");
-  const path = `/api/v1/executions/${encodeURIComponent(id)}`;
-  let execution = (await api("GET", path)).body;
+  const byId = { params: { path: { execution_id: id } } };
+  let execution = await get(client.GET("/api/v1/executions/{execution_id}", byId));
   // The version that runs gives each step its type and what it needs (the graph's edges).
   const shape = new Map();
   try {
-    const version = (
-      await api(
-        "GET",
-        `/api/v1/workflows/${encodeURIComponent(execution.workflow_id)}/versions/${execution.workflow_version}`,
-      )
-    ).body;
+    const version = await get(client.GET("/api/v1/workflows/{workflow_id}/versions/{version}", {
+      params: { path: { workflow_id: execution.workflow_id, version: execution.workflow_version } },
+    }));
     for (const step of version.steps || []) shape.set(step.id, { type: step.type, needs: step.needs || [] });
   } catch {
     // Without the definition the steps still show, without type and edges.
   }
   const approvals = new Set(); // steps waiting for an approval
   const tokens = new Map(); // step id → its <pre> of streamed text
-  let lastSeq = 0;
-  let socket = null;
-  let closed = false;
-  let retryDelay = 500;
+  let live = null; // the realtime connection
   let refreshTimer = null;
 
   const status = h("p", { id: "execution-status", role: "status", "aria-live": "polite" });
   const controls = h("div", { class: "actions", role: "group", "aria-label": "Execution controls" });
+  const graph = h("figure", { class: "card graph-card", "aria-labelledby": "graph-title" });
   const steps = h("section", { "aria-labelledby": "steps-title" });
   const outputs = h("section", { "aria-labelledby": "outputs-title" });
-  const live = h("p", { class: "live" });
+  const liveNote = h("p", { class: "live" });
   const log = h("ol", { class: "events", id: "events" });
 
-  async function act(label, method, url, body) {
+  async function act(label, stepId, body) {
     ctx.clearAlerts();
+    const path = stepId === undefined ? { execution_id: id } : { execution_id: id, step_id: stepId };
     try {
-      await api(method, url, body === undefined ? {} : { body });
+      await call(client.POST(ACTIONS[label], { params: { path }, ...(body === undefined ? {} : { body }) }));
       await refresh();
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
@@ -55,11 +61,10 @@ export async function executionPage(ctx, id) {
     const actions = [];
     const approval = approvals.has(step.id) || (shape.get(step.id) || {}).type === "approval";
     if (step.status === "waiting" && approval) {
-      const url = `${path}/steps/${encodeURIComponent(step.id)}/approve`;
       actions.push(
-        h("button", { type: "button", onclick: () => act("Approve", "POST", url, { approved: true }) },
+        h("button", { type: "button", onclick: () => act("Approve", step.id, { approved: true }) },
           "Approve", h("span", { class: "visually-hidden" }, ` step ${step.id}`)),
-        h("button", { type: "button", class: "danger", onclick: () => act("Reject", "POST", url, { approved: false }) },
+        h("button", { type: "button", class: "danger", onclick: () => act("Reject", step.id, { approved: false }) },
           "Reject", h("span", { class: "visually-hidden" }, ` step ${step.id}`)),
       );
     }
@@ -84,19 +89,40 @@ export async function executionPage(ctx, id) {
     );
   }
 
+  /** Every step of the version (those not started yet as `pending`), with its state. */
+  function graphSteps() {
+    const states = new Map(execution.steps.map((s) => [s.id, s]));
+    const ids = shape.size ? [...shape.keys()] : execution.steps.map((s) => s.id);
+    for (const s of execution.steps) if (!ids.includes(s.id)) ids.push(s.id);
+    return ids.map((stepId) => ({
+      id: stepId,
+      needs: (shape.get(stepId) || {}).needs || [],
+      type: (shape.get(stepId) || {}).type,
+      status: (states.get(stepId) || {}).status || "pending",
+    }));
+  }
+
   function draw() {
+    replace(
+      graph,
+      h("figcaption", {},
+        h("h2", { id: "graph-title" }, "Step graph"),
+        h("p", { class: "help" }, "Columns follow each step's needs; the same steps are listed under ",
+          h("a", { href: "#steps-title" }, "Steps"), ".")),
+      h("div", { class: "graph-scroll" }, stepGraph(graphSteps(), { title: `Steps of execution ${execution.id}` })),
+    );
     status.replaceChildren("Status: ", statusBadge(execution.status));
     const buttons = [];
     if (!TERMINAL.has(execution.status)) {
       if (execution.status === "paused") {
-        buttons.push(h("button", { type: "button", onclick: () => act("Resume", "POST", `${path}/resume`) }, "Resume"));
+        buttons.push(h("button", { type: "button", onclick: () => act("Resume") }, "Resume"));
       } else {
-        buttons.push(h("button", { type: "button", onclick: () => act("Pause", "POST", `${path}/pause`) }, "Pause"));
+        buttons.push(h("button", { type: "button", onclick: () => act("Pause") }, "Pause"));
       }
-      buttons.push(h("button", { type: "button", class: "danger", onclick: () => act("Cancel", "POST", `${path}/cancel`) }, "Cancel"));
+      buttons.push(h("button", { type: "button", class: "danger", onclick: () => act("Cancel") }, "Cancel"));
     }
     if (execution.status === "failed" || execution.status === "cancelled") {
-      buttons.push(h("button", { type: "button", onclick: () => act("Retry", "POST", `${path}/retry`) }, "Retry"));
+      buttons.push(h("button", { type: "button", onclick: () => act("Retry") }, "Retry"));
     }
     replace(controls, buttons);
     replace(
@@ -117,7 +143,7 @@ export async function executionPage(ctx, id) {
 
   async function refresh() {
     try {
-      execution = (await api("GET", path)).body;
+      execution = await get(client.GET("/api/v1/executions/{execution_id}", byId));
       draw();
     } catch (error) {
       ctx.showError(error);
@@ -133,8 +159,6 @@ export async function executionPage(ctx, id) {
   }
 
   function onEvent(event) {
-    if (event.seq <= lastSeq) return;
-    lastSeq = event.seq;
     if (event.type === "step.waiting" && event.data && event.data.kind === "approval") approvals.add(event.step_id);
     if (event.type === "step.approved" || event.type === "step.rejected" || event.type === "step.succeeded" || event.type === "step.failed") {
       approvals.delete(event.step_id);
@@ -154,47 +178,27 @@ export async function executionPage(ctx, id) {
   }
 
   function connect() {
-    const token = accessToken();
-    if (!token || closed) return;
-    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    socket = new WebSocket(`${scheme}//${location.host}/ws`, ["bearer", token]);
-    socket.addEventListener("open", () => {
-      retryDelay = 500;
-      socket.send(JSON.stringify({ type: "subscribe", channel: `execution:${id}`, after: lastSeq }));
+    // The SDK resumes after the last seq on every reconnection, each event once, in order.
+    live = realtime({
+      onToken,
+      onGap: later,
+      onError: (frame) => {
+        liveNote.textContent = `Live updates: ${frame.message}`;
+      },
+      onState: (state) => {
+        if (state === "reconnecting") liveNote.textContent = "Live updates paused; reconnecting…";
+        else if (state === "closed") liveNote.textContent = "Live updates off.";
+      },
+      onFrame: (frame) => {
+        if (frame.type === "subscribed") liveNote.textContent = "Live updates on.";
+      },
     });
-    socket.addEventListener("message", (message) => {
-      let frame;
-      try {
-        frame = JSON.parse(message.data);
-      } catch {
-        return;
-      }
-      if (frame.type === "subscribed") live.textContent = "Live updates on.";
-      else if (frame.type === "message" && frame.data) onEvent(frame.data);
-      else if (frame.type === "token") onToken(frame);
-      else if (frame.type === "gap") later();
-      else if (frame.type === "error") live.textContent = `Live updates: ${frame.message}`;
-    });
-    socket.addEventListener("close", async (close) => {
-      socket = null;
-      if (closed) return;
-      live.textContent = "Live updates paused; reconnecting…";
-      if (close.code === 4401) {
-        try {
-          await api("GET", "/api/v1/auth/me"); // refreshes the access token
-        } catch {
-          return;
-        }
-      }
-      setTimeout(connect, retryDelay);
-      retryDelay = Math.min(retryDelay * 2, 10000);
-    });
+    live.subscribe(`execution:${id}`, (message) => onEvent(message.data), { after: 0 });
   }
 
   ctx.onLeave(() => {
-    closed = true;
     if (refreshTimer) clearTimeout(refreshTimer);
-    if (socket) socket.close(1000);
+    if (live) live.close();
   });
 
   draw();
@@ -206,7 +210,8 @@ export async function executionPage(ctx, id) {
       ` version ${execution.workflow_version} · started ${when(execution.started_at)}`),
     status,
     controls,
-    live,
+    liveNote,
+    graph,
     h("div", { class: "columns" }, steps, outputs),
     h("details", { class: "card" }, h("summary", {}, "Event log"), log),
   );

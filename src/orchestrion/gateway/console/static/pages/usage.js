@@ -1,11 +1,11 @@
-import { api } from "../api.js";
+import { client, get } from "../api.js";
 import { h, replace } from "../dom.js";
 
 export async function usagePage() {
   const main = document.getElementById("main");
-  const [{ body: usage }, { body: workflows }] = await Promise.all([
-    api("GET", "/api/v1/usage?group_by=workflow"),
-    api("GET", "/api/v1/workflows?limit=100&fields=id,name"),
+  const [usage, workflows] = await Promise.all([
+    get(client.GET("/api/v1/usage", { params: { query: { group_by: "workflow" } } })),
+    get(client.GET("/api/v1/workflows", { params: { query: { limit: 100, fields: "id,name" } } })),
   ]);
   const names = new Map(workflows.data.map((w) => [w.id, w.name]));
   const money = (value) => `$${Number(value || 0).toFixed(6)}`;

@@ -1,4 +1,4 @@
-import { api, ApiError } from "../api.js";
+import { ApiError, call, client, get } from "../api.js";
 import { h, replace, statusBadge, when } from "../dom.js";
 
 const SERVER_FIELDS = ["id", "tenant_id", "version", "created_by", "created_at", "updated_at"];
@@ -24,6 +24,9 @@ function definitionOf(workflow) {
   }
   return definition;
 }
+
+/** The editor's text goes out as it is (JSON or YAML), not re-serialised. */
+const asIs = (text) => text;
 
 /** JSON when the text opens an object, else YAML (the definitions endpoints take both). */
 function contentType(text) {
@@ -52,9 +55,9 @@ export async function workflowPage(ctx, id) {
   let workflow = null;
   let etag = null;
   if (id) {
-    const answer = await api("GET", `/api/v1/workflows/${encodeURIComponent(id)}`);
-    workflow = answer.body;
-    etag = answer.headers.get("etag");
+    const answer = await call(client.GET("/api/v1/workflows/{workflow_id}", { params: { path: { workflow_id: id } } }));
+    workflow = answer.data;
+    etag = answer.response.headers.get("etag");
   }
 
   const editor = h(
@@ -95,19 +98,24 @@ export async function workflowPage(ctx, id) {
     const text = editor.value;
     try {
       if (workflow) {
-        const headers = etag ? { "If-Match": etag } : {};
-        const answer = await api("PUT", `/api/v1/workflows/${encodeURIComponent(workflow.id)}`, {
+        const headers = { "Content-Type": contentType(text), ...(etag ? { "If-Match": etag } : {}) };
+        const answer = await call(client.PUT("/api/v1/workflows/{workflow_id}", {
+          params: { path: { workflow_id: workflow.id } },
           body: text,
-          contentType: contentType(text),
+          bodySerializer: asIs,
           headers,
-        });
-        workflow = answer.body;
-        etag = answer.headers.get("etag");
+        }));
+        workflow = answer.data;
+        etag = answer.response.headers.get("etag");
         saved.textContent = `Saved: version ${workflow.version}.`;
         editor.value = JSON.stringify(definitionOf(workflow), null, 2);
       } else {
-        const answer = await api("POST", "/api/v1/workflows", { body: text, contentType: contentType(text) });
-        ctx.navigate(`/workflows/${encodeURIComponent(answer.body.id)}`, { replaceState: true });
+        const created = await get(client.POST("/api/v1/workflows", {
+          body: text,
+          bodySerializer: asIs,
+          headers: { "Content-Type": contentType(text) },
+        }));
+        ctx.navigate(`/workflows/${encodeURIComponent(created.id)}`, { replaceState: true });
       }
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
@@ -147,8 +155,11 @@ export async function workflowPage(ctx, id) {
     }
     run.disabled = true;
     try {
-      const answer = await api("POST", `/api/v1/workflows/${encodeURIComponent(workflow.id)}/executions`, { body });
-      ctx.navigate(`/executions/${encodeURIComponent(answer.body.id)}`);
+      const started = await get(client.POST("/api/v1/workflows/{workflow_id}/executions", {
+        params: { path: { workflow_id: workflow.id } },
+        body,
+      }));
+      ctx.navigate(`/executions/${encodeURIComponent(started.id)}`);
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
       replace(runErrors, h("div", { role: "alert", class: "alert-error" }, errorList(error).slice(1)));
@@ -159,8 +170,8 @@ export async function workflowPage(ctx, id) {
 
   const executions = h("section", { "aria-labelledby": "executions-title" }, h("h2", { id: "executions-title" }, "Recent executions"));
   try {
-    const query = new URLSearchParams({ workflow_id: workflow.id, limit: "10", sort: "created_at:desc" });
-    const { body } = await api("GET", `/api/v1/executions?${query}`);
+    const query = { workflow_id: workflow.id, limit: 10, sort: "created_at:desc" };
+    const body = await get(client.GET("/api/v1/executions", { params: { query } }));
     executions.append(
       body.data.length
         ? h("ul", { class: "plain" }, body.data.map((e) =>

@@ -1,4 +1,4 @@
-import { api } from "../api.js";
+import { client, get } from "../api.js";
 import { h, replace, statusBadge, when } from "../dom.js";
 
 const STATUSES = ["", "draft", "active", "archived"];
@@ -31,11 +31,11 @@ export async function workflowsPage(ctx) {
     ctx.navigate(page ? `/workflows?${page}` : "/workflows");
   });
 
-  const query = new URLSearchParams({ limit: "100", sort: "updated_at:desc" });
+  const query = { limit: 100, sort: "updated_at:desc" };
   for (const key of ["name", "tag", "status"]) {
-    if (params.get(key)) query.set(key, params.get(key));
+    if (params.get(key)) query[key] = params.get(key);
   }
-  const { body } = await api("GET", `/api/v1/workflows?${query}`);
+  const body = await get(client.GET("/api/v1/workflows", { params: { query } }));
   const rows = body.data.map((w) =>
     h(
       "tr",

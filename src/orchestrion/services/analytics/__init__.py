@@ -1,0 +1,1 @@
+"""The analytics service: usage, performance and cost projections built from events."""

@@ -1,0 +1,1 @@
+"""Single sign-on with external OpenID Connect providers (docs/identity.md)."""

@@ -1,0 +1,1 @@
+"""``orchestrion.v1``: ``workflows.proto`` and its generated messages and stubs."""
