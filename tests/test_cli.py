@@ -88,3 +88,26 @@ def test_production_refuses_the_development_secret(tmp_path: Path) -> None:
     result = run_command(tmp_path, "db", "upgrade", ORCHESTRION_ENVIRONMENT="production")
     assert result.returncode == 2
     assert "ORCHESTRION_SECRET_KEY" in result.stderr
+
+
+def test_serve_and_worker_refuse_a_database_not_migrated_to_their_schema(tmp_path: Path) -> None:
+    never = run_command(tmp_path, "serve", "auth", "--port", str(free_port()))
+    assert never.returncode == 2
+    assert "was never migrated" in never.stderr
+    assert "orchestrion db upgrade" in never.stderr
+    assert "Traceback" not in never.stdout + never.stderr
+
+    assert run_command(tmp_path, "db", "upgrade", "0010").returncode == 0
+    behind = run_command(tmp_path, "worker")
+    assert behind.returncode == 2
+    assert "is at revision 0010" in behind.stderr
+    assert "orchestrion db upgrade" in behind.stderr
+
+
+def test_a_revision_newer_than_the_package_is_not_behind() -> None:
+    from orchestrion.migrations import head_revision, is_behind
+
+    assert is_behind("0010")
+    assert not is_behind(head_revision())
+    # A rolling upgrade migrates first; the instances still on the older version go on.
+    assert not is_behind("9999_from_a_newer_release")

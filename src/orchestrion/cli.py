@@ -130,6 +130,37 @@ def _check_signing_keys(settings: Settings) -> None:
         pass  # no schema yet: the service reports that itself
 
 
+def _require_schema(settings: Settings, *, command: str) -> None:
+    """Exit 2 with what to run when the database is not migrated to this version's schema."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from orchestrion.migrations import current_revision, head_revision, is_behind
+
+    async def read() -> str | None:
+        database = open_database(settings)
+        try:
+            return await current_revision(database.engine)
+        finally:
+            await database.dispose()
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        current = asyncio.run(read())
+    except (SQLAlchemyError, OSError) as exc:
+        err.print(
+            f"[red]refusing to start:[/red] `orchestrion {command}` cannot read the "
+            f"database: {exc.__class__.__name__}: {str(exc).splitlines()[0]}"
+        )
+        raise typer.Exit(2) from None
+    if current is None or is_behind(current):
+        state = "was never migrated" if current is None else f"is at revision {current}"
+        err.print(
+            f"[red]refusing to start:[/red] the database {state}; this version needs "
+            f"{head_revision()}. Run `orchestrion db upgrade` (with the same settings) first."
+        )
+        raise typer.Exit(2)
+
+
 def _prepare(settings: Settings) -> None:
     """Migrate the schema, then create the first admin if the database is empty."""
     from orchestrion.migrations import upgrade
@@ -315,6 +346,7 @@ def serve(
         raise typer.Exit(2)
     settings = _settings(host=host, port=port)
     _secure(settings, command=f"serve {service}", host=settings.host, generate=False)
+    _require_schema(settings, command=f"serve {service}")
     if service == "auth":
         _check_signing_keys(settings)
     configure_logging(
@@ -406,6 +438,7 @@ def worker(
 
     settings = _settings()
     _secure(settings, command="worker", host=None, generate=False)
+    _require_schema(settings, command="worker")
     configure_logging(
         level=settings.observability.log_level, format=settings.observability.log_format
     )

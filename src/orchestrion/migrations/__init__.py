@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import MetaData
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 HERE = Path(__file__).parent
 
@@ -69,3 +72,37 @@ def upgrade(url: str, revision: str = "head") -> None:
 async def upgrade_async(url: str, revision: str = "head") -> None:
     """:func:`upgrade` from async code, run in a worker thread."""
     await asyncio.to_thread(upgrade, url, revision)
+
+
+def head_revision() -> str:
+    """The newest revision the package's migrations reach."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head is not None
+    return head
+
+
+def is_behind(revision: str) -> bool:
+    """Whether ``revision`` is one of this package's, older than its head.
+
+    A revision this package does not know is newer (a rolling upgrade migrated the database
+    first): older code keeps running on it, as migrations only add what it ignores.
+    """
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    known = {rev.revision for rev in script.walk_revisions()}
+    return revision in known and revision != script.get_current_head()
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    """The revision the database is at; ``None`` when it was never migrated."""
+    from sqlalchemy import inspect, text
+
+    async with engine.connect() as connection:
+        tables = await connection.run_sync(lambda sync: inspect(sync).get_table_names())
+        if "alembic_version" not in tables:
+            return None
+        row = (await connection.execute(text("SELECT version_num FROM alembic_version"))).first()
+        return None if row is None else str(row[0])
