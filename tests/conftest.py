@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 
 from orchestrion.platform import create_embedded_app
@@ -25,6 +24,7 @@ from tests.fixtures.databases import (
     sqlite_template,
     truncate_all,
 )
+from tests.fixtures.lifespan import in_process
 from tests.fixtures.mcp_peer import everything, everything_http, everything_sse
 from tests.fixtures.oidc_provider import oidc_provider
 from tests.fixtures.processes import TEST_PASSWORD_HASHING
@@ -87,7 +87,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
 async def app(settings: Settings) -> AsyncIterator[Any]:
     """The embedded platform with every service's lifespan running."""
     application = create_embedded_app(settings)
-    async with LifespanManager(application, startup_timeout=30) as manager:
+    async with in_process(application) as manager:
         yield manager.app
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from orchestrion.platform import create_embedded_app
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, login, make_settings
+from tests.fixtures.lifespan import in_process
 from tests.fixtures.llm import LlmServer, llm_server
 from tests.services.workflows.helpers import start
 
@@ -33,7 +33,7 @@ async def platform(
     provider = {"kind": "openai", "base_url": llm_server.openai(key), "api_key": "sk-test"}
     settings = make_settings(tmp_path, database_url, llm={"providers": {"openai": provider}})
     application = create_embedded_app(settings)
-    async with LifespanManager(application, startup_timeout=60) as manager:
+    async with in_process(application) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             tokens = await login(http, ADMIN_EMAIL, ADMIN_PASSWORD)

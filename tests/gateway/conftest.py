@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -25,6 +24,7 @@ from orchestrion.gateway.routes import Route
 from orchestrion.platform import create_embedded_app
 from tests.conftest import make_settings
 from tests.fixtures.databases import copy_template, server_missing
+from tests.fixtures.lifespan import in_process
 
 REDIS_URL = os.environ.get("ORCHESTRION_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 CLIENT = ("10.0.0.1", 40000)
@@ -89,7 +89,7 @@ async def open_gateway(
     database = copy_template(template, directory / "data")
     settings = make_settings(directory, f"sqlite+aiosqlite:///{database}", **overrides)
     app = create_embedded_app(settings, routes=routes)
-    async with LifespanManager(app, startup_timeout=30) as manager:
+    async with in_process(app) as manager:
         transport = httpx.ASGITransport(app=manager.app, client=client)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             yield http

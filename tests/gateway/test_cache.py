@@ -11,13 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from orchestrion.gateway.app import create_gateway
 from orchestrion.gateway.proxy import HttpUpstream
 from orchestrion.gateway.routes import DEFAULT_ROUTES, Route, rule
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, login, make_settings, user_headers
 from tests.fixtures.definitions import DOUBLE_THEN_ADD
+from tests.fixtures.lifespan import in_process
 from tests.fixtures.upstream import Upstream
 from tests.gateway.conftest import SharedRedis, open_gateway
 
@@ -124,7 +124,7 @@ async def _proxy(
         name: HttpUpstream(name, upstream.url, secret=secret) for name in ("auth", "things")
     }
     app = create_gateway(settings, upstreams, routes=routes)
-    async with LifespanManager(app) as manager:
+    async with in_process(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
             yield http

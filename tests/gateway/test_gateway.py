@@ -12,6 +12,7 @@ from orchestrion.kernel.auth.identity import encode_identity
 from orchestrion.kernel.auth.principal import Principal
 from orchestrion.platform import create_embedded_app
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, make_settings
+from tests.fixtures.lifespan import in_process
 
 
 async def test_request_id_is_echoed_or_made(client) -> None:
@@ -122,7 +123,7 @@ async def test_bearer_garbage_is_401(client) -> None:
 
 async def _gateway(tmp_path: Path, database_url: str, **gateway: object) -> LifespanManager:
     settings = make_settings(tmp_path, database_url, gateway=gateway)
-    return LifespanManager(create_embedded_app(settings), startup_timeout=30)
+    return in_process(create_embedded_app(settings))
 
 
 @pytest.mark.parametrize("chunked", [False, True])

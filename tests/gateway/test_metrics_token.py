@@ -7,11 +7,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from orchestrion.platform import create_embedded_app
 from tests.conftest import make_settings
 from tests.fixtures.databases import copy_template
+from tests.fixtures.lifespan import in_process
 
 TOKEN = "scrape-token-0123456789"
 
@@ -21,7 +21,7 @@ async def _gateway(
 ) -> AsyncIterator[httpx.AsyncClient]:
     url = f"sqlite+aiosqlite:///{copy_template(template, tmp_path / 'data')}"
     settings = make_settings(tmp_path, url, observability=observability)
-    async with LifespanManager(create_embedded_app(settings), startup_timeout=30) as manager:
+    async with in_process(create_embedded_app(settings)) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             yield http

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from orchestrion.gateway.app import create_gateway
 from orchestrion.gateway.proxy import HttpUpstream
 from orchestrion.gateway.routes import Route, Transform, rule
 from orchestrion.gateway.upstream import Upstream, UpstreamPolicy
 from tests.conftest import make_settings
+from tests.fixtures.lifespan import in_process
 from tests.fixtures.processes import free_port
 from tests.fixtures.servers import serve
 from tests.fixtures.upstream import Upstream as Loopback
@@ -52,7 +52,7 @@ async def _gateway(
     ]
     upstreams: dict[str, Upstream] = {"loop": upstream}
     app = create_gateway(settings, upstreams, routes=routes)
-    async with LifespanManager(app) as manager:
+    async with in_process(app) as manager:
         transport = httpx.ASGITransport(app=manager.app, client=("10.1.2.3", 5555))
         async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
             yield client

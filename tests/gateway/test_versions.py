@@ -13,11 +13,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from orchestrion.gateway.config import ConfigError, GatewayConfig
 from orchestrion.platform import create_embedded_app
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, make_settings
+from tests.fixtures.lifespan import in_process
 
 CONFIG = """
 routes:
@@ -38,7 +38,7 @@ async def test_v2_beside_a_deprecated_v1(tmp_path: Path, database_url: str) -> N
     config = tmp_path / "gateway.yaml"
     config.write_text(CONFIG)
     settings = make_settings(tmp_path, database_url, gateway={"config": config})
-    async with LifespanManager(create_embedded_app(settings), startup_timeout=30) as manager:
+    async with in_process(create_embedded_app(settings)) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             login = await http.post(

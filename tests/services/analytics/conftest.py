@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from orchestrion.gateway.app import Gateway
 from orchestrion.kernel.bus import Bus
@@ -21,6 +20,7 @@ from orchestrion.kernel.db.engine import Database
 from orchestrion.platform import create_embedded_app
 from orchestrion.settings import Settings
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, login, make_settings
+from tests.fixtures.lifespan import in_process
 from tests.fixtures.llm import LlmServer, llm_server
 
 __all__ = ["llm_server"]
@@ -77,7 +77,7 @@ def _core(app: Any) -> Gateway:
 async def platform(settings: Settings) -> AsyncIterator[Platform]:
     """The embedded platform with every lifespan running."""
     application = create_embedded_app(settings)
-    async with LifespanManager(application, startup_timeout=60) as manager:
+    async with in_process(application) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             yield Platform(http, _core(application), settings)

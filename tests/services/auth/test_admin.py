@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 
 from tests.conftest import login, user_headers
+from tests.fixtures.lifespan import in_process
 
 AUTH = "/api/v1/auth"
 
@@ -191,14 +192,13 @@ async def test_api_keys_work_within_their_scopes(client, admin_headers) -> None:
 
 
 async def test_revoked_and_expired_keys_stop_working(tmp_path, database_url: str) -> None:
-    from asgi_lifespan import LifespanManager
 
     from orchestrion.platform import create_embedded_app
     from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, make_settings
 
     settings = make_settings(tmp_path, database_url, auth={"api_key_cache_seconds": 0})
     app = create_embedded_app(settings)
-    async with LifespanManager(app) as manager:
+    async with in_process(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             tokens = await login(http, ADMIN_EMAIL, ADMIN_PASSWORD)

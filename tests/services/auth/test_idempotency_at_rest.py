@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 from sqlalchemy import select
 
@@ -16,6 +15,7 @@ from orchestrion.kernel.http.idempotency import IdempotencyRecord, request_hash
 from orchestrion.platform import create_embedded_app
 from orchestrion.settings import Settings
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, login, make_settings
+from tests.fixtures.lifespan import in_process
 
 AUTH = "/api/v1/auth"
 KEY_BODY = {"name": "ci", "scopes": ["workflows:read"]}
@@ -31,7 +31,7 @@ async def _rows(settings: Settings) -> list[IdempotencyRecord]:
 
 
 async def _create_key(settings: Settings, idempotency_key: str) -> httpx.Response:
-    async with LifespanManager(create_embedded_app(settings), startup_timeout=30) as manager:
+    async with in_process(create_embedded_app(settings)) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             tokens = await login(http, ADMIN_EMAIL, ADMIN_PASSWORD)

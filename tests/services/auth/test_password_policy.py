@@ -6,11 +6,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 
 from orchestrion.platform import create_embedded_app
 from tests.conftest import ADMIN_EMAIL, login, make_settings
+from tests.fixtures.lifespan import in_process
 from tests.fixtures.processes import run_command
 
 AUTH = "/api/v1/auth"
@@ -78,7 +78,7 @@ async def test_the_minimum_length_is_a_setting(tmp_path: Path, database_url: str
         auth={"password_min_length": 24},
         admin_password=SecretStr(long_enough),
     )
-    async with LifespanManager(create_embedded_app(settings), startup_timeout=30) as manager:
+    async with in_process(create_embedded_app(settings)) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             tokens = await login(http, ADMIN_EMAIL, long_enough)

@@ -17,12 +17,12 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from orchestrion.platform import create_embedded_app
 from orchestrion.settings import Settings
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, login, make_settings
 from tests.fixtures.databases import copy_template
+from tests.fixtures.lifespan import in_process
 from tests.fixtures.oidc_provider import PLATFORM_URL, OidcProvider
 
 FRONTEND = "http://console.test/sign-in"
@@ -53,7 +53,7 @@ async def platform(
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The platform with the provider configured as ``local``, on each database."""
     application = create_embedded_app(_settings(tmp_path, database_url, oidc_provider))
-    async with LifespanManager(application, startup_timeout=30) as manager:
+    async with in_process(application) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url=PLATFORM_URL) as client:
             yield client
@@ -66,7 +66,7 @@ async def on_sqlite(
     """:func:`platform` on SQLite only, for the checks the database does not change."""
     url = f"sqlite+aiosqlite:///{copy_template(sqlite_template, tmp_path / 'data')}"
     application = create_embedded_app(_settings(tmp_path, url, oidc_provider))
-    async with LifespanManager(application, startup_timeout=30) as manager:
+    async with in_process(application) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url=PLATFORM_URL) as client:
             yield client

@@ -13,6 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, login, make_settings
+from tests.fixtures.lifespan import in_process
 
 ME = "/api/v1/auth/me"
 
@@ -114,13 +115,12 @@ async def test_unsigned_token_alg_none_is_refused(client: httpx.AsyncClient, adm
 
 
 async def test_expired_token_is_refused(tmp_path, database_url: str) -> None:
-    from asgi_lifespan import LifespanManager
 
     from orchestrion.platform import create_embedded_app
 
     settings = make_settings(tmp_path, database_url, auth={"access_token_ttl_seconds": 30})
     app = create_embedded_app(settings)
-    async with LifespanManager(app) as manager:
+    async with in_process(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             tokens = await login(http, ADMIN_EMAIL, ADMIN_PASSWORD)
@@ -155,13 +155,12 @@ async def test_wrong_audience_issuer_or_not_yet_valid_is_refused(
     tmp_path, database_url: str, claim: str, value: Any
 ) -> None:
     """Genuinely signed tokens with a bad claim: the signing key comes from the database."""
-    from asgi_lifespan import LifespanManager
 
     from orchestrion.platform import create_embedded_app
 
     settings = make_settings(tmp_path, database_url)
     app = create_embedded_app(settings)
-    async with LifespanManager(app) as manager:
+    async with in_process(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             tokens = await login(http, ADMIN_EMAIL, ADMIN_PASSWORD)
@@ -194,7 +193,6 @@ async def _sign_with_platform_key(settings: Any, claims: dict[str, Any]) -> str:
 
 
 async def test_signing_key_rotation_keeps_old_tokens_valid(tmp_path, database_url: str) -> None:
-    from asgi_lifespan import LifespanManager
 
     from orchestrion.platform import create_embedded_app
 
@@ -207,7 +205,7 @@ async def test_signing_key_rotation_keeps_old_tokens_valid(tmp_path, database_ur
         gateway={"jwks_min_refresh_seconds": 0},
     )
     app = create_embedded_app(settings)
-    async with LifespanManager(app) as manager:
+    async with in_process(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             tokens = await login(http, ADMIN_EMAIL, ADMIN_PASSWORD)
@@ -257,13 +255,12 @@ async def test_a_rotated_key_is_published_before_it_signs(settings: Any) -> None
 
 
 async def test_failed_logins_are_throttled_with_retry_after(tmp_path, database_url: str) -> None:
-    from asgi_lifespan import LifespanManager
 
     from orchestrion.platform import create_embedded_app
 
     settings = make_settings(tmp_path, database_url, auth={"login_max_attempts": 3})
     app = create_embedded_app(settings)
-    async with LifespanManager(app) as manager:
+    async with in_process(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             for _ in range(3):

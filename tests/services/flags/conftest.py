@@ -8,13 +8,13 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from orchestrion.gateway.app import Gateway
 from orchestrion.kernel.bus import Bus
 from orchestrion.platform import create_embedded_app
 from orchestrion.settings import Settings
 from tests.conftest import user_headers
+from tests.fixtures.lifespan import in_process
 
 Headers = dict[str, str]
 
@@ -23,7 +23,7 @@ Headers = dict[str, str]
 async def embedded(settings: Settings) -> AsyncIterator[tuple[Any, Any]]:
     """The embedded platform as built and as its lifespan wraps it (running)."""
     application = create_embedded_app(settings)
-    async with LifespanManager(application, startup_timeout=30) as manager:
+    async with in_process(application) as manager:
         yield application, manager.app
 
 

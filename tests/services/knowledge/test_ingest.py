@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from asgi_lifespan import LifespanManager
 from sqlalchemy import select
 
 from orchestrion.kernel.bus import Bus, CloudEvent, open_bus
@@ -17,6 +16,7 @@ from orchestrion.services.knowledge import ingest
 from orchestrion.services.knowledge.app import create_app
 from orchestrion.services.knowledge.models import KgEdge, KgEmbedding, KgNode
 from orchestrion.settings import Settings
+from tests.fixtures.lifespan import in_process
 
 TENANT = "00000000-0000-7000-8000-0000000000aa"
 OTHER = "00000000-0000-7000-8000-0000000000bb"
@@ -50,7 +50,7 @@ async def knowledge(settings: Settings) -> AsyncIterator[Knowledge]:
     app = create_app(settings)
     bus = open_bus("memory://")
     app.state.bus = bus
-    async with bus, LifespanManager(app):
+    async with bus, in_process(app):
         yield Knowledge(app, bus)
 
 

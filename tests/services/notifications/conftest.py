@@ -17,7 +17,6 @@ from typing import Any
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -30,6 +29,7 @@ from orchestrion.platform import create_embedded_app
 from orchestrion.settings import Settings
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, login, make_settings
 from tests.fixtures.databases import copy_template
+from tests.fixtures.lifespan import in_process
 from tests.fixtures.servers import free_port, serve
 
 Headers = dict[str, str]
@@ -198,7 +198,7 @@ async def running(settings: Settings, services: dict[str, FastAPI]) -> AsyncIter
     """The embedded platform with ``settings`` in-process, the admin logged in
     (``services``: what :func:`monkeyed_factories` fills)."""
     application = create_embedded_app(settings)
-    async with LifespanManager(application, startup_timeout=60) as manager:
+    async with in_process(application) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             tokens = await login(http, ADMIN_EMAIL, ADMIN_PASSWORD)

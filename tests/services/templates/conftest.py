@@ -10,11 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from orchestrion.platform import create_embedded_app
 from orchestrion.settings import Settings
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, login, make_settings, user_headers
+from tests.fixtures.lifespan import in_process
 from tests.fixtures.llm import LlmServer, llm_server
 
 __all__ = ["llm_server"]
@@ -40,7 +40,7 @@ def settings(tmp_path: Path, database_url: str, llm_server: LlmServer, llm_key: 
 async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """A client of the embedded platform's gateway."""
     application = create_embedded_app(settings)
-    async with LifespanManager(application, startup_timeout=60) as manager:
+    async with in_process(application) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             yield http

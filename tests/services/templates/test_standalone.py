@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI, Request
 
 from orchestrion.kernel.auth.identity import IDENTITY_HEADER, decode_identity, encode_identity
@@ -18,6 +17,7 @@ from orchestrion.kernel.auth.principal import Principal
 from orchestrion.services.templates.app import create_app
 from orchestrion.settings import Settings
 from tests.conftest import make_settings
+from tests.fixtures.lifespan import in_process
 from tests.fixtures.servers import serve_in_thread
 from tests.services.templates.conftest import body
 
@@ -33,7 +33,7 @@ def _headers(tenant: str = "tenant-a", role: str = "editor") -> dict[str, str]:
 
 async def _client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings)
-    async with LifespanManager(app) as manager:
+    async with in_process(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://templates") as http:
             yield http

@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 
 from tests.fixtures.definitions import DOUBLE_THEN_ADD
+from tests.fixtures.lifespan import in_process
 from tests.services.workflows.helpers import (
     create_workflow,
     events,
@@ -236,14 +237,12 @@ async def test_http_client_errors_are_not_retried(client, admin_headers, upstrea
 async def test_http_refuses_private_addresses_unless_allowed(
     tmp_path, database_url, upstream
 ) -> None:
-    from asgi_lifespan import LifespanManager
-
     from orchestrion.platform import create_embedded_app
     from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, login, make_settings
 
     settings = make_settings(tmp_path, database_url, engine={"http_allowlist": []})
     app = create_embedded_app(settings)
-    async with LifespanManager(app) as manager:
+    async with in_process(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             tokens = await login(http, ADMIN_EMAIL, ADMIN_PASSWORD)

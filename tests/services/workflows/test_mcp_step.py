@@ -8,10 +8,10 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from orchestrion.platform import create_embedded_app
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, login, make_settings, user_headers
+from tests.fixtures.lifespan import in_process
 from tests.fixtures.mcp_peer import stdio_command
 from tests.services.workflows.helpers import run, step
 
@@ -27,7 +27,7 @@ async def mcp_client(
         mcp={"servers": {"everything": {"command": stdio_command(everything)}}},
     )
     application = create_embedded_app(settings)
-    async with LifespanManager(application, startup_timeout=30) as manager:
+    async with in_process(application) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             yield http

@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 import pytest
 import wasmtime
-from asgi_lifespan import LifespanManager
 
 from orchestrion.platform import create_embedded_app
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, login, make_settings, user_headers
+from tests.fixtures.lifespan import in_process
 from tests.services.workflows.helpers import run, step
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "plugins"
@@ -22,7 +22,7 @@ EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "plugins"
 @pytest.fixture
 async def platform(tmp_path: Path, database_url: str) -> AsyncIterator[httpx.AsyncClient]:
     application = create_embedded_app(make_settings(tmp_path, database_url))
-    async with LifespanManager(application, startup_timeout=60) as manager:
+    async with in_process(application) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             yield http

@@ -9,7 +9,6 @@ from typing import Any
 import httpx
 import pytest
 import wasmtime
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
 from orchestrion import __version__
@@ -21,6 +20,7 @@ from orchestrion.services.content.plugins.endpoints import router
 from orchestrion.services.content.plugins.runtime import PluginRuntime
 from orchestrion.settings import Settings, open_database
 from tests.conftest import make_settings
+from tests.fixtures.lifespan import in_process
 
 WAT = Path(__file__).parent / "wat"
 EXAMPLES = Path(__file__).parents[4] / "examples" / "plugins"
@@ -65,7 +65,7 @@ async def plugin_app(plugin_settings: Settings) -> AsyncIterator[FastAPI]:
     runtime = PluginRuntime(plugin_settings.plugins)
     app.state.plugin_runtime = runtime
     app.include_router(router)
-    async with LifespanManager(app):
+    async with in_process(app):
         yield app
     runtime.close()
 
