@@ -176,16 +176,21 @@ async def erase(session: AsyncSession, person: Person) -> None:
         if event.step_id is None:
             continue
         # The approval's recorded outcome carries the same name.
-        outcomes: tuple[type[StepState] | type[StepResult], ...] = (StepState, StepResult)
-        for outcome in outcomes:
-            rows = await session.execute(
-                select(outcome).where(
-                    outcome.execution_id == event.execution_id, outcome.step_id == event.step_id
-                )
+        states = await session.execute(
+            select(StepState).where(
+                StepState.execution_id == event.execution_id, StepState.step_id == event.step_id
             )
-            for row in rows.scalars():
-                row.output = _scrub(row.output, by, person.pseudonym)
-                row.error = _scrub(row.error, by, person.pseudonym)
+        )
+        results = await session.execute(
+            select(StepResult).where(
+                StepResult.execution_id == event.execution_id,
+                StepResult.step_id == event.step_id,
+            )
+        )
+        rows: list[StepState | StepResult] = [*states.scalars(), *results.scalars()]
+        for row in rows:
+            row.output = _scrub(row.output, by, person.pseudonym)
+            row.error = _scrub(row.error, by, person.pseudonym)
         execution = await session.get(Execution, event.execution_id)
         if execution is not None and execution.error:
             execution.error = _scrub(execution.error, by, person.pseudonym)
