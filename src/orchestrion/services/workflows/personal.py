@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orchestrion.engine.models import Execution, ExecutionEvent, StepResult, StepState
+from orchestrion.engine import Execution, ExecutionEvent, StepResult, StepState
 from orchestrion.kernel.ids import isoformat
 from orchestrion.kernel.personal import Person
 from orchestrion.services.workflows.automation.models import Schedule, Trigger
