@@ -630,8 +630,11 @@ export interface paths {
         };
         /**
          * Export every personal record of a user
-         * @description The user, their sessions, API keys (never secrets), provider identities and the
-         *     audit lines they appear in, as JSON (right of access).
+         * @description Everything the platform holds about a person, as JSON (right of access): the
+         *     user, and by service what each keeps (auth: sessions, API keys without secrets,
+         *     provider identities, audit lines). After an erasure, `user` says so and the services
+         *     show only what was kept under the pseudonym. A service that does not answer fails
+         *     the export (503 naming it), never a partial one.
          */
         get: operations["export_user_api_v1_auth_users__user_id__export_get"];
         put?: never;
@@ -3072,6 +3075,31 @@ export interface components {
             first_broken: components["schemas"]["BrokenLink"] | null;
         };
         /**
+         * ErasedUser
+         * @description Who was erased: what remains of them is under ``pseudonym``.
+         */
+        ErasedUser: {
+            /** Id */
+            id: string;
+            /** Tenant Id */
+            tenant_id: string | null;
+            /**
+             * Erased
+             * @constant
+             */
+            erased: true;
+            /**
+             * Pseudonym
+             * @description `erased:<digest>`, the name their kept records carry.
+             */
+            pseudonym: string;
+            /**
+             * Erased At
+             * Format: date-time
+             */
+            erased_at: string;
+        };
+        /**
          * Jwk
          * @description One public key (RFC 7517): an Ed25519 key for ``EdDSA``.
          */
@@ -3201,33 +3229,20 @@ export interface components {
         };
         /**
          * PersonalData
-         * @description Every record auth holds about one person.
+         * @description Every record the platform holds about one person, by service.
          */
         PersonalData: {
-            user: components["schemas"]["UserRead"];
+            /** User */
+            user: components["schemas"]["UserRead"] | components["schemas"]["ErasedUser"];
             /**
-             * Sessions
-             * @description Logins: address, user agent, times.
+             * Services
+             * @description By service name, each service's records of the person: `auth` (`sessions`, `api_keys` without secrets, `sso_identities`, `audit` lines), `workflows`, `templates`, `notifications`, `flags`...
              */
-            sessions: {
-                [key: string]: unknown;
-            }[];
-            /** Api Keys */
-            api_keys: components["schemas"]["ApiKeyRead"][];
-            /**
-             * Sso Identities
-             * @description Accounts at identity providers.
-             */
-            sso_identities: {
-                [key: string]: unknown;
-            }[];
-            /**
-             * Audit
-             * @description Audit lines they acted in or were the subject of.
-             */
-            audit: {
-                [key: string]: unknown;
-            }[];
+            services: {
+                [key: string]: {
+                    [key: string]: unknown;
+                };
+            };
         };
         /**
          * RefreshRequest

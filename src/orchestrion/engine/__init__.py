@@ -50,7 +50,13 @@ if TYPE_CHECKING:
     from orchestrion.engine.mcp.pool import McpCallError, McpPool, McpTimeout, McpUnavailable
     from orchestrion.engine.mcp.servers import McpServers, TenantLookup, UnknownServer, check_url
     from orchestrion.engine.mcp.tools import McpTools
-    from orchestrion.engine.models import Execution, ExecutionEvent, LlmUsage, StepState
+    from orchestrion.engine.models import (
+        Execution,
+        ExecutionEvent,
+        LlmUsage,
+        StepResult,
+        StepState,
+    )
     from orchestrion.engine.netguard import (
         BlockedDestination,
         NetGuard,
@@ -141,7 +147,8 @@ _EXPORTS: dict[str, str] = {
     ),
     "McpTools": "orchestrion.engine.mcp.tools",
     **dict.fromkeys(
-        ("Execution", "ExecutionEvent", "LlmUsage", "StepState"), "orchestrion.engine.models"
+        ("Execution", "ExecutionEvent", "LlmUsage", "StepResult", "StepState"),
+        "orchestrion.engine.models",
     ),
     **dict.fromkeys(
         ("BlockedDestination", "NetGuard", "check_destination", "guarded_client"),
@@ -243,6 +250,7 @@ __all__ = [
     "StepBody",
     "StepCall",
     "StepDefinition",
+    "StepResult",
     "StepState",
     "StepStatus",
     "StepType",

@@ -12,9 +12,11 @@ is its event's id, so a redelivered event appends nothing.
      "ip", "user_agent", "request_id", "service", "data", "time"}
 
 Erasure of a person travels the other way: the auth service publishes
-:data:`USER_ERASED` on :data:`USERS_TOPIC` (``data``: ``{"user_id", "tenant_id"}``), and every
-service holding personal data deletes or anonymises it (:func:`anonymous_actor` is the
-name they keep in its place).
+:data:`USER_ERASED` on :data:`USERS_TOPIC` (``data``: ``{"user_id", "tenant_id",
+"email_digest", "actor"}``), and every service holding personal data deletes or
+anonymises it (:func:`anonymous_actor` is the name they keep in its place;
+:mod:`orchestrion.kernel.personal` the route and handler they mount). A line recorded
+before the erasure and relayed after it is anonymised when the trail appends it.
 """
 
 from __future__ import annotations

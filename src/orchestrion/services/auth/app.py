@@ -14,6 +14,7 @@ from orchestrion.kernel.bus.outbox import OutboxRelay
 from orchestrion.kernel.http.app import create_service_app
 from orchestrion.kernel.http.idempotency import Sealing
 from orchestrion.kernel.http.openapi import refine_schemas
+from orchestrion.kernel.http.peers import discover
 from orchestrion.services.auth.audit import consumer as audit_consumer
 from orchestrion.services.auth.audit.endpoints import router as audit_router
 from orchestrion.services.auth.bootstrap import ensure_bootstrap
@@ -75,6 +76,15 @@ def create_app(settings: Settings) -> FastAPI:
         relay = OutboxRelay(database, bus) if bus is not None else None
         if relay is not None:
             relay.start()
+        # Exports gather every service's part: in process, or over the network.
+        app.state.personal_peers, owned_peers = await discover(
+            tuple(app.state.personal_names),
+            secret=secret,
+            given=getattr(app.state, "peers", None),
+            urls={k: v for k, v in settings.peers.items() if k in app.state.personal_names},
+            registry_url=settings.redis.url if settings.gateway.registry else None,
+            registry_prefix=settings.gateway.registry_prefix,
+        )
         # Other services' audit lines arrive on the bus; without one, auth's own only.
         trail = await audit_consumer.subscribe(bus, database) if bus is not None else None
         pruner = audit_consumer.Pruner(
@@ -103,6 +113,8 @@ def create_app(settings: Settings) -> FastAPI:
             if bus is not None and owned:
                 await bus.close()
             await sso.client.aclose()
+            for peers in owned_peers:
+                await peers.aclose()
 
     app = create_service_app(
         **service_app_options(settings, "auth"),
@@ -112,6 +124,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.auth = runtime
     app.state.sso = sso
     app.state.settings = settings
+    app.state.personal_names = [n for n in settings.auth.personal_data_peers if n != "auth"]
+    app.state.personal_peers = {}
     app.include_router(router)
     app.include_router(sso_router)
     app.include_router(audit_router)

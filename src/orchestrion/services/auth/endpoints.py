@@ -14,7 +14,7 @@ from orchestrion.kernel.auth.principal import Principal
 from orchestrion.kernel.auth.revocation import Revocations
 from orchestrion.kernel.db.engine import Database
 from orchestrion.kernel.errors import error_response
-from orchestrion.kernel.http.deps import CurrentPrincipal, Internal, client_ip, require
+from orchestrion.kernel.http.deps import CurrentPrincipal, Db, Internal, client_ip, require
 from orchestrion.kernel.http.etag import check_if_match, resource_response
 from orchestrion.kernel.http.idempotency import run_idempotent
 from orchestrion.kernel.http.lists import (
@@ -463,17 +463,28 @@ async def delete_user(
     f"{PREFIX}/users/{{user_id}}/export",
     response_model=PersonalData,
     summary="Export every personal record of a user",
-    responses=problems(404),
+    responses=problems(404, 503),
 )
 async def export_user(
     user_id: str,
-    session: Session,
+    request: Request,
+    database: Db,
     principal: Annotated[Principal, Depends(require(Permission.USERS_WRITE))],
 ) -> Response:
-    """The user, their sessions, API keys (never secrets), provider identities and the
-    audit lines they appear in, as JSON (right of access)."""
-    user = await service.get_user(session, principal=principal, user_id=user_id)
-    return JSONResponse(await personal.export_user(session, user=user))
+    """Everything the platform holds about a person, as JSON (right of access): the
+    user, and by service what each keeps (auth: sessions, API keys without secrets,
+    provider identities, audit lines). After an erasure, `user` says so and the services
+    show only what was kept under the pseudonym. A service that does not answer fails
+    the export (503 naming it), never a partial one."""
+    # The session covers auth's own reads only, not the calls to the other services.
+    async with database.session() as session:
+        about, person, own = await personal.subject_of(
+            session, principal=principal, user_id=user_id
+        )
+    others = await personal.gather(
+        request.app.state.personal_peers, names=request.app.state.personal_names, person=person
+    )
+    return JSONResponse({"user": about, "services": {"auth": own, **others}})
 
 
 # --- API keys ----------------------------------------------------------------------

@@ -9,6 +9,10 @@ Single sign-on adds (under the kernel's classes)::
     Forbidden ── EmailNotVerified (403), SsoAccountRefused (403)
     UpstreamError ── IdentityProviderError (502)
         └── ServiceUnavailable ── IdentityProviderUnavailable (503)
+
+A person's data adds::
+
+    ServiceUnavailable ── PersonalDataUnavailable (503)
 """
 
 from orchestrion.kernel.errors import (
@@ -141,3 +145,9 @@ class IdentityProviderUnavailable(ServiceUnavailable):
     """The provider could not be reached in time."""
 
     title = "Identity Provider Unavailable"
+
+
+class PersonalDataUnavailable(ServiceUnavailable):
+    """A service holding personal data did not answer its part of an export."""
+
+    title = "Personal Data Unavailable"

@@ -205,3 +205,22 @@ class SsoIdentity(IdMixin, Base):
     email: Mapped[str | None] = mapped_column(String(320))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column()
+
+
+class Erasure(Base):
+    """Someone erased, or one of their API keys, known by a digest of the id only.
+
+    An audit line still in another service's outbox when its actor was erased arrives
+    later with their real id: this table is how the trail recognises it and appends it
+    anonymised (``actor`` is the pseudonym it gets), and how an export after the erasure
+    says the person was erased rather than never existed.
+    """
+
+    __tablename__ = "auth_erasures"
+
+    #: SHA-256 of the user's (or API key's) id.
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    tenant_id: Mapped[str | None] = mapped_column(String(36))
+    actor: Mapped[str] = mapped_column(String(36))
+    erased_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
@@ -220,15 +220,24 @@ class AuditEventRead(BaseModel):
     created_at: datetime
 
 
-class PersonalData(BaseModel):
-    """Every record auth holds about one person."""
+class ErasedUser(BaseModel):
+    """Who was erased: what remains of them is under ``pseudonym``."""
 
-    user: UserRead
-    sessions: list[dict[str, object]] = Field(description="Logins: address, user agent, times.")
-    api_keys: list[ApiKeyRead]
-    sso_identities: list[dict[str, object]] = Field(description="Accounts at identity providers.")
-    audit: list[dict[str, object]] = Field(
-        description="Audit lines they acted in or were the subject of."
+    id: str
+    tenant_id: str | None
+    erased: Literal[True]
+    pseudonym: str = Field(description="`erased:<digest>`, the name their kept records carry.")
+    erased_at: datetime
+
+
+class PersonalData(BaseModel):
+    """Every record the platform holds about one person, by service."""
+
+    user: UserRead | ErasedUser
+    services: dict[str, dict[str, object]] = Field(
+        description="By service name, each service's records of the person: `auth` "
+        "(`sessions`, `api_keys` without secrets, `sso_identities`, `audit` lines), "
+        "`workflows`, `templates`, `notifications`, `flags`..."
     )
 
 

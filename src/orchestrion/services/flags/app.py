@@ -11,6 +11,8 @@ from fastapi import FastAPI
 from orchestrion.kernel.bus import service_bus
 from orchestrion.kernel.bus.outbox import OutboxRelay
 from orchestrion.kernel.http.app import create_service_app
+from orchestrion.kernel.personal import export_router, subscribe_erasure
+from orchestrion.services.flags import personal
 from orchestrion.services.flags.endpoints import router
 from orchestrion.settings import Settings, open_database, service_app_options
 
@@ -30,6 +32,10 @@ def create_app(settings: Settings) -> FastAPI:
                 relay = OutboxRelay(database, bus)
                 relay.start()
                 stack.push_async_callback(relay.stop)
+                erasures = await subscribe_erasure(
+                    bus, database, service=personal.SERVICE, erase=personal.erase
+                )
+                stack.push_async_callback(erasures.stop)
             yield
 
     app = create_service_app(
@@ -38,4 +44,5 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(router)
+    app.include_router(export_router(personal.SERVICE, personal.export))
     return app

@@ -13,8 +13,9 @@ from orchestrion.kernel.bus import service_bus
 from orchestrion.kernel.crypto import rotating_fernet
 from orchestrion.kernel.http.app import create_service_app
 from orchestrion.kernel.http.peers import discover
+from orchestrion.kernel.personal import export_router, subscribe_erasure
 from orchestrion.kernel.queue import DeadLetter, TaskQueue
-from orchestrion.services.notifications import events
+from orchestrion.services.notifications import events, personal
 from orchestrion.services.notifications.channels import Channels
 from orchestrion.services.notifications.delivery import (
     MAX_TASK_ATTEMPTS,
@@ -86,6 +87,10 @@ def create_app(settings: Settings) -> FastAPI:
                 # The in-process bus outlives this app: stop handling before the database
                 # is disposed, or a late event would open a connection nobody closes.
                 stack.push_async_callback(subscription.stop)
+                erasures = await subscribe_erasure(
+                    bus, database, service=personal.SERVICE, erase=personal.erase
+                )
+                stack.push_async_callback(erasures.stop)
             yield
 
     app = create_service_app(
@@ -98,4 +103,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(subscription_router)
     app.include_router(router)
     app.include_router(item_router)
+    app.include_router(export_router(personal.SERVICE, personal.export))
     return app

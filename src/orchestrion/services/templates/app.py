@@ -11,6 +11,8 @@ from orchestrion.kernel.bus import service_bus
 from orchestrion.kernel.bus.outbox import OutboxRelay
 from orchestrion.kernel.http.app import create_service_app
 from orchestrion.kernel.http.peers import discover
+from orchestrion.kernel.personal import export_router, subscribe_erasure
+from orchestrion.services.templates import personal
 from orchestrion.services.templates.endpoints import router
 from orchestrion.services.templates.starters import seed
 from orchestrion.settings import Settings, open_database, service_app_options
@@ -48,9 +50,19 @@ def create_app(settings: Settings) -> FastAPI:
         relay = OutboxRelay(app.state.database, bus) if bus is not None else None
         if relay is not None:
             relay.start()
+        erasures = (
+            await subscribe_erasure(
+                bus, app.state.database, service=personal.SERVICE, erase=personal.erase
+            )
+            if bus is not None
+            else None
+        )
         try:
             yield
         finally:
+            if erasures is not None:
+                # The in-process bus outlives this app: stop before the database goes.
+                await erasures.stop()
             if relay is not None:
                 await relay.stop()
             if bus is not None and owns_bus:
@@ -65,4 +77,5 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.template_peers = {}
     app.include_router(router)
+    app.include_router(export_router(personal.SERVICE, personal.export))
     return app

@@ -19,6 +19,8 @@ from orchestrion.engine import configure_expressions, definition_schemas
 from orchestrion.kernel.crypto import rotating_fernet
 from orchestrion.kernel.http.app import create_service_app
 from orchestrion.kernel.http.openapi import add_raw_schemas
+from orchestrion.kernel.personal import export_router
+from orchestrion.services.workflows import personal
 from orchestrion.services.workflows.automation.endpoints import router as automation_router
 from orchestrion.services.workflows.definitions.endpoints import router as definitions_router
 from orchestrion.services.workflows.executions.endpoints import router as execution_router
@@ -85,6 +87,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(automation_router)
     app.include_router(llm_router)
     app.include_router(mcp_router)
+    app.include_router(export_router(personal.SERVICE, personal.export))
     add_raw_schemas(app, definition_schemas())
     # The MCP transport answers POST (and GET/DELETE with a 405) at /mcp itself.
     app.router.routes.append(

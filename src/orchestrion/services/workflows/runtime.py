@@ -42,7 +42,9 @@ from orchestrion.kernel.crypto import rotating_fernet
 from orchestrion.kernel.db.engine import Database
 from orchestrion.kernel.http.peers import discover
 from orchestrion.kernel.http.tls import client_context
+from orchestrion.kernel.personal import subscribe_erasure
 from orchestrion.kernel.queue import TaskQueue
+from orchestrion.services.workflows import personal
 from orchestrion.services.workflows.automation import service as automation
 from orchestrion.services.workflows.executions.live import LivePublisher
 from orchestrion.services.workflows.executions.service import resolve_workflow
@@ -319,6 +321,11 @@ class WorkflowsRuntime:
                 relay = OutboxRelay(self.database, broker)
                 relay.start()
                 stack.push_async_callback(relay.stop)
+                # Erasures of people: anonymise their names here (any one instance).
+                erasures = await subscribe_erasure(
+                    broker, self.database, service=personal.SERVICE, erase=personal.erase
+                )
+                stack.push_async_callback(erasures.stop)
             if self.publisher is not None and realtime is not None:
                 self.publisher.start(realtime)
                 stack.push_async_callback(self.publisher.stop)

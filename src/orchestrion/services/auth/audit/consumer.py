@@ -2,7 +2,8 @@
 trail, and prunes lines past the retention period.
 
 A line's id is its event's id: an event delivered twice finds its line and appends
-nothing, whatever the bus's own deduplication remembers.
+nothing, whatever the bus's own deduplication remembers. A line naming someone erased
+since it was recorded (it waited in another service's outbox) is appended anonymised.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from orchestrion.kernel.audit import EVENT_TYPE, TOPIC
 from orchestrion.kernel.bus import Bus, CloudEvent, Handler, Subscription
 from orchestrion.kernel.db.engine import Database
 from orchestrion.kernel.ids import utcnow
+from orchestrion.services.auth import personal
 from orchestrion.services.auth.audit import chain
 from orchestrion.services.auth.models import AuditEvent
 
@@ -61,24 +63,24 @@ def handler(database: Database) -> Handler:
         async with database.session() as session:
             if await session.get(AuditEvent, event.id) is not None:
                 return
-            chain.add_line(
-                session,
-                AuditEvent(
-                    id=event.id,
-                    tenant_id=line.tenant_id,
-                    actor_id=line.actor_id,
-                    actor_type=line.actor_type,
-                    action=line.action,
-                    target_type=line.resource_type,
-                    target_id=line.resource_id,
-                    ip=line.ip,
-                    user_agent=line.user_agent,
-                    request_id=line.request_id,
-                    service=line.service,
-                    data=line.data,
-                    created_at=line.time or event.time,
-                ),
+            appended = AuditEvent(
+                id=event.id,
+                tenant_id=line.tenant_id,
+                actor_id=line.actor_id,
+                actor_type=line.actor_type,
+                action=line.action,
+                target_type=line.resource_type,
+                target_id=line.resource_id,
+                ip=line.ip,
+                user_agent=line.user_agent,
+                request_id=line.request_id,
+                service=line.service,
+                data=line.data,
+                created_at=line.time or event.time,
             )
+            # Recorded before its actor was erased, relayed after: it arrives anonymised.
+            await personal.anonymise_late_line(session, appended)
+            chain.add_line(session, appended)
 
     return handle
 
