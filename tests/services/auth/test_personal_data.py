@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from asgi_lifespan import LifespanManager
 from sqlalchemy import select
 
 from orchestrion.kernel.audit import Actor, anonymous_actor, record
@@ -25,6 +24,7 @@ from orchestrion.services.templates import personal as templates_personal
 from orchestrion.services.workflows import personal as workflows
 from orchestrion.settings import Settings, open_database
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, login, make_settings, user_headers
+from tests.fixtures.lifespan import in_process
 from tests.fixtures.processes import free_port
 
 DEADLINE = 60.0
@@ -307,7 +307,7 @@ async def test_an_export_fails_whole_when_a_service_does_not_answer(
     # Auth reaches notifications at an address nothing listens on.
     nowhere = f"http://127.0.0.1:{free_port()}"
     settings = make_settings(tmp_path, database_url, peers={"notifications": nowhere})
-    async with LifespanManager(create_embedded_app(settings), startup_timeout=30) as manager:
+    async with in_process(create_embedded_app(settings)) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             tokens = await login(client, ADMIN_EMAIL, ADMIN_PASSWORD)
