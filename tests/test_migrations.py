@@ -26,3 +26,14 @@ async def test_models_and_migrations_agree(database_url: str) -> None:
     finally:
         await engine.dispose()
     assert changes == []
+
+
+def test_the_revision_chain_read_from_the_scripts_is_alembics() -> None:
+    from alembic.script import ScriptDirectory
+
+    from orchestrion.migrations import alembic_config, head_revision, revisions
+
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    # One head: the chain is linear, as the quick reading assumes.
+    assert script.get_heads() == [head_revision()]
+    assert revisions() == [rev.revision for rev in script.walk_revisions()][::-1]

@@ -130,11 +130,9 @@ def _check_signing_keys(settings: Settings) -> None:
         pass  # no schema yet: the service reports that itself
 
 
-def _require_schema(settings: Settings, *, command: str) -> None:
-    """Exit 2 with what to run when the database is not migrated to this version's schema."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from orchestrion.migrations import current_revision, head_revision, is_behind
+def _schema_revision(settings: Settings) -> str | None:
+    """The revision the configured database is at (``None``: never migrated)."""
+    from orchestrion.migrations import current_revision
 
     async def read() -> str | None:
         database = open_database(settings)
@@ -143,9 +141,24 @@ def _require_schema(settings: Settings, *, command: str) -> None:
         finally:
             await database.dispose()
 
+    return asyncio.run(read())
+
+
+def _head() -> str:
+    from orchestrion.migrations import head_revision
+
+    return head_revision()
+
+
+def _require_schema(settings: Settings, *, command: str) -> None:
+    """Exit 2 with what to run when the database is not migrated to this version's schema."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from orchestrion.migrations import is_behind
+
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
-        current = asyncio.run(read())
+        current = _schema_revision(settings)
     except (SQLAlchemyError, OSError) as exc:
         err.print(
             f"[red]refusing to start:[/red] `orchestrion {command}` cannot read the "
@@ -156,7 +169,7 @@ def _require_schema(settings: Settings, *, command: str) -> None:
         state = "was never migrated" if current is None else f"is at revision {current}"
         err.print(
             f"[red]refusing to start:[/red] the database {state}; this version needs "
-            f"{head_revision()}. Run `orchestrion db upgrade` (with the same settings) first."
+            f"{_head()}. Run `orchestrion db upgrade` (with the same settings) first."
         )
         raise typer.Exit(2)
 
@@ -167,7 +180,10 @@ def _prepare(settings: Settings) -> None:
     from orchestrion.services.auth.bootstrap import ensure_bootstrap
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade(settings.database_url)
+    # Alembic (its import, its scripts, its own event loop) costs a second or more on every
+    # start; a database already at this version's head skips it.
+    if _schema_revision(settings) != _head():
+        upgrade(settings.database_url)
 
     async def bootstrap() -> None:
         from orchestrion.kernel.errors import OrchestrionError

@@ -6,6 +6,7 @@ They live inside the package so ``orchestrion db upgrade`` works from any instal
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -74,13 +75,36 @@ async def upgrade_async(url: str, revision: str = "head") -> None:
     await asyncio.to_thread(upgrade, url, revision)
 
 
+_REVISION = re.compile(r"^revision(?:: *str)? *= *[\"']([^\"']+)[\"']", re.MULTILINE)
+_DOWN = re.compile(r"^down_revision(?:: *[^=]+)? *= *[\"']([^\"']+)[\"']", re.MULTILINE)
+
+
+def revisions() -> list[str]:
+    """The package's revisions, oldest first, read from the scripts' text.
+
+    Reading beats :class:`alembic.script.ScriptDirectory`, which imports every script:
+    starting a migrated platform asks this on every start. The chain is linear (a test
+    checks Alembic agrees).
+    """
+    parent: dict[str, str | None] = {}
+    for script in (HERE / "versions").glob("*.py"):
+        text = script.read_text()
+        revision = _REVISION.search(text)
+        if revision is not None:
+            down = _DOWN.search(text)
+            parent[revision.group(1)] = down.group(1) if down else None
+    children = {down: revision for revision, down in parent.items()}
+    chain: list[str] = []
+    revision = children.get(None)
+    while revision is not None:
+        chain.append(revision)
+        revision = children.get(revision)
+    return chain
+
+
 def head_revision() -> str:
     """The newest revision the package's migrations reach."""
-    from alembic.script import ScriptDirectory
-
-    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
-    assert head is not None
-    return head
+    return revisions()[-1]
 
 
 def is_behind(revision: str) -> bool:
@@ -89,11 +113,8 @@ def is_behind(revision: str) -> bool:
     A revision this package does not know is newer (a rolling upgrade migrated the database
     first): older code keeps running on it, as migrations only add what it ignores.
     """
-    from alembic.script import ScriptDirectory
-
-    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
-    known = {rev.revision for rev in script.walk_revisions()}
-    return revision in known and revision != script.get_current_head()
+    chain = revisions()
+    return revision in chain and revision != chain[-1]
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
