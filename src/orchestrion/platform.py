@@ -98,7 +98,7 @@ def create_embedded_app(settings: Settings, *, routes: list[Route] | None = None
             yield
 
     return create_gateway(
-        settings, upstreams, routes=routes, lifespan=lifespan, revocations=revocations
+        settings, upstreams, routes=routes, lifespan=lifespan, revocations=revocations, bus=bus
     )
 
 

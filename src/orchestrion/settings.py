@@ -319,6 +319,12 @@ class GatewaySettings(BaseModel):
         description="Open connections per client address (trusted proxies exempt); past it "
         "a new connection is answered 429 and closed (0: no cap).",
     )
+    canary_flag_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long a canary's flag answer for one caller is reused; a change of "
+        "the flag (`flags.changed` on the bus) drops its answers at once.",
+    )
     registry: bool = Field(
         default=True,
         description="With Redis configured: services started by `orchestrion serve` register "

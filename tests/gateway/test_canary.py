@@ -315,3 +315,93 @@ async def test_an_unreachable_flags_service_counts_as_off(tmp_path: Path) -> Non
     finally:
         await gateway.upstreams["flags"].client.aclose()
         await gateway.revocations.stop()
+
+
+async def test_a_flag_change_reaches_the_canary_at_once_not_when_its_cache_expires(
+    tmp_path: Path, sqlite_template: Path, versions: dict[str, str]
+) -> None:
+    """Embedded shape: with answers cached for an hour, only the bus's ``flags.changed``
+    can move the caller, so each flip proves the cache was dropped."""
+    config = tmp_path / "gateway.yaml"
+    _write(config, versions, weight=0)
+    gateway = {"config": config, "canary_flag_cache_seconds": 3600}
+    async with open_gateway(tmp_path, sqlite_template, gateway=gateway) as http:
+        admin = await _login(http)
+        assert await _answered(http, "/api/v1/shop-beta", **admin) == "v1"  # no flag: off, cached
+        created = await http.post(
+            "/api/v1/flags",
+            json={"key": "shop-beta", "enabled": True, "rollout": 100},
+            headers=admin,
+        )
+        assert created.status_code == 201, created.text
+        await _until(http, "v2", admin)
+        killed = await http.patch("/api/v1/flags/shop-beta", json={"enabled": False}, headers=admin)
+        assert killed.status_code == 200, killed.text
+        await _until(http, "v1", admin)
+
+
+class _Flags:
+    """A stand-in flags service whose one answer the test sets."""
+
+    def __init__(self) -> None:
+        self.enabled = False
+        self.asked = 0
+
+    def app(self) -> Starlette:
+        async def evaluate(request: Request) -> JSONResponse:
+            self.asked += 1
+            return JSONResponse({"key": request.path_params["key"], "enabled": self.enabled})
+
+        return Starlette(
+            routes=[
+                Route("/health/live", lambda _: JSONResponse({"status": "ok"})),
+                Route("/api/v1/flags/{key}/evaluate", evaluate),
+            ]
+        )
+
+
+async def test_a_gateway_of_its_own_follows_flag_changes_on_a_broker(tmp_path: Path) -> None:
+    """Distributed shape: the gateway joins ``flags.changed`` on ORCHESTRION_BUS__URL
+    (Redis here) in its lifespan; a change published by another process drops the flag's
+    cached answers there."""
+    from asgi_lifespan import LifespanManager
+
+    from orchestrion.gateway.app import create_gateway
+    from orchestrion.kernel.bus import CloudEvent, open_bus
+    from tests.gateway.conftest import REDIS_URL
+
+    flags = _Flags()
+    route = GatewayRoute(prefix="/shop", service="shop", canary=Canary("shop-v2", flag="beta"))
+    settings = make_settings(
+        tmp_path,
+        "sqlite+aiosqlite:///unused.db",
+        bus={"url": REDIS_URL},
+        gateway={"canary_flag_cache_seconds": 3600},
+    )
+    principal = Principal(subject="user-1", tenant_id="t")
+    scope = {"type": "http", "headers": [], "orchestrion.client_ip": "10.0.0.1"}
+    with serve_in_thread(flags.app()) as flags_url:
+        app = create_gateway(
+            settings, {"flags": HttpUpstream("flags", [flags_url], secret=b"s")}, routes=[route]
+        )
+        core = app
+        while not isinstance(core, Gateway):
+            core = core.app  # type: ignore[attr-defined]
+        async with LifespanManager(app, startup_timeout=60), open_bus(REDIS_URL) as other:
+            assert await core.canaries.choose(route, scope, principal) == "shop"
+            flags.enabled = True  # changed behind the cache's back: still cached
+            assert await core.canaries.choose(route, scope, principal) == "shop"
+            assert flags.asked == 1
+            await other.publish(
+                "flags.changed",
+                CloudEvent(
+                    source="orchestrion/flags",
+                    type="orchestrion.flag.updated",
+                    subject="flags/beta",
+                    data={"tenant_id": "t", "key": "beta", "action": "updated", "version": 2},
+                ),
+            )
+            deadline = time.monotonic() + 60
+            while await core.canaries.choose(route, scope, principal) != "shop-v2":
+                assert time.monotonic() < deadline, "the change never reached the gateway"
+                await asyncio.sleep(0.05)

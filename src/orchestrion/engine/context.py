@@ -17,8 +17,10 @@ def expression_context(
     item: Any = None,
     index: int | None = None,
     iterating: bool = False,
+    flags: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """``inputs``, ``steps.<id>.output``/``status``, ``execution``, ``env``, ``item``, ``index``."""
+    """``inputs``, ``steps.<id>.output``/``status``, ``execution``, ``env``, ``item``,
+    ``index``, and ``flags`` (the values the execution recorded; see ``engine.flags``)."""
     context: dict[str, Any] = {
         "inputs": execution.inputs,
         "steps": {
@@ -33,6 +35,8 @@ def expression_context(
         },
         "env": dict(env),
     }
+    if flags is not None:
+        context["flags"] = dict(flags)
     if iterating:
         context["item"] = item
         context["index"] = index

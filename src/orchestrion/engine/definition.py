@@ -22,6 +22,8 @@ from pydantic import ValidationError as PydanticValidationError
 from orchestrion.engine import tenant_schemas
 from orchestrion.engine.expressions import (
     ExpressionError,
+    Path,
+    flag_references,
     iter_expressions,
     parse,
     parse_expression,
@@ -29,6 +31,8 @@ from orchestrion.engine.expressions import (
 from orchestrion.engine.registry import StepType, StepTypeRegistry, default_registry
 
 STEP_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"
+#: A feature flag's key, as the flags service accepts one (``flags.<key>``).
+FLAG_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 Loc = list[str | int]
 
@@ -90,6 +94,21 @@ class WorkflowDefinition(_Model):
     steps: list[StepDefinition] = Field(min_length=1, max_length=1000)
     outputs: dict[str, Any] = Field(default_factory=dict)
     concurrency: ConcurrencyPolicy | None = None
+
+
+def step_flag_reads(step: StepDefinition) -> Iterator[tuple[Path, str, frozenset[str], str | None]]:
+    """(location in the step, source, keys, misuse) of each string of ``step`` reading flags."""
+    for name in ("when", "for_each"):
+        text = getattr(step, name)
+        if text is not None:
+            for _, template in flag_references(text, bare=True):
+                yield (name,), template.source, template.flags, template.flag_misuse
+    bodies: list[tuple[Path, dict[str, Any]]] = [(("with",), step.with_)]
+    if step.compensate is not None:
+        bodies.append((("compensate", "with"), step.compensate.with_))
+    for where, with_ in bodies:
+        for path, template in flag_references(with_):
+            yield (*where, *path), template.source, template.flags, template.flag_misuse
 
 
 class DefinitionError(Exception):
@@ -204,7 +223,21 @@ class _Checker:
         for path, _text, refs in self.expressions(["outputs"], self.defn.outputs):
             for ref in sorted(refs - self.index.keys()):
                 self.add(path, f"outputs use steps.{ref}, which is not a step")
+        for where, template in flag_references(self.defn.outputs):
+            self.check_flags(["outputs", *where], "outputs: ", template.flags, template.flag_misuse)
         return self.errors
+
+    def check_flags(self, loc: Loc, prefix: str, keys: frozenset[str], misuse: str | None) -> None:
+        """``flags.<key>`` names a possible flag, by a literal key."""
+        if misuse is not None:
+            self.add(loc, prefix + misuse)
+        for key in sorted(keys):
+            if FLAG_KEY.fullmatch(key) is None:
+                self.add(
+                    loc,
+                    f"{prefix}flags.{key!r} is not a flag key (letters, digits, '_', '.', '-', "
+                    "starting with a letter or digit, at most 100)",
+                )
 
     def check_graph(self) -> None:
         for i, step in enumerate(self.defn.steps):
@@ -242,6 +275,8 @@ class _Checker:
             # Compensation runs after the step succeeded, so it may read its own output.
             loc: Loc = ["steps", i, "compensate"]
             self.check_body(loc, step.compensate, step.id, allowed | {step.id})
+        for path, _source, keys, misuse in step_flag_reads(step):
+            self.check_flags(["steps", i, *path], f"step {step.id!r}: ", keys, misuse)
 
     def check_body(self, loc: Loc, body: StepBody, step_id: str, allowed: set[str]) -> None:
         step_type = self.registry.get(body.type)
@@ -326,9 +361,12 @@ class _Checker:
         if policy is None or policy.key is None:
             return
         try:
-            parse_expression(policy.key)
+            template = parse_expression(policy.key)
         except ExpressionError as exc:
             self.add(["concurrency", "key"], f"concurrency key: {exc.message}")
+            return
+        if template.flags or template.flag_misuse:
+            self.add(["concurrency", "key"], "concurrency key: only inputs are in scope, not flags")
 
     def check_inputs(self) -> None:
         try:

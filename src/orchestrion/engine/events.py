@@ -288,6 +288,23 @@ class CompensationFailed(Event):
     error: dict[str, Any]
 
 
+@dataclass(frozen=True, kw_only=True)
+class FlagEvaluated(Event):
+    """A feature flag read by the execution's expressions (``flags.<key>``), answered
+    for the execution the first time it was read; every later read, retry or replay of
+    the execution sees this ``value`` (``step_id``: the step that read it first, None for
+    the outputs).
+
+    Not in :data:`EVENT_TYPES`: it changes no status and is no event to subscribe to.
+    """
+
+    type = "flag.evaluated"
+    key: str
+    value: Any
+    enabled: bool | None
+    variant: str | None
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (

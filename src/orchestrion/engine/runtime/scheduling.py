@@ -10,8 +10,10 @@ from __future__ import annotations
 from orchestrion.engine.definition import StepDefinition
 from orchestrion.engine.events import StepSkipped, StepStarted
 from orchestrion.engine.expressions import ExpressionError, parse_expression
+from orchestrion.engine.flags import step_flags
 from orchestrion.engine.outcomes import Failed, Succeeded
 from orchestrion.engine.runtime.core import TransitionCore
+from orchestrion.engine.runtime.flags import flags_pending
 from orchestrion.engine.runtime.limits import items_refusal
 from orchestrion.engine.statuses import STEP_DONE, StepStatus, TaskKind
 from orchestrion.kernel.ids import utcnow
@@ -40,6 +42,9 @@ class Scheduling(TransitionCore):
 
     async def _start_step(self, step: StepDefinition) -> None:
         state = self.states[step.id]
+        keys = step_flags(step)
+        if keys and await flags_pending(self, step.id, keys):
+            return  # a worker evaluates them, then starts the step again
         if step.when:
             try:
                 go = parse_expression(step.when).render(self.context())

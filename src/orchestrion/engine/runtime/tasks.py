@@ -24,6 +24,7 @@ from orchestrion.engine.events import CompensationFailed, StepCompensated
 from orchestrion.engine.models import StepResult, Wait
 from orchestrion.engine.outcomes import Failed, Outcome, StepCall, Succeeded
 from orchestrion.engine.runtime.core import NO_ITERATION
+from orchestrion.engine.runtime.flags import resolve_flags
 from orchestrion.engine.runtime.limits import setting
 from orchestrion.engine.runtime.parts import EngineParts, TaskHandler
 from orchestrion.engine.runtime.steps import Prepared
@@ -55,6 +56,8 @@ class TaskRunner:
             await self._timer(task, owner)
         elif kind == TaskKind.COMPENSATE:
             await self._compensate(task, owner)
+        elif kind == TaskKind.FLAGS:
+            await resolve_flags(self.parts, task, owner)
         else:
             async with self.parts.database.session() as session:
                 await self.parts.queue.complete(session, task_id=task.id, owner=owner)

@@ -15,10 +15,12 @@ from orchestrion.engine.events import (
     StepCancelled,
 )
 from orchestrion.engine.expressions import ExpressionError, evaluate
+from orchestrion.engine.flags import output_flags
 from orchestrion.engine.models import Wait
 from orchestrion.engine.runtime.children import Children
 from orchestrion.engine.runtime.compensation import Compensation
 from orchestrion.engine.runtime.concurrency import Concurrency
+from orchestrion.engine.runtime.flags import flags_pending
 from orchestrion.engine.runtime.limits import output_refusal
 from orchestrion.engine.runtime.recording import Recording
 from orchestrion.engine.runtime.scheduling import Scheduling
@@ -73,6 +75,9 @@ class Transition(Scheduling, Recording, Waits, Children, Compensation, Concurren
         await self.cancel_children()
 
     async def _succeed(self) -> None:
+        keys = output_flags(self.definition)
+        if keys and await flags_pending(self, None, keys):
+            return  # a worker evaluates them, then settles again
         try:
             outputs = evaluate(self.definition.outputs, self.context())
         except ExpressionError as exc:

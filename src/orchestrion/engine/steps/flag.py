@@ -29,6 +29,28 @@ def _answered(answer: Any) -> Outcome:
     )
 
 
+async def ask(call: StepCall, key: str) -> Outcome:
+    """Flag ``key`` for the execution of ``call``: ``Succeeded({"key", "enabled",
+    "variant"})``, or the failed call (:func:`is_missing` tells a flag the tenant lacks).
+
+    The one way the engine evaluates a flag: the ``flag`` step and ``{{ flags.<key> }}``
+    expressions both come here.
+    """
+    return await call_service(
+        call,
+        "flags",
+        "GET",
+        f"/api/v1/flags/{quote(key, safe='')}/evaluate",
+        permissions=("flags:read",),
+        shape=_answered,
+    )
+
+
+def is_missing(outcome: Outcome) -> bool:
+    """Whether ``outcome`` of :func:`ask` says the tenant has no such flag."""
+    return isinstance(outcome, Failed) and (outcome.details or {}).get("status") == _MISSING
+
+
 class FlagStep(StepType):
     """Evaluate a feature flag for the execution."""
 
@@ -65,17 +87,13 @@ class FlagStep(StepType):
         key = text_field(spec, "key")
         if key is None:
             return Failed("'key' must be a non-empty string", retryable=False)
-        outcome = await call_service(
-            call,
-            "flags",
-            "GET",
-            f"/api/v1/flags/{quote(key, safe='')}/evaluate",
-            permissions=("flags:read",),
-            shape=_answered,
-        )
+        outcome = await ask(call, key)
         default = spec.get("default")
-        missing = isinstance(outcome, Failed) and (outcome.details or {}).get("status") == _MISSING
-        if missing and isinstance(default, dict) and isinstance(default.get("enabled"), bool):
+        if (
+            is_missing(outcome)
+            and isinstance(default, dict)
+            and isinstance(default.get("enabled"), bool)
+        ):
             return Succeeded(
                 {"key": key, "enabled": default["enabled"], "variant": default.get("variant")}
             )

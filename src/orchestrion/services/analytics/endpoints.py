@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from orchestrion.kernel.auth.permissions import Permission
+from orchestrion.kernel.csvsafe import SafeDictWriter
 from orchestrion.kernel.errors import BadRequest
 from orchestrion.kernel.http.deps import CurrentPrincipal, Session
 from orchestrion.kernel.http.lists import (
@@ -185,7 +185,7 @@ async def timeseries(
 
 def _csv(rows: list[dict[str, Any]]) -> Iterator[str]:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=service.REPORT_COLUMNS, lineterminator="\n")
+    writer = SafeDictWriter(buffer, service.REPORT_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: "" if v is None else v for k, v in row.items()})

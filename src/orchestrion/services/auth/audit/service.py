@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from collections.abc import AsyncIterator
@@ -11,6 +10,7 @@ from typing import Any
 from sqlalchemy import ColumnElement
 
 from orchestrion.kernel.auth.principal import Principal
+from orchestrion.kernel.csvsafe import SafeWriter
 from orchestrion.kernel.db.engine import Database
 from orchestrion.kernel.errors import BadRequest
 from orchestrion.kernel.ids import isoformat
@@ -98,9 +98,10 @@ async def export_json(
 async def export_csv(
     database: Database, *, tenant_id: str | None, filters: list[ColumnElement[bool]]
 ) -> AsyncIterator[bytes]:
-    """The lines as CSV with a header row, oldest first (``data`` as JSON)."""
+    """The lines as CSV with a header row, oldest first (``data`` as JSON); a text cell
+    that a spreadsheet would run as a formula is quoted (``kernel.csvsafe``)."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = SafeWriter(buffer)
 
     def take() -> bytes:
         text = buffer.getvalue()
