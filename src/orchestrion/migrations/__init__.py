@@ -95,10 +95,10 @@ def revisions() -> list[str]:
             parent[revision.group(1)] = down.group(1) if down else None
     children = {down: revision for revision, down in parent.items()}
     chain: list[str] = []
-    revision = children.get(None)
-    while revision is not None:
-        chain.append(revision)
-        revision = children.get(revision)
+    current = children.get(None)
+    while current is not None:
+        chain.append(current)
+        current = children.get(current)
     return chain
 
 
