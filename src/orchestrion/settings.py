@@ -179,7 +179,7 @@ class AuthSettings(BaseModel):
         default=3600.0, gt=0, description="How often the auth service prunes old audit lines."
     )
     personal_data_peers: list[str] = Field(
-        default_factory=lambda: ["workflows", "templates", "notifications", "flags"],
+        default_factory=lambda: ["workflows", "templates", "notifications", "flags", "content"],
         description="Services asked for a user's records when their personal data is exported "
         "(each must answer, or the export fails).",
     )

@@ -18,6 +18,7 @@ from orchestrion.kernel.db.engine import Database
 from orchestrion.kernel.personal import Person, email_digest
 from orchestrion.platform import create_embedded_app
 from orchestrion.services.auth.models import AuditEvent
+from orchestrion.services.content import personal as content
 from orchestrion.services.flags import personal as flags
 from orchestrion.services.notifications import personal as notifications
 from orchestrion.services.templates import personal as templates_personal
@@ -142,6 +143,11 @@ async def a_person_leaves_traces(
         )
     )
 
+    # content: a text document Pat uploads (the tenant's knowledge from then on)
+    text = {"text": "Notes on the harbour project.", "title": "notes"}
+    document = await ok(client.post("/api/v1/content", json=text, headers=pat))
+    made["document"] = document["id"]
+
     async def delivered() -> Any:
         inbox = await ok(client.get("/api/v1/notifications/inbox", headers=pat))
         return inbox["data"]
@@ -166,7 +172,7 @@ async def test_export_gathers_every_service_and_erasure_reaches_each(
     body = await export(client, admin_headers, pat_id)
     assert body["user"]["email"] == EMAIL
     services = body["services"]
-    assert set(services) == {"auth", "workflows", "templates", "notifications", "flags"}
+    assert set(services) == {"auth", "workflows", "templates", "notifications", "flags", "content"}
     assert len(services["auth"]["sessions"]) == 1
     flows = services["workflows"]
     assert [w["id"] for w in flows["workflows"]] == [made["workflow"]]
@@ -184,6 +190,11 @@ async def test_export_gathers_every_service_and_erasure_reaches_each(
     ]
     assert {n["id"] for n in notes["notifications"]} == {made["to_pat"], made["from_pat"]}
     assert services["flags"] == {"flags": []}
+    documents = services["content"]["documents"]
+    assert [(d["id"], d["title"], d["content_type"], d["created_by"]) for d in documents] == [
+        (made["document"], "notes", "text/plain", pat_id)
+    ]
+    assert services["content"]["plugins"] == []
     # Only those who manage users export them.
     refused = await client.get(f"/api/v1/auth/users/{pat_id}/export", headers=pat)
     assert refused.status_code == 403
@@ -209,6 +220,8 @@ async def test_export_gathers_every_service_and_erasure_reaches_each(
             and again["services"]["templates"]["ratings"]
             and again["services"]["templates"]["ratings"][0]["user_id"] == pseudonym
             and not again["services"]["notifications"]["inbox"]
+            and again["services"]["content"]["documents"]
+            and again["services"]["content"]["documents"][0]["created_by"] == pseudonym
         )
         return again if done else None
 
@@ -230,7 +243,11 @@ async def test_export_gathers_every_service_and_erasure_reaches_each(
     assert [(n["id"], n["sent_by"]) for n in notes["notifications"]] == [
         (made["from_pat"], pseudonym)
     ]
-    # What others see keeps its shape: the rating still counts, the approval still shows.
+    assert [(d["id"], d["title"]) for d in after["services"]["content"]["documents"]] == [
+        (made["document"], "notes")
+    ]
+    # What others see keeps its shape: the rating still counts, the approval still shows,
+    # the document is still the tenant's (and never said who uploaded it).
     shared = await ok(
         client.get(f"/api/v1/templates/{made['shared_template']}", headers=admin_headers)
     )
@@ -238,6 +255,11 @@ async def test_export_gathers_every_service_and_erasure_reaches_each(
     run = await ok(client.get(f"/api/v1/executions/{made['execution']}", headers=admin_headers))
     approval = next(s for s in run["steps"] if s["id"] == "ok")
     assert approval["output"]["by"] == pseudonym
+    kept_document = await ok(
+        client.get(f"/api/v1/content/{made['document']}", headers=admin_headers)
+    )
+    assert kept_document["status"] == "processed"
+    assert "created_by" not in kept_document
     # The trail keeps Pat's lines under the pseudonym, and still verifies.
     lines = after["services"]["auth"]["audit"]
     assert lines
@@ -274,13 +296,13 @@ async def test_export_gathers_every_service_and_erasure_reaches_each(
         person = Person(
             user_id=pat_id, tenant_id=after["user"]["tenant_id"], email_digest=email_digest(EMAIL)
         )
-        for service in (workflows, templates_personal, notifications, flags):
+        for service in (workflows, templates_personal, notifications, flags, content):
             async with database.session() as session:
                 await service.erase(session, person)
     finally:
         await database.dispose()
     again = await export(client, admin_headers, pat_id)
-    for name in ("workflows", "templates", "notifications", "flags"):
+    for name in ("workflows", "templates", "notifications", "flags", "content"):
         assert again["services"][name] == after["services"][name]
 
 

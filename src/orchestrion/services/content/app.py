@@ -1,6 +1,7 @@
 """The content service's ASGI app: its routes and the plugins' (``plugins/``), the
-worker that processes large documents, and the outbox relay that publishes
-``content.*`` events."""
+worker that processes large documents, the outbox relay that publishes ``content.*``
+events, and a person's records (:mod:`.personal`: the internal export route, the
+erasure on ``user.erased``)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from orchestrion.kernel.bus.outbox import OutboxRelay
 from orchestrion.kernel.embeddings import open_embedder
 from orchestrion.kernel.http.app import create_service_app
 from orchestrion.kernel.http.openapi import narrow_enum, refine_schemas
+from orchestrion.kernel.personal import export_router, subscribe_erasure
 from orchestrion.kernel.queue import DeadLetter, TaskQueue
+from orchestrion.services.content import personal
 from orchestrion.services.content.endpoints import router
 from orchestrion.services.content.extract import Limits
 from orchestrion.services.content.plugins.endpoints import router as plugins_router
@@ -62,6 +65,10 @@ def create_app(settings: Settings) -> FastAPI:
                 relay = OutboxRelay(database, bus)
                 relay.start()
                 stack.push_async_callback(relay.stop)
+                erasures = await subscribe_erasure(
+                    bus, database, service=personal.SERVICE, erase=personal.erase
+                )
+                stack.push_async_callback(erasures.stop)
             stack.push_async_callback(runtime.queue.close)
             stack.callback(plugins.close)
             worker = ContentWorker(database, runtime, poll_seconds=settings.engine.poll_seconds)
@@ -82,4 +89,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.plugin_runtime = plugins
     app.include_router(router)
     app.include_router(plugins_router)
+    app.include_router(export_router(personal.SERVICE, personal.export))
     return app

@@ -1,6 +1,7 @@
 """Tables of the content service (``content_*``).
 
-A document keeps its original bytes (processing may happen later, on a worker), its
+A document keeps who uploaded it (``created_by``, anonymised when they are erased:
+:mod:`.personal`), its original bytes (processing may happen later, on a worker), its
 extracted text and analysis. Chunks are its text cut for retrieval, each with its
 offsets into that text and, when an embedder is configured, its vector (float32 bytes).
 Tags are rows of their own so the ``tag`` filter is an indexed lookup.
@@ -36,9 +37,12 @@ class ContentDocument(IdMixin, TimestampMixin, Base):
         Index("ix_content_documents_tenant_created", "tenant_id", "created_at"),
         Index("ix_content_documents_tenant_status", "tenant_id", "status"),
         Index("ix_content_documents_tenant_type", "tenant_id", "content_type"),
+        Index("ix_content_documents_created_by", "created_by"),
     )
 
     tenant_id: Mapped[str] = mapped_column(String(36))
+    #: Who uploaded it (the principal's subject); NULL for documents older than the column.
+    created_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
     title: Mapped[str] = mapped_column(String(TITLE_LENGTH))
     content_type: Mapped[str] = mapped_column(String(100))
     size: Mapped[int] = mapped_column(Integer)

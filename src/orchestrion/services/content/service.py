@@ -139,6 +139,7 @@ async def ingest(
     document = ContentDocument(
         id=new_id(),
         tenant_id=principal.tenant_id,
+        created_by=principal.subject,
         title=(title or UNTITLED)[:TITLE_LENGTH],
         content_type=content_type,
         size=len(data),

@@ -206,7 +206,11 @@ async def create_plugin(
 
         async def produce() -> tuple[int, Any]:
             plugin = await service.create_plugin(
-                session, tenant_id=principal.tenant_id, data=data, checked=checked
+                session,
+                tenant_id=principal.tenant_id,
+                created_by=principal.subject,
+                data=data,
+                checked=checked,
             )
             _audit(request, session, principal, "plugin.created", plugin.id, plugin.name)
             return 201, service.plugin_to_dict(plugin, runtime)

@@ -28,9 +28,12 @@ class ContentPlugin(IdMixin, Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "name", "version"),
         Index("ix_content_plugins_tenant_created", "tenant_id", "created_at"),
+        Index("ix_content_plugins_created_by", "created_by"),
     )
 
     tenant_id: Mapped[str] = mapped_column(String(36))
+    #: Who uploaded it (the principal's subject); NULL for plugins older than the column.
+    created_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
     name: Mapped[str] = mapped_column(String(NAME_LENGTH))
     version: Mapped[str] = mapped_column(String(VERSION_LENGTH))
     description: Mapped[str] = mapped_column(Text, default="")

@@ -75,14 +75,21 @@ async def check_module(
 
 
 async def create_plugin(
-    session: AsyncSession, *, tenant_id: str, data: PluginCreate, checked: CheckedModule
+    session: AsyncSession,
+    *,
+    tenant_id: str,
+    created_by: str | None,
+    data: PluginCreate,
+    checked: CheckedModule,
 ) -> ContentPlugin:
-    """Store a checked module; 409 when the tenant has this name and version."""
+    """Store a checked module, uploaded by ``created_by`` (a principal's subject); 409
+    when the tenant has this name and version."""
     if await repository.exists(session, tenant_id=tenant_id, name=data.name, version=data.version):
         raise _conflict(data)
     module, limits, functions = checked.module, checked.limits, checked.functions
     plugin = ContentPlugin(
         tenant_id=tenant_id,
+        created_by=created_by,
         name=data.name,
         version=data.version,
         description=data.description,
