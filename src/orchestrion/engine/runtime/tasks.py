@@ -311,7 +311,7 @@ async def _recorded(
             StepResult.execution_id == execution_id, StepResult.step_id.in_(steps)
         )
     )
-    return {(step_id, iteration) for step_id, iteration in rows.tuples()}
+    return {(str(row[0]), int(row[1])) for row in rows}
 
 
 _BURIED = {TaskKind.RUN, TaskKind.RESUME, TaskKind.TIMEOUT, TaskKind.COMPENSATE}
