@@ -63,6 +63,10 @@ class Worker:
                         await asyncio.sleep(self.poll_seconds)
                         continue
                     self._backlog = len(claimed) >= free
+                else:
+                    # Woken while full (its slots taken by continued chains): whatever
+                    # woke it waits for the next slot that frees.
+                    self._backlog = True
                 runs = [task for task in claimed if task.payload.get("kind") == "run"]
                 started = await self._start(runs) if runs else {}
                 for task in claimed:
