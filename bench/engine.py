@@ -1,6 +1,7 @@
 """Engine overhead: a 100-step chain and a 100-wide fan-out of no-op ``transform`` steps.
 
     .venv/bin/python -m bench.engine [--steps 100] [--rounds 3] [--no-postgres]
+                                     [--workers 2]
 
 Rows (each the median of ``--rounds`` runs):
 
@@ -9,8 +10,9 @@ Rows (each the median of ``--rounds`` runs):
 - embedded, queued: SQLite; the same steps forced through the task queue and an
   in-process worker (a ``timeout`` makes a step leave the fast path), the cost every
   non-pure step (http, llm...) pays.
-- postgres, queued: PostgreSQL at 127.0.0.1:5432 with 2 ``orchestrion worker``
-  processes (concurrency 16 each); this process only starts executions.
+- postgres, queued: PostgreSQL at 127.0.0.1:5432 with ``--workers`` ``orchestrion
+  worker`` processes (concurrency 16 each; ``--workers 1,2,4`` gives a set of rows per
+  count); this process only starts executions.
 
 Per-step overhead is the gap between consecutive ``step.succeeded`` events of the chain
 (p50/p95); a fan-out reports its wall time per step. Targets (BENCH.md): <= 2 ms/step
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import os
 import statistics
@@ -88,8 +91,31 @@ class Run:
     gaps_ms: list[float]
 
 
-async def run_once(engine: Engine, definition: dict[str, Any]) -> Run:
-    """Start one execution and wait for its end; timings from its own log."""
+class Endings:
+    """Embedded, executions end in this process: learn it from the engine's listener
+    rather than reading the row after each commit (that read was one more transaction
+    per step, paid by the bench, not by the engine)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.ended: dict[str, asyncio.Event] = {}
+        engine.listeners.append(self.on_events)
+
+    async def on_events(self, execution: Execution, events: list[dict[str, Any]]) -> None:
+        if execution.status in ("succeeded", "failed", "cancelled"):
+            self.ended.setdefault(execution.id, asyncio.Event()).set()
+
+    async def wait(self, execution_id: str, seconds: float) -> None:
+        event = self.ended.setdefault(execution_id, asyncio.Event())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), seconds)
+
+
+async def run_once(engine: Engine, definition: dict[str, Any], endings: Endings | None) -> Run:
+    """Start one execution and wait for its end; timings from its own log.
+
+    With ``endings`` (embedded), its end is announced by the engine; otherwise (the
+    workers are other processes) its row is read every 10 ms.
+    """
     database = engine.database
     begin = time.perf_counter()
     async with database.session() as session:
@@ -110,7 +136,10 @@ async def run_once(engine: Engine, definition: dict[str, Any]) -> Run:
             ).scalar_one()
         if status in ("succeeded", "failed", "cancelled"):
             break
-        await engine.wait_for_change(execution_id, 0.01)
+        if endings is not None:
+            await endings.wait(execution_id, 1.0)
+        else:
+            await engine.wait_for_change(execution_id, 0.01)
     seconds = time.perf_counter() - begin
     if status != "succeeded":
         raise RuntimeError(f"bench execution {execution_id} {status}")
@@ -134,10 +163,12 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def measure(engine: Engine, definition: dict[str, Any], rounds: int) -> dict[str, float]:
+async def measure(
+    engine: Engine, definition: dict[str, Any], rounds: int, endings: Endings | None = None
+) -> dict[str, float]:
     """Median wall time per step, gap percentiles and steps/s over ``rounds`` runs."""
-    await run_once(engine, definition)  # warm caches and connections
-    runs = [await run_once(engine, definition) for _ in range(rounds)]
+    await run_once(engine, definition, endings)  # warm caches and connections
+    runs = [await run_once(engine, definition, endings) for _ in range(rounds)]
     per_step = statistics.median(r.seconds / r.steps * 1000 for r in runs)
     gaps = [g for r in runs for g in r.gaps_ms]
     return {
@@ -163,46 +194,56 @@ async def embedded(steps: int, rounds: int) -> list[tuple[str, dict[str, float]]
         http = await stack.enter_async_context(httpx.AsyncClient())
         engine = make_engine(url, http)
         stack.push_async_callback(engine.database.dispose)
+        endings = Endings(engine)
         worker = Worker(engine, concurrency=16, poll_seconds=0.5)
         running = asyncio.create_task(worker.run())
         try:
             for label, definition in scenarios(steps):
-                rows.append((f"embedded {label}", await measure(engine, definition, rounds)))
+                rows.append(
+                    (f"embedded {label}", await measure(engine, definition, rounds, endings))
+                )
         finally:
             worker.stop()
             await running
     return rows
 
 
-async def postgres(steps: int, rounds: int) -> list[tuple[str, dict[str, float]]]:
-    """Rows measured on a fresh PostgreSQL database with 2 worker processes."""
+async def postgres(
+    steps: int, rounds: int, workers: int, *, inline: bool = True
+) -> list[tuple[str, dict[str, float]]]:
+    """Rows measured on a fresh PostgreSQL database with ``workers`` worker processes
+    (the inline rows only with the first count of ``--workers``: no worker runs them)."""
     name = f"orchestrion_bench_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(host="127.0.0.1", port=5432, user="postgres", database="postgres")
     await admin.execute(f'CREATE DATABASE "{name}"')
     url = f"{PG}/{name}"
-    workers: list[subprocess.Popen[bytes]] = []
+    processes: list[subprocess.Popen[bytes]] = []
     try:
         await asyncio.to_thread(upgrade, url)
         env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRION_")}
         env.update(ORCHESTRION_DATABASE__URL=url, ORCHESTRION_OBSERVABILITY__LOG_LEVEL="WARNING")
         command = [sys.executable, "-m", "orchestrion", "worker", "--concurrency", "16"]
-        workers = [_spawn(command, env) for _ in range(2)]
-        await asyncio.sleep(2.0)  # let both workers start listening
+        processes = [_spawn(command, env) for _ in range(workers)]
+        await asyncio.sleep(2.0)  # let the workers start listening
         async with httpx.AsyncClient() as http:
             engine = make_engine(url, http)
             await engine.queue.listen()  # wake-ups for this process's waits are by polling
             try:
                 return [
-                    (f"postgres {label}, 2 workers", await measure(engine, definition, rounds))
+                    (
+                        f"postgres {label}, {workers} worker{'s' if workers > 1 else ''}",
+                        await measure(engine, definition, rounds),
+                    )
                     for label, definition in scenarios(steps)
+                    if inline or "inline" not in label
                 ]
             finally:
                 await engine.queue.close()
                 await engine.database.dispose()
     finally:
-        for process in workers:
+        for process in processes:
             process.terminate()
-        for process in workers:
+        for process in processes:
             process.wait(timeout=20)
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
@@ -234,12 +275,20 @@ async def main() -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument(
+        "--workers",
+        default="2",
+        help="worker processes of the PostgreSQL rows, e.g. 1,2,4 (one set of rows each)",
+    )
     args = parser.parse_args()
     print(f"$ {' '.join([Path(sys.executable).name, '-m', 'bench.engine', *sys.argv[1:]])}")
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     rows = await embedded(args.steps, args.rounds)
     if not args.no_postgres:
-        rows += await postgres(args.steps, args.rounds)
+        for position, count in enumerate(int(n) for n in args.workers.split(",")):
+            rows += await postgres(args.steps, args.rounds, count, inline=position == 0)
     print_table(rows)
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

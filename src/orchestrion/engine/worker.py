@@ -38,6 +38,10 @@ class Worker:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{new_id()[-12:]}"
         self._inflight: dict[str, tuple[ClaimedTask, asyncio.Task[None]]] = {}
         self._stopping = asyncio.Event()
+        #: The last claim filled every free slot: more tasks may be due, so a slot that
+        #: frees up claims again. Otherwise the queue was drained, and new tasks wake
+        #: the loop themselves (an in-process event, or NOTIFY).
+        self._backlog = False
 
     async def run(self) -> None:
         """Claim and run tasks until :meth:`stop`."""
@@ -58,6 +62,11 @@ class Worker:
                         logger.exception("claiming tasks failed; retrying")
                         await asyncio.sleep(self.poll_seconds)
                         continue
+                    self._backlog = len(claimed) >= free
+                else:
+                    # Woken while full (its slots taken by continued chains): whatever
+                    # woke it waits for the next slot that frees.
+                    self._backlog = True
                 runs = [task for task in claimed if task.payload.get("kind") == "run"]
                 started = await self._start(runs) if runs else {}
                 for task in claimed:
@@ -65,7 +74,7 @@ class Worker:
                         continue  # nothing to run (cancelled, paused, already recorded)
                     runner = asyncio.create_task(self._process(task, started.get(task.id)))
                     self._inflight[task.id] = (task, runner)
-                if claimed and len(self._inflight) < self.concurrency:
+                if self._backlog and len(self._inflight) < self.concurrency:
                     continue  # there may be more due right now
                 await queue.wait(queue=self.engine.queue_name, seconds=await self._idle_wait())
         finally:
@@ -117,7 +126,11 @@ class Worker:
         for next_attempt in follow:
             runner = asyncio.create_task(self._process(next_attempt.task, next_attempt))
             self._inflight[next_attempt.task.id] = (next_attempt.task, runner)
-        self.engine.queue.wake(self.engine.queue_name)
+        if self._backlog and len(self._inflight) < self.concurrency:
+            # A slot is free and tasks were left in the queue: claim them. (A chain
+            # continued above, or a drained queue, needs no claim: that round trip
+            # per step was a third of a queued step's statements.)
+            self.engine.queue.wake(self.engine.queue_name)
 
     async def _heartbeat(self) -> None:
         interval = max(0.5, min(2.0, self.engine.queue.lease.total_seconds() / 3))

@@ -2,7 +2,8 @@
 
 Each step attempt goes through three short transactions at most: *start* (append
 ``step.started``), *run* (no transaction: the step type's ``run``, which may call the
-network), *record* (the outcome, the next tasks, the new status; one transaction). A
+network), *record* (the outcome, the next tasks, the new status; one transaction,
+shared by the outcomes of one execution that end together: see :mod:`.recorder`). A
 crash between *start* and *record* leaves the task leased; its lease expires and a
 worker runs the attempt again. Outcomes are recorded under a unique key, so a step
 completes once whatever races happen. A result the database refuses (a data error, not
@@ -16,6 +17,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.exc import DataError, StatementError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,6 +29,7 @@ from orchestrion.engine.runtime.core import NO_ITERATION
 from orchestrion.engine.runtime.flags import resolve_flags
 from orchestrion.engine.runtime.limits import setting
 from orchestrion.engine.runtime.parts import EngineParts, TaskHandler
+from orchestrion.engine.runtime.recorder import Recorder
 from orchestrion.engine.runtime.steps import Prepared
 from orchestrion.engine.runtime.transition import Transition
 from orchestrion.engine.statuses import TERMINAL, ExecutionStatus, TaskKind
@@ -42,6 +45,7 @@ class TaskRunner:
     def __init__(self, parts: EngineParts, handlers: Mapping[str, TaskHandler]) -> None:
         self.parts = parts
         self.handlers = dict(handlers)
+        self.recorder = Recorder(parts)
 
     async def process(self, task: ClaimedTask, *, owner: str, capacity: int = 0) -> list[Prepared]:
         """Carry out one claimed task; returns up to ``capacity`` follow-up attempts the
@@ -75,12 +79,20 @@ class TaskRunner:
         for execution_id, group in by_execution.items():
             async with self.parts.database.session() as session:
                 transition = await Transition.open(self.parts, session, execution_id)
+                recorded = await _recorded(session, execution_id, group)
                 for task in group:
-                    started[task.id] = await self._start_one(session, transition, task, owner)
+                    started[task.id] = await self._start_one(
+                        session, transition, task, owner, recorded
+                    )
         return started
 
     async def _start_one(
-        self, session: AsyncSession, transition: Transition | None, task: ClaimedTask, owner: str
+        self,
+        session: AsyncSession,
+        transition: Transition | None,
+        task: ClaimedTask,
+        owner: str,
+        recorded: set[tuple[str, int]],
     ) -> Prepared | None:
         payload = task.payload
         index: int | None = payload.get("index")
@@ -95,8 +107,7 @@ class TaskRunner:
             return None
         step = transition.step(payload["step_id"])
         iteration = NO_ITERATION if index is None else index
-        recorded = await session.get(StepResult, (transition.execution.id, step.id, iteration))
-        if recorded is not None:
+        if (step.id, iteration) in recorded:
             await queue.complete(session, task_id=task.id, owner=owner)
             return None
         transition.start_attempt(step, index=index, attempt=attempt)
@@ -142,24 +153,7 @@ class TaskRunner:
     async def _record(
         self, prepared: Prepared, owner: str, outcome: Outcome, *, capacity: int
     ) -> list[Prepared]:
-        task, step, index, attempt = prepared.task, prepared.step, prepared.index, prepared.attempt
-        call = prepared.call
-        async with self.parts.database.session() as session:
-            # Lock the execution before touching the task: every transaction takes
-            # the execution first, so PostgreSQL never sees a lock-order deadlock.
-            transition = await Transition.open(self.parts, session, call.execution_id)
-            await self.parts.queue.complete(session, task_id=task.id, owner=owner)
-            if transition is None:
-                return []
-            if transition.execution.status in TERMINAL or transition.execution.error is not None:
-                # Too late to change this run, but what was paid for is kept for a retry.
-                await transition.keep_late(step, index, attempt, outcome)
-                return []
-            transition.claim_for = owner if capacity > 0 else None
-            transition.claim_limit = capacity
-            await transition.record(step, index, attempt, outcome)
-            await transition.advance()
-            return list(transition.prepared)
+        return await self.recorder.record(prepared, owner, outcome, capacity=capacity)
 
     async def bury(self, dead: list[DeadLetter]) -> None:
         """Tasks given up on (``max_task_attempts``): fail the steps (or waits) they
@@ -308,6 +302,19 @@ def _trace_outcome(attempt: Any, outcome: Outcome | None) -> None:
     else:
         name = "succeeded" if isinstance(outcome, Succeeded) else "waiting"
         tracing.set_attributes({"orchestrion.step.outcome": name}, attempt)
+
+
+async def _recorded(
+    session: AsyncSession, execution_id: str, tasks: list[ClaimedTask]
+) -> set[tuple[str, int]]:
+    """Which of these tasks' attempts already have a recorded outcome (one query)."""
+    steps = {str(task.payload["step_id"]) for task in tasks}
+    rows = await session.execute(
+        select(StepResult.step_id, StepResult.iteration).where(
+            StepResult.execution_id == execution_id, StepResult.step_id.in_(steps)
+        )
+    )
+    return {(str(row[0]), int(row[1])) for row in rows}
 
 
 _BURIED = {TaskKind.RUN, TaskKind.RESUME, TaskKind.TIMEOUT, TaskKind.COMPENSATE}

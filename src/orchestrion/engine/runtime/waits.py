@@ -85,6 +85,9 @@ class Waits(TransitionCore):
         state.status = StepStatus.RUNNING if busy else StepStatus.WAITING
 
     async def _take_signal(self, name: str, step_id: str) -> Any:
+        # Outcomes may be applied without autoflush (scheduling, grouped recording): a
+        # signal another wait of this transaction took must not be taken twice.
+        await self.session.flush()
         row = (
             await self.session.execute(
                 select(Signal)
@@ -117,6 +120,7 @@ class Waits(TransitionCore):
 
     async def waits(self, *, step_id: str | None = None, kind: str | None = None) -> list[Wait]:
         """This execution's open waits, oldest first."""
+        await self.session.flush()  # waits ended or entered in this transaction count
         stmt = select(Wait).where(Wait.execution_id == self.execution.id)
         if step_id is not None:
             stmt = stmt.where(Wait.step_id == step_id)

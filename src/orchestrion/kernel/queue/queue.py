@@ -369,6 +369,16 @@ class TaskQueue:
         )
         return bool(getattr(result, "rowcount", 0))
 
+    async def complete_many(
+        self, session: AsyncSession, *, task_ids: Sequence[str], owner: str
+    ) -> None:
+        """Delete finished tasks in one statement, in the caller's transaction (those
+        whose lease was lost are left to their new owner)."""
+        if task_ids:
+            await session.execute(
+                delete(Task).where(Task.id.in_(task_ids), Task.lease_owner == owner)
+            )
+
     async def release(
         self, session: AsyncSession, *, task_id: str, owner: str, run_at: datetime
     ) -> None:

@@ -1,0 +1,152 @@
+"""Queued steps: outcomes that end together share one transaction, each applied as if
+alone, and a chain continued by its worker needs no claim per step."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sqlalchemy import event, select
+
+from orchestrion.engine import Engine, Execution, ExecutionEvent, Worker
+from orchestrion.engine.models import StepState
+from orchestrion.engine.outcomes import Succeeded
+from orchestrion.kernel.db.engine import Database
+from orchestrion.kernel.queue.models import Task
+
+BRANCHES = 4
+
+
+def _fan_out() -> dict[str, Any]:
+    branches = [
+        {"id": f"b{i}", "type": "transform", "with": {"i": i}, "timeout": 30}
+        for i in range(BRANCHES)
+    ]
+    join = {"id": "join", "type": "transform", "needs": [b["id"] for b in branches], "with": {}}
+    return {"name": "fan", "steps": [*branches, join]}
+
+
+async def _start(engine: Engine, definition: dict[str, Any]) -> str:
+    async with engine.database.session() as session:
+        execution = await engine.start(
+            session,
+            tenant_id="t",
+            workflow_id="w",
+            version=1,
+            definition=definition,
+            inputs={},
+            created_by=None,
+        )
+        return execution.id
+
+
+async def test_outcomes_ending_together_share_one_transaction(database_url: str) -> None:
+    engine = Engine(Database(database_url))
+    try:
+        execution_id = await _start(engine, _fan_out())
+        claimed = await engine.queue.claim(queue=engine.queue_name, owner="w1", limit=10)
+        assert len(claimed) == BRANCHES
+        started = await engine.start_claimed(claimed, owner="w1")
+        prepared = [started[task.id] for task in claimed]
+        assert all(p is not None for p in prepared)
+
+        commits = 0
+        held: Any = None
+
+        def on_commit(connection: Any) -> None:
+            nonlocal commits
+            if connection is not held:
+                commits += 1
+
+        event.listen(engine.database.engine.sync_engine, "commit", on_commit)
+        recorder = engine.tasks.recorder
+        # While the execution is held (SQLite: the writer lock; PostgreSQL: its row), the
+        # first outcome waits for it and the others join its transaction. The first
+        # branch's outcome also arrives twice: it must be recorded once.
+        async with engine.database.session() as session:
+            held = (await session.connection()).sync_connection
+            await session.execute(
+                select(Execution.id).where(Execution.id == execution_id).with_for_update()
+            )
+            outcomes = [(p, Succeeded({"n": p.step.id})) for p in prepared if p is not None]
+            outcomes.append((outcomes[0][0], Succeeded({"n": "again"})))
+            records = [
+                asyncio.create_task(recorder.record(p, "w1", outcome, capacity=0))
+                for p, outcome in outcomes
+            ]
+            for _ in range(10):
+                await asyncio.sleep(0)
+        await asyncio.wait_for(asyncio.gather(*records), 60)
+        event.remove(engine.database.engine.sync_engine, "commit", on_commit)
+        assert commits == 1
+
+        async with engine.database.session() as session:
+            execution = await session.get(Execution, execution_id)
+            assert execution is not None
+            assert execution.status == "succeeded"
+            states = (
+                await session.execute(
+                    select(StepState).where(StepState.execution_id == execution_id)
+                )
+            ).scalars()
+            outputs = {state.step_id: state.output for state in states}
+            assert outputs == {
+                **{f"b{i}": {"n": f"b{i}"} for i in range(BRANCHES)},
+                "join": {},
+            }
+            rows = await session.execute(
+                select(ExecutionEvent.seq, ExecutionEvent.type, ExecutionEvent.step_id)
+                .where(ExecutionEvent.execution_id == execution_id)
+                .order_by(ExecutionEvent.seq)
+            )
+            log = list(rows)
+            assert [row.seq for row in log] == list(range(1, len(log) + 1))
+            succeeded = [row.step_id for row in log if row.type == "step.succeeded"]
+            assert sorted(succeeded) == sorted([f"b{i}" for i in range(BRANCHES)] + ["join"])
+            left = await session.execute(select(Task.id).where(Task.group_key == execution_id))
+            assert list(left) == []
+    finally:
+        await engine.database.dispose()
+
+
+async def test_a_chain_needs_no_claim_per_step(database_url: str) -> None:
+    steps = 8
+    definition = {
+        "name": "chain",
+        "steps": [
+            {"id": f"s{i}", "type": "transform", "with": {"i": i}, "timeout": 30,
+             **({"needs": [f"s{i - 1}"]} if i else {})}
+            for i in range(steps)
+        ],
+    }  # fmt: skip
+    engine = Engine(Database(database_url))
+    claims = 0
+    original = engine.queue.claim
+
+    async def counted(**kwargs: Any) -> Any:
+        nonlocal claims
+        claims += 1
+        return await original(**kwargs)
+
+    engine.queue.claim = counted  # type: ignore[method-assign]
+    worker = Worker(engine, concurrency=4, poll_seconds=60)
+    running = asyncio.create_task(worker.run())
+    try:
+        execution_id = await _start(engine, definition)
+        async with asyncio.timeout(60):
+            while True:
+                async with engine.database.session() as session:
+                    execution = await session.get(Execution, execution_id)
+                    assert execution is not None
+                    if execution.status != "running":
+                        break
+                await engine.wait_for_change(execution_id, 0.5)
+        assert execution.status == "succeeded"
+        # The worker claims the first step; each next one is handed to it by the
+        # transaction that records the one before (before: one claim per step).
+        assert claims < steps // 2
+    finally:
+        worker.stop()
+        await running
+        await engine.queue.close()  # the worker's LISTEN connection (PostgreSQL)
+        await engine.database.dispose()
