@@ -104,6 +104,8 @@ class Gateway:
         self.routes = RouteTable(routes)
         self.lifespan = lifespan
         self.secret = settings.secret_key.get_secret_value().encode()
+        # Under mutual TLS: the platform's CA and the gateway's client certificate.
+        self.tls = settings.tls.client_context()
         gateway = settings.gateway
         self.max_body = gateway.max_body_bytes
         self.trusted = networks(gateway.trusted_proxies)
@@ -139,7 +141,7 @@ class Gateway:
         self._identities: dict[Principal, tuple[bytes, float]] = {}
         self.running = False
         if "auth" not in upstreams:
-            upstreams["auth"] = HttpUpstream("auth", [], secret=self.secret)
+            upstreams["auth"] = HttpUpstream("auth", [], secret=self.secret, tls=self.tls)
         if self.config_path is not None:
             self.reload_config(force=True, strict=True)
         # Shared with the auth service in one process; else followed through Redis.
@@ -499,7 +501,9 @@ class Gateway:
                 self.admin_instances.get(name, []),
             )
             if existing is None:
-                upstream = HttpUpstream(name, instances, secret=self.secret, policy=policy)
+                upstream = HttpUpstream(
+                    name, instances, secret=self.secret, policy=policy, tls=self.tls
+                )
                 self.upstreams[name] = upstream
                 if self.running:
                     upstream.start()
