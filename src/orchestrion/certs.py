@@ -121,9 +121,7 @@ def make_dev_certificates(
             critical=False,
         )
         .add_extension(x509.SubjectAlternativeName(_names(hosts)), critical=False)
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
-        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
             critical=False,

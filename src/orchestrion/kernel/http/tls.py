@@ -43,4 +43,3 @@ def internal_context(*, ca_file: str, cert_file: str, key_file: str) -> ssl.SSLC
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert_file, key_file)
     return context
-
