@@ -156,6 +156,29 @@ def same_signature(expected: str, given: str) -> bool:
     return hmac.compare_digest(expected.encode(), given.encode())
 
 
+def signed_headers(
+    key_id: str,
+    secret: str,
+    *,
+    method: str,
+    target: str,
+    body: bytes = b"",
+    timestamp: int | None = None,
+    nonce: str | None = None,
+) -> dict[str, str]:
+    """``Content-Digest`` and ``Authorization`` for a request (``target``: its path and
+    query as sent); a fresh timestamp and nonce unless given."""
+    digest = content_digest(body)
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    nonce = secrets.token_urlsafe(16) if nonce is None else nonce
+    message = string_to_sign(
+        key_id=key_id, timestamp=timestamp, nonce=nonce, method=method, target=target,
+        digest=digest,
+    )  # fmt: skip
+    header = SignedHeader(key_id, timestamp, nonce, sign(secret, message))
+    return {DIGEST_HEADER: digest, "Authorization": header.format()}
+
+
 class HmacAuth(httpx.Auth):
     """Signs each request with a key id and its secret, for ``httpx`` clients::
 
@@ -174,18 +197,13 @@ class HmacAuth(httpx.Auth):
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         """Add ``Content-Digest`` and ``Authorization`` to ``request``."""
-        digest = content_digest(request.content)
-        timestamp = int(time.time())
-        nonce = secrets.token_urlsafe(16)
-        message = string_to_sign(
-            key_id=self.key_id,
-            timestamp=timestamp,
-            nonce=nonce,
-            method=request.method,
-            target=request.url.raw_path.decode("ascii"),
-            digest=digest,
+        request.headers.update(
+            signed_headers(
+                self.key_id,
+                self.secret,
+                method=request.method,
+                target=request.url.raw_path.decode("ascii"),
+                body=request.content,
+            )
         )
-        header = SignedHeader(self.key_id, timestamp, nonce, sign(self.secret, message))
-        request.headers[DIGEST_HEADER] = digest
-        request.headers["Authorization"] = header.format()
         yield request
