@@ -101,7 +101,7 @@ async def test_services_require_client_certificates_and_the_gateway_presents_one
                 str(ports["gateway"]),
                 f"--upstream=auth={auth_url}",
                 **settings,
-            )  # fmt: skip
+            )
         )
         await asyncio.to_thread(wait_ready, gateway, processes[-1], 120)
         await _through_the_gateway(gateway, ports["gateway"])
@@ -125,7 +125,8 @@ async def _through_the_gateway(base: str, port: int) -> None:
         assert health["status"] == "ok", health
         for service in SERVICES:
             urls = [i["url"] for i in health["services"][service]["gateway"]["instances"]]
-            assert urls and all(u.startswith("https://") for u in urls), (service, urls)
+            assert urls, service
+            assert all(u.startswith("https://") for u in urls), (service, urls)
 
         login = await http.post(
             "/api/v1/auth/login", json={"email": "admin@orchestrion.local", "password": PASSWORD}
@@ -150,7 +151,7 @@ async def _through_the_gateway(base: str, port: int) -> None:
         assert run.json()["outputs"] == {"result": 42}
     # A socket through the gateway to realtime (wss), which checks the token with auth
     # (https): both hops under mutual TLS.
-    async with connect(f"ws://127.0.0.1:{port}/ws", subprotocols=["bearer", token]) as ws:  # type: ignore[list-item]
+    async with connect(f"ws://127.0.0.1:{port}/ws", subprotocols=["bearer", token]) as ws:
         welcome = json.loads(await asyncio.wait_for(ws.recv(), 30))
         assert welcome["type"] == "welcome", welcome
 
