@@ -55,7 +55,7 @@ Hmac = Annotated[HmacRuntime, Depends(_hmac)]
     summary="Create an HMAC key for signed requests",
     responses=problems(409),
 )
-async def create_key(
+async def create_hmac_key(
     body: HmacKeyCreate,
     request: Request,
     session: Session,
@@ -95,7 +95,7 @@ async def create_key(
     summary="List HMAC keys",
     responses=problems(400),
 )
-async def list_keys(request: Request, session: Session, principal: Reader) -> Response:
+async def list_hmac_keys(request: Request, session: Session, principal: Reader) -> Response:
     """The caller's keys (every key of the tenant for user admins)."""
     query = parse_list_query(request, repository.HMAC_KEY_LIST)
     owner = None if principal.can(Permission.USERS_WRITE) else principal.user_id
@@ -112,7 +112,9 @@ async def list_keys(request: Request, session: Session, principal: Reader) -> Re
     summary="Get an HMAC key",
     responses={**problems(404), **not_modified()},
 )
-async def get_key(key_id: str, request: Request, session: Session, principal: Reader) -> Response:
+async def get_hmac_key(
+    key_id: str, request: Request, session: Session, principal: Reader
+) -> Response:
     """One key's metadata."""
     key = await service.get_key(session, principal=principal, key_id=key_id)
     return resource_response(request, service.key_to_dict(key))
@@ -124,7 +126,7 @@ async def get_key(key_id: str, request: Request, session: Session, principal: Re
     summary="Revoke an HMAC key",
     responses=problems(404),
 )
-async def revoke_key(
+async def revoke_hmac_key(
     key_id: str, request: Request, session: Session, principal: Writer
 ) -> Response:
     """The key's signatures are refused from now on."""
@@ -139,7 +141,7 @@ async def revoke_key(
     summary="Rotate an HMAC key's secret",
     responses=problems(404),
 )
-async def rotate_key(
+async def rotate_hmac_key(
     key_id: str, request: Request, session: Session, hmac: Hmac, principal: Writer
 ) -> dict[str, Any]:
     """Same key id and scopes, new secret shown once; the old secret stops working."""
