@@ -38,6 +38,8 @@ analytics_app = typer.Typer(help="Analytics projections.", no_args_is_help=True)
 app.add_typer(analytics_app, name="analytics")
 audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+certs_app = typer.Typer(help="Certificates for mutual TLS between services.", no_args_is_help=True)
+app.add_typer(certs_app, name="certs")
 console = Console()
 err = Console(stderr=True)
 
@@ -46,10 +48,17 @@ def _settings(**overrides: object) -> Settings:
     from orchestrion.settings import Settings
 
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
     except ValueError as exc:
         err.print(f"[red]invalid settings:[/red] {exc}")
         raise typer.Exit(2) from None
+    if settings.tls.enabled:
+        try:
+            settings.tls.client_context()  # unreadable files stop here, clearly
+        except OSError as exc:  # ssl.SSLError is one
+            err.print(f"[red]invalid settings:[/red] ORCHESTRION_TLS__*: {exc}")
+            raise typer.Exit(2) from None
+    return settings
 
 
 def open_database(settings: Settings) -> Database:
@@ -303,8 +312,12 @@ def _tracing(service: str) -> None:
     configure_tracing(service, version=__version__)
 
 
-def _uvicorn(target: object, settings: Settings, *, gateway: bool = False) -> None:
-    """Serve ``target``; a ``gateway`` keeps its services' ``Date`` (gateway/origin.py)."""
+def _uvicorn(
+    target: object, settings: Settings, *, gateway: bool = False, tls: bool = False
+) -> None:
+    """Serve ``target``; a ``gateway`` keeps its services' ``Date`` (gateway/origin.py);
+    ``tls`` serves HTTPS to callers with a certificate of the platform's CA (mutual TLS,
+    when ``ORCHESTRION_TLS__*`` is set)."""
     import uvicorn
 
     from orchestrion.gateway.connections import protocol_class
@@ -323,6 +336,7 @@ def _uvicorn(target: object, settings: Settings, *, gateway: bool = False) -> No
         headers=[SERVER_HEADER],
         date_header=not gateway,
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+        **(settings.tls.server_options() if tls else {}),
     )
     try:
         uvicorn.Server(config).run()
@@ -344,13 +358,18 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port to bind.")] = None,
     advertise: Annotated[
         str | None,
-        typer.Option(help="URL gateways reach this instance at (default: http://host:port)."),
+        typer.Option(
+            help="URL gateways reach this instance at (default: http://host:port, or "
+            "https:// with ORCHESTRION_TLS__*)."
+        ),
     ] = None,
 ) -> None:
     """Run one service on its own (the distributed shape); a gateway routes to it.
 
     With ``ORCHESTRION_REDIS__URL`` set, the instance registers in the service registry
-    (heartbeat with a TTL) so that gateways started with discovery find it.
+    (heartbeat with a TTL) so that gateways started with discovery find it. With
+    ``ORCHESTRION_TLS__CA_FILE``, ``__CERT_FILE`` and ``__KEY_FILE`` set, it serves HTTPS
+    and refuses callers without a certificate signed by that CA (mutual TLS).
     """
     from orchestrion.kernel.http.app import expose_metrics
     from orchestrion.kernel.observability.logging import configure_logging
@@ -369,9 +388,11 @@ def serve(
         level=settings.observability.log_level, format=settings.observability.log_format
     )
     _tracing(service)
-    console.print(f"{service} on http://{settings.host}:{settings.port}")
+    scheme = settings.tls.scheme
+    mutual = " (mutual TLS)" if settings.tls.enabled and settings.tls.require_client_cert else ""
+    console.print(f"{service} on {scheme}://{settings.host}:{settings.port}{mutual}")
     app = expose_metrics(factories[service](settings), token=settings.observability.metrics_token)
-    _uvicorn(registered(service, app, settings, advertise), settings)
+    _uvicorn(registered(service, app, settings, advertise), settings, tls=True)
 
 
 @app.command()
@@ -418,7 +439,9 @@ def gateway(
         if not name or not listed or not all(u.startswith(("http://", "https://")) for u in listed):
             err.print(f"[red]--upstream {item!r}[/red]: expected <service>=http(s)://host:port")
             raise typer.Exit(2)
-        upstreams[name] = HttpUpstream(name, listed, secret=secret)
+        upstreams[name] = HttpUpstream(
+            name, listed, secret=secret, tls=settings.tls.client_context()
+        )
     try:
         app = create_gateway(settings, upstreams, discover=True)
     except ConfigError as exc:
@@ -599,7 +622,7 @@ def cluster_up(
         env["ORCHESTRION_SECRET_KEY_PREVIOUS"] = settings.secret_key_previous.get_secret_value()
     children = cluster.plan(
         host=settings.host, port=settings.port, instances=counts, workers=workers,
-        env=env,
+        env=env, scheme=settings.tls.scheme,
     )  # fmt: skip
     for child in children:
         console.print(f"  {child.name}: orchestrion {' '.join(child.args)}")
@@ -672,6 +695,7 @@ def analytics_rebuild(
             urls=settings.peers,
             registry_url=settings.redis.url if settings.gateway.registry else None,
             registry_prefix=settings.gateway.registry_prefix,
+            verify=settings.tls.client_context(),
         )
         local: list[httpx.AsyncClient] = []
         factories = service_factories()
@@ -708,6 +732,48 @@ def analytics_rebuild(
     except OrchestrionError as exc:
         err.print(f"[red]rebuild failed:[/red] {exc.detail}")
         raise typer.Exit(1) from None
+
+
+@certs_app.command("dev")
+def certs_dev(
+    directory: Annotated[
+        Path | None,
+        typer.Option("--dir", help="Where to write them (default: <data dir>/tls)."),
+    ] = None,
+    hosts: Annotated[
+        str,
+        typer.Option(help="Comma-separated IP addresses and DNS names the services answer at."),
+    ] = "127.0.0.1,localhost",
+    days: Annotated[int, typer.Option(min=1, help="Validity, in days.")] = 365,
+    force: Annotated[bool, typer.Option(help="Replace existing files.")] = False,
+) -> None:
+    """Make a local CA and one server+client certificate signed by it, and print the
+    settings that use them (``eval "$(orchestrion certs dev)"``). For trying mutual TLS
+    on one machine; production uses its own CA."""
+    import shlex
+
+    from orchestrion.certs import CertificatesExist, make_dev_certificates
+
+    if directory is None:
+        directory = _settings().data_dir / "tls"
+    names = [h.strip() for h in hosts.split(",") if h.strip()]
+    if not names:
+        err.print("[red]--hosts[/red]: name at least one address or DNS name")
+        raise typer.Exit(2)
+    try:
+        made = make_dev_certificates(directory, hosts=names, days=days, force=force)
+    except CertificatesExist as exc:
+        err.print(
+            f"[red]refusing to overwrite[/red] {', '.join(str(p) for p in exc.paths)}: "
+            "services using them would stop trusting each other. Pass --force to replace them."
+        )
+        raise typer.Exit(1) from None
+    err.print(
+        f"CA and certificate for {', '.join(names)} in {made.ca_file.parent} "
+        f"(valid {days} days); use them with:"
+    )
+    for name, value in made.environment().items():
+        typer.echo(f"export {name}={shlex.quote(value)}")
 
 
 @app.command()

@@ -52,16 +52,24 @@ class Child:
 
 
 def plan(
-    *, host: str, port: int, instances: dict[str, int], workers: int, env: dict[str, str]
+    *,
+    host: str,
+    port: int,
+    instances: dict[str, int],
+    workers: int,
+    env: dict[str, str],
+    scheme: str = "http",
 ) -> list[Child]:
     """The processes of a cluster: services on ``port+1...``, the gateway on ``port``
-    (workflows instances serve gRPC on ``ORCHESTRION_GRPC__PORT``, ``+1``...)."""
+    (workflows instances serve gRPC on ``ORCHESTRION_GRPC__PORT``, ``+1``...). Services
+    are addressed as ``scheme://``: ``https`` under mutual TLS (``ORCHESTRION_TLS__*``,
+    which every process inherits)."""
     next_port = port + 1
     urls: dict[str, list[str]] = {}
     children: list[Child] = []
     for service in SERVICES:
         for index in range(instances.get(service, 1)):
-            url = f"http://{host}:{next_port}"
+            url = f"{scheme}://{host}:{next_port}"
             urls.setdefault(service, []).append(url)
             children.append(
                 Child(

@@ -106,7 +106,8 @@ def registered(service: str, app: FastAPI, settings: Settings, advertise: str | 
     """``app``, registering itself in the service registry while it runs (if Redis is set)."""
     if not settings.redis.url or not settings.gateway.registry:
         return app
-    url = (advertise or advertised_url(settings.host, settings.port)).rstrip("/")
+    default = advertised_url(settings.host, settings.port, scheme=settings.tls.scheme)
+    url = (advertise or default).rstrip("/")
     registration = Registration(
         service=service,
         url=url,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -177,6 +178,14 @@ class AuthSettings(BaseModel):
     )
     audit_prune_interval_seconds: float = Field(
         default=3600.0, gt=0, description="How often the auth service prunes old audit lines."
+    )
+    hmac_window_seconds: int = Field(
+        default=300,
+        ge=1,
+        le=3600,
+        description="Signed requests (`Orchestrion-HMAC`): how far a request's timestamp may "
+        "be from the server's clock, either way; a signature is refused when seen again "
+        "within it.",
     )
     personal_data_peers: list[str] = Field(
         default_factory=lambda: ["workflows", "templates", "notifications", "flags", "content"],
@@ -437,6 +446,82 @@ class BusSettings(BaseModel):
         default="memory://",
         description="memory:// (in-process), redis://, amqp://, nats:// or kafka:// URL.",
     )
+
+
+class TlsSettings(BaseModel):
+    """Mutual TLS between the gateway, the services and the workers (the distributed
+    shape). Unset, they talk plain HTTP; `orchestrion certs dev` makes a local CA and a
+    certificate to try it with (docs/identity.md)."""
+
+    ca_file: Path | None = Field(
+        default=None,
+        description="PEM file of the certificate authority that signs every service's and "
+        "caller's certificate: the only one trusted on internal calls.",
+    )
+    cert_file: Path | None = Field(
+        default=None,
+        description="PEM certificate `orchestrion serve` serves HTTPS with, and that the "
+        "gateway, services and workers present as clients (unless `client_cert_file`).",
+    )
+    key_file: Path | None = Field(default=None, description="Private key of `cert_file` (PEM).")
+    client_cert_file: Path | None = Field(
+        default=None,
+        description="Another certificate to present as a client (default: `cert_file`).",
+    )
+    client_key_file: Path | None = Field(
+        default=None, description="Private key of `client_cert_file` (default: `key_file`)."
+    )
+    require_client_cert: bool = Field(
+        default=True,
+        description="`orchestrion serve` refuses a connection whose client presents no "
+        "certificate signed by `ca_file` (false: HTTPS only, callers not checked).",
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> TlsSettings:
+        given = [self.ca_file, self.cert_file, self.key_file]
+        if any(given) and not all(given):
+            raise ValueError(
+                "ORCHESTRION_TLS__CA_FILE, __CERT_FILE and __KEY_FILE go together: set all "
+                "three for mutual TLS, or none for plain HTTP"
+            )
+        if (self.client_cert_file is None) != (self.client_key_file is None):
+            raise ValueError("ORCHESTRION_TLS__CLIENT_CERT_FILE and __CLIENT_KEY_FILE go together")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        """Whether internal calls use mutual TLS."""
+        return self.ca_file is not None
+
+    @property
+    def scheme(self) -> str:
+        """``https`` with TLS, else ``http``: how services are addressed."""
+        return "https" if self.enabled else "http"
+
+    def client_context(self) -> ssl.SSLContext:
+        """The process's context for calls to services: trusting ``ca_file`` only and
+        presenting the client certificate; without TLS, the usual public context."""
+        from orchestrion.kernel.http.tls import client_context, internal_context
+
+        if self.ca_file is None or self.cert_file is None or self.key_file is None:
+            return client_context()
+        return internal_context(
+            ca_file=str(self.ca_file),
+            cert_file=str(self.client_cert_file or self.cert_file),
+            key_file=str(self.client_key_file or self.key_file),
+        )
+
+    def server_options(self) -> dict[str, Any]:
+        """uvicorn's ``ssl_*`` options for a service (empty without TLS)."""
+        if not self.enabled:
+            return {}
+        return {
+            "ssl_certfile": str(self.cert_file),
+            "ssl_keyfile": str(self.key_file),
+            "ssl_ca_certs": str(self.ca_file),
+            "ssl_cert_reqs": ssl.CERT_REQUIRED if self.require_client_cert else ssl.CERT_NONE,
+        }
 
 
 class RedisSettings(BaseModel):
@@ -1022,6 +1107,7 @@ class Settings(BaseSettings):
     embeddings: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     graphql: GraphQLSettings = Field(default_factory=GraphQLSettings)
     notifications: NotificationsSettings = Field(default_factory=NotificationsSettings)
+    tls: TlsSettings = Field(default_factory=TlsSettings)
 
     @model_validator(mode="after")
     def _refuse_development_secret(self) -> Settings:

@@ -31,7 +31,7 @@ from orchestrion.gateway.config import ConfigError, GatewayConfig
 from orchestrion.gateway.console import Console
 from orchestrion.gateway.forwarded import CLIENT_IP, client_ip, in_networks, networks
 from orchestrion.gateway.graphql import GraphQLEndpoint
-from orchestrion.gateway.policies.auth import Authenticator
+from orchestrion.gateway.policies.auth import Authenticator, is_signed
 from orchestrion.gateway.policies.runtime import open_policies
 from orchestrion.gateway.policies.shared import vary_key
 from orchestrion.gateway.proxy import HttpUpstream
@@ -110,6 +110,8 @@ class Gateway:
         self.routes = RouteTable(routes)
         self.lifespan = lifespan
         self.secret = settings.secret_key.get_secret_value().encode()
+        # Under mutual TLS: the platform's CA and the gateway's client certificate.
+        self.tls = settings.tls.client_context()
         gateway = settings.gateway
         self.max_body = gateway.max_body_bytes
         self.trusted = networks(gateway.trusted_proxies)
@@ -145,7 +147,7 @@ class Gateway:
         self._identities: dict[Principal, tuple[bytes, float]] = {}
         self.running = False
         if "auth" not in upstreams:
-            upstreams["auth"] = HttpUpstream("auth", [], secret=self.secret)
+            upstreams["auth"] = HttpUpstream("auth", [], secret=self.secret, tls=self.tls)
         if self.config_path is not None:
             self.reload_config(force=True, strict=True)
         # Shared with the auth service in one process; else followed through Redis.
@@ -159,6 +161,7 @@ class Gateway:
             jwks_min_refresh_seconds=settings.gateway.jwks_min_refresh_seconds,
             api_key_cache_seconds=settings.auth.api_key_cache_seconds,
             revocations=self.revocations,
+            signature_window_seconds=settings.auth.hmac_window_seconds,
         )
         self.rate_limiter, self.cache, self.lifespan = open_policies(settings, lifespan)
         self.graphql: GraphQLEndpoint | None = None
@@ -222,7 +225,7 @@ class Gateway:
             return
         scope["orchestrion.route"] = route.prefix
         try:
-            principal = await self._authorize(scope, route)
+            principal, receive = await self._authorize(scope, route, receive)
             send = await self.rate_limiter.check(scope, route, principal, send)
         except OrchestrionError as exc:
             await self._refuse(scope, receive, send, exc)
@@ -235,29 +238,44 @@ class Gateway:
             scope, receive, send, forward, vary_key(principal), ttl=route.cache_ttl
         )
 
-    async def _authorize(self, scope: Scope, route: Route) -> Principal | None:
+    async def _authorize(
+        self, scope: Scope, route: Route, receive: Receive
+    ) -> tuple[Principal | None, Receive]:
+        """The caller allowed on ``route`` (None: anonymous on a public route), and the
+        ``receive`` to forward with (a signed request's body was read to check it)."""
         headers = Headers(scope=scope)
         method = scope.get("method", "GET")
         path = scope["path"]
         public = route.is_public(method, path)
-        try:
-            principal = await self.authenticator.authenticate(
-                headers.get("authorization"), headers.get("x-api-key")
+        authorization = headers.get("authorization")
+        principal: Principal | None
+        if is_signed(authorization):
+            # A caller that signs wants its signature checked: a bad one is never
+            # passed on anonymous, even to a public route (its body is read already).
+            principal, receive = await self.authenticator.authenticate_signed(
+                scope, receive, max_body=self.max_body
             )
-        except Unauthenticated:
-            # A stale token must not lock anyone out of login; a socket with bad
-            # credentials is refused (4401) rather than passed on anonymous.
-            if public and scope["type"] == "http":
-                return None
-            raise
+        else:
+            try:
+                principal = await self.authenticator.authenticate(
+                    authorization, headers.get("x-api-key")
+                )
+            except Unauthenticated:
+                # A stale token must not lock anyone out of login; a socket with bad
+                # credentials is refused (4401) rather than passed on anonymous.
+                if public and scope["type"] == "http":
+                    return None, receive
+                raise
         if public:
-            return principal
+            return principal, receive
         if principal is None:
-            raise Unauthenticated("authentication required: send a bearer token or an API key")
+            raise Unauthenticated(
+                "authentication required: send a bearer token, an API key or a signature"
+            )
         permission = route.permission_for(method, path)
         if permission is not None and not principal.can(permission):
             raise Forbidden(f"missing permission '{permission}'")
-        return principal
+        return principal, receive
 
     async def call_as(
         self, principal: Principal, scope: Scope, receive: Receive, send: Send
@@ -505,7 +523,9 @@ class Gateway:
                 self.admin_instances.get(name, []),
             )
             if existing is None:
-                upstream = HttpUpstream(name, instances, secret=self.secret, policy=policy)
+                upstream = HttpUpstream(
+                    name, instances, secret=self.secret, policy=policy, tls=self.tls
+                )
                 self.upstreams[name] = upstream
                 if self.running:
                     upstream.start()

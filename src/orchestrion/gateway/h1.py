@@ -7,8 +7,10 @@ bytes needs none of it, and on this path they cost more CPU than everything else
 gateway does. This client writes the request head itself and parses the answer with
 ``httptools`` (llhttp, the parser uvicorn uses) on an ``asyncio.Protocol``.
 
-What it does not do, the proxy sends through aiohttp instead: HEAD (llhttp cannot be
-told that a response to HEAD has no body) and TLS upstreams (``https://``).
+``https://`` instances are reached over TLS with the pool's context (under mutual TLS:
+the platform's CA trusted, the process's client certificate presented). What it does
+not do, the proxy sends through aiohttp instead: HEAD (llhttp cannot be told that a
+response to HEAD has no body).
 
 Errors: :class:`ConnectFailed` when no connection could be made (the request reached
 nobody); :class:`UpstreamClosed` when the connection died after the request was sent;
@@ -18,6 +20,7 @@ nobody); :class:`UpstreamClosed` when the connection died after the request was 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -25,6 +28,8 @@ from typing import cast
 from urllib.parse import urlsplit
 
 import httptools
+
+from orchestrion.kernel.http.tls import client_context
 
 # Unread body held per connection before reading from the socket pauses.
 _HIGH_WATER = 1024 * 1024
@@ -223,15 +228,24 @@ class H1Connection(asyncio.Protocol):
 
 
 class H1Pool:
-    """Idle keep-alive connections per instance base URL (``http://host:port``)."""
+    """Idle keep-alive connections per instance base URL (``http://host:port`` or
+    ``https://host:port``, the latter over TLS with ``tls``)."""
 
-    def __init__(self, *, max_idle_per_instance: int = 64, max_idle_seconds: float = 4.0) -> None:
+    def __init__(
+        self,
+        *,
+        max_idle_per_instance: int = 64,
+        max_idle_seconds: float = 4.0,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.max_idle = max_idle_per_instance
+        self.tls = tls
         # Below the usual server keep-alive timeout (uvicorn: 5 s), so the gateway drops a
         # connection before the instance does and never writes into one being closed.
         self.max_idle_seconds = max_idle_seconds
         self._idle: dict[str, list[H1Connection]] = {}
         self._targets: dict[str, tuple[str, int, bytes]] = {}
+        self._secure: set[str] = set()
 
     def target(self, base_url: str) -> tuple[str, int, bytes]:
         """Host, port and the ``Host`` header value of ``base_url``."""
@@ -239,7 +253,10 @@ class H1Pool:
         if known is None:
             parts = urlsplit(base_url)
             host = parts.hostname or "127.0.0.1"
-            port = parts.port or 80
+            secure = parts.scheme == "https"
+            if secure:
+                self._secure.add(base_url)
+            port = parts.port or (443 if secure else 80)
             known = self._targets[base_url] = (host, port, parts.netloc.encode())
         return known
 
@@ -255,9 +272,17 @@ class H1Pool:
                 connection.close()
         host, port, _ = self.target(base_url)
         loop = asyncio.get_running_loop()
+        # The TLS handshake is part of connecting: a refused certificate reached nobody.
+        secure = base_url in self._secure
         try:
             async with asyncio.timeout(connect_timeout):
-                _, protocol = await loop.create_connection(lambda: H1Connection(loop), host, port)
+                _, protocol = await loop.create_connection(
+                    lambda: H1Connection(loop),
+                    host,
+                    port,
+                    ssl=(self.tls or client_context()) if secure else None,
+                    server_hostname=host if secure else None,
+                )
         except (OSError, TimeoutError) as exc:
             raise ConnectFailed(
                 f"cannot connect to {base_url}: {exc or type(exc).__name__}"

@@ -210,9 +210,19 @@ async def merged_document(
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT or API key"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "hmac": {
+                    "type": "http",
+                    "scheme": "Orchestrion-HMAC",
+                    "description": "Signed requests for server-to-server callers: "
+                    '`Authorization: Orchestrion-HMAC keyId="<id>", ts=<unix seconds>, '
+                    'nonce="<random>", signature="<base64 HMAC-SHA256>"` over the method, '
+                    "path and query, timestamp, nonce and the body's RFC 9530 "
+                    "`Content-Digest` (sha-256), with a key from `POST /api/v1/auth/hmac-keys`"
+                    " (docs/identity.md).",
+                },
             },
         },
-        "security": [{"bearer": []}, {"apiKey": []}],
+        "security": [{"bearer": []}, {"apiKey": []}, {"hmac": []}],
         "tags": tags,
     }
     _mark_public(document, public)

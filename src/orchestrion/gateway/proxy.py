@@ -14,12 +14,18 @@ byte of the answer went to the client.
 
 WebSockets are proxied frame by frame in both directions, keeping the close code the
 other side chose.
+
+``https://`` instances are reached with the upstream's ``tls`` context on every path
+(requests, health checks, the gateway's own calls, WebSockets): under mutual TLS that is
+the process's internal context, which trusts the platform's CA and presents the
+gateway's client certificate (``TlsSettings.client_context()``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, replace
@@ -75,9 +81,11 @@ class HttpUpstream:
         *,
         secret: bytes,
         policy: UpstreamPolicy | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.name = name
         self.policy = policy or UpstreamPolicy()
+        self.tls = tls or client_context()
         listed = [instances] if isinstance(instances, str) else instances
         self.pool = Pool(
             [i if isinstance(i, Instance) else Instance(url=i) for i in listed],
@@ -87,13 +95,13 @@ class HttpUpstream:
         self.breaker = CircuitBreaker(self.policy.breaker)
         self.budget = RetryBudget(ratio=self.policy.retry_ratio)
         self.client = httpx.AsyncClient(
-            transport=_BalancedTransport(self.pool),
+            transport=_BalancedTransport(self.pool, self.tls),
             base_url=f"http://{name}.upstream",
             headers=internal_headers(secret),
             timeout=10.0,
         )
         self._session: aiohttp.ClientSession | None = None
-        self.h1 = H1Pool(max_idle_per_instance=self.policy.max_connections)
+        self.h1 = H1Pool(max_idle_per_instance=self.policy.max_connections, tls=self.tls)
         self._checks: asyncio.Task[None] | None = None
 
     @property
@@ -102,7 +110,10 @@ class HttpUpstream:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(
-                    limit=self.policy.max_connections, keepalive_timeout=30, ttl_dns_cache=60
+                    limit=self.policy.max_connections,
+                    keepalive_timeout=30,
+                    ttl_dns_cache=60,
+                    ssl=self.tls,
                 ),
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
@@ -152,7 +163,7 @@ class HttpUpstream:
             if instance is None:
                 await send({"type": "websocket.close", "code": 1013})
                 return
-            await proxy_websocket(instance.url, self.name, scope, receive, send)
+            await proxy_websocket(instance.url, self.name, scope, receive, send, tls=self.tls)
             return
         await self._http(scope, receive, send)
 
@@ -245,7 +256,7 @@ class HttpUpstream:
             raise _Refused(ServiceUnavailable(f"{self.name} has no instance"), reached=False)
         tried.add(instance.id)
         tracing.set_attributes({"server.address": instance.url})
-        if request.method != "HEAD" and instance.url.startswith("http://"):
+        if request.method != "HEAD":
             return await self._attempt_h1(send, request, url, instance, retry_statuses)
         instance.outstanding += 1
         start = time.perf_counter()
@@ -277,7 +288,7 @@ class HttpUpstream:
     async def _attempt_h1(
         self, send: Send, request: _Request, url: str, instance: Instance, retry_statuses: bool
     ) -> int:
-        """:meth:`_attempt` over the lean client (plain HTTP, not HEAD)."""
+        """:meth:`_attempt` over the lean client (not HEAD)."""
         policy = self.policy
         read_timeout = policy.read_timeout
         if policy.total_timeout is not None:
@@ -413,9 +424,9 @@ class HttpUpstream:
 class _BalancedTransport(httpx.AsyncBaseTransport):
     """The gateway's own calls to a service (JWKS, API keys, health) go to a picked instance."""
 
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: Pool, tls: ssl.SSLContext) -> None:
         self.pool = pool
-        self.inner = httpx.AsyncHTTPTransport(verify=client_context())
+        self.inner = httpx.AsyncHTTPTransport(verify=tls)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         tried: set[str] = set()

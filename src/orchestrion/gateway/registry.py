@@ -155,8 +155,9 @@ def _registration(entry: dict[str, Any]) -> Registration:
     return Registration(**known)
 
 
-def advertised_url(host: str, port: int) -> str:
-    """The URL other hosts reach this process at (a wildcard bind advertises the hostname)."""
+def advertised_url(host: str, port: int, *, scheme: str = "http") -> str:
+    """The URL other hosts reach this process at (a wildcard bind advertises the hostname;
+    ``scheme`` is ``https`` when the process serves TLS)."""
     if host in ("0.0.0.0", "::", ""):  # noqa: S104 - naming the wildcard, not binding it
         host = os.environ.get("HOSTNAME") or socket.gethostname()
-    return f"http://{host}:{port}"
+    return f"{scheme}://{host}:{port}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from typing import Any
 
 from starlette.types import Message, Receive, Scope, Send
@@ -17,9 +18,16 @@ logger = logging.getLogger("orchestrion.gateway")
 
 
 async def proxy_websocket(
-    base_url: str, name: str, scope: Scope, receive: Receive, send: Send
+    base_url: str,
+    name: str,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    *,
+    tls: ssl.SSLContext | None = None,
 ) -> None:
-    """Open the same socket on the service at ``base_url`` and pump frames until one side closes."""
+    """Open the same socket on the service at ``base_url`` and pump frames until one side
+    closes (``wss://`` with ``tls`` when the service is ``https://``)."""
     if (await receive())["type"] != "websocket.connect":
         return
     path = scope.get("raw_path") or scope["path"].encode()
@@ -37,6 +45,7 @@ async def proxy_websocket(
             additional_headers=headers,
             subprotocols=protocols or None,
             open_timeout=10,
+            ssl=tls if url.startswith("wss://") else None,
         )
     except (InvalidHandshake, InvalidStatus, OSError, TimeoutError) as exc:
         logger.warning("websocket to %s failed: %s", name, exc)

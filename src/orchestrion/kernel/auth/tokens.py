@@ -9,7 +9,9 @@ names an unknown ``kid`` (key rotation) at most every ``jwks_min_refresh_seconds
 flood of forged kids cannot hammer the auth service. Verified tokens are cached until
 they expire: the hot path for a repeated token is a dict lookup, plus one more to refuse
 tokens of an ended session. API keys are looked up through auth's internal endpoint and
-the answer is cached for ``api_key_cache_seconds``.
+the answer is cached for ``api_key_cache_seconds``. Signed requests
+(:mod:`orchestrion.kernel.auth.signing`) are checked by auth every time, never cached:
+each signature counts once.
 
 Revocations reach the verifier as notices (:mod:`orchestrion.kernel.auth.revocation`):
 an ended session's tokens are refused from the notice on, and a revoked or rotated key's
@@ -32,11 +34,13 @@ from jwt import PyJWK
 
 from orchestrion.kernel.auth.principal import Principal
 from orchestrion.kernel.auth.revocation import Revocation, Revocations
+from orchestrion.kernel.auth.signing import InvalidSignature, SignedHeader
 from orchestrion.kernel.errors import ServiceUnavailable, Unauthenticated
 
 API_KEY_PREFIX = "orn_"
 JWKS_PATH = "/.well-known/jwks.json"
 API_KEY_VERIFY_PATH = "/internal/auth/api-keys/verify"
+SIGNATURE_VERIFY_PATH = "/internal/auth/hmac-keys/verify"
 _MAX_CACHED = 10_000
 _SESSION_ENDED = "this session has ended; log in again"
 
@@ -216,6 +220,38 @@ class TokenVerifier:
             self._api_keys.put(cache_key, principal, self.api_key_cache_seconds)
         return principal
 
+    async def verify_signature(
+        self, signed: SignedHeader, *, method: str, target: str, digest: str
+    ) -> Principal:
+        """The principal of a signed request whose body has ``digest`` (checked by the
+        caller against the body); :class:`InvalidSignature` with auth's reason."""
+        check = {
+            "key_id": signed.key_id,
+            "timestamp": signed.timestamp,
+            "nonce": signed.nonce,
+            "signature": signed.signature,
+            "method": method,
+            "target": target,
+            "digest": digest,
+        }
+        try:
+            response = await self.auth.post(SIGNATURE_VERIFY_PATH, json=check)
+        except Exception as exc:
+            raise ServiceUnavailable(
+                "cannot reach the auth service to check the signature"
+            ) from exc
+        if response.status_code in (401, 422):
+            detail = _detail(response) if response.status_code == 401 else None
+            raise InvalidSignature(detail or "malformed signed request")
+        if response.status_code != 200:
+            raise ServiceUnavailable("the auth service could not check the signature")
+        answer = json.loads(response.content)
+        principal = Principal.from_claims(answer["principal"])
+        if answer.get("expires_at"):
+            expires = datetime.fromisoformat(answer["expires_at"]).timestamp()
+            principal = dataclasses.replace(principal, expires_at=expires)
+        return principal
+
     def _revoked(self, notice: Revocation) -> None:
         """Drop cached key answers a notice makes stale (sessions are checked per request)."""
         if notice.kind == "session":
@@ -235,3 +271,13 @@ class TokenVerifier:
         """Drop cached verifications (tests and key revocation hooks)."""
         self._tokens.clear()
         self._api_keys.clear()
+
+
+def _detail(response: httpx.Response) -> str | None:
+    """The ``detail`` of a problem answer, if it is one."""
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return None
+    detail = body.get("detail") if isinstance(body, dict) else None
+    return detail if isinstance(detail, str) else None

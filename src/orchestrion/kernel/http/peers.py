@@ -13,6 +13,10 @@ or finds the instances in the service registry with :meth:`Peers.from_registry`.
 The registry is what ``orchestrion serve`` writes in Redis (``gateway/registry.py``): one
 key per instance, ``<prefix><service>:<instance id>``, holding JSON with at least
 ``service``, ``id`` and ``url``, under a TTL its heartbeat renews.
+
+Under mutual TLS the services are ``https://`` and every client here is given the
+process's internal context (``verify``: the platform's CA, the process's certificate);
+without it, the public one of :func:`orchestrion.kernel.http.tls.client_context`.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import contextlib
 import itertools
 import json
 import logging
+import ssl
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -63,9 +68,11 @@ class Peers(Mapping[str, httpx.AsyncClient]):
         secret: bytes,
         request_timeout: float = DEFAULT_TIMEOUT_SECONDS,
         interval: float = 1.0,
+        verify: ssl.SSLContext | None = None,
     ) -> Peers:
         """Clients to the services ``names`` as registered in Redis at ``url`` (read now and
-        every ``interval`` seconds); each request goes to one of the live instances."""
+        every ``interval`` seconds); each request goes to one of the live instances, over
+        TLS with ``verify`` when it is registered as ``https://``."""
         registry = RegistryReader(url, prefix=prefix, interval=interval)
         await registry.start()
         peers = cls()
@@ -75,7 +82,7 @@ class Peers(Mapping[str, httpx.AsyncClient]):
                 base_url=f"http://{name}",  # replaced per request by a registered instance
                 headers=internal_headers(secret),
                 timeout=request_timeout,
-                transport=RegistryTransport(registry, name),
+                transport=RegistryTransport(registry, name, verify=verify),
                 event_hooks={"request": [tracing.inject_hook]},
             )
             peers.add(name, client)
@@ -89,15 +96,17 @@ class Peers(Mapping[str, httpx.AsyncClient]):
         *,
         secret: bytes,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        verify: ssl.SSLContext | None = None,
     ) -> Peers:
-        """Clients with pooled keep-alive connections to the services at ``urls``."""
+        """Clients with pooled keep-alive connections to the services at ``urls``
+        (``https://`` ones checked with ``verify``)."""
         peers = cls()
         for name, url in urls.items():
             client = httpx.AsyncClient(
                 base_url=url.rstrip("/"),
                 headers=internal_headers(secret),
                 timeout=timeout,
-                verify=client_context(),
+                verify=verify or client_context(),
                 event_hooks={"request": [tracing.inject_hook]},
             )
             peers.add(name, client)
@@ -142,17 +151,19 @@ async def discover(
     urls: Mapping[str, str] | None = None,
     registry_url: str | None = None,
     registry_prefix: str = "",
+    verify: ssl.SSLContext | None = None,
 ) -> tuple[dict[str, httpx.AsyncClient], list[Peers]]:
     """Clients to the services ``names``: explicit base URLs (``urls``) first, then the
     composer's in-process clients (``given``), then the service registry at
-    ``registry_url`` for those still missing; and the :class:`Peers` to close after."""
-    explicit = Peers.from_urls(urls or {}, secret=secret)
+    ``registry_url`` for those still missing; and the :class:`Peers` to close after.
+    ``verify``: the TLS context of calls to services (``TlsSettings.client_context()``)."""
+    explicit = Peers.from_urls(urls or {}, secret=secret, verify=verify)
     peers: dict[str, httpx.AsyncClient] = {**(given or {}), **explicit}
     missing = [name for name in names if name not in peers]
     if not missing or not registry_url:
         return peers, [explicit]
     found = await Peers.from_registry(
-        registry_url, prefix=registry_prefix, names=missing, secret=secret
+        registry_url, prefix=registry_prefix, names=missing, secret=secret, verify=verify
     )
     return {**found, **peers}, [explicit, found]
 
@@ -249,10 +260,12 @@ class RegistryTransport(httpx.AsyncBaseTransport):
     """Sends each request to a registered instance of ``service``, in turn; an instance
     that refuses the connection (nothing was sent) passes the request to the next one."""
 
-    def __init__(self, registry: RegistryReader, service: str) -> None:
+    def __init__(
+        self, registry: RegistryReader, service: str, *, verify: ssl.SSLContext | None = None
+    ) -> None:
         self.registry = registry
         self.service = service
-        self._inner = httpx.AsyncHTTPTransport(verify=client_context())
+        self._inner = httpx.AsyncHTTPTransport(verify=verify or client_context())
         self._turn = itertools.count()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from orchestrion.kernel.bus import service_bus
 from orchestrion.kernel.bus.outbox import OutboxRelay
+from orchestrion.kernel.crypto import rotating_fernet
 from orchestrion.kernel.http.app import create_service_app
 from orchestrion.kernel.http.idempotency import Sealing
 from orchestrion.kernel.http.openapi import refine_schemas
@@ -21,6 +22,8 @@ from orchestrion.services.auth.bootstrap import ensure_bootstrap
 from orchestrion.services.auth.crypto import configure_hashing, fernet_for
 from orchestrion.services.auth.endpoints import router
 from orchestrion.services.auth.errors import InvalidUser
+from orchestrion.services.auth.hmac_keys.endpoints import router as hmac_router
+from orchestrion.services.auth.hmac_keys.service import FERNET_PURPOSE, HmacRuntime
 from orchestrion.services.auth.keys import KeyRing
 from orchestrion.services.auth.passwords import PasswordPolicy
 from orchestrion.services.auth.schemas import password_schema
@@ -123,11 +126,16 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.auth = runtime
     app.state.sso = sso
+    app.state.hmac = HmacRuntime(
+        fernet=rotating_fernet(secret, purpose=FERNET_PURPOSE, previous=settings.previous_secrets),
+        window=timedelta(seconds=settings.auth.hmac_window_seconds),
+    )
     app.state.settings = settings
     app.state.personal_names = [n for n in settings.auth.personal_data_peers if n != "auth"]
     app.state.personal_peers = {}
     app.include_router(router)
     app.include_router(sso_router)
+    app.include_router(hmac_router)
     app.include_router(audit_router)
     refine_schemas(app, password_schema(settings.auth.password_min_length))
     return app

@@ -224,3 +224,37 @@ class Erasure(Base):
     tenant_id: Mapped[str | None] = mapped_column(String(36))
     actor: Mapped[str] = mapped_column(String(36))
     erased_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class HmacKey(IdMixin, Base):
+    """A key for signed requests (``Orchestrion-HMAC``): its id names it in every request,
+    its secret is kept encrypted (the server must recompute each signature)."""
+
+    __tablename__ = "auth_hmac_keys"
+    __table_args__ = (Index("ix_auth_hmac_keys_tenant_created", "tenant_id", "created_at"),)
+
+    tenant_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("auth_tenants.id", ondelete="CASCADE")
+    )
+    user_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("auth_users.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    #: Fernet token of the secret, under a key derived from the platform secret.
+    secret_encrypted: Mapped[str] = mapped_column(Text)
+    scopes: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    expires_at: Mapped[datetime | None] = mapped_column()
+    last_used_at: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class HmacSignatureSeen(Base):
+    """A signature accepted within the replay window: the same one again is a replay.
+    Rows past ``expires_at`` (the window) are pruned."""
+
+    __tablename__ = "auth_hmac_signatures"
+
+    #: SHA-256 of the key id and signature.
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

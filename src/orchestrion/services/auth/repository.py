@@ -12,6 +12,7 @@ from orchestrion.services.auth.models import (
     ApiKey,
     AuditEvent,
     AuthSession,
+    HmacKey,
     RefreshToken,
     Tenant,
     User,
@@ -67,6 +68,25 @@ API_KEY_LIST = ListSpec(
         }
     ),
     id_column=ApiKey.id,
+)
+
+HMAC_KEY_LIST = ListSpec(
+    sortable={"created_at": HmacKey.created_at, "name": HmacKey.name},
+    filters={"name": equals(HmacKey.name), "user_id": equals(HmacKey.user_id)},
+    fields=frozenset(
+        {
+            "id",
+            "name",
+            "scopes",
+            "user_id",
+            "tenant_id",
+            "expires_at",
+            "last_used_at",
+            "revoked_at",
+            "created_at",
+        }
+    ),
+    id_column=HmacKey.id,
 )
 
 AUDIT_LIST = ListSpec(
@@ -126,6 +146,12 @@ def api_keys_in(tenant_id: str, *, user_id: str | None) -> Select[ApiKey]:
     """API keys of a tenant, or of one user in it."""
     stmt = select(ApiKey).where(ApiKey.tenant_id == tenant_id)
     return stmt if user_id is None else stmt.where(ApiKey.user_id == user_id)
+
+
+def hmac_keys_in(tenant_id: str, *, user_id: str | None) -> Select[HmacKey]:
+    """HMAC keys of a tenant, or of one user in it."""
+    stmt = select(HmacKey).where(HmacKey.tenant_id == tenant_id)
+    return stmt if user_id is None else stmt.where(HmacKey.user_id == user_id)
 
 
 async def api_key_by_prefix(session: AsyncSession, prefix: str) -> ApiKey | None:

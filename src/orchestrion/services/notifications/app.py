@@ -66,6 +66,7 @@ def create_app(settings: Settings) -> FastAPI:
                 urls={k: v for k, v in settings.peers.items() if k in PEER_SERVICES},
                 registry_url=settings.redis.url if settings.gateway.registry else None,
                 registry_prefix=settings.gateway.registry_prefix,
+                verify=settings.tls.client_context(),
             )
             for peer_set in owned:
                 stack.push_async_callback(peer_set.aclose)

@@ -51,6 +51,7 @@ async def _peers(
         urls={**settings.peers, **config.peers},
         registry_url=settings.redis.url if settings.gateway.registry else None,
         registry_prefix=settings.gateway.registry_prefix,
+        verify=settings.tls.client_context(),
     )
 
 

@@ -43,6 +43,7 @@ def create_app(settings: Settings) -> FastAPI:
             urls=_explicit_urls(settings),
             registry_url=settings.redis.url if settings.gateway.registry else None,
             registry_prefix=settings.gateway.registry_prefix,
+            verify=settings.tls.client_context(),
         )
         app.state.template_peers = clients
         # Audit lines leave through the outbox, like every service's.

@@ -307,6 +307,7 @@ class WorkflowsRuntime:
                 urls=settings.peers,
                 registry_url=settings.redis.url if settings.gateway.registry else None,
                 registry_prefix=settings.gateway.registry_prefix,
+                verify=settings.tls.client_context(),
             )
             for peer_set in owned_peers:
                 stack.push_async_callback(peer_set.aclose)

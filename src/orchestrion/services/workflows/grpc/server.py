@@ -218,6 +218,7 @@ class GrpcServer:
                 urls=settings.peers,
                 registry_url=settings.redis.url if settings.gateway.registry else None,
                 registry_prefix=settings.gateway.registry_prefix,
+                verify=settings.tls.client_context(),
             )
             for peer_set in owned:
                 stack.push_async_callback(peer_set.aclose)
