@@ -23,7 +23,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orchestrion.kernel.auth.principal import Principal
@@ -76,6 +76,15 @@ class ContentProcessed(BaseModel):
     keywords: list[Keyword] = Field(default_factory=list)
     entities: list[Entity] = Field(default_factory=list)
     concepts: list[str] = Field(default_factory=list)
+
+    @field_validator("keywords", mode="before")
+    @classmethod
+    def _terms(cls, value: object) -> object:
+        """The content service announces keywords as their terms; a scored keyword
+        (``{"term", "score"}``, the analysis's own shape) is taken as well."""
+        if isinstance(value, list):
+            return [{"term": k} if isinstance(k, str) else k for k in value]
+        return value
 
 
 def _name(value: str) -> str:
