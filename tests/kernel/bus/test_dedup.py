@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -85,3 +86,19 @@ async def test_the_memory_store_forgets_its_oldest_ids() -> None:
 
     assert await store.claim("g", "e3", owner="a", lease=30) is Claim.DONE
     assert await store.claim("g", "e1", owner="a", lease=30) is Claim.NEW
+
+
+async def test_claims_made_at_once_get_one_winner_each(dedup: Deduplicator) -> None:
+    # Many members' claims in one turn of the loop (on Redis: one pipeline): each id
+    # still has exactly one owner, and a repeated claim by the owner keeps it.
+    owners = ["a", "b", "c"]
+    ids = [f"e{n}" for n in range(20)]
+    claims = await asyncio.gather(
+        *(dedup.claim("g", event_id, owner=owner, lease=30) for event_id in ids for owner in owners)
+    )
+    per_id = [claims[i * len(owners) : (i + 1) * len(owners)] for i in range(len(ids))]
+
+    assert all(answers == [Claim.NEW, Claim.BUSY, Claim.BUSY] for answers in per_id)
+    await asyncio.gather(*(dedup.complete("g", event_id) for event_id in ids[:10]))
+    again = await asyncio.gather(*(dedup.claim("g", i, owner="a", lease=30) for i in ids))
+    assert again == [Claim.DONE] * 10 + [Claim.NEW] * 10

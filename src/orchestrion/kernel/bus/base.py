@@ -116,6 +116,8 @@ class Bus(ABC):
         self.dedup: Deduplicator = dedup if dedup is not None else MemoryDeduplicator()
         self._subscriptions: set[Subscription] = set()
         self._started = False
+        # Per topic published to: its name checked once and its metric child looked up once.
+        self._published: dict[str, Any] = {}
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -151,9 +153,12 @@ class Bus(ABC):
     async def publish(self, topic: str, event: CloudEvent) -> None:
         """Send ``event`` to ``topic``; returns once the broker confirmed it."""
         self._require_started()
+        counter = self._published.get(topic)
+        if counter is None:
+            counter = self._published[topic] = metrics.PUBLISHED.labels(check_topic(topic))
         if not tracing.enabled():
-            await self._publish_event(check_topic(topic), event)
-            metrics.PUBLISHED.labels(topic).inc()
+            await self._publish_event(topic, event)
+            counter.inc()
             return
         with tracing.span(
             f"publish {topic}",
@@ -170,8 +175,8 @@ class Bus(ABC):
         ) as current:
             if event.traceparent is None:
                 event = replace(event, traceparent=tracing.traceparent(current))
-            await self._publish_event(check_topic(topic), event)
-        metrics.PUBLISHED.labels(topic).inc()
+            await self._publish_event(topic, event)
+        counter.inc()
 
     async def subscribe(
         self,
@@ -266,6 +271,8 @@ class Bus(ABC):
         """
         self._require_started()
         await self._delete(check_topic(topic))
+        for name in (topic, dlq_topic(topic)):
+            self._published.pop(name, None)
 
     def _require_started(self) -> None:
         if not self._started:

@@ -18,15 +18,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from orchestrion.kernel.bus import metrics
 from orchestrion.kernel.bus.dedup import Claim, Deduplicator
 from orchestrion.kernel.bus.dlq import REPLAY_GROUP
 from orchestrion.kernel.bus.events import CloudEvent, InvalidEvent
-from orchestrion.kernel.ids import new_id, utcnow
+from orchestrion.kernel.ids import new_id
 from orchestrion.kernel.observability import tracing
 
 if TYPE_CHECKING:
@@ -46,6 +47,16 @@ class DeliveriesExhausted(Exception):
         )
 
 
+@dataclass(eq=False, slots=True)
+class _Hold:
+    """An event in hand: since when, and the task renewing its hold once one is due."""
+
+    event: CloudEvent
+    keepalive: Keepalive | None
+    since: float
+    renewer: asyncio.Task[None] | None = None
+
+
 @dataclass(kw_only=True)
 class Processor:
     """Turns deliveries of ``topic`` into handler calls for one member of ``group``."""
@@ -60,6 +71,34 @@ class Processor:
     # Seconds a member may hold an event (broker lease and dedup claim) between renewals.
     lease: float
     owner: str = field(default_factory=new_id)
+
+    def __post_init__(self) -> None:
+        # The metric children of this member's series, looked up once, not per event.
+        self._results = {
+            result: metrics.CONSUMED.labels(self.topic, self.group, result)
+            for result in ("handled", "duplicate", "dead_lettered", "malformed")
+        }
+        self._lag = metrics.LAG.labels(self.topic, self.group)
+        # Events being handled, and one timer for all of them: most are done long before
+        # their first renewal is due, so none gets a timer or a task of its own.
+        self._holds: set[_Hold] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    def _sweep(self) -> None:
+        """Start renewing the holds of events handled for a third of the lease.
+
+        Runs every sixth of the lease while events are in hand, so an event's first
+        renewal comes between a third and half of the lease after it was taken; stops
+        at the first run that finds none.
+        """
+        if not self._holds:
+            self._sweeper = None
+            return
+        due = time.monotonic() - self.lease / 3
+        for hold in self._holds:
+            if hold.renewer is None and hold.since <= due:
+                hold.renewer = asyncio.create_task(self._renew(hold.event, hold.keepalive))
+        self._sweeper = asyncio.get_running_loop().call_later(self.lease / 6, self._sweep)
 
     async def process(
         self, body: bytes, *, keepalive: Keepalive | None = None, delivered: int = 1
@@ -77,26 +116,39 @@ class Processor:
             await self.bus.dead_letter(
                 topic=self.topic, group=self.group, attempts=0, error=exc, raw=body
             )
-            metrics.CONSUMED.labels(self.topic, self.group, "malformed").inc()
+            self._results["malformed"].inc()
             return
-        target = event.extensions.get(REPLAY_GROUP)
-        if target is not None:
-            if target != self.group:
-                return
-            event = event.with_extensions(**{REPLAY_GROUP: None})
-        try:
-            async with self._renewing(event, keepalive):
-                if not await self._claim(event):
-                    metrics.CONSUMED.labels(self.topic, self.group, "duplicate").inc()
+        if event.extensions:
+            target = event.extensions.get(REPLAY_GROUP)
+            if target is not None:
+                if target != self.group:
                     return
-                lag = (utcnow() - event.time).total_seconds()
-                metrics.LAG.labels(self.topic, self.group).observe(max(0.0, lag))
-                attempts: int
-                error: Exception | None
+                event = event.with_extensions(**{REPLAY_GROUP: None})
+        attempts: int
+        error: Exception | None
+        try:
+            # Keep the broker's hold and the dedup lease alive while the event is
+            # handled (``_sweep`` starts renewing once it is held for a while).
+            hold = _Hold(event, keepalive, time.monotonic())
+            self._holds.add(hold)
+            if self._sweeper is None:
+                self._sweeper = asyncio.get_running_loop().call_later(self.lease / 6, self._sweep)
+            try:
+                if not await self._claim(event):
+                    self._results["duplicate"].inc()
+                    return
+                lag = time.time() - event.time.timestamp()
+                self._lag.observe(lag if lag > 0.0 else 0.0)
                 if delivered > self.max_attempts:
                     attempts, error = delivered - 1, DeliveriesExhausted(delivered - 1)
                 else:
                     attempts, error = await self._attempts(event, first=max(1, delivered))
+            finally:
+                self._holds.discard(hold)
+                if hold.renewer is not None:
+                    hold.renewer.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await hold.renewer
         except BaseException:
             # Stopped mid-handler: let the redelivery be handled at once rather than
             # after the lease runs out.
@@ -106,7 +158,7 @@ class Processor:
         # Renewal has stopped, so it cannot re-take the claim after these.
         if error is None:
             await self.dedup.complete(self.group, event.id)
-            metrics.CONSUMED.labels(self.topic, self.group, "handled").inc()
+            self._results["handled"].inc()
             return
         logger.error(
             "event %s on %s failed %d times in group %s; dead-lettered: %r",
@@ -120,20 +172,22 @@ class Processor:
             topic=self.topic, group=self.group, attempts=attempts, error=error, event=event
         )
         await self.dedup.release(self.group, event.id, owner=self.owner)
-        metrics.CONSUMED.labels(self.topic, self.group, "dead_lettered").inc()
+        self._results["dead_lettered"].inc()
 
     async def _claim(self, event: CloudEvent) -> bool:
         """Whether this member should handle ``event`` (waits while another does)."""
+        claim = await self.dedup.claim(self.group, event.id, owner=self.owner, lease=self.lease)
+        if claim is Claim.NEW:
+            return True
         pause = min(0.05, self.lease / 4)
-        while True:
-            claim = await self.dedup.claim(self.group, event.id, owner=self.owner, lease=self.lease)
-            if claim is Claim.NEW:
-                return True
-            if claim is Claim.DONE:
-                return False
+        while claim is not Claim.DONE:
             # Another member is on it; it will finish, fail, or its lease will lapse.
             await asyncio.sleep(pause)
             pause = min(pause * 2, self.lease / 2)
+            claim = await self.dedup.claim(self.group, event.id, owner=self.owner, lease=self.lease)
+            if claim is Claim.NEW:
+                return True
+        return False
 
     async def _attempts(self, event: CloudEvent, *, first: int) -> tuple[int, Exception | None]:
         """Call the handler until it succeeds or runs out of attempts; the last error.
@@ -143,21 +197,11 @@ class Processor:
         attempt = first
         while True:
             try:
-                with tracing.span(
-                    f"process {self.topic}",
-                    kind=tracing.SpanKind.CONSUMER,
-                    parent=event.traceparent,
-                    attributes={
-                        "messaging.system": self.bus.scheme,
-                        "messaging.destination.name": self.topic,
-                        "messaging.consumer.group.name": self.group,
-                        "messaging.message.id": event.id,
-                        "messaging.operation.type": "process",
-                        "cloudevents.event_id": event.id,
-                        "cloudevents.event_type": event.type,
-                        "orchestrion.bus.attempt": attempt,
-                    },
-                ):
+                if tracing.enabled():
+                    with self._span(event, attempt):
+                        await self.handler(event)
+                else:
+                    # Off, no span and no attributes to build: the handler, nothing else.
                     await self.handler(event)
             except Exception as exc:
                 if attempt >= self.max_attempts:
@@ -176,28 +220,25 @@ class Processor:
             else:
                 return attempt, None
 
-    @contextlib.asynccontextmanager
-    async def _renewing(
-        self, event: CloudEvent, keepalive: Keepalive | None
-    ) -> AsyncIterator[None]:
-        """Keep the broker's hold and the dedup lease alive while the event is handled."""
-        # Most events are handled long before the first renewal is due: start the
-        # renewing task only then, rather than a task per event.
-        renewer: list[asyncio.Task[None]] = []
-        timer = asyncio.get_running_loop().call_later(
-            self.lease / 3,
-            lambda: renewer.append(asyncio.create_task(self._renew(event, keepalive))),
+    def _span(self, event: CloudEvent, attempt: int) -> contextlib.AbstractContextManager[Any]:
+        return tracing.span(
+            f"process {self.topic}",
+            kind=tracing.SpanKind.CONSUMER,
+            parent=event.traceparent,
+            attributes={
+                "messaging.system": self.bus.scheme,
+                "messaging.destination.name": self.topic,
+                "messaging.consumer.group.name": self.group,
+                "messaging.message.id": event.id,
+                "messaging.operation.type": "process",
+                "cloudevents.event_id": event.id,
+                "cloudevents.event_type": event.type,
+                "orchestrion.bus.attempt": attempt,
+            },
         )
-        try:
-            yield
-        finally:
-            timer.cancel()
-            for task in renewer:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
 
     async def _renew(self, event: CloudEvent, keepalive: Keepalive | None) -> None:
+        """Renew the broker's hold and the dedup lease now, then every third of the lease."""
         while True:
             try:
                 if keepalive is not None:

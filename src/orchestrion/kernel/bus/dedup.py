@@ -20,6 +20,8 @@ import time
 from collections import OrderedDict
 from typing import Any, Protocol, runtime_checkable
 
+from orchestrion.kernel.bus.batching import Coalescer
+
 _DONE = b"done"
 
 
@@ -100,7 +102,9 @@ class RedisDeduplicator:
     """Shared by every process: one key per (group, id), ``SET NX`` with a TTL.
 
     ``client`` is a ``redis.asyncio.Redis``; keys expire by themselves, so the store
-    stays bounded by the event rate times ``ttl``.
+    stays bounded by the event rate times ``ttl``. Claims made at the same moment (a
+    fetched batch's handlers starting together) go to Redis in one pipeline, and so do
+    completions; each caller still gets its own answer.
     """
 
     def __init__(
@@ -109,6 +113,8 @@ class RedisDeduplicator:
         self.client = client
         self.prefix = prefix
         self.ttl = ttl
+        self._claims: Coalescer[tuple[str, str, int], Any] = Coalescer(self._claim_many)
+        self._completions: Coalescer[str, Any] = Coalescer(self._complete_many)
 
     def _key(self, group: str, event_id: str) -> str:
         return f"{self.prefix}{group}:{event_id}"
@@ -117,7 +123,7 @@ class RedisDeduplicator:
         """See :meth:`Deduplicator.claim`."""
         key = self._key(group, event_id)
         lease_ms = max(1, int(lease * 1000))
-        if await self.client.set(key, owner, nx=True, px=lease_ms):
+        if await self._claims.submit((key, owner, lease_ms)):
             return Claim.NEW
         current = _as_bytes(await self.client.get(key))
         if current is None:
@@ -134,7 +140,22 @@ class RedisDeduplicator:
 
     async def complete(self, group: str, event_id: str) -> None:
         """See :meth:`Deduplicator.complete`."""
-        await self.client.set(self._key(group, event_id), _DONE, px=int(self.ttl * 1000))
+        await self._completions.submit(self._key(group, event_id))
+
+    async def _claim_many(self, claims: list[tuple[str, str, int]]) -> list[Any]:
+        """``SET key owner NX PX lease`` for each claim in one pipeline: taken or not."""
+        pipe = self.client.pipeline(transaction=False)
+        for key, owner, lease_ms in claims:
+            pipe.set(key, owner, nx=True, px=lease_ms)
+        outcomes: list[Any] = await pipe.execute(raise_on_error=False)
+        return outcomes
+
+    async def _complete_many(self, keys: list[str]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.set(key, _DONE, px=int(self.ttl * 1000))
+        outcomes: list[Any] = await pipe.execute(raise_on_error=False)
+        return outcomes
 
     async def release(self, group: str, event_id: str, *, owner: str) -> None:
         """See :meth:`Deduplicator.release`."""

@@ -233,7 +233,7 @@ class _NatsSubscription(Subscription):
 
     async def _handle(self, msg: Msg) -> None:
         await self._processor.process(
-            msg.data, keepalive=msg.in_progress, delivered=msg.metadata.num_delivered or 1
+            msg.data, keepalive=msg.in_progress, delivered=_delivered(msg)
         )
         await msg.ack()
 
@@ -243,3 +243,18 @@ class _NatsSubscription(Subscription):
             await self._pull.unsubscribe()
         except NatsError:
             logger.debug("pull subscription already gone", exc_info=True)
+
+
+# V1 ``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>``
+# has 9 tokens; V2 adds the domain and the account hash after ``$JS.ACK``.
+_V1_TOKENS = 9
+
+
+def _delivered(msg: Msg) -> int:
+    """How many times JetStream handed ``msg`` out, read from its reply subject alone
+    (``msg.metadata`` builds every field, a timestamp included, for this one number)."""
+    tokens = (msg.reply or "").split(".")
+    position = 4 if len(tokens) == _V1_TOKENS else 6
+    if len(tokens) > position and tokens[position].isdigit():
+        return max(1, int(tokens[position]))
+    return max(1, msg.metadata.num_delivered or 1)

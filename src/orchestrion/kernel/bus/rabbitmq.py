@@ -100,6 +100,10 @@ class RabbitMQBus(Bus):
 
     async def _live_exchange(self) -> AbstractExchange:
         """The publishing channel's exchange, reopened after the broker closed it."""
+        exchange, channel = self._exchange, self._channel
+        if exchange is not None and channel is not None and not channel.is_closed:
+            # Every publish comes here: no lock while the channel is fine.
+            return exchange
         async with self._reconnecting:
             if self._exchange is None or self._channel is None or self._channel.is_closed:
                 connection = await self._connect()

@@ -6,6 +6,12 @@ it over with ``XAUTOCLAIM`` once it has been idle for ``ack_timeout``. A live me
 renews its hold on slow events (``XCLAIM ... JUSTID`` resets the idle time), so
 only the dead lose theirs. Streams keep every event (trim them with ``maxlen``);
 dead letters are the entries of ``<topic>.dlq``, deleted with ``XDEL`` once replayed.
+
+Round trips are shared: the ``XADD`` of publishes made at the same moment go out in
+one pipeline, and a member acknowledges the events its handlers finished together with
+one ``XACK`` (see :mod:`~orchestrion.kernel.bus.batching`); each publish still returns
+only once Redis answered for its own entry, and each event is acknowledged only after
+its handler returned.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError, ResponseError
 
 from orchestrion.kernel.bus.base import Bus, BusUnavailable
+from orchestrion.kernel.bus.batching import Coalescer
 from orchestrion.kernel.bus.consumer import Processor
 from orchestrion.kernel.bus.dedup import Deduplicator, RedisDeduplicator
 from orchestrion.kernel.bus.dlq import DeadLetter, dlq_topic
@@ -55,6 +62,7 @@ class RedisBus(Bus):
         self.prefix = prefix
         self.maxlen = maxlen
         self.block = block
+        self._adds: Coalescer[tuple[str, bytes], Any] = Coalescer(self._add_many)
 
     def stream(self, topic: str) -> str:
         """The stream key of ``topic``."""
@@ -67,18 +75,25 @@ class RedisBus(Bus):
             raise BusUnavailable(f"Redis is not reachable: {exc}") from exc
 
     async def _close(self) -> None:
+        await self._adds.aclose()
         await self.client.aclose()
 
     async def _publish(self, topic: str, body: bytes) -> None:
         try:
-            if self.maxlen is None:
-                await self.client.xadd(self.stream(topic), {FIELD: body})
-            else:
-                await self.client.xadd(
-                    self.stream(topic), {FIELD: body}, maxlen=self.maxlen, approximate=True
-                )
+            await self._adds.submit((self.stream(topic), body))
         except (RedisError, OSError) as exc:
             raise BusUnavailable(f"publish to {topic} failed: {exc}") from exc
+
+    async def _add_many(self, entries: list[tuple[str, bytes]]) -> list[Any]:
+        """``XADD`` each (stream, body) in one pipeline; each entry's id or error."""
+        pipe = self.client.pipeline(transaction=False)
+        for key, body in entries:
+            if self.maxlen is None:
+                pipe.xadd(key, {FIELD: body})
+            else:
+                pipe.xadd(key, {FIELD: body}, maxlen=self.maxlen, approximate=True)
+        outcomes: list[Any] = await pipe.execute(raise_on_error=False)
+        return outcomes
 
     async def _subscribe(
         self, processor: Processor, *, concurrency: int, ack_timeout: float
@@ -127,6 +142,7 @@ class _RedisSubscription(Subscription):
         self._idle_ms = max(1, int(ack_timeout * 1000))
         # Short enough blocks that stuck events are looked for about twice per timeout.
         self._block_ms = max(1, int(min(bus.block, ack_timeout / 2) * 1000))
+        self._acks: Coalescer[bytes, None] = Coalescer(self._ack_many)
 
     async def _loop(self) -> None:
         next_reclaim = 0.0
@@ -187,7 +203,12 @@ class _RedisSubscription(Subscription):
             keepalive=functools.partial(self._touch, entry_id),
             delivered=delivered,
         )
-        await self._client.xack(self._key, self.group, entry_id)
+        await self._acks.submit(entry_id)
+
+    async def _ack_many(self, entry_ids: list[bytes]) -> list[None]:
+        """One ``XACK`` for the entries whose handlers finished together."""
+        await self._client.xack(self._key, self.group, *entry_ids)
+        return [None] * len(entry_ids)
 
     async def _touch(self, entry_id: bytes) -> None:
         # Resets the entry's idle time so XAUTOCLAIM of other members leaves it alone.
@@ -201,6 +222,7 @@ class _RedisSubscription(Subscription):
         )
 
     async def _close(self) -> None:
+        await self._acks.aclose()
         # Forget this member unless it still holds events: deleting a consumer drops
         # its pending entries, which another member must still take over.
         try:

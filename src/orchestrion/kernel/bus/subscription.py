@@ -24,7 +24,6 @@ class Subscription(ABC):
         self.topic = topic
         self.group = group
         self.concurrency = concurrency
-        self._slots = asyncio.Semaphore(concurrency)
         self._inflight: set[asyncio.Task[None]] = set()
         self._runner: asyncio.Task[None] | None = None
         self._stopped = False
@@ -66,7 +65,8 @@ class Subscription(ABC):
 
     async def _dispatch(self, work: Callable[[], Awaitable[None]]) -> None:
         """Run ``work`` once a handler slot is free (the fetch loop waits for one)."""
-        await self._slots.acquire()
+        if len(self._inflight) >= self.concurrency:
+            await self._free_slots()
         task = asyncio.create_task(self._run_one(work))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
@@ -81,8 +81,6 @@ class Subscription(ABC):
             logger.exception(
                 "bus delivery on %s/%s failed; left for redelivery", self.topic, self.group
             )
-        finally:
-            self._slots.release()
 
     async def stop(self, *, grace: float = 10.0) -> None:
         """Stop fetching; give in-flight handlers ``grace`` seconds, then cancel them.
