@@ -56,6 +56,7 @@ from orchestrion.services.auth.models import (
     ApiKey,
     AuditEvent,
     AuthSession,
+    HmacKey,
     RefreshToken,
     Tenant,
     User,
@@ -621,14 +622,20 @@ async def create_api_key(
     return row, raw
 
 
+def key_visible(row: ApiKey | HmacKey | None, principal: Principal) -> bool:
+    """Whether ``principal`` sees a key: their own, or any of the tenant's with
+    ``users:write``."""
+    return (
+        row is not None
+        and row.tenant_id == principal.tenant_id
+        and (row.user_id == principal.user_id or principal.can(Permission.USERS_WRITE))
+    )
+
+
 async def get_api_key(session: AsyncSession, *, principal: Principal, key_id: str) -> ApiKey:
     """A key of the caller (any key of the tenant for holders of ``users:write``)."""
     row = await session.get(ApiKey, key_id)
-    if (
-        row is None
-        or row.tenant_id != principal.tenant_id
-        or (row.user_id != principal.user_id and not principal.can(Permission.USERS_WRITE))
-    ):
+    if row is None or not key_visible(row, principal):
         raise ApiKeyNotFound(f"no API key {key_id}")
     return row
 

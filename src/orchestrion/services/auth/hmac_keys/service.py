@@ -24,7 +24,6 @@ from sqlalchemy import delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orchestrion.kernel.auth.permissions import Permission
 from orchestrion.kernel.auth.principal import Principal
 from orchestrion.kernel.auth.signing import (
     InvalidSignature,
@@ -38,7 +37,12 @@ from orchestrion.services.auth import powers
 from orchestrion.services.auth.crypto import random_token
 from orchestrion.services.auth.errors import ApiKeyNotFound, InvalidUser
 from orchestrion.services.auth.models import HmacKey, HmacSignatureSeen, User
-from orchestrion.services.auth.service import audit, check_scopes, user_permissions
+from orchestrion.services.auth.service import (
+    audit,
+    check_scopes,
+    key_visible,
+    user_permissions,
+)
 
 SECRET_PREFIX = "ohs_"  # noqa: S105 - the prefix of generated secrets, not one
 FERNET_PURPOSE = "orchestrion-hmac-key-secrets-v1"
@@ -94,11 +98,7 @@ async def create_key(
 async def get_key(session: AsyncSession, *, principal: Principal, key_id: str) -> HmacKey:
     """A key of the caller (any key of the tenant for holders of ``users:write``)."""
     row = await session.get(HmacKey, key_id)
-    if (
-        row is None
-        or row.tenant_id != principal.tenant_id
-        or (row.user_id != principal.user_id and not principal.can(Permission.USERS_WRITE))
-    ):
+    if row is None or not key_visible(row, principal):
         raise HmacKeyNotFound(f"no HMAC key {key_id}")
     return row
 
