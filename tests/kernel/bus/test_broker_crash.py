@@ -25,7 +25,7 @@ from tests.kernel.bus.conftest import Collector
 from tests.services.realtime.conftest import Platform, open_platform, recv, settings_for
 
 # Broker restarts and reconnections take seconds; RabbitMQ boots in about ten.
-pytestmark = pytest.mark.timeout(240)
+pytestmark = pytest.mark.timeout(360)
 
 EXECUTIONS = 3
 STEPS = 8
