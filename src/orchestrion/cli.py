@@ -189,10 +189,7 @@ def _prepare(settings: Settings) -> None:
     from orchestrion.services.auth.bootstrap import ensure_bootstrap
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    # Alembic (its import, its scripts, its own event loop) costs a second or more on every
-    # start; a database already at this version's head skips it.
-    if _schema_revision(settings) != _head():
-        upgrade(settings.database_url)
+    upgrade(settings.database_url)
 
     async def bootstrap() -> None:
         from orchestrion.kernel.errors import OrchestrionError
