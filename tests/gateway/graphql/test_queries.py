@@ -181,7 +181,7 @@ async def test_content_knowledge_and_templates(platform: Platform) -> None:
     headers = platform.headers
     content = await platform.http.post(
         "/api/v1/content",
-        json={"text": "GraphQL queries compose REST calls.", "title": "note", "tags": ["g"]},
+        json={"text": "Queries compose REST calls.", "title": "note", "tags": ["g"]},
         headers=headers,
     )
     assert content.status_code == 201, content.text
@@ -193,7 +193,7 @@ async def test_content_knowledge_and_templates(platform: Platform) -> None:
         """query($c: ID!, $n: ID!) {
           contents(filter: {tag: "g"}) { totalCount edges { node { id title contentType } } }
           content(id: $c) { id title tags }
-          knowledgeNodes(filter: {type: "concept"}) { totalCount nodes { id name } }
+          knowledgeNodes(filter: {type: "concept", name: "graphql"}) { totalCount nodes { id name } }
           knowledgeNode(id: $n) { name type }
           templates(filter: {visibility: "public"}, pagination: {limit: 3}) {
             totalCount pageInfo { hasNextPage }
