@@ -246,6 +246,10 @@ def protocol_class(settings: GatewaySettings) -> type[GuardedProtocol]:
     )
 
 
+# Writes up to this size are joined; a bigger one goes out as it is.
+_JOINED_BYTES = 64 * 1024
+
+
 class _JoinedWrites:
     """The socket as one request's answer sees it: each write waits for the next one, or
     for the end of this event-loop turn, and goes out with it.
@@ -268,7 +272,14 @@ class _JoinedWrites:
         held = self._held
         if held is not None:
             self._held = None
-            self._transport.write(held + data)
+            if len(data) > _JOINED_BYTES:
+                self._transport.write(held)  # a big piece is not copied to join them
+                self._transport.write(data)
+            else:
+                self._transport.write(held + data)
+            return
+        if len(data) > _JOINED_BYTES:
+            self._transport.write(data)
             return
         self._held = bytes(data)
         self._loop.call_soon(self.flush)
