@@ -22,6 +22,8 @@ from typing import IO
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+# This checkout's code, not whichever one the environment was installed from.
+PYTHONPATH = os.pathsep.join((str(ROOT / "src"), str(ROOT)))
 
 
 @dataclass
@@ -78,7 +80,7 @@ class Processes:
         log = (self.workdir / f"{name}.log").open("wb")
         self.logs.append(log)
         process = subprocess.Popen(
-            command, cwd=self.workdir, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+            command, cwd=self.workdir, env={**os.environ, "PYTHONPATH": PYTHONPATH, **(env or {})},
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         self.started.append((name, process))

@@ -202,3 +202,29 @@ async def test_websockets_count_once_when_they_open(tmp_path: Path, sqlite_templ
                 # Open sockets are not cut by the limit: it counts openings only.
                 await second.send(json.dumps({"type": "ping"}))
                 assert json.loads(await second.recv())["type"] == "pong"
+
+
+async def test_redis_batch_loads_a_script_redis_lost() -> None:
+    """Checks batched in one pipeline send EVALSHA; a Redis without the script (restart,
+    SCRIPT FLUSH) gets it and runs each check exactly once."""
+    from redis.asyncio import Redis
+
+    from orchestrion.gateway.policies.ratelimit import SLIDING_SCRIPT, RedisBackend
+    from orchestrion.kernel.ids import new_id
+
+    redis = Redis.from_url("redis://127.0.0.1:6379/0")
+    prefix = f"test-rl-{new_id()}:"
+    try:
+        backend = RedisBackend(redis, strategy="sliding", prefix=prefix)
+        # A script text of its own: its SHA is unknown to Redis, as after a flush.
+        backend.script = redis.register_script(f"{SLIDING_SCRIPT}\n-- {prefix}\n")
+        items = [parse("3/minute")]
+        decisions = await asyncio.gather(*(backend.acquire("caller", items) for _ in range(5)))
+        assert [d.allowed for d in decisions].count(True) == 3
+        assert sorted(d.remaining for d in decisions if d.allowed) == [0, 1, 2]
+        assert await redis.llen(f"{prefix}sliding:{items[0].key_for('caller')}") == 3
+    finally:
+        keys = [key async for key in redis.scan_iter(f"{prefix}*")]
+        if keys:
+            await redis.delete(*keys)
+        await redis.aclose()

@@ -15,6 +15,7 @@ from contextlib import AbstractAsyncContextManager
 from functools import partial
 from typing import Any
 
+import structlog
 from fastapi.openapi.docs import get_swagger_ui_html
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
@@ -61,7 +62,11 @@ from orchestrion.kernel.errors import (
     problem_response,
 )
 from orchestrion.kernel.http.methods import method_not_allowed
-from orchestrion.kernel.http.requestid import RequestIdMiddleware
+from orchestrion.kernel.http.requestid import (
+    RequestIdMiddleware,
+    echo_request_id,
+    request_id_from,
+)
 from orchestrion.kernel.observability import tracing
 from orchestrion.kernel.observability.metrics import MetricsMiddleware, metrics_endpoint
 from orchestrion.kernel.observability.tracing import TracingMiddleware
@@ -755,10 +760,53 @@ def create_gateway(
             allow_credentials=True,
             expose_headers=EXPOSED_HEADERS,
         )
-    app = MetricsMiddleware(app, component="gateway")
+    inner = app
+    measured = MetricsMiddleware(app, component="gateway")
+    app = measured
     if settings.observability.access_log:
         app = AccessLogMiddleware(app)
-    return RequestIdMiddleware(TracingMiddleware(app))
+        return RequestIdMiddleware(TracingMiddleware(app))
+    return _Edge(inner, measured, RequestIdMiddleware(TracingMiddleware(app)))
+
+
+class _Edge:
+    """Request id and metrics in one ``send`` wrapper while tracing is off (the proxied
+    path's common case); the full middleware chain ``full`` while it is on.
+
+    Behaves as ``RequestIdMiddleware(TracingMiddleware(MetricsMiddleware(app)))`` does
+    with tracing off, one coroutine call per message instead of three.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: MetricsMiddleware, full: ASGIApp) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.full = full
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve ``scope`` with an id, counted in the metrics."""
+        kind = scope["type"]
+        if kind != "http" or tracing.enabled():
+            await self.full(scope, receive, send)
+            return
+        start = time.perf_counter()
+        request_id = request_id_from(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        encoded = request_id.encode()
+        status = 500
+
+        async def edge_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                echo_request_id(message, encoded)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, edge_send)
+        finally:
+            self.metrics.record(scope, status, start)
+            structlog.contextvars.unbind_contextvars("request_id")
 
 
 def _saying_upstream(name: str, vary: str | None, send: Send) -> Send:

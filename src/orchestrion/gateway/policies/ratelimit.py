@@ -32,7 +32,7 @@ from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from starlette.types import Message, Scope, Send
 
 from orchestrion.gateway.policies.shared import StorageGuard, caller_id, client_ip
@@ -262,10 +262,7 @@ class RedisBackend:
                 keys, args, _ = batch[0]
                 replies: list[Any] = [await self.script(keys=keys, args=args)]
             else:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for keys, args, _ in batch:
-                        await self.script(keys=keys, args=args, client=pipe)
-                    replies = await pipe.execute(raise_on_error=False)
+                replies = await self._pipelined([(keys, args) for keys, args, _ in batch])
         except BaseException as exc:
             for *_, waiter in batch:
                 if not waiter.done():
@@ -280,6 +277,29 @@ class RedisBackend:
                 waiter.set_exception(reply)
             else:
                 waiter.set_result(reply)
+
+    async def _pipelined(self, calls: list[tuple[list[str], list[int]]]) -> list[Any]:
+        """The script's replies (or errors) for ``calls``, in one round trip.
+
+        EVALSHA is sent as a plain command: a script registered on the pipeline would
+        cost a ``SCRIPT EXISTS`` round trip on every batch. A Redis that lost its
+        scripts (restart, ``SCRIPT FLUSH``) runs none of them: it is given the script
+        and those calls are sent again.
+        """
+        replies = await self._evalsha(calls)
+        lost = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if lost:
+            await self.redis.script_load(self.script.script)
+            again = await self._evalsha([calls[i] for i in lost])
+            for i, reply in zip(lost, again, strict=True):
+                replies[i] = reply
+        return replies
+
+    async def _evalsha(self, calls: list[tuple[list[str], list[int]]]) -> list[Any]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for keys, args in calls:
+                pipe.evalsha(self.script.sha, len(keys), *keys, *args)
+            return list(await pipe.execute(raise_on_error=False))
 
 
 class RateLimiter:

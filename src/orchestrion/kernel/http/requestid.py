@@ -25,6 +25,15 @@ def request_id_from(scope: Scope) -> str:
     return new_id()
 
 
+def echo_request_id(start: Message, encoded: bytes) -> None:
+    """Put ``X-Request-ID: <encoded>`` on an ``http.response.start`` message, once."""
+    # A service behind the gateway already echoes the id it was given.
+    headers = start.get("headers", [])
+    if not any(k.lower() == _HEADER_BYTES and v == encoded for k, v in headers):
+        kept = [(k, v) for k, v in headers if k.lower() != _HEADER_BYTES]
+        start["headers"] = [*kept, (_HEADER_BYTES, encoded)]
+
+
 class RequestIdMiddleware:
     """Pure ASGI middleware: cheap, and it does not buffer streamed bodies."""
 
@@ -43,11 +52,7 @@ class RequestIdMiddleware:
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                # A service behind the gateway already echoes the id it was given.
-                headers = message.get("headers", [])
-                if not any(k.lower() == _HEADER_BYTES and v == encoded for k, v in headers):
-                    kept = [(k, v) for k, v in headers if k.lower() != _HEADER_BYTES]
-                    message["headers"] = [*kept, (_HEADER_BYTES, encoded)]
+                echo_request_id(message, encoded)
             await send(message)
 
         try:

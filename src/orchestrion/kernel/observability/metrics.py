@@ -87,19 +87,21 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, observe)
         finally:
-            route = scope.get("orchestrion.route") or route_template(scope)
-            method = scope["method"]
-            counter = self._counters.get((method, route, status))
-            if counter is None:
-                counter = REQUESTS.labels(self.component, method, route, str(status))
-                self._counters[(method, route, status)] = counter
-            counter.inc()
-            timer = self._timers.get((method, route))
-            if timer is None:
-                timer = self._timers[(method, route)] = LATENCY.labels(
-                    self.component, method, route
-                )
-            timer.observe(time.perf_counter() - start)
+            self.record(scope, status, start)
+
+    def record(self, scope: Scope, status: int, start: float) -> None:
+        """Count an HTTP request answered ``status``, begun at ``start`` (``perf_counter``)."""
+        route = scope.get("orchestrion.route") or route_template(scope)
+        method = scope["method"]
+        counter = self._counters.get((method, route, status))
+        if counter is None:
+            counter = REQUESTS.labels(self.component, method, route, str(status))
+            self._counters[(method, route, status)] = counter
+        counter.inc()
+        timer = self._timers.get((method, route))
+        if timer is None:
+            timer = self._timers[(method, route)] = LATENCY.labels(self.component, method, route)
+        timer.observe(time.perf_counter() - start)
 
 
 async def metrics_endpoint(request: Request, *, token: SecretStr | None = None) -> Response:
