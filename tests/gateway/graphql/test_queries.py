@@ -193,7 +193,9 @@ async def test_content_knowledge_and_templates(platform: Platform) -> None:
         """query($c: ID!, $n: ID!) {
           contents(filter: {tag: "g"}) { totalCount edges { node { id title contentType } } }
           content(id: $c) { id title tags }
-          knowledgeNodes(filter: {type: "concept", name: "graphql"}) { totalCount nodes { id name } }
+          knowledgeNodes(filter: {type: "concept", name: "graphql"}) {
+            totalCount nodes { id name }
+          }
           knowledgeNode(id: $n) { name type }
           templates(filter: {visibility: "public"}, pagination: {limit: 3}) {
             totalCount pageInfo { hasNextPage }
