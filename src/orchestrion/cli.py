@@ -153,17 +153,11 @@ def _schema_revision(settings: Settings) -> str | None:
     return asyncio.run(read())
 
 
-def _head() -> str:
-    from orchestrion.migrations import head_revision
-
-    return head_revision()
-
-
 def _require_schema(settings: Settings, *, command: str) -> None:
     """Exit 2 with what to run when the database is not migrated to this version's schema."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from orchestrion.migrations import is_behind
+    from orchestrion.migrations import head_revision, is_behind
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -178,7 +172,7 @@ def _require_schema(settings: Settings, *, command: str) -> None:
         state = "was never migrated" if current is None else f"is at revision {current}"
         err.print(
             f"[red]refusing to start:[/red] the database {state}; this version needs "
-            f"{_head()}. Run `orchestrion db upgrade` (with the same settings) first."
+            f"{head_revision()}. Run `orchestrion db upgrade` (with the same settings) first."
         )
         raise typer.Exit(2)
 

@@ -3396,7 +3396,7 @@ export interface components {
             user: components["schemas"]["UserRead"] | components["schemas"]["ErasedUser"];
             /**
              * Services
-             * @description By service name, each service's records of the person: `auth` (`sessions`, `api_keys` without secrets, `sso_identities`, `audit` lines), `workflows`, `templates`, `notifications`, `flags`...
+             * @description By service name, each service's records of the person: `auth` (`sessions`, `api_keys` without secrets, `sso_identities`, `audit` lines), `workflows`, `templates`, `notifications`, `flags`, `content` (the services of `auth.personal_data_peers`).
              */
             services: {
                 [key: string]: {

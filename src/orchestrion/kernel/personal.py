@@ -73,7 +73,9 @@ class Person(BaseModel):
         return self.email_digest is not None and email_digest(value) == self.email_digest
 
 
-Exporter = Callable[[AsyncSession, Person], Awaitable[dict[str, Any]]]
+#: A service's records of a person, by kind (``{"templates": [...], "ratings": [...]}``).
+Records = dict[str, list[dict[str, Any]]]
+Exporter = Callable[[AsyncSession, Person], Awaitable[Records]]
 Eraser = Callable[[AsyncSession, Person], Awaitable[None]]
 
 
@@ -81,10 +83,12 @@ def export_router(service: str, export: Exporter) -> APIRouter:
     """The internal route answering ``service``'s records of a person."""
     router = APIRouter()
 
-    @router.post(PATH.format(service=service), include_in_schema=False)
-    async def personal_data(
-        person: Person, session: Session, _internal: Internal
-    ) -> dict[str, Any]:
+    @router.post(
+        PATH.format(service=service),
+        include_in_schema=False,
+        response_model=Records,
+    )
+    async def personal_data(person: Person, session: Session, _internal: Internal) -> Records:
         return await export(session, person)
 
     return router

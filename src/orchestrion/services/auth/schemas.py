@@ -237,7 +237,8 @@ class PersonalData(BaseModel):
     services: dict[str, dict[str, object]] = Field(
         description="By service name, each service's records of the person: `auth` "
         "(`sessions`, `api_keys` without secrets, `sso_identities`, `audit` lines), "
-        "`workflows`, `templates`, `notifications`, `flags`..."
+        "`workflows`, `templates`, `notifications`, `flags`, `content` (the services of "
+        "`auth.personal_data_peers`)."
     )
 
 
