@@ -22,7 +22,7 @@ SUBPACKAGES = {
     "executions": {"live.py"},
     "automation": {"models.py"},
     "llm": {"models.py", "backend.py", "token_bus.py", "metrics.py"},
-    "mcp": {"models.py", "server.py", "template_tools.py"},
+    "mcp": {"models.py", "server.py", "template_tools.py", "tools.py"},
 }
 CONTRACT = {"__init__.py", "endpoints.py", "service.py", "repository.py", "schemas.py"}
 HTTP = ("fastapi", "starlette")

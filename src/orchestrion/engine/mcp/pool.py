@@ -18,38 +18,22 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import httpcore2
-import httpx2
-from mcp import Client, MCPError, StdioServerParameters
-from mcp.client.sse import sse_client
-from mcp.client.stdio import stdio_client
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import (
-    MCP_DEFAULT_SSE_READ_TIMEOUT,
-    MCP_DEFAULT_TIMEOUT,
-    McpHttpClientFactory,
-    create_mcp_http_client,
-)
-from mcp_types import (
-    CONNECTION_CLOSED,
-    INTERNAL_ERROR,
-    REQUEST_TIMEOUT,
-    CallToolResult,
-    Implementation,
-    Tool,
-)
-
-from orchestrion.engine.netguard import GuardedBackend, NetGuard
-from orchestrion.kernel.http.tls import client_context
 from orchestrion.kernel.mcp_config import McpServerConfig
-from orchestrion.kernel.observability import tracing
+
+if TYPE_CHECKING:
+    from mcp import Client
+    from mcp_types import CallToolResult, Tool
+
+    from orchestrion.engine.netguard import NetGuard
 
 logger = logging.getLogger("orchestrion.mcp")
 T = TypeVar("T")
 _MAX_TOOL_PAGES = 20
 _CLOSE_SECONDS = 10.0
+#: JSON-RPC's "Internal error" (the SDK's ``mcp_types.INTERNAL_ERROR``).
+_INTERNAL_ERROR = -32603
 
 
 class McpUnavailable(Exception):
@@ -66,7 +50,7 @@ class McpCallError(Exception):
     def __init__(self, code: int, message: str) -> None:
         super().__init__(f"MCP error {code}: {message}")
         self.code = code
-        self.retryable = code == INTERNAL_ERROR
+        self.retryable = code == _INTERNAL_ERROR
 
 
 def _leaf(exc: BaseException) -> BaseException:
@@ -79,42 +63,6 @@ def _leaf(exc: BaseException) -> BaseException:
 def _reason(exc: BaseException) -> str:
     leaf = _leaf(exc)
     return f"{type(leaf).__name__}: {leaf}" if str(leaf) else type(leaf).__name__
-
-
-class _GuardedTransport(httpx2.AsyncHTTPTransport):
-    """httpx2's transport (the SDK's) dialling only addresses ``guard`` checked."""
-
-    def __init__(self, guard: NetGuard) -> None:
-        super().__init__(verify=client_context(), trust_env=False)
-        self._pool = httpcore2.AsyncConnectionPool(
-            ssl_context=client_context(),
-            network_backend=cast(Any, GuardedBackend(guard, core=httpcore2)),
-        )
-
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        """Send ``request`` (in a CLIENT span carrying its ``traceparent``, tracing on)."""
-        return cast(
-            httpx2.Response, await tracing.traced_send(request, super().handle_async_request)
-        )
-
-
-def guarded_factory(guard: NetGuard) -> McpHttpClientFactory:
-    """The SDK's HTTP client factory, with connections only where ``guard`` allows."""
-
-    def create(
-        headers: dict[str, str] | None = None,
-        timeout: httpx2.Timeout | None = None,
-        auth: httpx2.Auth | None = None,
-    ) -> httpx2.AsyncClient:
-        default = httpx2.Timeout(MCP_DEFAULT_TIMEOUT, read=MCP_DEFAULT_SSE_READ_TIMEOUT)
-        return httpx2.AsyncClient(
-            transport=_GuardedTransport(guard),
-            headers=headers,
-            timeout=timeout or default,
-            auth=auth,
-        )
-
-    return create
 
 
 class _Session:
@@ -150,14 +98,11 @@ class _Session:
 
     async def _run(self) -> None:
         try:
+            # The SDK loads with the first session (see sdk.py).
+            from orchestrion.engine.mcp import sdk
+
             async with AsyncExitStack() as stack:
-                transport = await _transport(self.config, stack, self.guard)
-                client = Client(
-                    transport,
-                    cache=None,
-                    client_info=Implementation(name="orchestrion", version="1"),
-                )
-                self.client = await stack.enter_async_context(client)
+                self.client = await sdk.connect(self.config, stack, self.guard)
                 self._ready.set()
                 await self._closing.wait()
         except Exception as exc:
@@ -179,27 +124,6 @@ class _Session:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-
-async def _transport(config: McpServerConfig, stack: AsyncExitStack, guard: NetGuard | None) -> Any:
-    """The SDK transport for ``config`` (an HTTP client, if any, is closed with ``stack``).
-
-    With ``guard``, connections go only to the addresses it checked (a tenant's server).
-    """
-    kind = config.kind
-    if kind == "stdio":
-        command = config.command or []
-        return stdio_client(
-            StdioServerParameters(
-                command=command[0], args=command[1:], env=config.env, cwd=config.cwd
-            )
-        )
-    url = config.url or ""
-    factory = create_mcp_http_client if guard is None else guarded_factory(guard)
-    if kind == "sse":
-        return sse_client(url, headers=config.headers, httpx_client_factory=factory)
-    http = await stack.enter_async_context(factory(headers=config.headers))
-    return streamable_http_client(url, http_client=http)
 
 
 class McpPool:
@@ -266,6 +190,8 @@ class McpPool:
     async def _with_session(
         self, config: McpServerConfig, use: Callable[[Client], Awaitable[T]], seconds: float
     ) -> T:
+        from orchestrion.engine.mcp.sdk import CONNECTION_CLOSED, REQUEST_TIMEOUT, MCPError
+
         for attempt in range(2):
             async with self._session(config) as (session, fresh):
                 client = session.client

@@ -39,7 +39,7 @@ def create_app(settings: Settings) -> FastAPI:
     workers = settings.engine.worker_concurrency if settings.engine.embedded_workers else 0
     runtime = WorkflowsRuntime(settings, database, workers=workers, feed_tokens=True)
     secret = settings.secret_key.get_secret_value().encode()
-    mcp_manager, mcp_endpoint = create_mcp_endpoint(
+    mcp_endpoint = create_mcp_endpoint(
         engine=runtime.engine,
         database=database,
         secret=secret,
@@ -58,8 +58,8 @@ def create_app(settings: Settings) -> FastAPI:
         # its peers (realtime among them) before the lifespan starts.
         peers = getattr(app.state, "peers", None) or {}
         async with AsyncExitStack() as stack:
-            # The MCP endpoint's session manager runs for the app's whole life.
-            await stack.enter_async_context(mcp_manager.run())
+            # The MCP server starts with its first request and stops with the app.
+            await stack.enter_async_context(mcp_endpoint.running())
             await stack.enter_async_context(
                 runtime.running(bus=getattr(app.state, "bus", None), peers=peers)
             )
