@@ -31,7 +31,7 @@ from orchestrion.gateway.canary import UPSTREAM_HEADER, Canaries
 from orchestrion.gateway.config import ConfigError, GatewayConfig
 from orchestrion.gateway.console import Console
 from orchestrion.gateway.forwarded import CLIENT_IP, client_ip, in_networks, networks
-from orchestrion.gateway.graphql import GraphQLEndpoint
+from orchestrion.gateway.graphql import GraphQLMount
 from orchestrion.gateway.policies.auth import Authenticator, is_signed
 from orchestrion.gateway.policies.runtime import open_policies
 from orchestrion.gateway.policies.shared import vary_key
@@ -169,9 +169,9 @@ class Gateway:
             signature_window_seconds=settings.auth.hmac_window_seconds,
         )
         self.rate_limiter, self.cache, self.lifespan = open_policies(settings, lifespan)
-        self.graphql: GraphQLEndpoint | None = None
+        self.graphql: GraphQLMount | None = None
         if settings.graphql.enabled:
-            self.graphql = GraphQLEndpoint(
+            self.graphql = GraphQLMount(
                 gateway=self, settings=settings, authenticator=self.authenticator,
                 rate_limiter=self.rate_limiter, refuse=self._refuse,
             )  # fmt: skip

@@ -35,6 +35,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
+from orchestrion.gateway.graphql import ASSETS, PATH
 from orchestrion.gateway.graphql.calls import Dispatcher, Problem
 from orchestrion.gateway.graphql.context import Context
 from orchestrion.gateway.graphql.persisted import PersistedQueries, PersistedQueryError
@@ -52,8 +53,6 @@ from orchestrion.kernel.errors import (
 )
 from orchestrion.settings import Settings
 
-PATH = "/graphql"
-ASSETS = "/graphql/assets/"
 PRINCIPAL = "orchestrion.graphql.principal"
 #: The route GraphQL counts under: no limit of its own, so the caller's default bucket.
 ROUTE = Route(prefix=PATH, service="gateway")
@@ -214,10 +213,6 @@ class GraphQLEndpoint:
             connection_init_wait_timeout=timedelta(seconds=30),
             max_subscriptions_per_connection=50,
         )
-
-    def handles(self, path: str) -> bool:
-        """Whether ``path`` is GraphQL's."""
-        return path == PATH or path.startswith(ASSETS)
 
     async def aclose(self) -> None:
         """Release the persisted-query store."""

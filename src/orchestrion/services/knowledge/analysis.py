@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orchestrion.kernel.auth.principal import Principal
 from orchestrion.services.knowledge import repository
-from orchestrion.services.knowledge.algorithms import Graph, Path
 from orchestrion.services.knowledge.errors import NodeNotFound, PathNotFound
+
+if TYPE_CHECKING:
+    from orchestrion.services.knowledge.algorithms import Graph, Path
 
 Algorithm = Literal["bfs", "dijkstra", "astar"]
 
@@ -46,6 +48,9 @@ class GraphCache:
                 self._graphs.move_to_end(tenant_id)
                 return cached[1]
             node_ids, edges = await repository.structure(session, tenant_id=tenant_id)
+            # SciPy and networkx load with the first graph, not with the service.
+            from orchestrion.services.knowledge.algorithms import Graph
+
             graph = await asyncio.to_thread(Graph.build, node_ids, edges)
             self.loads += 1
             self._graphs[tenant_id] = (revision, graph)

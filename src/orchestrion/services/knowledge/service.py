@@ -14,7 +14,6 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import networkx as nx
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orchestrion.kernel.auth.principal import Principal
@@ -297,6 +296,8 @@ async def export_json(session: AsyncSession, *, principal: Principal) -> dict[st
 
 async def export_graphml(session: AsyncSession, *, principal: Principal) -> Iterator[str]:
     """The tenant's graph as GraphML lines (properties as JSON text: GraphML is flat)."""
+    import networkx as nx  # only the export needs it: not loaded with the service
+
     graph = nx.MultiDiGraph()
     for node in await repository.all_nodes(session, tenant_id=principal.tenant_id):
         graph.add_node(
