@@ -217,6 +217,9 @@ def up(
     port: Annotated[int | None, typer.Option(help="Port to bind (ORCHESTRION_PORT).")] = None,
 ) -> None:
     """Start the whole platform in one process (embedded: SQLite, in-process bus)."""
+    from orchestrion.kernel.collector import pause_collector, resume_collector
+
+    pause_collector()
     from orchestrion.kernel.observability.logging import configure_logging
     from orchestrion.platform import create_embedded_app
 
@@ -232,7 +235,9 @@ def up(
         f"Orchestrion {__version__} on [bold]{settings.base_url}[/bold]  "
         f"(docs: {settings.base_url}/docs, health: {settings.base_url}/health)"
     )
-    _uvicorn(create_embedded_app(settings), settings, gateway=True)
+    platform = create_embedded_app(settings)
+    resume_collector()
+    _uvicorn(platform, settings, gateway=True)
 
 
 @db_app.command("upgrade")
