@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, ClassVar
 
 import pytest
+from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from orchestrion.engine import (
@@ -16,6 +18,8 @@ from orchestrion.engine import (
     expr_or,
     validate_definition,
 )
+from orchestrion.engine.registry import step_types_of
+from orchestrion.engine.steps import MODULES
 
 
 def definition(*steps: dict[str, Any]) -> dict[str, Any]:
@@ -79,6 +83,15 @@ def test_a_step_type_needs_a_name_and_a_valid_schema() -> None:
     with pytest.raises(SchemaError, match="objekt"):
         registry.register(BadSchema)
     assert registry.names() == []
+
+
+def test_the_platforms_step_types_have_valid_schemas() -> None:
+    # The registry checks the schemas of the types it loads from orchestrion.engine.steps
+    # here rather than at every start; entry points and register() are checked as loaded.
+    types = [cls for name in MODULES for cls in step_types_of(importlib.import_module(name))]
+    assert len(types) >= 15
+    for cls in types:
+        Draft202012Validator.check_schema(cls.with_schema)
 
 
 def test_the_definition_schema_lists_the_registered_types_with_their_with() -> None:
