@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Self
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -42,6 +42,16 @@ if TYPE_CHECKING:
     from orchestrion.engine.runtime.steps import Prepared
 
 NO_ITERATION = -1
+
+# The statements every transition runs, built once with bind parameters (building and
+# hashing them per call cost more CPU than the database spent running them).
+_EXECUTION = select(Execution).where(Execution.id == bindparam("id"))
+_EXECUTION_LOCKED = _EXECUTION.with_for_update()
+_STATES = select(StepState).where(StepState.execution_id == bindparam("id"))
+_INSERT_RESULT = {
+    dialect: dialect.insert(StepResult.__table__).on_conflict_do_nothing()
+    for dialect in (postgresql, sqlite)
+}
 
 
 def task_key(
@@ -102,15 +112,11 @@ class TransitionCore(ABC):
         cls, parts: EngineParts, session: AsyncSession, execution_id: str
     ) -> Self | None:
         """Lock and load an execution, or None when it does not exist."""
-        stmt = select(Execution).where(Execution.id == execution_id)
-        if parts.postgres:
-            stmt = stmt.with_for_update()
-        execution = (await session.execute(stmt)).scalar_one_or_none()
+        stmt = _EXECUTION_LOCKED if parts.postgres else _EXECUTION
+        execution = (await session.execute(stmt, {"id": execution_id})).scalar_one_or_none()
         if execution is None:
             return None
-        rows = await session.execute(
-            select(StepState).where(StepState.execution_id == execution_id)
-        )
+        rows = await session.execute(_STATES, {"id": execution_id})
         states = {row.step_id: row for row in rows.scalars()}
         transition = cls(parts, session, execution, parts.definition_of(execution), states)
         if definition_reads_flags(transition.definition):
@@ -265,9 +271,8 @@ class TransitionCore(ABC):
         if self.inline:
             self.session.add(StepResult(**values))
             return True
-        dialect = postgresql if self.parts.postgres else sqlite
-        stmt = dialect.insert(StepResult).values(**values).on_conflict_do_nothing()
-        result = await self.session.execute(stmt)
+        stmt = _INSERT_RESULT[postgresql if self.parts.postgres else sqlite]
+        result = await self.session.execute(stmt, values)
         return bool(getattr(result, "rowcount", 0))
 
     async def results(self, step_id: str) -> list[StepResult]:
