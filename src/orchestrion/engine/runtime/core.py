@@ -31,6 +31,7 @@ from orchestrion.engine.metrics import Metered
 from orchestrion.engine.models import Execution, ExecutionEvent, StepResult, StepState, Wait
 from orchestrion.engine.outcomes import Outcome, StepCall, Waiting
 from orchestrion.engine.runtime.flags import recorded_flags
+from orchestrion.engine.runtime.held import held_states, hold
 from orchestrion.engine.runtime.parts import EngineParts
 from orchestrion.engine.statuses import ExecutionStatus, StepStatus, TaskKind
 from orchestrion.kernel.bus.events import CloudEvent
@@ -106,19 +107,37 @@ class TransitionCore(ABC):
     #: The flags the execution has read (``flags.<key>`` -> value), loaded only when
     #: its workflow reads any (see :mod:`.flags`).
     flags: dict[str, Any] = field(default_factory=dict)
+    #: Keep the step states in this process's cache once committed (see :mod:`.held`).
+    keep_states: bool = False
 
     @classmethod
     async def open(
-        cls, parts: EngineParts, session: AsyncSession, execution_id: str
+        cls, parts: EngineParts, session: AsyncSession, execution_id: str, *, kept: bool = False
     ) -> Self | None:
-        """Lock and load an execution, or None when it does not exist."""
+        """Lock and load an execution, or None when it does not exist.
+
+        ``kept``: reuse the step states this process's last transaction on it committed
+        when no one changed them since, and keep them after this one commits (see
+        :mod:`.held`); for the worker's transactions, whose sessions run only the engine.
+        """
         stmt = _EXECUTION_LOCKED if parts.postgres else _EXECUTION
         execution = (await session.execute(stmt, {"id": execution_id})).scalar_one_or_none()
         if execution is None:
             return None
-        rows = await session.execute(_STATES, {"id": execution_id})
-        states = {row.step_id: row for row in rows.scalars()}
+        held = held_states(session, execution_id)
+        if held is not None:
+            states = held.states  # opened again in this session: the same objects
+        else:
+            cache = parts.tracker.states
+            found = cache.take(execution_id, execution.states_version) if kept else None
+            if found is None:
+                rows = await session.execute(_STATES, {"id": execution_id})
+                states = {row.step_id: row for row in rows.scalars()}
+            else:
+                states = found
+            hold(session, execution, states, detached=found is not None)
         transition = cls(parts, session, execution, parts.definition_of(execution), states)
+        transition.keep_states = kept
         if definition_reads_flags(transition.definition):
             transition.flags = await recorded_flags(session, execution_id)
         parts.tracker.track(session, transition)

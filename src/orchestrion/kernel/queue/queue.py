@@ -24,10 +24,10 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import bindparam, delete, event, func, or_, select, update
+from sqlalchemy import Table, bindparam, delete, event, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -99,7 +99,7 @@ class TaskQueue:
         self._sampled: set[str] = set()
         # Hot statements built once, with bind parameters: building and hashing a
         # statement per call cost more CPU than the database spent running it.
-        table = Task.__table__
+        table = cast(Table, Task.__table__)
         insert = (postgresql if self.postgres else sqlite).insert(table)
         self._insert = insert
         self._insert_keyed = insert.on_conflict_do_nothing(index_elements=["key"])
