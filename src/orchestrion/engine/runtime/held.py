@@ -8,7 +8,9 @@ does) and reuses them when the version has not moved, or reloads them.
 
 Every transaction that changes a step state bumps the version (a ``before_flush``
 hook on every session, so no writer can forget it): another worker, another process,
-the API or an erasure makes the kept copy stale, and it is reloaded. A transaction
+the API or an erasure makes the kept copy stale, and it is reloaded. (The hook sees
+ORM objects: a bulk ``UPDATE wf_step_states`` statement, which nothing issues today,
+would have to bump the version itself.) A transaction
 that takes the states out of the cache puts them back only once it has committed; one
 that rolls back (or a crash) loses them, and the next transaction reloads. Nothing
 durable depends on the cache.
