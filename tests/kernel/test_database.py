@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -34,7 +35,9 @@ async def test_a_writer_past_the_busy_timeout_gets_busy(tmp_path: Path) -> None:
         await waiter.dispose()
 
 
-async def test_a_sqlite_statement_is_one_trip_to_the_driver_thread(tmp_path: Path) -> None:
+async def test_a_sqlite_statement_is_one_trip_to_the_driver_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Rows, row counts, executemany, errors and streaming behave as with aiosqlite's
     own cursors, with one call on the driver's thread per statement."""
     from sqlalchemy.exc import IntegrityError
@@ -45,12 +48,12 @@ async def test_a_sqlite_statement_is_one_trip_to_the_driver_thread(tmp_path: Pat
     trips = 0
     original = OneTripConnection._execute
 
-    async def counted(self: OneTripConnection, fn: object, *args: object, **kw: object) -> object:
+    async def counted(self: OneTripConnection, fn: Any, *args: Any, **kw: Any) -> Any:
         nonlocal trips
         trips += 1
-        return await original(self, fn, *args, **kw)  # type: ignore[arg-type]
+        return await original(self, fn, *args, **kw)  # type: ignore[no-untyped-call]
 
-    OneTripConnection._execute = counted  # type: ignore[method-assign]
+    monkeypatch.setattr(OneTripConnection, "_execute", counted)
     try:
         async with database.session() as session:
             await session.execute(text("CREATE TABLE t (x INTEGER PRIMARY KEY, y TEXT)"))
@@ -70,5 +73,4 @@ async def test_a_sqlite_statement_is_one_trip_to_the_driver_thread(tmp_path: Pat
             streamed = await connection.stream(text("SELECT x FROM t ORDER BY x"))
             assert [row[0] async for row in streamed] == [0, 1, 2, 3, 4]
     finally:
-        OneTripConnection._execute = original  # type: ignore[method-assign]
         await database.dispose()
