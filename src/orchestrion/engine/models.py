@@ -47,6 +47,10 @@ class Execution(IdMixin, Base):
     parent_index: Mapped[int | None] = mapped_column(Integer)
     created_by: Mapped[str | None] = mapped_column(String(36))
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    #: Bumped by every transaction that changes one of its step states: a worker keeps
+    #: the states between its transactions while this has not moved (see
+    #: ``engine/runtime/held.py``).
+    states_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column()

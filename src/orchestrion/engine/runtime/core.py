@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Self
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,6 +31,7 @@ from orchestrion.engine.metrics import Metered
 from orchestrion.engine.models import Execution, ExecutionEvent, StepResult, StepState, Wait
 from orchestrion.engine.outcomes import Outcome, StepCall, Waiting
 from orchestrion.engine.runtime.flags import recorded_flags
+from orchestrion.engine.runtime.held import held_states, hold
 from orchestrion.engine.runtime.parts import EngineParts
 from orchestrion.engine.statuses import ExecutionStatus, StepStatus, TaskKind
 from orchestrion.kernel.bus.events import CloudEvent
@@ -42,6 +43,16 @@ if TYPE_CHECKING:
     from orchestrion.engine.runtime.steps import Prepared
 
 NO_ITERATION = -1
+
+# The statements every transition runs, built once with bind parameters (building and
+# hashing them per call cost more CPU than the database spent running them).
+_EXECUTION = select(Execution).where(Execution.id == bindparam("id"))
+_EXECUTION_LOCKED = _EXECUTION.with_for_update()
+_STATES = select(StepState).where(StepState.execution_id == bindparam("id"))
+_INSERT_RESULT = {
+    dialect: dialect.insert(StepResult.__table__).on_conflict_do_nothing()
+    for dialect in (postgresql, sqlite)
+}
 
 
 def task_key(
@@ -96,23 +107,37 @@ class TransitionCore(ABC):
     #: The flags the execution has read (``flags.<key>`` -> value), loaded only when
     #: its workflow reads any (see :mod:`.flags`).
     flags: dict[str, Any] = field(default_factory=dict)
+    #: Keep the step states in this process's cache once committed (see :mod:`.held`).
+    keep_states: bool = False
 
     @classmethod
     async def open(
-        cls, parts: EngineParts, session: AsyncSession, execution_id: str
+        cls, parts: EngineParts, session: AsyncSession, execution_id: str, *, kept: bool = False
     ) -> Self | None:
-        """Lock and load an execution, or None when it does not exist."""
-        stmt = select(Execution).where(Execution.id == execution_id)
-        if parts.postgres:
-            stmt = stmt.with_for_update()
-        execution = (await session.execute(stmt)).scalar_one_or_none()
+        """Lock and load an execution, or None when it does not exist.
+
+        ``kept``: reuse the step states this process's last transaction on it committed
+        when no one changed them since, and keep them after this one commits (see
+        :mod:`.held`); for the worker's transactions, whose sessions run only the engine.
+        """
+        stmt = _EXECUTION_LOCKED if parts.postgres else _EXECUTION
+        execution = (await session.execute(stmt, {"id": execution_id})).scalar_one_or_none()
         if execution is None:
             return None
-        rows = await session.execute(
-            select(StepState).where(StepState.execution_id == execution_id)
-        )
-        states = {row.step_id: row for row in rows.scalars()}
+        held = held_states(session, execution_id)
+        if held is not None:
+            states = held.states  # opened again in this session: the same objects
+        else:
+            cache = parts.tracker.states
+            found = cache.take(execution_id, execution.states_version) if kept else None
+            if found is None:
+                rows = await session.execute(_STATES, {"id": execution_id})
+                states = {row.step_id: row for row in rows.scalars()}
+            else:
+                states = found
+            hold(session, execution, states, detached=found is not None)
         transition = cls(parts, session, execution, parts.definition_of(execution), states)
+        transition.keep_states = kept
         if definition_reads_flags(transition.definition):
             transition.flags = await recorded_flags(session, execution_id)
         parts.tracker.track(session, transition)
@@ -265,9 +290,8 @@ class TransitionCore(ABC):
         if self.inline:
             self.session.add(StepResult(**values))
             return True
-        dialect = postgresql if self.parts.postgres else sqlite
-        stmt = dialect.insert(StepResult).values(**values).on_conflict_do_nothing()
-        result = await self.session.execute(stmt)
+        stmt = _INSERT_RESULT[postgresql if self.parts.postgres else sqlite]
+        result = await self.session.execute(stmt, values)
         return bool(getattr(result, "rowcount", 0))
 
     async def results(self, step_id: str) -> list[StepResult]:

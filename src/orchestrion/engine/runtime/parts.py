@@ -22,6 +22,7 @@ from orchestrion.engine.definition import WorkflowDefinition
 from orchestrion.engine.models import Execution
 from orchestrion.engine.registry import StepTypeRegistry
 from orchestrion.engine.requirements import Resources
+from orchestrion.engine.runtime.held import StateCache
 from orchestrion.engine.runtime.limits import EngineLimits
 from orchestrion.engine.statuses import TERMINAL
 from orchestrion.kernel.db.engine import Database
@@ -49,6 +50,8 @@ class Tracker:
 
     def __init__(self, listeners: list[EventListener]) -> None:
         self.listeners = listeners
+        #: Step states kept between an execution's transactions (see :mod:`.held`).
+        self.states = StateCache()
         self.changed: dict[str, asyncio.Event] = {}
         #: Step attempts running in this process, by execution.
         self.running: dict[str, set[asyncio.Task[Any]]] = {}
@@ -68,9 +71,14 @@ class Tracker:
     def _on_commit(self, sync_session: Any) -> None:
         for transition in sync_session.info.pop("orchestrion.transitions", []):
             metrics.observe(transition)
+            execution_id = transition.execution.id
+            if transition.keep_states:
+                if transition.execution.status in TERMINAL:
+                    self.states.forget(execution_id)
+                else:
+                    self.states.keep(transition.execution, transition.states)
             if not transition.events:
                 continue
-            execution_id = transition.execution.id
             self.changed.setdefault(execution_id, asyncio.Event()).set()
             if transition.execution.status in TERMINAL:
                 for running in self.running.get(execution_id, set()):

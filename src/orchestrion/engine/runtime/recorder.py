@@ -108,7 +108,7 @@ class Recorder:
         async with self.parts.database.session() as session:
             # Lock the execution before touching the tasks: every transaction takes
             # the execution first, so PostgreSQL never sees a lock-order deadlock.
-            transition = await Transition.open(self.parts, session, execution_id)
+            transition = await Transition.open(self.parts, session, execution_id, kept=True)
             if close is not None:
                 close()
             task_ids = [entry.prepared.task.id for entry in batch]

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from orchestrion.engine.events import ExecutionQueued, ExecutionStarted
 from orchestrion.engine.models import Execution, StepState
 from orchestrion.engine.runtime.concurrency import concurrency_key, slot_free
+from orchestrion.engine.runtime.held import hold
 from orchestrion.engine.runtime.limits import check_active, check_child, check_inputs
 from orchestrion.engine.runtime.parts import EngineParts
 from orchestrion.engine.runtime.transition import Transition
@@ -71,6 +72,7 @@ async def start_execution(
         priority=priority,
         created_by=created_by,
         last_seq=0,
+        states_version=0,
         created_at=now,
         updated_at=now,
         started_at=now,
@@ -96,6 +98,7 @@ async def start_execution(
         state.attempts = 0
         state.launched = 0
     session.add_all(states.values())
+    hold(session, execution, states, detached=False)
     transition = Transition(parts, session, execution, parsed, states)
     parts.tracker.track(session, transition)
     if not has_slot:

@@ -78,7 +78,7 @@ class TaskRunner:
         started: dict[str, Prepared | None] = {}
         for execution_id, group in by_execution.items():
             async with self.parts.database.session() as session:
-                transition = await Transition.open(self.parts, session, execution_id)
+                transition = await Transition.open(self.parts, session, execution_id, kept=True)
                 recorded = await _recorded(session, execution_id, group)
                 for task in group:
                     started[task.id] = await self._start_one(
