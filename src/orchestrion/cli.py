@@ -464,9 +464,9 @@ def gateway(
     except ConfigError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
-    listed = ", ".join(sorted(upstreams)) or "registry"
+    names = ", ".join(sorted(upstreams)) or "registry"
     if settings.gateway.workers == 1:
-        console.print(f"gateway on {settings.base_url} -> {listed}")
+        console.print(f"gateway on {settings.base_url} -> {names}")
         _uvicorn(app, settings, gateway=True)
         return
     del app  # it checked the configuration; each worker builds its own
@@ -474,10 +474,10 @@ def gateway(
     arguments += [f"--upstream={item}" for item in upstream or []]
     if config is not None:
         arguments.append(f"--config={config}")
-    _supervise_gateway(settings, arguments, listed)
+    _supervise_gateway(settings, arguments, names)
 
 
-def _supervise_gateway(settings: Settings, arguments: list[str], listed: str) -> None:
+def _supervise_gateway(settings: Settings, arguments: list[str], names: str) -> None:
     """Run ``settings.gateway.workers`` gateway workers (``arguments``) on one port."""
     from orchestrion.gateway import workers
 
@@ -496,7 +496,7 @@ def _supervise_gateway(settings: Settings, arguments: list[str], listed: str) ->
     if busy is not None:
         err.print(f"[red]cannot listen on {settings.host}:{settings.port}[/red]: {busy.strerror}")
         raise typer.Exit(2)
-    console.print(f"gateway on {settings.base_url} -> {listed} ({count} workers)")
+    console.print(f"gateway on {settings.base_url} -> {names} ({count} workers)")
     supervisor = workers.Supervisor(
         workers.worker_command(arguments),
         workers=count,

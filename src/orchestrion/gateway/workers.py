@@ -155,14 +155,10 @@ class Supervisor:
     def _start(self, worker: _Worker) -> None:
         read, write = os.pipe()
         try:
-            worker.process = subprocess.Popen(
-                [
-                    *self.command,
-                    "--worker-of", str(os.getpid()),
-                    "--worker-ready-fd", str(write),
-                ],  # fmt: skip
-                pass_fds=(write,),
-            )
+            command = [*self.command, "--worker-of", str(os.getpid())]
+            command += ["--worker-ready-fd", str(write)]
+            # Our own command line again: nothing in it comes from a caller.
+            worker.process = subprocess.Popen(command, pass_fds=(write,))  # noqa: S603
         finally:
             os.close(write)
         worker.ready_pipe = read
@@ -203,8 +199,10 @@ class Supervisor:
             if not worker.ready:
                 worker.failures += 1
                 if worker.failures >= _START_FAILURES:
-                    logger.error("worker %d failed %d times in a row before it was ready "
-                                 "(last: %s): stopping", worker.slot, worker.failures, how)  # fmt: skip
+                    logger.error(
+                        "worker %d failed %d times in a row before it was ready (last: %s): "
+                        "stopping", worker.slot, worker.failures, how,
+                    )  # fmt: skip
                     self._give_up(1)
                     return
             delay = 0.5 * worker.failures
