@@ -81,8 +81,8 @@ def uvicorn(app: str, port: int) -> list[str]:
 
 NGINX_CONF = """\
 daemon off;
-master_process off;
-worker_processes 1;
+master_process {master};
+worker_processes {workers};
 pid {dir}/nginx.pid;
 error_log {dir}/nginx-error.log warn;
 events {{ worker_connections 4096; }}
@@ -95,7 +95,7 @@ http {{
     scgi_temp_path {dir}/scgi;
     upstream bench {{ server 127.0.0.1:{upstream}; keepalive 64; }}
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port}{reuseport};
         location / {{
             proxy_pass http://bench;
             proxy_http_version 1.1;
@@ -115,31 +115,48 @@ routes:
 """
 
 
-def gateway_has_config_option() -> bool:
-    """Whether ``orchestrion gateway`` takes ``--config`` (route-level configuration)."""
-    help_text = subprocess.run(
+def gateway_options() -> str:
+    """``orchestrion gateway --help``: which options this build's command takes."""
+    return subprocess.run(
         [str(BIN / "orchestrion"), "gateway", "--help"], capture_output=True, text=True, check=False
     ).stdout
-    return "--config" in help_text
 
 
-def start_rows(processes: Processes, workdir: Path, *, rate_limit: str) -> tuple[list[Row], str]:
-    """Start the upstream and every row; returns the rows and how the gateway was started."""
+def start_nginx(processes: Processes, workdir: Path, *, upstream: int, workers: int) -> Row:
+    """nginx with ``workers`` worker processes (a master process and ``reuseport`` when
+    more than 1, like the gateway's workers) in front of the upstream."""
+    port, name = free_port(), "nginx" if workers == 1 else f"nginx{workers}"
+    home = workdir / name
+    home.mkdir()
+    conf = home / "nginx.conf"
+    conf.write_text(
+        NGINX_CONF.format(
+            dir=home, upstream=upstream, port=port, workers=workers,
+            master="off" if workers == 1 else "on", reuseport="" if workers == 1 else " reuseport",
+        )
+    )  # fmt: skip
+    nginx_bin = which("nginx") or "nginx"
+    processes.start(
+        name, [nginx_bin, "-c", str(conf), "-p", str(home), "-e", str(home / "nginx-error.log")]
+    )
+    label = f"nginx {workers} worker{'s' if workers > 1 else ''} (keep-alive)"
+    return Row(label, f"http://127.0.0.1:{port}/bench", name)
+
+
+def start_rows(
+    processes: Processes, workdir: Path, *, rate_limit: str, gateway_workers: int
+) -> tuple[list[Row], str]:
+    """Start the upstream and every row; returns the rows and how the gateway was started.
+
+    With ``gateway_workers`` > 1, an nginx row and a gateway row with that many workers
+    follow the 1-worker ones."""
     upstream = free_port()
     processes.start("upstream", uvicorn("upstream", upstream))
     target = f"http://127.0.0.1:{upstream}"
     wait_ready(target + "/bench", processes, "upstream")
     rows = [Row("upstream direct", f"{target}/bench", "upstream")]
 
-    nginx = free_port()
-    conf = workdir / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(dir=workdir, upstream=upstream, port=nginx))
-    nginx_bin = which("nginx") or "nginx"
-    processes.start(
-        "nginx",
-        [nginx_bin, "-c", str(conf), "-p", str(workdir), "-e", str(workdir / "nginx-error.log")],
-    )
-    rows.append(Row("nginx 1 worker (keep-alive)", f"http://127.0.0.1:{nginx}/bench", "nginx"))
+    rows.append(start_nginx(processes, workdir, upstream=upstream, workers=1))
 
     for app, name in (
         ("aiohttp_proxy", "naive aiohttp proxy"),
@@ -172,7 +189,8 @@ def start_rows(processes: Processes, workdir: Path, *, rate_limit: str) -> tuple
         "auth", [orchestrion, "serve", "auth", "--host", "127.0.0.1", "--port", str(auth)], env
     )
     wait_ready(f"http://127.0.0.1:{auth}/health/live", processes, "auth")
-    if gateway_has_config_option():
+    options = gateway_options()
+    if "--config" in options:
         (workdir / "gateway.yaml").write_text(GATEWAY_YAML.format(upstream=upstream))
         command = [
             orchestrion, "gateway", "--host", "127.0.0.1", "--port", str(gateway),
@@ -186,9 +204,21 @@ def start_rows(processes: Processes, workdir: Path, *, rate_limit: str) -> tuple
         how = "bench.gateway_apps:orchestrion_gateway (create_gateway; no --config in this build)"
     processes.start("gateway", command, env)
     rows.append(Row("orchestrion gateway", f"http://127.0.0.1:{gateway}/bench", "gateway"))
+    several = gateway_workers > 1 and "--workers" in options and command[1] == "gateway"
+    if several:
+        rows.append(start_nginx(processes, workdir, upstream=upstream, workers=gateway_workers))
+        port = free_port()
+        at = command.index(str(gateway))
+        command = [*command[:at], str(port), *command[at + 1 :], "--workers", str(gateway_workers)]
+        processes.start("gateway_workers", command, env)
+        label = f"orchestrion gateway, {gateway_workers} workers"
+        rows.append(Row(label, f"http://127.0.0.1:{port}/bench", "gateway_workers"))
     for row in rows[1:]:
         try:
             wait_ready(row.url, processes, row.process)
+            if row.process == "gateway_workers":
+                # Answering means one worker is up: the row is loaded once all are.
+                processes.wait_logged(row.process, "ready (pid", gateway_workers)
         except RuntimeError as exc:
             row.failed = str(exc)
     return rows, how
@@ -300,6 +330,24 @@ def verdict(rows: list[Row], half: tuple[Paced, Paced] | None) -> str:
     return "gateway: " + "; ".join(parts)
 
 
+def workers_line(rows: list[Row]) -> str | None:
+    """The several-worker gateway against nginx with as many workers, and the 1-worker
+    rows (the goals stay defined against the 1-worker rows)."""
+    by_name = {row.process: row for row in rows}
+    several = by_name.get("gateway_workers")
+    if several is None:
+        return None
+    if several.failed or not several.samples or several.errors():
+        return f"{several.name}: FAILED (or answered errors under load)"
+    rps = several.median("rps")
+    nginx = next(row for row in rows if row.process.startswith("nginx") and row.process != "nginx")
+    parts = [
+        f"{_ratio(rps, base)} {base.name}"
+        for base in (nginx, by_name["nginx"], by_name["aiohttp_proxy"], by_name["gateway"])
+    ]
+    return f"{several.name}: " + ", ".join(parts)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per wrk run")
@@ -309,6 +357,10 @@ def main() -> None:
     parser.add_argument("--rate-limit", default="100000000/minute", help="gateway rate limit")
     parser.add_argument("--no-half-load", action="store_true", help="skip the half-load runs")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, configs)")
+    parser.add_argument(
+        "--gateway-workers", type=int, default=2,
+        help="also rows of nginx and the gateway with this many workers (1: none)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
@@ -318,13 +370,18 @@ def main() -> None:
     half: tuple[Paced, Paced] | None = None
     notes: list[str] = []
     try:
-        rows, how = start_rows(processes, workdir, rate_limit=args.rate_limit)
-        gateway = rows[-1]
+        rows, how = start_rows(
+            processes, workdir, rate_limit=args.rate_limit, gateway_workers=args.gateway_workers
+        )
+        gateway = next(row for row in rows if row.process == "gateway")
         if not gateway.failed:
             try:
                 gateway.headers["Authorization"] = f"Bearer {login(gateway)}"
             except (RuntimeError, httpx.HTTPError) as exc:
                 gateway.failed = str(exc)
+        for row in rows:
+            if row.process == "gateway_workers":
+                row.headers = dict(gateway.headers)  # one auth service, one secret
         for row in rows:
             check(row)
         if not gateway.failed:
@@ -367,6 +424,9 @@ def main() -> None:
             f"errors {sum(s.non_2xx + s.socket_errors for s in g.samples)}"
         )
     print(verdict(rows, half))
+    line = workers_line(rows)
+    if line is not None:
+        print(line)
     if args.keep:
         print(f"logs and configs kept in {workdir}")
 

@@ -94,10 +94,26 @@ class Processes:
         return any(n == name and p.poll() is not None for n, p in self.started)
 
     def cpu_seconds(self, name: str) -> float:
-        """User + system CPU time the process ``name`` has used so far (Linux /proc)."""
+        """User + system CPU time the process ``name`` and its children (nginx's or the
+        gateway's workers) have used so far (Linux /proc)."""
         pid = next(p.pid for n, p in self.started if n == name)
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        ticks = 0
+        for process, parent, used in _stats():
+            if pid in (process, parent):
+                ticks += used
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    def wait_logged(self, name: str, text: str, count: int, timeout: float = 120.0) -> None:
+        """Wait until ``name``'s log holds ``text`` ``count`` times; raise if it exited."""
+        path = self.workdir / f"{name}.log"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if path.read_text(errors="replace").count(text) >= count:
+                return
+            if self.exited(name):
+                break
+            time.sleep(0.2)
+        raise RuntimeError(f"{name}: {count} x {text!r} not logged: {self.log_tail(name)}")
 
     def stop(self) -> None:
         for _, process in reversed(self.started):
@@ -111,6 +127,20 @@ class Processes:
                 process.wait(timeout=5)
         for log in self.logs:
             log.close()
+
+
+def _stats() -> list[tuple[int, int, int]]:
+    """(pid, parent pid, user + system ticks) of every process (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        found.append((int(entry.name), int(fields[1]), int(fields[11]) + int(fields[12])))
+    return found
 
 
 def wait_ready(url: str, processes: Processes, name: str, timeout: float = 60.0) -> None:

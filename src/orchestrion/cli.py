@@ -316,10 +316,24 @@ def _uvicorn(
     when ``ORCHESTRION_TLS__*`` is set)."""
     import uvicorn
 
+    config = _uvicorn_config(target, settings, gateway=gateway, tls=tls)
+    try:
+        uvicorn.Server(config).run()
+    except KeyboardInterrupt:
+        # uvicorn re-raises Ctrl-C after a graceful shutdown; stopping is not an error.
+        console.print("stopped")
+
+
+def _uvicorn_config(
+    target: object, settings: Settings, *, gateway: bool = False, tls: bool = False
+) -> Any:
+    """The ``uvicorn.Config`` :func:`_uvicorn` serves ``target`` with."""
+    import uvicorn
+
     from orchestrion.gateway.connections import protocol_class
     from orchestrion.gateway.origin import SERVER_HEADER, DateHeader
 
-    config = uvicorn.Config(
+    return uvicorn.Config(
         DateHeader(target) if gateway else target,  # type: ignore[arg-type]
         host=settings.host,
         port=settings.port,
@@ -334,11 +348,6 @@ def _uvicorn(
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         **(settings.tls.server_options() if tls else {}),
     )
-    try:
-        uvicorn.Server(config).run()
-    except KeyboardInterrupt:
-        # uvicorn re-raises Ctrl-C after a graceful shutdown; stopping is not an error.
-        console.print("stopped")
 
 
 @app.command()
@@ -406,11 +415,23 @@ def gateway(
     ] = None,
     host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to bind.")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=256,
+            help="Gateway processes sharing the port (SO_REUSEPORT; "
+            "ORCHESTRION_GATEWAY__WORKERS, default 1); more than 1 needs ORCHESTRION_REDIS__URL.",
+        ),
+    ] = None,
+    worker_of: Annotated[int | None, typer.Option(hidden=True)] = None,
+    worker_ready_fd: Annotated[int | None, typer.Option(hidden=True)] = None,
 ) -> None:
     """Run the gateway in front of services started with ``orchestrion serve``.
 
     Instances come from ``--upstream``, the ``--config`` file and, with
-    ``ORCHESTRION_REDIS__URL`` set, the service registry.
+    ``ORCHESTRION_REDIS__URL`` set, the service registry. ``--workers N`` runs N gateway
+    processes on the port under one supervisor (gateway/workers.py).
     """
     from orchestrion.gateway.app import create_gateway
     from orchestrion.gateway.config import ConfigError
@@ -438,13 +459,86 @@ def gateway(
         upstreams[name] = HttpUpstream(
             name, listed, secret=secret, tls=settings.tls.client_context()
         )
+    if workers is not None:
+        settings.gateway.workers = workers
+    if worker_of is not None and worker_ready_fd is not None:
+        _gateway_worker(settings, upstreams, parent=worker_of, ready_fd=worker_ready_fd)
+        return
     try:
         app = create_gateway(settings, upstreams, discover=True)
     except ConfigError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
-    console.print(f"gateway on {settings.base_url} -> {', '.join(sorted(upstreams)) or 'registry'}")
-    _uvicorn(app, settings, gateway=True)
+    names = ", ".join(sorted(upstreams)) or "registry"
+    if settings.gateway.workers == 1:
+        console.print(f"gateway on {settings.base_url} -> {names}")
+        _uvicorn(app, settings, gateway=True)
+        return
+    del app  # it checked the configuration; each worker builds its own
+    arguments = ["gateway", "--host", settings.host, "--port", str(settings.port)]
+    arguments += [f"--upstream={item}" for item in upstream or []]
+    if config is not None:
+        arguments.append(f"--config={config}")
+    _supervise_gateway(settings, arguments, names)
+
+
+def _supervise_gateway(settings: Settings, arguments: list[str], names: str) -> None:
+    """Run ``settings.gateway.workers`` gateway workers (``arguments``) on one port."""
+    from orchestrion.gateway import workers
+
+    count = settings.gateway.workers
+    if not settings.redis.url:
+        err.print(
+            f"[red]--workers {count} needs ORCHESTRION_REDIS__URL[/red]: without Redis each "
+            "worker would count rate limits on its own (N times looser) and keep admin API "
+            "changes to itself; set it, or run one worker per gateway"
+        )
+        raise typer.Exit(2)
+    if settings.port == 0:
+        err.print(f"[red]--workers {count} needs a fixed --port[/red] (0 picks one per worker)")
+        raise typer.Exit(2)
+    busy = workers.port_is_free(settings.host, settings.port)
+    if busy is not None:
+        err.print(f"[red]cannot listen on {settings.host}:{settings.port}[/red]: {busy.strerror}")
+        raise typer.Exit(2)
+    console.print(f"gateway on {settings.base_url} -> {names} ({count} workers)")
+    supervisor = workers.Supervisor(
+        workers.worker_command(arguments),
+        workers=count,
+        grace_seconds=settings.shutdown_grace_seconds,
+    )
+    code = supervisor.run()
+    if code:
+        err.print("[red]gateway workers could not start[/red]: see the log above")
+        raise typer.Exit(code)
+    console.print("stopped")
+
+
+def _gateway_worker(
+    settings: Settings, upstreams: dict[str, Any], *, parent: int, ready_fd: int
+) -> None:
+    """One worker of ``orchestrion gateway --workers N``: its own socket on the port."""
+    from orchestrion.gateway import workers
+    from orchestrion.gateway.app import create_gateway
+    from orchestrion.gateway.config import ConfigError
+
+    workers.die_with_parent(parent)
+    try:
+        app = create_gateway(settings, upstreams, discover=True)
+    except ConfigError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(workers.FATAL_EXIT) from None
+    try:
+        sock = workers.listening_socket(settings.host, settings.port)
+    except OSError as exc:
+        err.print(f"[red]cannot listen on {settings.host}:{settings.port}[/red]: {exc.strerror}")
+        raise typer.Exit(workers.FATAL_EXIT) from None
+    try:
+        started = workers.serve(_uvicorn_config(app, settings, gateway=True), sock, ready_fd)
+    except KeyboardInterrupt:
+        return  # Ctrl-C reached the whole process group: the supervisor says "stopped"
+    if not started:
+        raise typer.Exit(3)
 
 
 @app.command()

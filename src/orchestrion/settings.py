@@ -346,6 +346,13 @@ class GatewaySettings(BaseModel):
     admin_path: str = Field(
         default="/admin", description="Where the admin API lives (platform:admin only)."
     )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="Gateway processes on the one port (`orchestrion gateway --workers`; "
+        "SO_REUSEPORT); more than 1 needs `redis.url` (rate limits and admin changes shared).",
+    )
 
     @field_validator("trusted_proxies", "ip_allow", "ip_deny", mode="before")
     @classmethod
