@@ -228,3 +228,55 @@ async def test_redis_batch_loads_a_script_redis_lost() -> None:
         if keys:
             await redis.delete(*keys)
         await redis.aclose()
+
+
+@pytest.mark.parametrize("strategy", ["sliding", "token_bucket"])
+async def test_a_burst_in_one_turn_gets_the_headers_of_checks_one_by_one(strategy: str) -> None:
+    """Checks of one counter arriving together are one script call asking for that many
+    hits; each check gets what it would have got alone (granted in order, exact remaining,
+    the same reset), and other counters in the same batch are counted apart."""
+    from redis.asyncio import Redis
+
+    from orchestrion.gateway.policies.ratelimit import RedisBackend
+    from orchestrion.kernel.ids import new_id
+
+    redis = Redis.from_url("redis://127.0.0.1:6379/0")
+    prefix = f"test-rl-{new_id()}:"
+    items = [parse("4/minute"), parse("3/hour")]
+    try:
+        together = RedisBackend(redis, strategy=strategy, prefix=f"{prefix}together:")
+        alone = RedisBackend(redis, strategy=strategy, prefix=f"{prefix}alone:")
+        sent: list[list[tuple[list[str], list[int]]]] = []
+        evalsha = together._evalsha
+
+        async def recording(calls: list[tuple[list[str], list[int]]]) -> list[Any]:
+            sent.append(calls)
+            return await evalsha(calls)
+
+        together._evalsha = recording  # type: ignore[method-assign]
+        burst = await asyncio.gather(
+            *(together.acquire("busy", items) for _ in range(5)),
+            together.acquire("quiet", items),
+        )
+        one_by_one = [await alone.acquire("busy", items) for _ in range(5)]
+        quiet = burst.pop()
+        # One round trip: a call asking for 5 hits of the busy counter, one for the quiet.
+        assert [[args[0] for _, args in calls] for calls in sent] == [[5, 1]]
+        assert [d.allowed for d in burst] == [True, True, True, False, False]
+        assert [d.remaining for d in burst] == [2, 1, 0, 0, 0]
+        assert [(d.allowed, d.limit, d.remaining) for d in burst] == [
+            (d.allowed, d.limit, d.remaining) for d in one_by_one
+        ]
+        for got, expected in zip(burst, one_by_one, strict=True):
+            assert got.reset == pytest.approx(expected.reset, abs=2.0)
+            assert (got.retry_after > 0) == (expected.retry_after > 0)
+        assert burst[-1].retry_after > 0
+        assert (quiet.allowed, quiet.limit, quiet.remaining) == (True, 3, 2)
+        if strategy == "sliding":
+            assert await redis.llen(f"{prefix}together:sliding:{items[1].key_for('busy')}") == 3
+            assert await redis.llen(f"{prefix}together:sliding:{items[0].key_for('busy')}") == 3
+    finally:
+        keys = [key async for key in redis.scan_iter(f"{prefix}*")]
+        if keys:
+            await redis.delete(*keys)
+        await redis.aclose()

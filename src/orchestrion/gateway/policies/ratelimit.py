@@ -20,7 +20,6 @@ N gateways enforce one exact limit. A Redis failure lets requests through (fail 
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections.abc import Sequence
@@ -38,6 +37,7 @@ from starlette.types import Message, Scope, Send
 from orchestrion.gateway.policies.shared import StorageGuard, caller_id, client_ip
 from orchestrion.gateway.routes import Route
 from orchestrion.kernel.auth.principal import Principal
+from orchestrion.kernel.bus.batching import Coalescer
 from orchestrion.kernel.errors import TooManyRequests
 from orchestrion.kernel.observability import tracing
 from orchestrion.kernel.observability.metrics import GATEWAY_RATE_LIMITED
@@ -136,24 +136,17 @@ class MemoryTokenBucket:
         return _tightest(decisions, allowed)
 
 
-# KEYS: one per item. ARGV: limit, window seconds per item. Same list layout as limits'
-# moving window (hit times, newest first, trimmed to the limit).
+# KEYS: one list per item: hit times, newest first, trimmed to the limit (the layout of
+# limits' moving window). ARGV: the hits asked for, then limit and window seconds per item.
+# Hits are granted in order while every item has room (all or nothing per hit); the reply
+# is the number granted, then remaining, reset ms and retry ms per item after them.
 SLIDING_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local allowed = 1
+local granted = tonumber(ARGV[1])
+local counts = {}
 for i, key in ipairs(KEYS) do
-  local nth = redis.call('LINDEX', key, tonumber(ARGV[2 * i - 1]) - 1)
-  if nth and tonumber(nth) >= now - tonumber(ARGV[2 * i]) then allowed = 0 end
-end
-local result = {allowed}
-for i, key in ipairs(KEYS) do
-  local limit, expiry = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
-  if allowed == 1 then
-    redis.call('LPUSH', key, string.format('%.6f', now))
-    redis.call('LTRIM', key, 0, limit - 1)
-    redis.call('EXPIRE', key, expiry)
-  end
+  local limit, expiry = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
   local low, high, last = 0, redis.call('LLEN', key) - 1, -1
   while low <= high do
     local mid = math.floor((low + high) / 2)
@@ -164,39 +157,53 @@ for i, key in ipairs(KEYS) do
       high = mid - 1
     end
   end
+  counts[i] = last + 1
+  granted = math.min(granted, math.max(0, limit - counts[i]))
+end
+local result = {granted}
+local stamps = {}
+for j = 1, granted do stamps[j] = string.format('%.6f', now) end
+for i, key in ipairs(KEYS) do
+  local limit, expiry = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
+  local count = counts[i] + granted
+  if granted > 0 then
+    redis.call('LPUSH', key, unpack(stamps))
+    redis.call('LTRIM', key, 0, limit - 1)
+    redis.call('EXPIRE', key, expiry)
+  end
   local reset = 0
-  if last >= 0 then
-    reset = math.ceil((tonumber(redis.call('LINDEX', key, last)) + expiry - now) * 1000)
+  if count > 0 then
+    reset = math.ceil((tonumber(redis.call('LINDEX', key, count - 1)) + expiry - now) * 1000)
   end
   local retry = 0
-  if last + 1 >= limit then retry = reset end
-  table.insert(result, limit - last - 1)
+  if count >= limit then retry = reset end
+  table.insert(result, limit - count)
   table.insert(result, reset)
   table.insert(result, retry)
 end
 return result
 """
 
-# KEYS: one hash {tokens, ts} per item. ARGV: capacity, period seconds per item.
+# KEYS: one hash {tokens, ts} per item. ARGV: the hits asked for, then capacity and period
+# seconds per item. Reply as the sliding script's.
 BUCKET_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local granted = tonumber(ARGV[1])
 local tokens = {}
-local allowed = 1
 for i, key in ipairs(KEYS) do
-  local capacity, period = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local capacity, period = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
   local state = redis.call('HMGET', key, 'tokens', 'ts')
   local level = tonumber(state[1]) or capacity
   local since = math.max(0, now - (tonumber(state[2]) or now))
   tokens[i] = math.min(capacity, level + since * capacity / period)
-  if tokens[i] < 1 then allowed = 0 end
+  granted = math.min(granted, math.max(0, math.floor(tokens[i])))
 end
-local result = {allowed}
+local result = {granted}
 for i, key in ipairs(KEYS) do
-  local capacity, period = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local capacity, period = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
   local rate = capacity / period
-  local left = tokens[i]
-  if allowed == 1 then left = left - 1 end
+  local left = tokens[i] - granted
   redis.call('HSET', key, 'tokens', string.format('%.6f', left), 'ts', string.format('%.6f', now))
   redis.call('PEXPIRE', key, math.ceil(period * 1000))
   local retry = 0
@@ -208,13 +215,17 @@ end
 return result
 """
 
+_Check = tuple[tuple[str, ...], tuple[int, ...]]  # the keys, and limit and window per item
+_Granted = tuple[list[int], int]  # the script's reply, and the hit's place among its own
+
 
 class RedisBackend:
     """Either strategy's script on a shared Redis: one round trip per request, at most.
 
     Checks arriving together (the requests of one event-loop turn) share that round trip:
-    they are sent as one pipeline, which costs the gateway far less CPU per check than a
-    command each; every check still runs atomically in its own script call.
+    they go out as one pipeline, with one script call per counter, however many of its
+    requests arrived (a busy caller's burst is one call asking for that many hits, granted
+    in order). Each check stays atomic, and gets the headers it would have got alone.
     """
 
     def __init__(self, redis: Redis, *, strategy: str, prefix: str) -> None:
@@ -223,60 +234,48 @@ class RedisBackend:
         self.script = redis.register_script(
             SLIDING_SCRIPT if strategy == "sliding" else BUCKET_SCRIPT
         )
-        self._waiting: list[tuple[list[str], list[int], asyncio.Future[list[int]]]] = []
-        self._batches: set[asyncio.Task[None]] = set()
+        self.refills = strategy == "token_bucket"
+        self.checks: Coalescer[_Check, _Granted] = Coalescer(self._flush)
 
     async def acquire(self, key: str, items: Sequence[RateLimitItem]) -> Decision:
         """Run the script over one key per item."""
-        keys = [self.prefix + item.key_for(key) for item in items]
+        keys = tuple(self.prefix + item.key_for(key) for item in items)
         args: list[int] = []
         for item in items:
             args += [item.amount, item.get_expiry()]
-        loop = asyncio.get_running_loop()
-        reply_future: asyncio.Future[list[int]] = loop.create_future()
-        self._waiting.append((keys, args, reply_future))
-        if len(self._waiting) == 1:
-            loop.call_soon(self._send_waiting)
-        reply = await reply_future
-        allowed = reply[0] == 1
+        reply, place = await self.checks.submit((keys, tuple(args)))
+        granted = int(reply[0])
+        allowed = place < granted
+        # Hits granted after this one in the same call: this one saw that many more left.
+        after = granted - 1 - place if allowed else 0
         decisions = []
         for index, item in enumerate(items):
             remaining, reset_ms, retry_ms = reply[1 + 3 * index : 4 + 3 * index]
+            refill = item.get_expiry() / item.amount if self.refills else 0.0
             decisions.append(
-                Decision(retry_ms == 0, item.amount, int(remaining), reset_ms / 1000,
-                         retry_ms / 1000)
+                Decision(after > 0 or retry_ms == 0, item.amount, int(remaining) + after,
+                         reset_ms / 1000 - after * refill, retry_ms / 1000)
             )  # fmt: skip
         return _tightest(decisions, allowed)
 
-    def _send_waiting(self) -> None:
-        batch, self._waiting = self._waiting, []
-        task = asyncio.create_task(self._run(batch))
-        self._batches.add(task)
-        task.add_done_callback(self._batches.discard)
-
-    async def _run(
-        self, batch: list[tuple[list[str], list[int], asyncio.Future[list[int]]]]
-    ) -> None:
-        try:
-            if len(batch) == 1:
-                keys, args, _ = batch[0]
-                replies: list[Any] = [await self.script(keys=keys, args=args)]
-            else:
-                replies = await self._pipelined([(keys, args) for keys, args, _ in batch])
-        except BaseException as exc:
-            for *_, waiter in batch:
-                if not waiter.done():
-                    waiter.set_exception(exc if isinstance(exc, Exception) else RedisError())
-            if not isinstance(exc, Exception):
-                raise
-            return
-        for (*_, waiter), reply in zip(batch, replies, strict=True):
-            if waiter.done():
-                continue  # its request gave up waiting
-            if isinstance(reply, Exception):
-                waiter.set_exception(reply)
-            else:
-                waiter.set_result(reply)
+    async def _flush(self, checks: list[_Check]) -> list[_Granted | BaseException]:
+        """One script call per counter in ``checks`` (asking for as many hits as it has
+        checks), all in one round trip; each check's reply and place."""
+        places: dict[tuple[str, ...], list[int]] = {}
+        for index, (keys, _) in enumerate(checks):
+            places.setdefault(keys, []).append(index)
+        calls = [
+            (list(keys), [len(indexes), *checks[indexes[0]][1]]) for keys, indexes in places.items()
+        ]
+        if len(calls) == 1:
+            replies: list[Any] = [await self.script(keys=calls[0][0], args=calls[0][1])]
+        else:
+            replies = await self._pipelined(calls)
+        outcomes: list[_Granted | BaseException] = [RedisError()] * len(checks)
+        for indexes, reply in zip(places.values(), replies, strict=True):
+            for place, index in enumerate(indexes):
+                outcomes[index] = reply if isinstance(reply, Exception) else (reply, place)
+        return outcomes
 
     async def _pipelined(self, calls: list[tuple[list[str], list[int]]]) -> list[Any]:
         """The script's replies (or errors) for ``calls``, in one round trip.
