@@ -165,6 +165,14 @@ def start_rows(
         port = free_port()
         processes.start(app, uvicorn(app, port), {"BENCH_TARGET": target})
         rows.append(Row(name, f"http://127.0.0.1:{port}/bench", app))
+    port = free_port()
+    processes.start(
+        "floor",
+        [str(BIN / "python"), "-m", "bench.gateway_floor", "--port", str(port), "--target", target],
+    )
+    rows.append(
+        Row("python floor (uvloop + httptools, no ASGI)", f"http://127.0.0.1:{port}/bench", "floor")
+    )
 
     # The auth service and the gateway share a secret and a fresh SQLite data dir.
     auth, gateway = free_port(), free_port()
@@ -330,6 +338,19 @@ def verdict(rows: list[Row], half: tuple[Paced, Paced] | None) -> str:
     return "gateway: " + "; ".join(parts)
 
 
+def floor_line(rows: list[Row]) -> str | None:
+    """The gateway's CPU per request over the python floor's: what its features cost."""
+    by_name = {row.process: row for row in rows}
+    floor, gateway = by_name.get("floor"), by_name["gateway"]
+    if floor is None or floor.failed or not floor.samples or gateway.failed or not gateway.samples:
+        return None
+    own, least = gateway.median("cpu_us_per_request"), floor.median("cpu_us_per_request")
+    return (
+        f"python floor: {_ratio(floor.median('rps'), by_name['nginx'])} nginx at {least:,.0f} CPU "
+        f"us/req; the gateway spends {own - least:,.0f} us/req more ({own / least:.2f}x the floor)"
+    )
+
+
 def workers_line(rows: list[Row]) -> str | None:
     """The several-worker gateway against nginx with as many workers, and the 1-worker
     rows (the goals stay defined against the 1-worker rows)."""
@@ -424,9 +445,9 @@ def main() -> None:
             f"errors {sum(s.non_2xx + s.socket_errors for s in g.samples)}"
         )
     print(verdict(rows, half))
-    line = workers_line(rows)
-    if line is not None:
-        print(line)
+    for line in (floor_line(rows), workers_line(rows)):
+        if line is not None:
+            print(line)
     if args.keep:
         print(f"logs and configs kept in {workdir}")
 

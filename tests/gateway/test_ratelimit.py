@@ -280,3 +280,58 @@ async def test_a_burst_in_one_turn_gets_the_headers_of_checks_one_by_one(strateg
         if keys:
             await redis.delete(*keys)
         await redis.aclose()
+
+
+async def _next_second() -> None:
+    import time
+
+    await asyncio.sleep(1.0 - time.monotonic() % 1.0 + 0.01)
+
+
+async def test_a_busy_counter_takes_hits_ahead_and_reports_them_exactly() -> None:
+    """A counter busy in the last second takes ~50 ms of hits ahead (at most 1 % of its
+    limit) in one script call and spends them without a round trip, each check still
+    seeing the remaining count it would have seen alone; a replica sees them counted;
+    unspent ones lapse; a limit under 200 is never taken ahead."""
+    from redis.asyncio import Redis
+
+    from orchestrion.gateway.policies.ratelimit import LEASE_SECONDS, RedisBackend
+    from orchestrion.kernel.ids import new_id
+
+    redis = Redis.from_url("redis://127.0.0.1:6379/0")
+    prefix = f"test-rl-{new_id()}:"
+    busy, small = [parse("1000/minute")], [parse("150/minute")]
+    hits = f"{prefix}sliding:{busy[0].key_for('busy')}"
+    try:
+        gateway = RedisBackend(redis, strategy="sliding", prefix=prefix)
+        replica = RedisBackend(redis, strategy="sliding", prefix=prefix)
+        await _next_second()
+        for _ in range(100):  # the last second's demand: 100 checks
+            await gateway.acquire("busy", busy)
+            await gateway.acquire("small", small)
+        await _next_second()
+        assert await redis.llen(hits) == 100
+        # min(1000 // 100, 100 checks x 0.05 s) = 5 hits taken ahead with this one.
+        first = await gateway.acquire("busy", busy)
+        assert (first.allowed, first.remaining) == (True, 899)
+        assert await redis.llen(hits) == 106
+        spent = [await gateway.acquire("busy", busy) for _ in range(5)]
+        assert [d.remaining for d in spent] == [898, 897, 896, 895, 894]
+        assert all(d.allowed for d in spent)
+        assert await redis.llen(hits) == 106  # no round trip for them
+        seen = await replica.acquire("busy", busy)
+        assert seen.remaining == 893  # the hits taken ahead count for every replica
+        await gateway.acquire("busy", busy)  # a new call: 5 more ahead
+        assert await redis.llen(hits) == 113
+        await asyncio.sleep(LEASE_SECONDS * 2)
+        await gateway.acquire("busy", busy)  # the unspent ones lapsed: a new call
+        assert await redis.llen(hits) == 119
+        # 150/minute: 1 % is 1 hit, under 2, so never taken ahead.
+        for count in range(101, 106):
+            await gateway.acquire("small", small)
+            assert await redis.llen(f"{prefix}sliding:{small[0].key_for('small')}") == count
+    finally:
+        keys = [key async for key in redis.scan_iter(f"{prefix}*")]
+        if keys:
+            await redis.delete(*keys)
+        await redis.aclose()
