@@ -84,6 +84,7 @@ class HttpUpstream:
         tls: ssl.SSLContext | None = None,
     ) -> None:
         self.name = name
+        self.latency = metrics.UPSTREAM_LATENCY.labels(name)  # the child, once
         self.policy = policy or UpstreamPolicy()
         self.tls = tls or client_context()
         listed = [instances] if isinstance(instances, str) else instances
@@ -283,7 +284,7 @@ class HttpUpstream:
         finally:
             instance.outstanding -= 1
             response.release()
-            metrics.UPSTREAM_LATENCY.labels(self.name).observe(time.perf_counter() - start)
+            self.latency.observe(time.perf_counter() - start)
 
     async def _attempt_h1(
         self, send: Send, request: _Request, url: str, instance: Instance, retry_statuses: bool
@@ -349,7 +350,7 @@ class HttpUpstream:
             instance.outstanding -= 1
             if connection is not None:
                 self.h1.release(instance.url, connection)
-            metrics.UPSTREAM_LATENCY.labels(self.name).observe(time.perf_counter() - start)
+            self.latency.observe(time.perf_counter() - start)
 
     async def _relay(
         self, instance: Instance, response: aiohttp.ClientResponse, send: Send

@@ -72,6 +72,14 @@ class Decision:
             "RateLimit-Reset": str(max(0, math.ceil(self.reset))),
         }
 
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """The same headers as ASGI header pairs."""
+        return [
+            (b"ratelimit-limit", b"%d" % self.limit),
+            (b"ratelimit-remaining", b"%d" % max(0, self.remaining)),
+            (b"ratelimit-reset", b"%d" % max(0, math.ceil(self.reset))),
+        ]
+
 
 def _tightest(decisions: Sequence[Decision], allowed: bool) -> Decision:
     """The limit closest to exhaustion speaks for all (the one that refused, if any)."""
@@ -445,8 +453,8 @@ class RateLimiter:
                 raise
             self.guard.failed(exc)
             return send
-        headers = decision.headers()
         if not decision.allowed:
+            headers = decision.headers()
             GATEWAY_RATE_LIMITED.labels(route.prefix).inc()
             tracing.add_event(
                 "rate_limited",
@@ -461,7 +469,7 @@ class RateLimiter:
 
         if scope["type"] == "websocket":
             return send
-        extra = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        extra = decision.raw_headers()
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
