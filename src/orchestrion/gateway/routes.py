@@ -115,13 +115,23 @@ class RouteTable:
 
     def __init__(self, routes: list[Route]) -> None:
         self.routes = sorted(routes, key=lambda r: len(r.prefix), reverse=True)
+        # By prefix without its trailing slash: a path looks up its own prefixes, longest
+        # first, instead of trying every route.
+        self._by_base: dict[str, list[Route]] = {}
+        for route in self.routes:
+            self._by_base.setdefault(route.prefix.rstrip("/"), []).append(route)
 
     def match(self, path: str) -> Route | None:
-        """The route for ``path``, if any."""
-        for route in self.routes:
-            if route.matches(path):
-                return route
-        return None
+        """The route for ``path``, if any: the longest prefix it is, or is below."""
+        base = path
+        while True:
+            for route in self._by_base.get(base, ()):
+                if route.matches(path):
+                    return route
+            cut = base.rfind("/")
+            if cut < 0:
+                return None
+            base = base[:cut]
 
     def deprecated(self, path: str) -> bool:
         """Whether the route serving ``path`` is deprecated."""
