@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from limits import parse
+from limits import RateLimitItem, parse
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
+from redis.asyncio import Redis
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -204,134 +207,137 @@ async def test_websockets_count_once_when_they_open(tmp_path: Path, sqlite_templ
                 assert json.loads(await second.recv())["type"] == "pong"
 
 
-async def test_redis_batch_loads_a_script_redis_lost() -> None:
-    """Checks batched in one pipeline send EVALSHA; a Redis without the script (restart,
-    SCRIPT FLUSH) gets it and runs each check exactly once."""
-    from redis.asyncio import Redis
-
-    from orchestrion.gateway.policies.ratelimit import SLIDING_SCRIPT, RedisBackend
+@pytest.fixture
+async def redis_keys() -> AsyncIterator[tuple[Redis, str]]:
+    """A Redis client and a key prefix of this test's own, its keys deleted after."""
     from orchestrion.kernel.ids import new_id
 
     redis = Redis.from_url("redis://127.0.0.1:6379/0")
     prefix = f"test-rl-{new_id()}:"
     try:
-        backend = RedisBackend(redis, strategy="sliding", prefix=prefix)
-        # A script text of its own: its SHA is unknown to Redis, as after a flush.
-        backend.script = redis.register_script(f"{SLIDING_SCRIPT}\n-- {prefix}\n")
-        items = [parse("3/minute")]
-        decisions = await asyncio.gather(*(backend.acquire("caller", items) for _ in range(5)))
-        assert [d.allowed for d in decisions].count(True) == 3
-        assert sorted(d.remaining for d in decisions if d.allowed) == [0, 1, 2]
-        assert await redis.llen(f"{prefix}sliding:{items[0].key_for('caller')}") == 3
+        yield redis, prefix
     finally:
         keys = [key async for key in redis.scan_iter(f"{prefix}*")]
         if keys:
             await redis.delete(*keys)
         await redis.aclose()
+
+
+async def test_redis_batch_loads_a_script_redis_lost(redis_keys: tuple[Redis, str]) -> None:
+    """Checks of several counters batched in one pipeline send EVALSHA; a Redis without
+    the script (restart, SCRIPT FLUSH) gets it and runs each check exactly once."""
+    from orchestrion.gateway.policies.ratelimit import SLIDING_SCRIPT, RedisBackend
+
+    redis, prefix = redis_keys
+    backend = RedisBackend(redis, strategy="sliding", prefix=prefix)
+    # A script text of its own: its SHA is unknown to Redis, as after a flush.
+    backend.script = redis.register_script(f"{SLIDING_SCRIPT}\n-- {prefix}\n")
+    items = [parse("3/minute")]
+    decisions = await asyncio.gather(
+        *(backend.acquire(caller, items) for caller in ["one"] * 5 + ["two"] * 2)
+    )
+    first, second = decisions[:5], decisions[5:]
+    assert [d.allowed for d in first].count(True) == 3
+    assert sorted(d.remaining for d in first if d.allowed) == [0, 1, 2]
+    assert [(d.allowed, d.remaining) for d in second] == [(True, 2), (True, 1)]
+    assert await redis.llen(f"{prefix}sliding:{items[0].key_for('one')}") == 3
+    assert await redis.llen(f"{prefix}sliding:{items[0].key_for('two')}") == 2
 
 
 @pytest.mark.parametrize("strategy", ["sliding", "token_bucket"])
-async def test_a_burst_in_one_turn_gets_the_headers_of_checks_one_by_one(strategy: str) -> None:
+async def test_a_burst_in_one_turn_gets_the_headers_of_checks_one_by_one(
+    strategy: str, redis_keys: tuple[Redis, str]
+) -> None:
     """Checks of one counter arriving together are one script call asking for that many
     hits; each check gets what it would have got alone (granted in order, exact remaining,
     the same reset), and other counters in the same batch are counted apart."""
-    from redis.asyncio import Redis
-
     from orchestrion.gateway.policies.ratelimit import RedisBackend
-    from orchestrion.kernel.ids import new_id
 
-    redis = Redis.from_url("redis://127.0.0.1:6379/0")
-    prefix = f"test-rl-{new_id()}:"
+    redis, prefix = redis_keys
     items = [parse("4/minute"), parse("3/hour")]
-    try:
-        together = RedisBackend(redis, strategy=strategy, prefix=f"{prefix}together:")
-        alone = RedisBackend(redis, strategy=strategy, prefix=f"{prefix}alone:")
-        sent: list[list[tuple[list[str], list[int]]]] = []
-        evalsha = together._evalsha
+    together = RedisBackend(redis, strategy=strategy, prefix=f"{prefix}together:")
+    alone = RedisBackend(redis, strategy=strategy, prefix=f"{prefix}alone:")
+    sent: list[list[tuple[list[str], list[int]]]] = []
+    evalsha = together._evalsha
 
-        async def recording(calls: list[tuple[list[str], list[int]]]) -> list[Any]:
-            sent.append(calls)
-            return await evalsha(calls)
+    async def recording(calls: list[tuple[list[str], list[int]]]) -> list[Any]:
+        sent.append(calls)
+        return await evalsha(calls)
 
-        together._evalsha = recording  # type: ignore[method-assign]
-        burst = await asyncio.gather(
-            *(together.acquire("busy", items) for _ in range(5)),
-            together.acquire("quiet", items),
-        )
-        one_by_one = [await alone.acquire("busy", items) for _ in range(5)]
-        quiet = burst.pop()
-        # One round trip: a call asking for 5 hits of the busy counter, one for the quiet.
-        assert [[args[0] for _, args in calls] for calls in sent] == [[5, 1]]
-        assert [d.allowed for d in burst] == [True, True, True, False, False]
-        assert [d.remaining for d in burst] == [2, 1, 0, 0, 0]
-        assert [(d.allowed, d.limit, d.remaining) for d in burst] == [
-            (d.allowed, d.limit, d.remaining) for d in one_by_one
-        ]
-        for got, expected in zip(burst, one_by_one, strict=True):
-            assert got.reset == pytest.approx(expected.reset, abs=2.0)
-            assert (got.retry_after > 0) == (expected.retry_after > 0)
-        assert burst[-1].retry_after > 0
-        assert (quiet.allowed, quiet.limit, quiet.remaining) == (True, 3, 2)
-        if strategy == "sliding":
-            assert await redis.llen(f"{prefix}together:sliding:{items[1].key_for('busy')}") == 3
-            assert await redis.llen(f"{prefix}together:sliding:{items[0].key_for('busy')}") == 3
-    finally:
-        keys = [key async for key in redis.scan_iter(f"{prefix}*")]
-        if keys:
-            await redis.delete(*keys)
-        await redis.aclose()
+    together._evalsha = recording  # type: ignore[method-assign]
+    burst = await asyncio.gather(
+        *(together.acquire("busy", items) for _ in range(5)),
+        together.acquire("quiet", items),
+    )
+    one_by_one = [await alone.acquire("busy", items) for _ in range(5)]
+    quiet = burst.pop()
+    # One round trip: a call asking for 5 hits of the busy counter, one for the quiet.
+    assert [[args[0] for _, args in calls] for calls in sent] == [[5, 1]]
+    assert [d.allowed for d in burst] == [True, True, True, False, False]
+    assert [d.remaining for d in burst] == [2, 1, 0, 0, 0]
+    assert [(d.allowed, d.limit, d.remaining) for d in burst] == [
+        (d.allowed, d.limit, d.remaining) for d in one_by_one
+    ]
+    for got, expected in zip(burst, one_by_one, strict=True):
+        assert got.reset == pytest.approx(expected.reset, abs=2.0)
+        assert (got.retry_after > 0) == (expected.retry_after > 0)
+    assert burst[-1].retry_after > 0
+    assert (quiet.allowed, quiet.limit, quiet.remaining) == (True, 3, 2)
+    if strategy == "sliding":
+        assert await redis.llen(f"{prefix}together:sliding:{items[1].key_for('busy')}") == 3
+        assert await redis.llen(f"{prefix}together:sliding:{items[0].key_for('busy')}") == 3
 
 
-async def _next_second() -> None:
-    import time
-
+async def _busy_second(
+    backend: Any, counters: list[tuple[str, list[RateLimitItem]]], checks: int
+) -> None:
+    """``checks`` checks of every counter within one second, then wait for the next."""
+    for _ in range(5):  # a loaded machine may spill over a second: try again
+        await asyncio.sleep(1.0 - time.monotonic() % 1.0 + 0.01)
+        second = int(time.monotonic())
+        for _ in range(checks):
+            for key, items in counters:
+                await backend.acquire(key, items)
+        if int(time.monotonic()) == second:
+            break
     await asyncio.sleep(1.0 - time.monotonic() % 1.0 + 0.01)
 
 
-async def test_a_busy_counter_takes_hits_ahead_and_reports_them_exactly() -> None:
-    """A counter busy in the last second takes ~50 ms of hits ahead (at most 1 % of its
-    limit) in one script call and spends them without a round trip, each check still
-    seeing the remaining count it would have seen alone; a replica sees them counted;
-    unspent ones lapse; a limit under 200 is never taken ahead."""
-    from redis.asyncio import Redis
+async def test_a_busy_counter_takes_hits_ahead_and_reports_them_exactly(
+    redis_keys: tuple[Redis, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A counter busy in the last second takes hits ahead (its traffic of LEASE_SECONDS,
+    at most 1 % of its limit) in one script call and spends them without a round trip,
+    each check seeing the remaining count it would have seen alone; a replica sees them
+    counted; unspent ones lapse; a limit under 200 is never taken ahead."""
+    from orchestrion.gateway.policies import ratelimit
 
-    from orchestrion.gateway.policies.ratelimit import LEASE_SECONDS, RedisBackend
-    from orchestrion.kernel.ids import new_id
-
-    redis = Redis.from_url("redis://127.0.0.1:6379/0")
-    prefix = f"test-rl-{new_id()}:"
+    monkeypatch.setattr(ratelimit, "LEASE_SECONDS", 0.5)  # room for a loaded machine
+    redis, prefix = redis_keys
     busy, small = [parse("1000/minute")], [parse("150/minute")]
     hits = f"{prefix}sliding:{busy[0].key_for('busy')}"
-    try:
-        gateway = RedisBackend(redis, strategy="sliding", prefix=prefix)
-        replica = RedisBackend(redis, strategy="sliding", prefix=prefix)
-        await _next_second()
-        for _ in range(100):  # the last second's demand: 100 checks
-            await gateway.acquire("busy", busy)
-            await gateway.acquire("small", small)
-        await _next_second()
-        assert await redis.llen(hits) == 100
-        # min(1000 // 100, 100 checks x 0.05 s) = 5 hits taken ahead with this one.
-        first = await gateway.acquire("busy", busy)
-        assert (first.allowed, first.remaining) == (True, 899)
-        assert await redis.llen(hits) == 106
-        spent = [await gateway.acquire("busy", busy) for _ in range(5)]
-        assert [d.remaining for d in spent] == [898, 897, 896, 895, 894]
-        assert all(d.allowed for d in spent)
-        assert await redis.llen(hits) == 106  # no round trip for them
-        seen = await replica.acquire("busy", busy)
-        assert seen.remaining == 893  # the hits taken ahead count for every replica
-        await gateway.acquire("busy", busy)  # a new call: 5 more ahead
-        assert await redis.llen(hits) == 113
-        await asyncio.sleep(LEASE_SECONDS * 2)
-        await gateway.acquire("busy", busy)  # the unspent ones lapsed: a new call
-        assert await redis.llen(hits) == 119
-        # 150/minute: 1 % is 1 hit, under 2, so never taken ahead.
-        for count in range(101, 106):
-            await gateway.acquire("small", small)
-            assert await redis.llen(f"{prefix}sliding:{small[0].key_for('small')}") == count
-    finally:
-        keys = [key async for key in redis.scan_iter(f"{prefix}*")]
-        if keys:
-            await redis.delete(*keys)
-        await redis.aclose()
+    small_hits = f"{prefix}sliding:{small[0].key_for('small')}"
+    gateway = ratelimit.RedisBackend(redis, strategy="sliding", prefix=prefix)
+    replica = ratelimit.RedisBackend(redis, strategy="sliding", prefix=prefix)
+    await _busy_second(gateway, [("busy", busy), ("small", small)], 40)
+    counted = await redis.llen(hits)
+    # min(1000 // 100, 40 checks x 0.5 s) = 10 hits taken ahead with this one.
+    first = await gateway.acquire("busy", busy)
+    assert (first.allowed, first.remaining) == (True, 1000 - counted - 1)
+    assert await redis.llen(hits) == counted + 11
+    spent = [await gateway.acquire("busy", busy) for _ in range(10)]
+    assert [d.remaining for d in spent] == list(range(998 - counted, 988 - counted, -1))
+    assert all(d.allowed for d in spent)
+    assert await redis.llen(hits) == counted + 11  # no round trip for them
+    seen = await replica.acquire("busy", busy)
+    assert seen.remaining == 1000 - counted - 12  # hits taken ahead count for every replica
+    await gateway.acquire("busy", busy)  # a new call: 10 more ahead
+    assert await redis.llen(hits) == counted + 23
+    await asyncio.sleep(ratelimit.LEASE_SECONDS * 2)
+    await gateway.acquire("busy", busy)  # the unspent ones lapsed: a new call
+    assert await redis.llen(hits) > counted + 23
+    # 150/minute: 1 % is 1 hit, under 2, so never taken ahead, however busy.
+    small_counted = await redis.llen(small_hits)
+    for count in range(1, 6):
+        await gateway.acquire("small", small)
+        assert await redis.llen(small_hits) == small_counted + count
