@@ -1,8 +1,5 @@
 """Orchestrion: a frontend-ready backend for AI workflow orchestration."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("orchestrion")
-except PackageNotFoundError:  # running from a source tree without an install
-    __version__ = "0.0.0"
+# The single source of the version: pyproject.toml reads it from here (hatch), so
+# importing the package needs no package metadata (importlib.metadata costs ~40 ms).
+__version__ = "0.1.0"

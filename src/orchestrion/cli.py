@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -19,7 +18,17 @@ if TYPE_CHECKING:
     from orchestrion.settings import Settings
 
 # Commands import what they use when they run: `version` and `--help` load neither the
-# settings (pydantic) nor SQLAlchemy, so they answer at once.
+# settings, SQLAlchemy nor asyncio, so they answer at once.
+
+T = TypeVar("T")
+
+
+def _run(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)``, asyncio imported when a command first needs it."""
+    import asyncio
+
+    return asyncio.run(main)
+
 
 app = typer.Typer(
     help="Orchestrion: a frontend-ready backend for AI workflows.", no_args_is_help=True
@@ -131,7 +140,7 @@ def _check_signing_keys(settings: Settings) -> None:
             await database.dispose()
 
     try:
-        asyncio.run(check())
+        _run(check())
     except UnreadableSigningKey as exc:
         err.print(f"[red]refusing to start:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -150,7 +159,7 @@ def _schema_revision(settings: Settings) -> str | None:
         finally:
             await database.dispose()
 
-    return asyncio.run(read())
+    return _run(read())
 
 
 def _require_schema(settings: Settings, *, command: str) -> None:
@@ -208,7 +217,7 @@ def _prepare(settings: Settings) -> None:
         elif result.created:
             console.print(f"Admin account created: [bold]{result.email}[/bold]")
 
-    asyncio.run(bootstrap())
+    _run(bootstrap())
 
 
 @app.command()
@@ -294,7 +303,7 @@ def users_create(
             await database.dispose()
 
     try:
-        user_id = asyncio.run(run())
+        user_id = _run(run())
     except OrchestrionError as exc:
         err.print(f"[red]{exc.detail}[/red]")
         raise typer.Exit(1) from None
@@ -581,6 +590,8 @@ def worker(
         runtime = WorkflowsRuntime(
             settings, database, workers=concurrency or settings.engine.worker_concurrency
         )
+        import asyncio
+
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -604,7 +615,7 @@ def worker(
         finally:
             await database.dispose()
 
-    asyncio.run(serve())
+    _run(serve())
     console.print("worker stopped")
 
 
@@ -625,7 +636,7 @@ def _with_bus(work: Callable[[Bus], Awaitable[None]]) -> None:
             await work(bus)
 
     try:
-        asyncio.run(run())
+        _run(run())
     except BusUnavailable as exc:
         err.print(f"[red]bus unavailable:[/red] {exc}")
         raise typer.Exit(1) from None
@@ -739,7 +750,7 @@ def audit_verify(
         finally:
             await database.dispose()
 
-    result = asyncio.run(run())
+    result = _run(run())
     for chain in result["chains"]:
         name = f"tenant {chain['tenant_id']}" if chain["tenant_id"] else "platform"
         if chain["ok"]:
@@ -818,7 +829,7 @@ def analytics_rebuild(
         )
 
     try:
-        console.print(asyncio.run(run()))
+        console.print(_run(run()))
     except OrchestrionError as exc:
         err.print(f"[red]rebuild failed:[/red] {exc.detail}")
         raise typer.Exit(1) from None
