@@ -173,6 +173,11 @@ def start_rows(
     rows.append(
         Row("python floor (uvloop + httptools, no ASGI)", f"http://127.0.0.1:{port}/bench", "floor")
     )
+    port = free_port()
+    processes.start("asgi_floor", uvicorn("asgi_floor", port), {"BENCH_TARGET": target})
+    rows.append(
+        Row("asgi floor (the same under uvicorn)", f"http://127.0.0.1:{port}/bench", "asgi_floor")
+    )
 
     # The auth service and the gateway share a secret and a fresh SQLite data dir.
     auth, gateway = free_port(), free_port()
@@ -339,15 +344,21 @@ def verdict(rows: list[Row], half: tuple[Paced, Paced] | None) -> str:
 
 
 def floor_line(rows: list[Row]) -> str | None:
-    """The gateway's CPU per request over the python floor's: what its features cost."""
+    """Where the gateway's CPU per request goes: the python floor's (Python and the event
+    loop), what uvicorn's ASGI cycle adds (the asgi floor), and the gateway's own."""
     by_name = {row.process: row for row in rows}
-    floor, gateway = by_name.get("floor"), by_name["gateway"]
-    if floor is None or floor.failed or not floor.samples or gateway.failed or not gateway.samples:
+    gateway = by_name["gateway"]
+    floors = [by_name.get("floor"), by_name.get("asgi_floor")]
+    if gateway.failed or not gateway.samples:
         return None
-    own, least = gateway.median("cpu_us_per_request"), floor.median("cpu_us_per_request")
+    if any(row is None or row.failed or not row.samples for row in floors):
+        return None
+    least, asgi = (row.median("cpu_us_per_request") for row in floors if row is not None)
+    own = gateway.median("cpu_us_per_request")
     return (
-        f"python floor: {_ratio(floor.median('rps'), by_name['nginx'])} nginx at {least:,.0f} CPU "
-        f"us/req; the gateway spends {own - least:,.0f} us/req more ({own / least:.2f}x the floor)"
+        f"CPU us/req: python floor {least:,.0f}, + uvicorn's ASGI cycle {asgi - least:,.0f} "
+        f"(asgi floor {asgi:,.0f}), + the gateway's own work {own - asgi:,.0f} "
+        f"(gateway {own:,.0f}, {own / least:.2f}x the python floor)"
     )
 
 

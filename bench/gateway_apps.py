@@ -51,6 +51,14 @@ def _headers(items: Any) -> dict[str, str]:
     return {k: v for k, v in items if k.lower() not in SKIP}
 
 
+def asgi_floor() -> ASGIApp:
+    """``bench.gateway_floor``'s forwarding as a bare ASGI app (no Starlette)."""
+    from bench.gateway_floor import asgi
+
+    app: ASGIApp = asgi(_target())
+    return app
+
+
 def aiohttp_proxy() -> ASGIApp:
     """Starlette + one ``aiohttp.ClientSession`` (default connector: 100 pooled connections)."""
     import aiohttp

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from typing import cast
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import httptools
@@ -78,7 +78,10 @@ class Proxy:
         self.host, self.port = host, port
         self.idle: list[UpstreamConnection] = []
 
-    async def forward(self, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
+    async def forward(
+        self, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]]
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """Status, headers (hop-by-hop ones dropped) and body of the upstream's answer."""
         connection = self.idle.pop() if self.idle else None
         if connection is None or connection.lost:
             _, connection = await asyncio.get_running_loop().create_connection(
@@ -89,12 +92,17 @@ class Proxy:
             lines += [name, b": ", value, b"\r\n"]
         status, answer = await connection.request(b"".join([*lines, b"\r\n"]))
         self.idle.append(connection)
-        out = [b"HTTP/1.1 %d OK\r\n" % status]
-        for name, value in answer.headers:
-            if name.lower() not in HOP:
-                out += [name, b": ", value, b"\r\n"]
-        out.append(b"content-length: %d\r\n\r\n" % len(answer.body))
-        return b"".join([*out, bytes(answer.body)])
+        kept = [(k, v) for k, v in answer.headers if k.lower() not in HOP]
+        return status, kept, bytes(answer.body)
+
+
+def encode(status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
+    """An HTTP/1.1 answer."""
+    out = [b"HTTP/1.1 %d OK\r\n" % status]
+    for name, value in headers:
+        out += [name, b": ", value, b"\r\n"]
+    out.append(b"content-length: %d\r\n\r\n" % len(body))
+    return b"".join([*out, body])
 
 
 class ClientConnection(asyncio.Protocol):
@@ -130,15 +138,39 @@ class ClientConnection(asyncio.Protocol):
 
     async def _answer(self, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]]) -> None:
         forwarded = [(k, v) for k, v in headers if k.lower() not in HOP]
-        answer = await self.proxy.forward(method, url, forwarded)
+        answer = encode(*await self.proxy.forward(method, url, forwarded))
         assert self.transport is not None
         if not self.transport.is_closing():
             self.transport.write(answer)
 
 
-async def serve(port: int, target: str) -> None:
+def proxy_to(target: str) -> Proxy:
     parts = urlsplit(target)
-    proxy = Proxy(parts.hostname or "127.0.0.1", parts.port or 80)
+    return Proxy(parts.hostname or "127.0.0.1", parts.port or 80)
+
+
+def asgi(target: str) -> Any:
+    """The same forwarding as a bare ASGI app (no framework, no middleware): served by
+    uvicorn, the ``asgi floor`` row adds the ASGI server's request cycle to the floor."""
+    proxy = proxy_to(target)
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        url = scope["raw_path"] + (b"?" + scope["query_string"] if scope["query_string"] else b"")
+        headers = [(k, v) for k, v in scope["headers"] if k not in HOP]
+        status, kept, body = await proxy.forward(scope["method"].encode(), url, headers)
+        await send({"type": "http.response.start", "status": status, "headers": kept})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+async def serve(port: int, target: str) -> None:
+    proxy = proxy_to(target)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: ClientConnection(proxy), "127.0.0.1", port)
     async with server:
