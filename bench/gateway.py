@@ -144,12 +144,18 @@ def start_nginx(processes: Processes, workdir: Path, *, upstream: int, workers: 
 
 
 def start_rows(
-    processes: Processes, workdir: Path, *, rate_limit: str, gateway_workers: int
+    processes: Processes,
+    workdir: Path,
+    *,
+    rate_limit: str,
+    gateway_workers: int,
+    variants: bool = False,
 ) -> tuple[list[Row], str]:
     """Start the upstream and every row; returns the rows and how the gateway was started.
 
     With ``gateway_workers`` > 1, an nginx row and a gateway row with that many workers
-    follow the 1-worker ones."""
+    follow the 1-worker ones. With ``variants``, two more 1-worker gateways: one without
+    the rate limit, one without it on a public route (no auth either)."""
     upstream = free_port()
     processes.start("upstream", uvicorn("upstream", upstream))
     target = f"http://127.0.0.1:{upstream}"
@@ -226,6 +232,20 @@ def start_rows(
         processes.start("gateway_workers", command, env)
         label = f"orchestrion gateway, {gateway_workers} workers"
         rows.append(Row(label, f"http://127.0.0.1:{port}/bench", "gateway_workers"))
+    if variants and command[1] == "gateway":
+        config = workdir / "gateway.yaml"
+        (workdir / "public.yaml").write_text(config.read_text() + "    public: true\n")
+        for name, label, yaml in (
+            ("gateway_no_limit", "orchestrion gateway, no rate limit", config),
+            ("gateway_public", "orchestrion gateway, no rate limit, public route",
+             workdir / "public.yaml"),
+        ):  # fmt: skip
+            port = free_port()
+            at = command.index(str(gateway))
+            variant = [*command[:at], str(port), *command[at + 1 :]]
+            variant[variant.index(str(config))] = str(yaml)
+            processes.start(name, variant, {**env, "ORCHESTRION_GATEWAY__RATE_LIMIT": ""})
+            rows.append(Row(label, f"http://127.0.0.1:{port}/bench", name))
     for row in rows[1:]:
         try:
             wait_ready(row.url, processes, row.process)
@@ -355,11 +375,24 @@ def floor_line(rows: list[Row]) -> str | None:
         return None
     least, asgi = (row.median("cpu_us_per_request") for row in floors if row is not None)
     own = gateway.median("cpu_us_per_request")
-    return (
+    line = (
         f"CPU us/req: python floor {least:,.0f}, + uvicorn's ASGI cycle {asgi - least:,.0f} "
         f"(asgi floor {asgi:,.0f}), + the gateway's own work {own - asgi:,.0f} "
         f"(gateway {own:,.0f}, {own / least:.2f}x the python floor)"
     )
+    unlimited, public = by_name.get("gateway_no_limit"), by_name.get("gateway_public")
+    if (
+        unlimited is not None and unlimited.samples and not unlimited.failed
+        and public is not None and public.samples and not public.failed
+    ):  # fmt: skip
+        free = unlimited.median("cpu_us_per_request")
+        anonymous = public.median("cpu_us_per_request")
+        line += (
+            f"; of its own work, the rate limit {own - free:,.0f} (gateway minus no rate "
+            f"limit), auth {free - anonymous:,.0f} (minus public route), the rest "
+            f"{anonymous - asgi:,.0f}"
+        )
+    return line
 
 
 def workers_line(rows: list[Row]) -> str | None:
@@ -390,6 +423,10 @@ def main() -> None:
     parser.add_argument("--no-half-load", action="store_true", help="skip the half-load runs")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, configs)")
     parser.add_argument(
+        "--variants", action="store_true",
+        help="also gateways without the rate limit, and without auth (what each costs)",
+    )  # fmt: skip
+    parser.add_argument(
         "--gateway-workers", type=int, default=2,
         help="also rows of nginx and the gateway with this many workers (1: none)",
     )  # fmt: skip
@@ -403,8 +440,9 @@ def main() -> None:
     notes: list[str] = []
     try:
         rows, how = start_rows(
-            processes, workdir, rate_limit=args.rate_limit, gateway_workers=args.gateway_workers
-        )
+            processes, workdir, rate_limit=args.rate_limit,
+            gateway_workers=args.gateway_workers, variants=args.variants,
+        )  # fmt: skip
         gateway = next(row for row in rows if row.process == "gateway")
         if not gateway.failed:
             try:
@@ -412,7 +450,7 @@ def main() -> None:
             except (RuntimeError, httpx.HTTPError) as exc:
                 gateway.failed = str(exc)
         for row in rows:
-            if row.process == "gateway_workers":
+            if row.process.startswith("gateway_"):
                 row.headers = dict(gateway.headers)  # one auth service, one secret
         for row in rows:
             check(row)
