@@ -1,4 +1,4 @@
-"""SQLite connections with one trip to the driver's thread per statement.
+"""SQLite connections with one trip to the driver's thread per statement, or none.
 
 aiosqlite runs every call on its connection's thread and the event loop waits for each:
 SQLAlchemy's adapter made four of them per statement (open a cursor, execute, fetch the
@@ -12,8 +12,9 @@ whole, so a server-side cursor gets them at once, as the adapter's client-side c
 always did.
 
 A connection can also run its statements on the event loop's thread, with no trip at
-all (:attr:`OneTripConnection.on_loop`, set per transaction by the engine's ``begin``
-listener for sessions that ask for it). Only inside a transaction, that is once ``BEGIN
+all (:attr:`OneTripConnection.on_loop`, set at the start of each transaction by the
+``begin`` listener of :mod:`.engine`, for sessions opened with
+``Database.session(on_loop=True)``). Only inside a transaction, that is once ``BEGIN
 IMMEDIATE`` has taken SQLite's write lock, and only in WAL mode: there a statement never
 waits on another connection (no other writer can hold the lock, readers never block),
 so it costs SQLite's work alone, microseconds for the engine's small statements.
