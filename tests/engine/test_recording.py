@@ -204,3 +204,59 @@ async def test_a_workers_transactions_run_their_statements_on_the_loop_thread(
     # The other sessions (this test's, the engine's start) did not ask: none on the loop.
     starts = [on_loop for sql, on_loop in ran if sql.startswith("INSERT INTO wf_executions")]
     assert starts == [False]
+
+
+async def test_steps_listed_before_what_they_need_still_start(database_url: str) -> None:
+    """``advance`` walks the steps again only when one it started is done at once: a
+    step listed before its need starts on that next walk (instant needs) or in the
+    transaction that records its need (queued ones)."""
+    definition = {
+        "name": "reversed",
+        "steps": [
+            {"id": "d", "type": "transform", "needs": ["c"], "with": {"v": "d"}},
+            {"id": "c", "type": "transform", "needs": ["b"], "with": {"v": "c"}, "timeout": 30},
+            {"id": "b", "type": "transform", "needs": ["a"], "with": {"v": "b"}},
+            {"id": "a", "type": "transform", "with": {"v": "a"}},
+            {"id": "skipped", "type": "transform", "when": "false", "with": {}},
+            {"id": "after_skip", "type": "transform", "needs": ["skipped"], "with": {}},
+        ],
+    }
+    # ``after_skip`` is listed after ``skipped``; put one before it as well.
+    definition["steps"].insert(
+        0, {"id": "first", "type": "transform", "needs": ["after_skip"], "with": {}}
+    )
+    engine = Engine(Database(database_url))
+    worker = Worker(engine, concurrency=4, poll_seconds=0.2)
+    running = asyncio.create_task(worker.run())
+    try:
+        execution_id = await _start(engine, definition)
+        async with asyncio.timeout(60):
+            while True:
+                async with engine.database.session() as session:
+                    execution = await session.get(Execution, execution_id)
+                    assert execution is not None
+                    if execution.status != "running":
+                        break
+                await engine.wait_for_change(execution_id, 0.5)
+        assert execution.status == "succeeded"
+        async with engine.database.session() as session:
+            rows = await session.execute(
+                select(StepState.step_id, StepState.status).where(
+                    StepState.execution_id == execution_id
+                )
+            )
+            statuses = dict(rows.all())
+        assert statuses == {
+            "a": "succeeded",
+            "b": "succeeded",
+            "c": "succeeded",
+            "d": "succeeded",
+            "skipped": "skipped",
+            "after_skip": "succeeded",
+            "first": "succeeded",
+        }
+    finally:
+        worker.stop()
+        await running
+        await engine.queue.close()
+        await engine.database.dispose()
