@@ -60,7 +60,8 @@ def _run_many(connection: sqlite3.Connection, sql: str, parameters: Any) -> _Out
 
 
 class OneTripCursor(aiosqlite.Cursor):
-    """A cursor whose statement runs, and is read, in one call on the driver's thread."""
+    """A cursor whose statement runs, and is read, in one call on the driver's thread
+    (or on the calling thread, when its connection allows: see the module)."""
 
     def __init__(self, connection: OneTripConnection) -> None:
         self.iter_chunk_size = connection._iter_chunk_size
@@ -154,7 +155,9 @@ class OneTripConnection(aiosqlite.Connection):
         self.wal = False
         self.on_loop = False
         # Calls handed to the driver's thread, and those it finished (each counter
-        # written by one thread only): equal when the thread has nothing to do.
+        # written by one thread only): equal when the thread has nothing to do. (A call
+        # aiosqlite refuses, on a closed connection, leaves them unequal: no matter,
+        # nothing runs here on a closed connection.)
         self._handed = 0
         self._finished = 0
 
