@@ -4,6 +4,8 @@ alone, and a chain continued by its worker needs no claim per step."""
 from __future__ import annotations
 
 import asyncio
+import threading
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, select
@@ -13,6 +15,7 @@ from orchestrion.engine.models import StepState
 from orchestrion.engine.outcomes import Succeeded
 from orchestrion.kernel.db.engine import Database
 from orchestrion.kernel.queue.models import Task
+from tests.fixtures.databases import copy_template
 
 BRANCHES = 4
 
@@ -149,4 +152,111 @@ async def test_a_chain_needs_no_claim_per_step(database_url: str) -> None:
         worker.stop()
         await running
         await engine.queue.close()  # the worker's LISTEN connection (PostgreSQL)
+        await engine.database.dispose()
+
+
+async def test_a_workers_transactions_run_their_statements_on_the_loop_thread(
+    sqlite_template: Path, tmp_path: Path
+) -> None:
+    """SQLite: the worker's transactions (claim, start, record an outcome) run their
+    statements on the event loop's thread; BEGIN and COMMIT stay on the driver's."""
+    url = f"sqlite+aiosqlite:///{copy_template(sqlite_template, tmp_path / 'data')}"
+    engine = Engine(Database(url))
+    loop_thread = threading.get_ident()
+    ran: list[tuple[str, bool]] = []
+
+    @event.listens_for(engine.database.engine.sync_engine, "connect")
+    def _trace(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.driver_connection._conn.set_trace_callback(
+            lambda sql: ran.append((sql, threading.get_ident() == loop_thread))
+        )
+
+    definition = {
+        "name": "chain",
+        "steps": [
+            {"id": "a", "type": "transform", "with": {"v": 1}, "timeout": 30},
+            {"id": "b", "type": "transform", "needs": ["a"], "with": {"v": 2}, "timeout": 30},
+        ],
+    }
+    worker = Worker(engine, concurrency=4, poll_seconds=60)
+    running = asyncio.create_task(worker.run())
+    try:
+        execution_id = await _start(engine, definition)
+        async with asyncio.timeout(60):
+            while True:
+                async with engine.database.session() as session:
+                    execution = await session.get(Execution, execution_id)
+                    assert execution is not None
+                    if execution.status != "running":
+                        break
+                await engine.wait_for_change(execution_id, 0.5)
+        assert execution.status == "succeeded"
+    finally:
+        worker.stop()
+        await running
+        await engine.database.dispose()
+    results = [on_loop for sql, on_loop in ran if sql.startswith("INSERT INTO wf_step_results")]
+    assert results == [True, True]  # both outcomes, recorded on the loop
+    claims = [on_loop for sql, on_loop in ran if sql.startswith("UPDATE kernel_tasks SET attempts")]
+    assert claims  # at least the first step's
+    assert all(claims)
+    assert not [sql for sql, on_loop in ran if on_loop and sql in ("BEGIN IMMEDIATE", "COMMIT")]
+    # The other sessions (this test's, the engine's start) did not ask: none on the loop.
+    starts = [on_loop for sql, on_loop in ran if sql.startswith("INSERT INTO wf_executions")]
+    assert starts == [False]
+
+
+async def test_steps_listed_before_what_they_need_still_start(database_url: str) -> None:
+    """``advance`` walks the steps again only when one it started is done at once: a
+    step listed before its need starts on that next walk (instant needs) or in the
+    transaction that records its need (queued ones)."""
+    definition = {
+        "name": "reversed",
+        "steps": [
+            {"id": "d", "type": "transform", "needs": ["c"], "with": {"v": "d"}},
+            {"id": "c", "type": "transform", "needs": ["b"], "with": {"v": "c"}, "timeout": 30},
+            {"id": "b", "type": "transform", "needs": ["a"], "with": {"v": "b"}},
+            {"id": "a", "type": "transform", "with": {"v": "a"}},
+            {"id": "skipped", "type": "transform", "when": "false", "with": {}},
+            {"id": "after_skip", "type": "transform", "needs": ["skipped"], "with": {}},
+        ],
+    }
+    # ``after_skip`` is listed after ``skipped``; put one before it as well.
+    definition["steps"].insert(
+        0, {"id": "first", "type": "transform", "needs": ["after_skip"], "with": {}}
+    )
+    engine = Engine(Database(database_url))
+    worker = Worker(engine, concurrency=4, poll_seconds=0.2)
+    running = asyncio.create_task(worker.run())
+    try:
+        execution_id = await _start(engine, definition)
+        async with asyncio.timeout(60):
+            while True:
+                async with engine.database.session() as session:
+                    execution = await session.get(Execution, execution_id)
+                    assert execution is not None
+                    if execution.status != "running":
+                        break
+                await engine.wait_for_change(execution_id, 0.5)
+        assert execution.status == "succeeded"
+        async with engine.database.session() as session:
+            rows = await session.execute(
+                select(StepState.step_id, StepState.status).where(
+                    StepState.execution_id == execution_id
+                )
+            )
+            statuses = dict(rows.all())
+        assert statuses == {
+            "a": "succeeded",
+            "b": "succeeded",
+            "c": "succeeded",
+            "d": "succeeded",
+            "skipped": "skipped",
+            "after_skip": "succeeded",
+            "first": "succeeded",
+        }
+    finally:
+        worker.stop()
+        await running
+        await engine.queue.close()
         await engine.database.dispose()

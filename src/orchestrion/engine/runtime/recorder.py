@@ -105,7 +105,8 @@ class Recorder:
         what follows. ``close`` is called once the execution is locked: outcomes that
         arrive later wait for the next transaction."""
         execution_id = batch[0].prepared.call.execution_id
-        async with self.parts.database.session() as session:
+        # Small and bounded: its statements may run on the event loop's thread.
+        async with self.parts.database.session(on_loop=True) as session:
             # Lock the execution before touching the tasks: every transaction takes
             # the execution first, so PostgreSQL never sees a lock-order deadlock.
             transition = await Transition.open(self.parts, session, execution_id, kept=True)

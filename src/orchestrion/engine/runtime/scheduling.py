@@ -29,6 +29,10 @@ class Scheduling(TransitionCore):
         with self.session.no_autoflush:
             progressed = True
             while progressed and self.active:
+                # Walk again only when a step started here is done already (an instant
+                # step, a skip): only a done step lets another start. A step that was
+                # queued, or failed, changes no one's needs (a failure ends the walk
+                # through ``active``).
                 progressed = False
                 for step in self.definition.steps:
                     state = self.states[step.id]
@@ -37,7 +41,8 @@ class Scheduling(TransitionCore):
                     if not all(self.states[need].status in STEP_DONE for need in step.needs):
                         continue
                     await self._start_step(step)
-                    progressed = True
+                    if self.states[step.id].status in STEP_DONE:
+                        progressed = True
             await self.settle()
 
     async def _start_step(self, step: StepDefinition) -> None:

@@ -8,6 +8,10 @@ Within one process, SQLite transactions also queue on an asyncio lock: SQLite's 
 busy handler waits by sleeping (1, 2, 5, 10... ms), which made every contended
 transaction pay milliseconds; handing the lock over in order costs microseconds. Other
 processes on the same file still queue on SQLite's lock.
+
+``session(on_loop=True)`` is for the engine's small, bounded transactions: on SQLite,
+once ``BEGIN IMMEDIATE`` holds the write lock, their statements run on the event loop's
+thread instead of a trip to the driver's thread each (see :mod:`.sqlite`).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from orchestrion.kernel.db.sqlite import async_creator
+from orchestrion.kernel.db.sqlite import OneTripConnection, async_creator
 from orchestrion.kernel.errors import Busy
 from orchestrion.kernel.observability import tracing
 
@@ -36,6 +40,11 @@ from orchestrion.kernel.observability import tracing
 def is_sqlite(url: str) -> bool:
     """Whether ``url`` points to SQLite."""
     return make_url(url).get_backend_name() == "sqlite"
+
+
+#: The execution option (on the connection) of a session whose statements may run on
+#: the event loop's thread (SQLite): see :meth:`Database.session`.
+ON_LOOP = "orchestrion_on_loop"
 
 
 def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
@@ -47,14 +56,26 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
+        mode = cursor.fetchone()
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+        driver = dbapi_connection.driver_connection
+        if isinstance(driver, OneTripConnection):
+            # Not WAL (an in-memory database): a writer's statement could wait for
+            # readers, so none runs on the loop.
+            driver.wal = mode is not None and str(mode[0]).lower() == "wal"
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
+        driver = connection.connection.driver_connection
+        if not isinstance(driver, OneTripConnection):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        driver.on_loop = False  # BEGIN itself may wait for the lock: the driver's thread
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+        driver.on_loop = driver.wal and bool(connection.get_execution_options().get(ON_LOOP))
 
 
 def _locked(exc: BaseException) -> bool:
@@ -95,14 +116,29 @@ class Database:
             _configure_sqlite(self.engine, busy_timeout_ms)
         tracing.instrument_engine(self.engine)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        # The same pool and listeners, its connections marked with ``ON_LOOP``.
+        self._on_loop_sessionmaker = (
+            async_sessionmaker(
+                self.engine.execution_options(**{ON_LOOP: True}), expire_on_commit=False
+            )
+            if is_sqlite(url)
+            else self.sessionmaker
+        )
         self._busy_timeout = busy_timeout_ms / 1000
         self._serial: asyncio.Lock | None = asyncio.Lock() if is_sqlite(url) else None
 
     @asynccontextmanager
-    async def session(self) -> AsyncIterator[AsyncSession]:
+    async def session(self, *, on_loop: bool = False) -> AsyncIterator[AsyncSession]:
         """A unit of work: committed when the block succeeds, rolled back when it raises.
 
         This is the one place that commits; service code only flushes.
+
+        ``on_loop``: on SQLite, run the transaction's statements on the event loop's
+        thread once the write lock is held (``BEGIN`` and ``COMMIT`` still go to the
+        driver's thread). Saves a thread hand-over per statement, but every coroutine
+        of the process waits while a statement runs: only for small transactions with
+        bounded statements (the engine's claims and outcomes), never for a query whose
+        cost grows with the data (a report, a list). No effect on PostgreSQL.
         """
         if self._serial is None:
             async with self._unit_of_work() as session:
@@ -114,14 +150,15 @@ class Database:
         except TimeoutError:
             raise Busy("the database stayed busy (SQLite writer lock)") from None
         try:
-            async with self._unit_of_work() as session:
+            async with self._unit_of_work(on_loop) as session:
                 yield session
         finally:
             self._serial.release()
 
     @asynccontextmanager
-    async def _unit_of_work(self) -> AsyncIterator[AsyncSession]:
-        async with self.sessionmaker() as session:
+    async def _unit_of_work(self, on_loop: bool = False) -> AsyncIterator[AsyncSession]:
+        sessionmaker = self._on_loop_sessionmaker if on_loop else self.sessionmaker
+        async with sessionmaker() as session:
             try:
                 yield session
                 await session.commit()

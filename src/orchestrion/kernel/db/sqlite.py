@@ -1,4 +1,4 @@
-"""SQLite connections with one trip to the driver's thread per statement.
+"""SQLite connections with one trip to the driver's thread per statement, or none.
 
 aiosqlite runs every call on its connection's thread and the event loop waits for each:
 SQLAlchemy's adapter made four of them per statement (open a cursor, execute, fetch the
@@ -10,6 +10,21 @@ cursor; the cursor the adapter holds only hands them back.
 Everything else (the thread, transactions, ``close``) is aiosqlite's. Rows are read
 whole, so a server-side cursor gets them at once, as the adapter's client-side cursor
 always did.
+
+A connection can also run its statements on the event loop's thread, with no trip at
+all (:attr:`OneTripConnection.on_loop`, set at the start of each transaction by the
+``begin`` listener of :mod:`.engine`, for sessions opened with
+``Database.session(on_loop=True)``). Only inside a transaction, that is once ``BEGIN
+IMMEDIATE`` has taken SQLite's write lock, and only in WAL mode: there a statement never
+waits on another connection (no other writer can hold the lock, readers never block),
+so it costs SQLite's work alone, microseconds for the engine's small statements.
+``BEGIN IMMEDIATE`` (which may wait up to the busy timeout), ``COMMIT`` (which may
+checkpoint the WAL and sync) and ``ROLLBACK`` stay on the driver's thread. The sqlite3
+connection is opened with ``check_same_thread=False`` and its two threads never use it
+at once: a statement runs on the loop only when no call to the driver's thread is
+queued or running (one left running by a cancelled await included). The price is that
+the whole process waits while such a statement runs: only for small, bounded
+transactions, never a report or a long list.
 """
 
 from __future__ import annotations
@@ -45,11 +60,12 @@ def _run_many(connection: sqlite3.Connection, sql: str, parameters: Any) -> _Out
 
 
 class OneTripCursor(aiosqlite.Cursor):
-    """A cursor whose statement runs, and is read, in one call on the driver's thread."""
+    """A cursor whose statement runs, and is read, in one call on the driver's thread
+    (or on the calling thread, when its connection allows: see the module)."""
 
-    def __init__(self, connection: aiosqlite.Connection) -> None:
+    def __init__(self, connection: OneTripConnection) -> None:
         self.iter_chunk_size = connection._iter_chunk_size
-        self._conn = connection
+        self._conn: OneTripConnection = connection
         self._rows: list[Any] = []
         self._description: Any = None
         self._rowcount = -1
@@ -58,9 +74,11 @@ class OneTripCursor(aiosqlite.Cursor):
 
     async def _call(self, fn: Callable[..., _Outcome], sql: str, parameters: Any) -> None:
         connection = self._conn
-        outcome: _Outcome = await connection._execute(  # type: ignore[no-untyped-call]
-            lambda: fn(connection._conn, sql, parameters)
-        )
+        outcome: _Outcome
+        if connection.on_loop and connection.can_run_here():
+            outcome = fn(connection._conn, sql, parameters)
+        else:
+            outcome = await connection._execute(lambda: fn(connection._conn, sql, parameters))
         rows, self._description, self._rowcount, self._lastrowid = outcome
         self._rows = rows or []
 
@@ -125,7 +143,44 @@ class OneTripCursor(aiosqlite.Cursor):
 
 
 class OneTripConnection(aiosqlite.Connection):
-    """An aiosqlite connection whose cursors are :class:`OneTripCursor`."""
+    """An aiosqlite connection whose cursors are :class:`OneTripCursor`.
+
+    ``wal``: whether the database is in WAL mode (set when the connection is set up);
+    ``on_loop``: whether this transaction's statements may run on the event loop's thread
+    (set at each ``begin``, see the module's docstring).
+    """
+
+    def __init__(self, connector: Callable[[], sqlite3.Connection], iter_chunk_size: int) -> None:
+        super().__init__(connector, iter_chunk_size)
+        self.wal = False
+        self.on_loop = False
+        # Calls handed to the driver's thread, and those it finished (each counter
+        # written by one thread only): equal when the thread has nothing to do. (A call
+        # aiosqlite refuses, on a closed connection, leaves them unequal: no matter,
+        # nothing runs here on a closed connection.)
+        self._handed = 0
+        self._finished = 0
+
+    async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        def tracked() -> Any:
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self._finished += 1
+
+        self._handed += 1
+        return await super()._execute(tracked)  # type: ignore[no-untyped-call]
+
+    def can_run_here(self) -> bool:
+        """Whether a statement may run on the calling thread now: inside a transaction
+        (the write lock held), with nothing queued or running on the driver's thread."""
+        connection = self._connection
+        return (
+            self._running
+            and connection is not None
+            and self._handed == self._finished
+            and connection.in_transaction
+        )
 
     def cursor(self) -> OneTripCursor:  # type: ignore[override]
         """A cursor, without a call to the driver's thread (used as ``async with``
@@ -146,7 +201,10 @@ def async_creator(url: str) -> Callable[[], Any]:
 
     async def connect() -> OneTripConnection:
         def connector() -> sqlite3.Connection:
-            connection: sqlite3.Connection = sqlite3.connect(database, **options)
+            # Used from the event loop's thread too, never at once (see the module).
+            connection: sqlite3.Connection = sqlite3.connect(
+                database, **{**options, "check_same_thread": False}
+            )
             return connection
 
         connection = OneTripConnection(connector, 64)

@@ -311,7 +311,8 @@ class TaskQueue:
         )
         if self.postgres:
             due = due.with_for_update(skip_locked=True)
-        async with self.database.session() as session:
+        # At most ``limit`` tasks: its statements may run on the event loop's thread.
+        async with self.database.session(on_loop=True) as session:
             ids = list((await session.execute(due)).scalars())
             if not ids:
                 return [], []
