@@ -223,6 +223,7 @@ def start_rows(
         how = "bench.gateway_apps:orchestrion_gateway (create_gateway; no --config in this build)"
     processes.start("gateway", command, env)
     rows.append(Row("orchestrion gateway", f"http://127.0.0.1:{gateway}/bench", "gateway"))
+    single = command
     several = gateway_workers > 1 and "--workers" in options and command[1] == "gateway"
     if several:
         rows.append(start_nginx(processes, workdir, upstream=upstream, workers=gateway_workers))
@@ -232,7 +233,7 @@ def start_rows(
         processes.start("gateway_workers", command, env)
         label = f"orchestrion gateway, {gateway_workers} workers"
         rows.append(Row(label, f"http://127.0.0.1:{port}/bench", "gateway_workers"))
-    if variants and command[1] == "gateway":
+    if variants and single[1] == "gateway":
         config = workdir / "gateway.yaml"
         (workdir / "public.yaml").write_text(config.read_text() + "    public: true\n")
         for name, label, yaml in (
@@ -241,8 +242,8 @@ def start_rows(
              workdir / "public.yaml"),
         ):  # fmt: skip
             port = free_port()
-            at = command.index(str(gateway))
-            variant = [*command[:at], str(port), *command[at + 1 :]]
+            at = single.index(str(gateway))
+            variant = [*single[:at], str(port), *single[at + 1 :]]
             variant[variant.index(str(config))] = str(yaml)
             processes.start(name, variant, {**env, "ORCHESTRION_GATEWAY__RATE_LIMIT": ""})
             rows.append(Row(label, f"http://127.0.0.1:{port}/bench", name))
