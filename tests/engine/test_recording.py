@@ -43,6 +43,18 @@ async def _start(engine: Engine, definition: dict[str, Any]) -> str:
         return execution.id
 
 
+async def _settled(engine: Engine, execution_id: str) -> Execution:
+    """The execution once it no longer runs (within 60 s)."""
+    async with asyncio.timeout(60):
+        while True:
+            async with engine.database.session() as session:
+                execution = await session.get(Execution, execution_id)
+                assert execution is not None
+                if execution.status != "running":
+                    return execution
+            await engine.wait_for_change(execution_id, 0.5)
+
+
 async def test_outcomes_ending_together_share_one_transaction(database_url: str) -> None:
     engine = Engine(Database(database_url))
     try:
@@ -135,15 +147,7 @@ async def test_a_chain_needs_no_claim_per_step(database_url: str) -> None:
     worker = Worker(engine, concurrency=4, poll_seconds=60)
     running = asyncio.create_task(worker.run())
     try:
-        execution_id = await _start(engine, definition)
-        async with asyncio.timeout(60):
-            while True:
-                async with engine.database.session() as session:
-                    execution = await session.get(Execution, execution_id)
-                    assert execution is not None
-                    if execution.status != "running":
-                        break
-                await engine.wait_for_change(execution_id, 0.5)
+        execution = await _settled(engine, await _start(engine, definition))
         assert execution.status == "succeeded"
         # The worker claims the first step; each next one is handed to it by the
         # transaction that records the one before (before: one claim per step).
@@ -181,15 +185,7 @@ async def test_a_workers_transactions_run_their_statements_on_the_loop_thread(
     worker = Worker(engine, concurrency=4, poll_seconds=60)
     running = asyncio.create_task(worker.run())
     try:
-        execution_id = await _start(engine, definition)
-        async with asyncio.timeout(60):
-            while True:
-                async with engine.database.session() as session:
-                    execution = await session.get(Execution, execution_id)
-                    assert execution is not None
-                    if execution.status != "running":
-                        break
-                await engine.wait_for_change(execution_id, 0.5)
+        execution = await _settled(engine, await _start(engine, definition))
         assert execution.status == "succeeded"
     finally:
         worker.stop()
@@ -230,14 +226,7 @@ async def test_steps_listed_before_what_they_need_still_start(database_url: str)
     running = asyncio.create_task(worker.run())
     try:
         execution_id = await _start(engine, definition)
-        async with asyncio.timeout(60):
-            while True:
-                async with engine.database.session() as session:
-                    execution = await session.get(Execution, execution_id)
-                    assert execution is not None
-                    if execution.status != "running":
-                        break
-                await engine.wait_for_change(execution_id, 0.5)
+        execution = await _settled(engine, execution_id)
         assert execution.status == "succeeded"
         async with engine.database.session() as session:
             rows = await session.execute(
