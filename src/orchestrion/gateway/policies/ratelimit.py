@@ -22,7 +22,6 @@ through (fail open).
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections.abc import Sequence
@@ -249,8 +248,6 @@ class _Lease:
     reply: list[int]
     at: float
     until: float
-    size: int = 0  # hits it held when last granted: half spent, more are asked for
-    asking: bool = False  # more asked for, not yet granted
 
 
 @dataclass(slots=True)
@@ -279,10 +276,9 @@ class RedisBackend:
     hits ahead, about 50 ms of its traffic and at most 1 % of its limit, and spends them
     without a round trip until they run out or lapse. Hits are counted in Redis when
     they are taken, so replicas never let more through than the limit; a replica's
-    unspent hits lapse unused, so the others may be refused up to 1 % early. When half
-    of them are spent, more are asked for in the background, so a steady caller's
-    requests do not wait for them. Each check still gets the headers it would have got
-    alone (remaining, reset), and a limit under 200 is never leased: it stays exact.
+    unspent hits lapse unused, so the others may be refused up to 1 % early. Each check
+    still gets the headers it would have got alone (remaining, reset), and a limit
+    under 200 is never leased: it stays exact.
     """
 
     def __init__(self, redis: Redis, *, strategy: str, prefix: str) -> None:
@@ -295,7 +291,6 @@ class RedisBackend:
         self.checks: Coalescer[_Check, _Granted] = Coalescer(self._flush)
         self.leases: dict[tuple[str, ...], _Lease] = {}
         self.demand: LRUCache[tuple[str, ...], _Demand] = LRUCache(maxsize=10_000)
-        self._asking: set[asyncio.Task[None]] = set()
 
     async def acquire(self, key: str, items: Sequence[RateLimitItem]) -> Decision:
         """Run the script over one key per item (or spend a hit taken ahead)."""
@@ -305,52 +300,17 @@ class RedisBackend:
         if demand is None:
             demand = self.demand[keys] = _Demand()
         demand.seen(int(now))
-        args: list[int] = []
-        for item in items:
-            args += [item.amount, item.get_expiry()]
         lease = self.leases.get(keys)
         if lease is not None:
             if lease.left > 0 and now < lease.until:
                 lease.left -= 1
-                if lease.left * 2 < lease.size and not lease.asking:
-                    self._ask_ahead(lease, keys, args)
                 return self._decide(items, lease.reply, lease.left, now - lease.at)
             del self.leases[keys]
+        args: list[int] = []
+        for item in items:
+            args += [item.amount, item.get_expiry()]
         reply, after = await self.checks.submit((keys, tuple(args)))
         return self._decide(items, reply, after, 0.0)
-
-    def _ask_ahead(self, lease: _Lease, keys: tuple[str, ...], args: list[int]) -> None:
-        """Ask Redis for more hits for ``lease`` in the background."""
-        ahead = self._ahead(keys, args[::2])
-        if ahead < 1:
-            return
-        lease.asking = True
-        task = asyncio.get_running_loop().create_task(self._take_ahead(keys, args, ahead))
-        self._asking.add(task)
-        task.add_done_callback(self._asking.discard)
-
-    async def _take_ahead(self, keys: tuple[str, ...], args: list[int], ahead: int) -> None:
-        try:
-            reply = await self.script(keys=list(keys), args=[ahead, *args])
-        except (RedisError, OSError, TimeoutError):
-            reply = None  # the next check that needs Redis meets the failure
-        now = time.monotonic()
-        lease = self.leases.get(keys)
-        if lease is not None:
-            lease.asking = False
-        if reply is None or int(reply[0]) < 1:
-            return
-        granted = int(reply[0])
-        if lease is None or lease.left < 1 or now >= lease.until:
-            self.leases[keys] = _Lease(granted, reply, now, now + LEASE_SECONDS, granted)
-            return
-        lease.left += granted
-        lease.size = lease.left
-        lease.until = now + LEASE_SECONDS
-        # The later of two replies counts more hits (smaller remaining): the headers
-        # follow it.
-        if int(reply[1]) <= int(lease.reply[1]):
-            lease.reply, lease.at = reply, now
 
     def _decide(
         self, items: Sequence[RateLimitItem], reply: list[int], after: int, elapsed: float
@@ -405,8 +365,7 @@ class RedisBackend:
             for place, index in enumerate(indexes):
                 outcomes[index] = (reply, granted - 1 - place if place < granted else -1)
             if granted > len(indexes):
-                left = granted - len(indexes)
-                self.leases[keys] = _Lease(left, reply, now, now + LEASE_SECONDS, left)
+                self.leases[keys] = _Lease(granted - len(indexes), reply, now, now + LEASE_SECONDS)
         return outcomes
 
     async def _pipelined(self, calls: list[tuple[list[str], list[int]]]) -> list[Any]:
