@@ -251,12 +251,14 @@ class _Lease:
 
 
 @dataclass(slots=True)
-class _Demand:
-    """Checks of one counter in the current second and the one before."""
+class _Counter:
+    """What this process knows of one counter: its checks in the current second and
+    the one before, and the hits it took ahead (if any)."""
 
     second: int = 0
     now: int = 0
     last: int = 0
+    lease: _Lease | None = None
 
     def seen(self, second: int) -> None:
         if second != self.second:
@@ -289,23 +291,23 @@ class RedisBackend:
         )
         self.refills = strategy == "token_bucket"
         self.checks: Coalescer[_Check, _Granted] = Coalescer(self._flush)
-        self.leases: dict[tuple[str, ...], _Lease] = {}
-        self.demand: LRUCache[tuple[str, ...], _Demand] = LRUCache(maxsize=10_000)
+        # Bounded: a counter forgotten loses its demand and its unspent hits (they lapse).
+        self.counters: LRUCache[tuple[str, ...], _Counter] = LRUCache(maxsize=10_000)
 
     async def acquire(self, key: str, items: Sequence[RateLimitItem]) -> Decision:
         """Run the script over one key per item (or spend a hit taken ahead)."""
         keys = tuple(self.prefix + item.key_for(key) for item in items)
         now = time.monotonic()
-        demand = self.demand.get(keys)
-        if demand is None:
-            demand = self.demand[keys] = _Demand()
-        demand.seen(int(now))
-        lease = self.leases.get(keys)
+        counter = self.counters.get(keys)
+        if counter is None:
+            counter = self.counters[keys] = _Counter()
+        counter.seen(int(now))
+        lease = counter.lease
         if lease is not None:
             if lease.left > 0 and now < lease.until:
                 lease.left -= 1
                 return self._decide(items, lease.reply, lease.left, now - lease.at)
-            del self.leases[keys]
+            counter.lease = None
         args: list[int] = []
         for item in items:
             args += [item.amount, item.get_expiry()]
@@ -329,15 +331,12 @@ class RedisBackend:
             )  # fmt: skip
         return _tightest(decisions, after >= 0)
 
-    def _ahead(self, keys: tuple[str, ...], limits: Sequence[int]) -> int:
-        """How many hits to take ahead for the counter ``keys``."""
-        demand = self.demand.get(keys)
-        if demand is None:
-            return 0
+    def _ahead(self, counter: _Counter | None, limits: Sequence[int]) -> int:
+        """How many hits to take ahead for ``counter``."""
         share = min(limits) // LEASE_SHARE
-        if share < 2:
+        if counter is None or share < 2:
             return 0  # a small limit stays exact
-        return min(share, LEASE_MAX, int(demand.last * LEASE_SECONDS))
+        return min(share, LEASE_MAX, int(counter.last * LEASE_SECONDS))
 
     async def _flush(self, checks: list[_Check]) -> list[_Granted | BaseException]:
         """One script call per counter in ``checks`` (asking for as many hits as it has
@@ -348,7 +347,7 @@ class RedisBackend:
         calls = []
         for keys, indexes in places.items():
             args = checks[indexes[0]][1]
-            asked = len(indexes) + self._ahead(keys, args[::2])
+            asked = len(indexes) + self._ahead(self.counters.get(keys), args[::2])
             calls.append((list(keys), [asked, *args]))
         if len(calls) == 1:
             replies: list[Any] = [await self.script(keys=calls[0][0], args=calls[0][1])]
@@ -364,8 +363,9 @@ class RedisBackend:
             granted = int(reply[0])
             for place, index in enumerate(indexes):
                 outcomes[index] = (reply, granted - 1 - place if place < granted else -1)
-            if granted > len(indexes):
-                self.leases[keys] = _Lease(granted - len(indexes), reply, now, now + LEASE_SECONDS)
+            counter = self.counters.get(keys)
+            if granted > len(indexes) and counter is not None:
+                counter.lease = _Lease(granted - len(indexes), reply, now, now + LEASE_SECONDS)
         return outcomes
 
     async def _pipelined(self, calls: list[tuple[list[str], list[int]]]) -> list[Any]:
