@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import httpx
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from orchestrion.kernel.auth.identity import decode_identity, encode_identity
 from orchestrion.kernel.auth.principal import Principal
@@ -114,3 +114,42 @@ async def test_a_database_busy_past_its_wait_is_a_503_to_retry(tmp_path) -> None
     async with await _client(app) as client:
         assert (await client.get("/write")).json() == {"ok": True}
     await database.dispose()
+
+
+async def test_405_names_every_method_of_routers_included_in_routers(tmp_path) -> None:
+    app = _app(tmp_path)
+    inner = APIRouter(prefix="/items")
+
+    @inner.get("/{item_id}")
+    async def read(item_id: str) -> dict[str, str]:
+        return {"id": item_id}
+
+    @inner.delete("/{item_id}", status_code=204)
+    async def remove(item_id: str) -> None:
+        return None
+
+    @inner.get("/special")
+    async def special() -> dict[str, str]:
+        return {"id": "special"}
+
+    outer = APIRouter(prefix="/shop")
+    outer.include_router(inner)
+    app.include_router(outer, prefix="/v1")
+    async with await _client(app) as client:
+        item = await client.put("/v1/shop/items/1")
+        literal = await client.post("/v1/shop/items/special")
+        served = await client.get("/v1/shop/items/1")
+
+        # A route added after the first request is known to the next one.
+        @app.post("/late")
+        async def late() -> dict[str, str]:
+            return {}
+
+        added = await client.put("/late")
+    assert item.status_code == 405
+    assert item.headers["allow"] == "DELETE, GET"
+    # The path written for exactly this one is its own resource.
+    assert literal.headers["allow"] == "GET"
+    assert served.json() == {"id": "1"}
+    assert added.status_code == 405
+    assert added.headers["allow"] == "POST"
