@@ -12,7 +12,7 @@ REQS := requirements/dev.txt
 # workers than cores pays off.
 TEST_WORKERS ?= 3
 
-.PHONY: help install browser promtool up test test-fast lint fmt lock clean mcp-peer sdk
+.PHONY: help install browser promtool up test test-long test-fast lint fmt lock clean mcp-peer sdk
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -55,6 +55,10 @@ up: install ## Start the whole platform on :8000 (SQLite, in-process bus)
 
 test: install browser promtool ## Run the test suite (SQLite and the local PostgreSQL)
 	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=20
+
+# The nightly run: what `make test` runs, with the chaos tests' crash loops four times as long.
+test-long: install browser promtool ## Run the test suite with long chaos loops (nightly)
+	ORCHESTRION_CHAOS_ROUNDS=12 $(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=20
 
 test-fast: install ## Run the tests on SQLite only
 	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist worksteal -m "not postgres and not kafka"

@@ -65,8 +65,11 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settin
         "admin_password": SecretStr(ADMIN_PASSWORD),
         "secret_key": SecretStr("test-secret-key-0123456789abcdef"),
         "database": {"url": database_url},
-        # Tests call a loopback server (tests/fixtures/upstream.py) from http steps.
-        "engine": {"http_allowlist": ["127.0.0.1"], "poll_seconds": 0.2},
+        # Tests call a loopback server (tests/fixtures/upstream.py) from http steps. The
+        # workers poll at the default interval: an enqueue wakes them, and a timer or
+        # retry sets its own deadline; a shorter poll only burns the cores the other
+        # tests run on (three queue workers per platform, each claim a transaction).
+        "engine": {"http_allowlist": ["127.0.0.1"]},
         # Every platform serves gRPC, each on a free port (tests run side by side).
         "grpc": {"port": 0},
     }
