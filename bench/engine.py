@@ -15,9 +15,12 @@ Rows (each the median of ``--rounds`` runs):
   count); this process only starts executions.
 
 Per-step overhead is the gap between consecutive ``step.succeeded`` events of the chain
-(p50/p95); a fan-out reports its wall time per step. Targets (BENCH.md): <= 2 ms/step
-embedded, <= 5 ms/step PostgreSQL, >= 1,000 steps/s embedded. Anchors for context:
-Restate ~1.4 ms/step, DBOS/Hatchet 1-5 ms, Windmill ~34 ms, Temporal ~40 ms.
+(p50/p95); a fan-out reports its wall time per step. The embedded rows also count the
+SQL statements per step (``stmts/step``: every statement of the process, the bench's
+own few per run included): unlike the times, a count does not move with the load.
+Targets (BENCH.md): <= 2 ms/step embedded, <= 5 ms/step PostgreSQL, >= 1,000 steps/s
+embedded. Anchors for context: Restate ~1.4 ms/step, DBOS/Hatchet 1-5 ms, Windmill
+~34 ms, Temporal ~40 ms.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from typing import Any
 
 import asyncpg
 import httpx
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from orchestrion.engine import HTTP, Engine, Execution, ExecutionEvent, HttpAccess, Worker
 from orchestrion.kernel.db.engine import Database
@@ -110,6 +113,17 @@ class Endings:
             await asyncio.wait_for(event.wait(), seconds)
 
 
+class Statements:
+    """Counts the SQL statements an engine's database runs (``before_cursor_execute``)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.count = 0
+        event.listen(engine.database.engine.sync_engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, *_args: Any) -> None:
+        self.count += 1
+
+
 async def run_once(engine: Engine, definition: dict[str, Any], endings: Endings | None) -> Run:
     """Start one execution and wait for its end; timings from its own log.
 
@@ -164,19 +178,28 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 async def measure(
-    engine: Engine, definition: dict[str, Any], rounds: int, endings: Endings | None = None
+    engine: Engine,
+    definition: dict[str, Any],
+    rounds: int,
+    endings: Endings | None = None,
+    statements: Statements | None = None,
 ) -> dict[str, float]:
-    """Median wall time per step, gap percentiles and steps/s over ``rounds`` runs."""
+    """Median wall time per step, gap percentiles and steps/s over ``rounds`` runs (and
+    statements per step, when counted)."""
     await run_once(engine, definition, endings)  # warm caches and connections
+    counted = statements.count if statements is not None else 0
     runs = [await run_once(engine, definition, endings) for _ in range(rounds)]
     per_step = statistics.median(r.seconds / r.steps * 1000 for r in runs)
     gaps = [g for r in runs for g in r.gaps_ms]
-    return {
+    figures = {
         "ms_per_step": per_step,
         "p50": _percentile(gaps, 0.5),
         "p95": _percentile(gaps, 0.95),
         "steps_per_s": 1000 / per_step,
     }
+    if statements is not None:
+        figures["statements"] = (statements.count - counted) / sum(r.steps for r in runs)
+    return figures
 
 
 def make_engine(url: str, http: httpx.AsyncClient) -> Engine:
@@ -195,13 +218,13 @@ async def embedded(steps: int, rounds: int) -> list[tuple[str, dict[str, float]]
         engine = make_engine(url, http)
         stack.push_async_callback(engine.database.dispose)
         endings = Endings(engine)
+        statements = Statements(engine)
         worker = Worker(engine, concurrency=16, poll_seconds=0.5)
         running = asyncio.create_task(worker.run())
         try:
             for label, definition in scenarios(steps):
-                rows.append(
-                    (f"embedded {label}", await measure(engine, definition, rounds, endings))
-                )
+                figures = await measure(engine, definition, rounds, endings, statements)
+                rows.append((f"embedded {label}", figures))
         finally:
             worker.stop()
             await running
@@ -255,16 +278,21 @@ def _spawn(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 def print_table(rows: list[tuple[str, dict[str, float]]]) -> None:
     """The results, with the goal each row is held to."""
-    header = f"{'scenario':<40} {'ms/step':>8} {'gap p50':>8} {'gap p95':>8} {'steps/s':>9}  goal"
+    header = (
+        f"{'scenario':<40} {'ms/step':>8} {'gap p50':>8} {'gap p95':>8} {'steps/s':>9}"
+        f" {'stmts/step':>10}  goal"
+    )
     print(header)
     print("-" * len(header))
     for name, figures in rows:
         goal_ms = 5.0 if name.startswith("postgres") else 2.0
         verdict = "ok" if figures["ms_per_step"] <= goal_ms else "MISSED"
         budget = figures["ms_per_step"] / goal_ms
+        counted = figures.get("statements")
+        statements = "-" if counted is None else f"{counted:.2f}"
         print(
             f"{name:<40} {figures['ms_per_step']:>8.2f} {figures['p50']:>8.2f}"
-            f" {figures['p95']:>8.2f} {figures['steps_per_s']:>9.0f}"
+            f" {figures['p95']:>8.2f} {figures['steps_per_s']:>9.0f} {statements:>10}"
             f"  <= {goal_ms:g} ms/step ({budget:.2f}x of budget, {verdict})"
         )
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from orchestrion.engine import Engine, Execution
 from orchestrion.engine.models import StepState
@@ -127,5 +127,47 @@ async def test_a_committed_change_is_kept_with_its_version(database_url: str) ->
             assert (await _open_kept(fresh, execution_id))["b"][1] == {"kept": True}
         finally:
             await fresh.database.dispose()
+    finally:
+        await engine.database.dispose()
+
+
+async def test_kept_states_changed_differently_are_written_in_one_statement(
+    database_url: str,
+) -> None:
+    engine = Engine(Database(database_url))
+    updates: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("UPDATE WF_STEP_STATES"):
+            updates.append(statement)
+
+    try:
+        execution_id = await _start(engine)
+        await _open_kept(engine, execution_id)
+        event.listen(engine.database.engine.sync_engine, "before_cursor_execute", count)
+        async with engine.database.session() as session:
+            transition = await Transition.open(engine.parts, session, execution_id, kept=True)
+            assert transition is not None
+            transition.states["a"].status = "succeeded"
+            transition.states["a"].output = {"from": "a"}
+            transition.states["b"].attempts = 3
+        assert len(updates) == 1
+        # Read back by a fresh engine: each state has its own change, and only that.
+        fresh = Engine(Database(database_url))
+        try:
+            async with fresh.database.session() as session:
+                rows = await session.execute(
+                    select(StepState).where(StepState.execution_id == execution_id)
+                )
+                written = {s.step_id: (s.status, s.output, s.attempts) for s in rows.scalars()}
+        finally:
+            await fresh.database.dispose()
+        assert written == {"a": ("succeeded", {"from": "a"}, 0), "b": ("pending", None, 3)}
+        # Nothing left to write: the next transaction on the same states writes none.
+        async with engine.database.session() as session:
+            transition = await Transition.open(engine.parts, session, execution_id, kept=True)
+            assert transition is not None
+            assert transition.states["a"].output == {"from": "a"}
+        assert len(updates) == 1
     finally:
         await engine.database.dispose()

@@ -28,8 +28,9 @@ from orchestrion.engine.definition import StepDefinition, WorkflowDefinition
 from orchestrion.engine.events import Event
 from orchestrion.engine.flags import definition_reads_flags
 from orchestrion.engine.metrics import Metered
-from orchestrion.engine.models import Execution, ExecutionEvent, StepResult, StepState, Wait
+from orchestrion.engine.models import Execution, StepResult, StepState, Wait
 from orchestrion.engine.outcomes import Outcome, StepCall, Waiting
+from orchestrion.engine.runtime import log
 from orchestrion.engine.runtime.flags import recorded_flags
 from orchestrion.engine.runtime.held import held_states, hold
 from orchestrion.engine.runtime.parts import EngineParts
@@ -55,6 +56,27 @@ _INSERT_RESULT = {
 }
 
 
+#: Each parsed definition's steps by id: ``step`` is called for every attempt (to start
+#: it, for its metrics), and walking the list each time made a step's cost grow with the
+#: workflow. Keyed by identity; the definition is kept, so its id is not reused.
+_STEP_INDEX: dict[int, tuple[WorkflowDefinition, dict[str, StepDefinition]]] = {}
+_STEP_INDEX_SIZE = 1024
+
+
+def steps_by_id(definition: WorkflowDefinition) -> Mapping[str, StepDefinition]:
+    """``definition``'s steps by id (the first, should two share one), built once."""
+    found = _STEP_INDEX.get(id(definition))
+    if found is not None and found[0] is definition:
+        return found[1]
+    index: dict[str, StepDefinition] = {}
+    for step in definition.steps:
+        index.setdefault(step.id, step)
+    if len(_STEP_INDEX) >= _STEP_INDEX_SIZE:
+        _STEP_INDEX.clear()
+    _STEP_INDEX[id(definition)] = (definition, index)
+    return index
+
+
 def task_key(
     execution_id: str, kind: TaskKind, step_id: str, index: int | None, attempt: int
 ) -> str:
@@ -63,23 +85,18 @@ def task_key(
     return f"{execution_id}:{kind}:{step_id}:{iteration}:{attempt}"
 
 
-def integration_event(event: ExecutionEvent, execution: Execution) -> CloudEvent:
-    """The CloudEvent other services receive for a log entry (``orchestrion.<type>``)."""
+def integration_event(entry: Mapping[str, Any], execution: Execution) -> CloudEvent:
+    """The CloudEvent other services receive for a log entry (``orchestrion.<type>``;
+    ``entry`` as the event listeners get it: ``seq``, ``type``, ``step_id``, ``data``, ``at``)."""
     return CloudEvent(
         source="orchestrion/workflows",
-        type=f"orchestrion.{event.type}",
+        type=f"orchestrion.{entry['type']}",
         subject=f"executions/{execution.id}",
         data={
             "tenant_id": execution.tenant_id,
             "execution_id": execution.id,
             "workflow_id": execution.workflow_id,
-            "event": {
-                "seq": event.seq,
-                "type": event.type,
-                "step_id": event.step_id,
-                "data": event.data,
-                "at": isoformat(event.at),
-            },
+            "event": {**entry, "at": isoformat(entry["at"])},
         },
     )
 
@@ -151,24 +168,20 @@ class TransitionCore(ABC):
         execution.last_seq += 1
         now = utcnow()
         execution.updated_at = now
-        data = event.data()
-        row = ExecutionEvent(
-            execution_id=execution.id,
-            seq=execution.last_seq,
-            type=event.type,
-            step_id=event.step_id,
-            data=data,
-            at=now,
-        )
-        self.session.add(row)
-        self.events.append(
-            {"seq": row.seq, "type": event.type, "step_id": event.step_id, "data": data, "at": now}
-        )
+        entry = {
+            "seq": execution.last_seq,
+            "type": event.type,
+            "step_id": event.step_id,
+            "data": event.data(),
+            "at": now,
+        }
+        log.append(self.session, {"execution_id": execution.id, **entry})
+        self.events.append(entry)
         if self.parts.outbox_topic is not None:
             stage(
                 self.session,
                 topic=self.parts.outbox_topic,
-                event_=integration_event(row, execution),
+                event_=integration_event(entry, execution),
             )
         return execution.last_seq
 
@@ -183,11 +196,8 @@ class TransitionCore(ABC):
         )
 
     def step(self, step_id: str) -> StepDefinition:
-        """The definition of ``step_id``."""
-        for step in self.definition.steps:
-            if step.id == step_id:
-                return step
-        raise KeyError(step_id)
+        """The definition of ``step_id`` (KeyError when the workflow has none)."""
+        return steps_by_id(self.definition)[step_id]
 
     def context(self, *, item: Any = None, index: int | None = None) -> dict[str, Any]:
         """The expression context now (with ``item``/``index`` inside an iteration)."""

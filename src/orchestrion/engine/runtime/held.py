@@ -8,17 +8,20 @@ does) and reuses them when the version has not moved, or reloads them.
 
 Every transaction that changes a step state bumps the version (a ``before_flush``
 hook on every session, so no writer can forget it): another worker, another process,
-the API or an erasure makes the kept copy stale, and it is reloaded. (The hook sees
-ORM objects: a bulk ``UPDATE wf_step_states`` statement, which nothing issues today,
-would have to bump the version itself.) A transaction
-that takes the states out of the cache puts them back only once it has committed; one
-that rolls back (or a crash) loses them, and the next transaction reloads. Nothing
-durable depends on the cache.
+the API or an erasure makes the kept copy stale, and it is reloaded. (The hooks see
+ORM objects and the kept states they write themselves: any other bulk ``UPDATE
+wf_step_states`` statement, which nothing issues today, would have to bump the version
+itself.) A transaction that takes the states out of the cache puts them back only once
+it has committed; one that rolls back (or a crash) loses them, and the next transaction
+reloads. Nothing durable depends on the cache.
 
-Kept states stay detached until they change: hooks add the changed ones to the
-session before it flushes or commits, so an unchanged state costs nothing (attaching a hundred
-objects cost a millisecond). Within one session, an execution's states are one set of
-objects, whoever opens it again (see :func:`held_states`).
+Kept states stay detached, outside the unit of work: hooks write the changed ones
+before the session flushes or commits, all in one ``UPDATE`` run once per state
+(``executemany``: one round trip on PostgreSQL), setting the columns any of them changed,
+so an unchanged state costs nothing (attaching a hundred objects cost a millisecond, and
+the unit of work wrote one statement per set of changed columns: two for each step of a
+chain). Within one session, an execution's states are one set of objects, whoever opens
+it again (see :func:`held_states`).
 """
 
 from __future__ import annotations
@@ -26,16 +29,24 @@ from __future__ import annotations
 import itertools
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, event, update
+from sqlalchemy import Table, bindparam, event, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.base import instance_state
+from sqlalchemy.orm.exc import StaleDataError
 
 from orchestrion.engine.models import Execution, StepState
 
 _HELD = "orchestrion.held_states"
 
+_TABLE = cast(Table, StepState.__table__)
+#: The SET clause comes from the parameters' keys (the columns that changed).
+_UPDATE_STATES = update(_TABLE).where(
+    _TABLE.c.execution_id == bindparam("held_execution_id"),
+    _TABLE.c.step_id == bindparam("held_step_id"),
+)
 _BUMP = (
     update(Execution)
     .where(Execution.id.in_(bindparam("ids", expanding=True)))
@@ -49,7 +60,8 @@ class Held:
 
     execution: Execution
     states: dict[str, StepState]
-    #: Taken from the cache, not attached to the session until they change.
+    #: Taken from the cache: never attached to the session, their changes are written
+    #: by the hooks below.
     detached: bool
 
 
@@ -100,29 +112,62 @@ class StateCache:
         self._entries.pop(execution_id, None)
 
 
-def _attach_changed(session: Session) -> dict[str, Held] | None:
+def _write_changed(session: Session) -> dict[str, Held] | None:
+    """Write the kept states changed since they were taken, in one statement; returns
+    what the session holds."""
     held: dict[str, Held] | None = session.info.get(_HELD)
-    if held:
-        for entry in held.values():
-            if not entry.detached:
-                continue
-            for state in entry.states.values():
-                inspected = instance_state(state)
-                if inspected.modified and inspected.session_id is None:
-                    session.add(state)
+    if not held:
+        return held
+    changed: list[tuple[StepState, list[str]]] = []
+    for entry in held.values():
+        if not entry.detached:
+            continue
+        found = len(changed)
+        for state in entry.states.values():
+            keys = instance_state(state).committed_state
+            if keys:
+                changed.append((state, list(keys)))
+        if len(changed) > found:
+            # Its row is locked by this transaction: no one else moves it.
+            entry.execution.states_version += 1
+    if changed:
+        _update_states(session, changed)
     return held
 
 
+def _update_states(session: Session, changed: list[tuple[StepState, list[str]]]) -> None:
+    # One SET clause for all (the columns any of them changed): one statement, and on
+    # PostgreSQL one round trip, where the unit of work made one per set of columns.
+    columns = sorted({key for _, keys in changed for key in keys})
+    rows = [
+        {
+            "held_execution_id": state.execution_id,
+            "held_step_id": state.step_id,
+            **{key: getattr(state, key) for key in columns},
+        }
+        for state, _ in changed
+    ]
+    connection = session.connection()
+    result = connection.execute(_UPDATE_STATES, rows)
+    if result.rowcount != len(rows) and connection.dialect.supports_sane_multi_rowcount:
+        # As the unit of work would: a state's row is gone (its execution erased).
+        raise StaleDataError(f"{len(rows)} step states written, {result.rowcount} found")
+    for state, keys in changed:
+        # Now the committed values: unchanged until the next assignment.
+        for key in keys:
+            set_committed_value(state, key, getattr(state, key))
+
+
 @event.listens_for(Session, "before_commit")
-def _attach_before_commit(session: Session) -> None:
-    # A session whose only changes are to detached states looks clean: its flush (and
-    # the before_flush hook) would be skipped and the changes lost.
-    _attach_changed(session)
+def _write_before_commit(session: Session) -> None:
+    # A session whose only changes are to kept states looks clean: its flush (and the
+    # before_flush hook) would be skipped and the changes lost.
+    _write_changed(session)
 
 
 @event.listens_for(Session, "before_flush")
 def _bump_states_version(session: Session, _context: Any, _instances: Any) -> None:
-    held = _attach_changed(session)
+    held = _write_changed(session)
     touched = {
         obj.execution_id
         for obj in itertools.chain(session.new, session.dirty, session.deleted)

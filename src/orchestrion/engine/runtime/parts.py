@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from orchestrion.engine import metrics
 from orchestrion.engine.definition import WorkflowDefinition
@@ -42,6 +43,8 @@ EventListener = Callable[[Execution, list[dict[str, Any]]], Awaitable[None]]
 TaskHandler = Callable[[ClaimedTask, str], Awaitable[None]]
 
 QUEUE_NAME = "engine"
+#: ``session.info`` key of the transitions to announce when the session commits.
+_TRACKED = "orchestrion.transitions"
 
 
 class Tracker:
@@ -59,34 +62,27 @@ class Tracker:
 
     def track(self, session: AsyncSession, transition: TransitionCore) -> None:
         """Announce a transition's events once its transaction commits."""
-        pending: list[TransitionCore] = session.info.setdefault("orchestrion.transitions", [])
-        if not pending:
-            event.listen(session.sync_session, "after_commit", self._on_commit, once=True)
-            event.listen(session.sync_session, "after_rollback", self._on_rollback, once=True)
-        pending.append(transition)
+        session.info.setdefault(_TRACKED, []).append(transition)
 
-    def _on_rollback(self, sync_session: Any) -> None:
-        sync_session.info.pop("orchestrion.transitions", None)
-
-    def _on_commit(self, sync_session: Any) -> None:
-        for transition in sync_session.info.pop("orchestrion.transitions", []):
-            metrics.observe(transition)
-            execution_id = transition.execution.id
-            if transition.keep_states:
-                if transition.execution.status in TERMINAL:
-                    self.states.forget(execution_id)
-                else:
-                    self.states.keep(transition.execution, transition.states)
-            if not transition.events:
-                continue
-            self.changed.setdefault(execution_id, asyncio.Event()).set()
+    def committed(self, transition: TransitionCore) -> None:
+        """Announce a tracked transition whose transaction committed."""
+        metrics.observe(transition)
+        execution_id = transition.execution.id
+        if transition.keep_states:
             if transition.execution.status in TERMINAL:
-                for running in self.running.get(execution_id, set()):
-                    running.cancel()
-            events = list(transition.events)
-            transition.events.clear()
-            for listener in self.listeners:
-                self._spawn(listener(transition.execution, events))
+                self.states.forget(execution_id)
+            else:
+                self.states.keep(transition.execution, transition.states)
+        if not transition.events:
+            return
+        self.changed.setdefault(execution_id, asyncio.Event()).set()
+        if transition.execution.status in TERMINAL:
+            for running in self.running.get(execution_id, set()):
+                running.cancel()
+        events = list(transition.events)
+        transition.events.clear()
+        for listener in self.listeners:
+            self._spawn(listener(transition.execution, events))
 
     def _spawn(self, coroutine: Awaitable[None]) -> None:
         async def guarded() -> None:
@@ -105,6 +101,19 @@ class Tracker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(changed.wait(), seconds)
         changed.clear()
+
+
+# Listeners on every session, registered once: one registered per session and
+# transaction (``event.listen(..., once=True)``) cost a tenth of a queued step's time.
+@event.listens_for(Session, "after_commit")
+def _announce_committed(session: Session) -> None:
+    for transition in session.info.pop(_TRACKED, ()):
+        transition.parts.tracker.committed(transition)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_rolled_back(session: Session) -> None:
+    session.info.pop(_TRACKED, None)
 
 
 @dataclass
