@@ -12,11 +12,20 @@ processes on the same file still queue on SQLite's lock.
 ``session(on_loop=True)`` is for the engine's small, bounded transactions: on SQLite,
 once ``BEGIN IMMEDIATE`` holds the write lock, their statements run on the event loop's
 thread instead of a trip to the driver's thread each (see :mod:`.sqlite`).
+
+PostgreSQL connections are checked as they leave the pool, but only one that sat idle
+is pinged: SQLAlchemy's ``pool_pre_ping`` pinged at every checkout, three round trips
+with asyncpg (``BEGIN``, a query, ``ROLLBACK``), a quarter of a queued step's. A
+connection the server closed (a restart, a terminated backend) is known without asking:
+asyncpg has seen its socket close. One idle for longer than ``ping_after_idle`` seconds
+(where a firewall or an idle timeout may have dropped it silently) is pinged. A dead one
+invalidates the pool and is replaced, as a failed pre-ping did.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,7 +33,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InvalidatePoolError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -78,6 +87,30 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
         driver.on_loop = driver.wal and bool(connection.get_execution_options().get(ON_LOOP))
 
 
+#: ``ConnectionRecord.info`` key: when the connection went back to the pool.
+_IDLE_SINCE = "orchestrion_idle_since"
+
+
+def _configure_postgres(engine: AsyncEngine, ping_after_idle: float) -> None:
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(sync_engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        driver = record.driver_connection
+        if driver is None or driver.is_closed():
+            raise InvalidatePoolError("the server closed the connection")
+        idle_since = record.info.get(_IDLE_SINCE)
+        if idle_since is not None and time.monotonic() - idle_since > ping_after_idle:
+            try:
+                dbapi_connection.ping()
+            except Exception as exc:
+                raise InvalidatePoolError(f"the idle connection is dead: {exc}") from exc
+
+
 def _locked(exc: BaseException) -> bool:
     """Whether ``exc`` is SQLite giving up on its writer lock ("database is locked")."""
     return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
@@ -93,6 +126,7 @@ class Database:
         echo: bool = False,
         pool_size: int = 10,
         busy_timeout_ms: int = 5000,
+        ping_after_idle: float = 5.0,
     ) -> None:
         self.url = url
         kwargs: dict[str, Any] = {"echo": echo}
@@ -110,10 +144,12 @@ class Database:
             # :mod:`.sqlite`).
             kwargs.update(async_creator=async_creator(url))
         else:
-            kwargs.update(pool_size=pool_size, pool_pre_ping=True)
+            kwargs.update(pool_size=pool_size)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if is_sqlite(url):
             _configure_sqlite(self.engine, busy_timeout_ms)
+        else:
+            _configure_postgres(self.engine, ping_after_idle)
         tracing.instrument_engine(self.engine)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         # The same pool and listeners, its connections marked with ``ON_LOOP``.
