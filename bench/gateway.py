@@ -36,7 +36,6 @@ import httpx
 
 from bench.gateway_apps import BODY
 from bench.wrk import (
-    PYTHONPATH,
     Paced,
     Processes,
     Sample,
@@ -123,15 +122,6 @@ def gateway_options() -> str:
     ).stdout
 
 
-def settings_fields() -> str:
-    """The gateway settings this build knows (``fast_path`` is newer than the bench)."""
-    return subprocess.run(
-        [str(BIN / "python"), "-c",
-         "from orchestrion.settings import GatewaySettings as G; print(*G.model_fields)"],
-        capture_output=True, text=True, check=False, env={**os.environ, "PYTHONPATH": PYTHONPATH},
-    ).stdout  # fmt: skip
-
-
 def start_nginx(processes: Processes, workdir: Path, *, upstream: int, workers: int) -> Row:
     """nginx with ``workers`` worker processes (a master process and ``reuseport`` when
     more than 1, like the gateway's workers) in front of the upstream."""
@@ -164,9 +154,8 @@ def start_rows(
     """Start the upstream and every row; returns the rows and how the gateway was started.
 
     With ``gateway_workers`` > 1, an nginx row and a gateway row with that many workers
-    follow the 1-worker ones. With ``variants``, more 1-worker gateways: one without
-    the rate limit, one without it on a public route (no auth either), and (a build
-    that has it) one with the fast path off (``ORCHESTRION_GATEWAY__FAST_PATH=false``)."""
+    follow the 1-worker ones. With ``variants``, two more 1-worker gateways: one without
+    the rate limit, one without it on a public route (no auth either)."""
     upstream = free_port()
     processes.start("upstream", uvicorn("upstream", upstream))
     target = f"http://127.0.0.1:{upstream}"
@@ -247,23 +236,16 @@ def start_rows(
     if variants and single[1] == "gateway":
         config = workdir / "gateway.yaml"
         (workdir / "public.yaml").write_text(config.read_text() + "    public: true\n")
-        unlimited = {"ORCHESTRION_GATEWAY__RATE_LIMIT": ""}
-        variations: list[tuple[str, str, Path, dict[str, str]]] = [
-            ("gateway_no_limit", "orchestrion gateway, no rate limit", config, unlimited),
+        for name, label, yaml in (
+            ("gateway_no_limit", "orchestrion gateway, no rate limit", config),
             ("gateway_public", "orchestrion gateway, no rate limit, public route",
-             workdir / "public.yaml", unlimited),
-        ]  # fmt: skip
-        if "fast_path" in settings_fields():
-            variations.append(
-                ("gateway_layers", "orchestrion gateway, fast path off", config,
-                 {"ORCHESTRION_GATEWAY__FAST_PATH": "false"})
-            )  # fmt: skip
-        for name, label, yaml, changed in variations:
+             workdir / "public.yaml"),
+        ):  # fmt: skip
             port = free_port()
             at = single.index(str(gateway))
             variant = [*single[:at], str(port), *single[at + 1 :]]
             variant[variant.index(str(config))] = str(yaml)
-            processes.start(name, variant, {**env, **changed})
+            processes.start(name, variant, {**env, "ORCHESTRION_GATEWAY__RATE_LIMIT": ""})
             rows.append(Row(label, f"http://127.0.0.1:{port}/bench", name))
     for row in rows[1:]:
         try:
@@ -411,13 +393,6 @@ def floor_line(rows: list[Row]) -> str | None:
             f"limit), auth {free - anonymous:,.0f} (minus public route), the rest "
             f"{anonymous - asgi:,.0f}"
         )
-    layers = by_name.get("gateway_layers")
-    if layers is not None and layers.samples and not layers.failed:
-        off = layers.median("cpu_us_per_request")
-        line += (
-            f"; the fast path saves {off - own:,.0f} ({(off - own) / off:.0%}; fast path off "
-            f"{off:,.0f}, {gateway.median('rps') / layers.median('rps'):.2f}x its RPS)"
-        )
     return line
 
 
@@ -450,8 +425,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, configs)")
     parser.add_argument(
         "--variants", action="store_true",
-        help="also gateways without the rate limit, without auth, and with the fast path "
-        "off (what each costs)",
+        help="also gateways without the rate limit, and without auth (what each costs)",
     )  # fmt: skip
     parser.add_argument(
         "--gateway-workers", type=int, default=2,

@@ -328,13 +328,6 @@ class GatewaySettings(BaseModel):
         description="Open connections per client address (trusted proxies exempt); past it "
         "a new connection is answered 429 and closed (0: no cap).",
     )
-    fast_path: bool = Field(
-        default=True,
-        description="Serve plain proxied requests (a route without cache, transform or "
-        "canary; no chunked body; CORS and tracing off) in one step instead of through every "
-        "middleware layer: the same answers, headers, metrics and logs, less CPU (false: "
-        "every request crosses the layers).",
-    )
     canary_flag_cache_seconds: float = Field(
         default=5.0,
         ge=0,

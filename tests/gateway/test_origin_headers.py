@@ -1,11 +1,11 @@
 """One ``Date`` and one ``Server`` on every answer of a real ``orchestrion gateway`` process.
 
-The gateway runs as a user starts it (its fast path on, then off), in front of the
-session's loopback server (uvicorn: its own ``Date`` and ``Server``, plus ``Server:
-loopback`` from the echo route), a bare HTTP server here that sends the headers a test
-asks for (a fixed ``Date``, none, two; versioned ``Server`` values), the same server
-over TLS, and a port nobody listens on. Answers are parsed from the raw bytes with h11,
-which keeps every header line (httpx would fold repeated ones).
+The gateway runs as a user starts it, in front of the session's loopback server
+(uvicorn: its own ``Date`` and ``Server``, plus ``Server: loopback`` from the echo
+route), a bare HTTP server here that sends the headers a test asks for (a fixed ``Date``,
+none, two; versioned ``Server`` values), the same server over TLS, and a port nobody
+listens on. Answers are parsed from the raw bytes with h11, which keeps every header
+line (httpx would fold repeated ones).
 """
 
 from __future__ import annotations
@@ -166,15 +166,11 @@ def bare(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bare]:
             server.server_close()
 
 
-@pytest.fixture(scope="module", params=["true", "false"], ids=["fast_path", "layers"])
+@pytest.fixture(scope="module")
 def gateway(
-    request: pytest.FixtureRequest,
-    tmp_path_factory: pytest.TempPathFactory,
-    upstream: Loopback,
-    bare: Bare,
+    tmp_path_factory: pytest.TempPathFactory, upstream: Loopback, bare: Bare
 ) -> Iterator[int]:
-    """``orchestrion gateway`` in front of them all, with its fast path on, then off; its
-    port."""
+    """``orchestrion gateway`` in front of them all; its port."""
     home = tmp_path_factory.mktemp("gateway")
     config = home / "gateway.yaml"
     config.write_text(CONFIG)
@@ -185,7 +181,6 @@ def gateway(
         f"--upstream=tls={bare.tls}", f"--upstream=dead=http://127.0.0.1:{free_port()}",
         f"--config={config}",
         SSL_CERT_FILE=str(bare.certificate), ORCHESTRION_OBSERVABILITY__LOG_LEVEL="WARNING",
-        ORCHESTRION_GATEWAY__FAST_PATH=request.param,
     )  # fmt: skip
     try:
         wait_ready(f"http://127.0.0.1:{port}", process)

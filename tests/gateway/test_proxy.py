@@ -1,14 +1,11 @@
 """The HTTP upstream against a real loopback server: headers in and out, retries,
-body limits, rewrites, field allow-lists, trusted proxies; each test with the gateway's
-fast path on and off (``gateway.fast_path``)."""
+body limits, rewrites, field allow-lists, trusted proxies."""
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -17,7 +14,6 @@ from orchestrion.gateway.app import create_gateway
 from orchestrion.gateway.proxy import HttpUpstream
 from orchestrion.gateway.routes import Route, Transform, rule
 from orchestrion.gateway.upstream import Upstream, UpstreamPolicy
-from orchestrion.settings import Settings
 from tests.conftest import make_settings
 from tests.fixtures.lifespan import in_process
 from tests.fixtures.processes import free_port
@@ -25,18 +21,6 @@ from tests.fixtures.servers import serve
 from tests.fixtures.upstream import Upstream as Loopback
 
 PUBLIC = (rule("*", r".*", None),)
-
-
-@pytest.fixture(autouse=True, params=[True, False], ids=["fast_path", "layers"])
-def _fast_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every gateway this module makes, with the fast path on, then off."""
-    original = make_settings
-
-    def settings(*args: Any, **overrides: Any) -> Settings:
-        overrides["gateway"] = {"fast_path": request.param, **overrides.get("gateway", {})}
-        return original(*args, **overrides)
-
-    monkeypatch.setattr(sys.modules[__name__], "make_settings", settings)
 
 
 async def _gateway(

@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 from fastapi.openapi.docs import get_swagger_ui_html
+from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -88,30 +89,6 @@ _UPSTREAM_HEADER_BYTES = UPSTREAM_HEADER.encode()
 
 class _BodyTooLarge(Exception):
     pass
-
-
-class ServiceFailed(Exception):
-    """The service raised before any of its answer went out (the gateway answers 500)."""
-
-
-def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
-    """The first value of ``name`` (lowercase, as ASGI servers give names), as text."""
-    for key, value in headers:
-        if key == name:
-            return value.decode("latin-1")
-    return None
-
-
-def _credentials(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
-    """``Authorization`` and ``X-API-Key`` (each its first value), in one pass."""
-    authorization = api_key = None
-    for key, value in headers:
-        if key == b"authorization":
-            if authorization is None:
-                authorization = value.decode("latin-1")
-        elif key == b"x-api-key" and api_key is None:
-            api_key = value.decode("latin-1")
-    return authorization, api_key
 
 
 class Gateway:
@@ -215,7 +192,15 @@ class Gateway:
             await self._run_lifespan(receive, send)
             return
         path: str = scope["path"]
-        if not self._admit(scope):
+        client = scope.get("client")
+        peer = str(client[0]) if client else ""
+        trusted_peer = bool(self.trusted) and in_networks(peer, self.trusted)
+        ip = client_ip(scope, self.trusted) if trusted_peer else peer
+        scope[CLIENT_IP] = ip
+        scope["orchestrion.trusted_peer"] = trusted_peer
+        if (self.allow and not in_networks(ip, self.allow)) or (
+            self.deny and in_networks(ip, self.deny)
+        ):
             await self._refuse(scope, receive, send, Forbidden("your address is not allowed"))
             return
         if self.graphql is not None and self.graphql.handles(path):
@@ -258,105 +243,16 @@ class Gateway:
             scope, receive, send, forward, vary_key(principal), ttl=route.cache_ttl
         )
 
-    def _admit(self, scope: Scope) -> bool:
-        """Settle the client's address (through trusted proxies) into ``scope``; whether
-        ``ip_allow``/``ip_deny`` let it in."""
-        client = scope.get("client")
-        peer = str(client[0]) if client else ""
-        trusted_peer = bool(self.trusted) and in_networks(peer, self.trusted)
-        ip = client_ip(scope, self.trusted) if trusted_peer else peer
-        scope[CLIENT_IP] = ip
-        scope["orchestrion.trusted_peer"] = trusted_peer
-        return not (
-            (self.allow and not in_networks(ip, self.allow))
-            or (self.deny and in_networks(ip, self.deny))
-        )
-
-    def fast_route(self, scope: Scope) -> Route | None:
-        """The route of an HTTP request :meth:`proxy` may serve, else None: a plain
-        proxied route (no cache, transform or canary), not one of the gateway's own
-        paths (GraphQL, health, metrics, docs, composites, admin, ``/internal/``), and
-        no chunked body (its size is only known by counting it as it streams)."""
-        path: str = scope["path"]
-        if (
-            path in self.own
-            or path in self.composites
-            or path.startswith(self.admin_prefix + "/")
-            or path.startswith("/internal/")
-            or (self.graphql is not None and self.graphql.handles(path))
-        ):
-            return None
-        route = self.routes.match(path)
-        if (
-            route is None
-            or route.cache_ttl is not None
-            or route.transform is not None
-            or route.canary is not None
-        ):
-            return None
-        for name, _ in scope["headers"]:
-            if name == b"transfer-encoding":
-                return None
-        return route
-
-    async def proxy(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        route: Route,
-        labels: list[tuple[bytes, bytes]],
-    ) -> None:
-        """Serve an HTTP request on a route :meth:`fast_route` gave: what ``__call__``,
-        ``_forward`` and ``_dispatch_limited`` do for it, in one coroutine. The answer's
-        ``RateLimit-*`` headers go into ``labels`` for the caller's ``send`` to add; a
-        service failing before it answered raises :class:`ServiceFailed`.
-
-        No body counting: the body's declared length is checked against the limit, and
-        the server delivers no more than it declared.
-        """
-        if not self._admit(scope):
-            await self._refuse(scope, receive, send, Forbidden("your address is not allowed"))
-            return
-        scope["orchestrion.route"] = route.prefix
-        try:
-            principal, receive = await self._authorize(scope, route, receive)
-            decision = await self.rate_limiter.decide(scope, route, principal)
-        except OrchestrionError as exc:
-            await self._refuse(scope, receive, send, exc)
-            return
-        if decision is not None:
-            labels += decision.raw_headers()
-        upstream_scope = self._upstream_scope(scope, principal)
-        upstream = self.upstreams.get(route.service)
-        if upstream is None:
-            await self._refuse(
-                scope, receive, send, NotFound(f"service '{route.service}' is not running")
-            )
-            return
-        refused = self._admission(scope)
-        if refused is not None:
-            await self._refuse(scope, receive, send, refused)
-            return
-        ip = scope.get(CLIENT_IP, "")
-        try:
-            forward = upstream.http if isinstance(upstream, HttpUpstream) else upstream.dispatch
-            await forward(upstream_scope, receive, send)
-        except Exception:
-            logger.exception("service %s failed", upstream.name)
-            raise ServiceFailed from None
-        finally:
-            self._release(ip)
-
     async def _authorize(
         self, scope: Scope, route: Route, receive: Receive
     ) -> tuple[Principal | None, Receive]:
         """The caller allowed on ``route`` (None: anonymous on a public route), and the
         ``receive`` to forward with (a signed request's body was read to check it)."""
+        headers = Headers(scope=scope)
         method = scope.get("method", "GET")
         path = scope["path"]
         public = route.is_public(method, path)
-        authorization, api_key = _credentials(scope["headers"])
+        authorization = headers.get("authorization")
         principal: Principal | None
         if is_signed(authorization):
             # A caller that signs wants its signature checked: a bad one is never
@@ -366,7 +262,9 @@ class Gateway:
             )
         else:
             try:
-                principal = await self.authenticator.authenticate(authorization, api_key)
+                principal = await self.authenticator.authenticate(
+                    authorization, headers.get("x-api-key")
+                )
             except Unauthenticated:
                 # A stale token must not lock anyone out of login; a socket with bad
                 # credentials is refused (4401) rather than passed on anonymous.
@@ -402,7 +300,20 @@ class Gateway:
     async def _forward(
         self, scope: Scope, receive: Receive, send: Send, route: Route, principal: Principal | None
     ) -> None:
-        upstream_scope = self._upstream_scope(scope, principal)
+        headers: list[tuple[bytes, bytes]] = [
+            (k, v) for k, v in scope["headers"] if not k.startswith(_INTERNAL_PREFIX_BYTES)
+        ]
+        if principal is not None:
+            headers.append((_IDENTITY_HEADER_BYTES, self.identity(principal)))
+        if scope.get(CLIENT_IP):
+            headers.append((CLIENT_IP_HEADER.encode(), str(scope[CLIENT_IP]).encode()))
+        request_id = scope.get("state", {}).get("request_id")
+        if request_id:
+            headers = [(k, v) for k, v in headers if k != b"x-request-id"]
+            headers.append((b"x-request-id", request_id.encode()))
+        upstream_scope: Scope = {**scope, "headers": tracing.inject_raw(headers)}
+        if principal is not None:
+            upstream_scope["orchestrion.principal_id"] = principal.subject
         if route.transform is not None:
             upstream_scope = rewrite_request(route, route.transform, upstream_scope)
             send = rewrite_response(route.transform, send)
@@ -420,58 +331,28 @@ class Gateway:
         if scope["type"] != "http":
             await self._dispatch_socket(upstream, upstream_scope, receive, send)
             return
-        refused = self._admission(scope)
-        if refused is not None:
-            await self._refuse(scope, receive, send, refused)
-            return
-        try:
-            await self._dispatch_limited(upstream, upstream_scope, receive, send)
-        finally:
-            self._release(scope.get(CLIENT_IP, ""))
-
-    def _upstream_scope(self, scope: Scope, principal: Principal | None) -> Scope:
-        """``scope`` as the service gets it: the caller's identity, address and request
-        id in the internal headers (any the client sent dropped), the trace carried on."""
-        headers: list[tuple[bytes, bytes]] = [
-            (k, v) for k, v in scope["headers"] if not k.startswith(_INTERNAL_PREFIX_BYTES)
-        ]
-        if principal is not None:
-            headers.append((_IDENTITY_HEADER_BYTES, self.identity(principal)))
-        if scope.get(CLIENT_IP):
-            headers.append((CLIENT_IP_HEADER.encode(), str(scope[CLIENT_IP]).encode()))
-        request_id = scope.get("state", {}).get("request_id")
-        if request_id:
-            headers = [(k, v) for k, v in headers if k != b"x-request-id"]
-            headers.append((b"x-request-id", request_id.encode()))
-        upstream_scope: Scope = {**scope, "headers": tracing.inject_raw(headers)}
-        if principal is not None:
-            upstream_scope["orchestrion.principal_id"] = principal.subject
-        return upstream_scope
-
-    def _admission(self, scope: Scope) -> OrchestrionError | None:
-        """Why an HTTP request may not go to its service (its declared body is too large,
-        its address has too many requests in flight), else None and the request counts
-        as in flight until :meth:`_release`."""
-        declared = _header(scope["headers"], b"content-length")
+        declared = Headers(scope=scope).get("content-length")
         if declared and declared.isdigit() and int(declared) > self.max_body:
-            return self._too_large()
+            await self._refuse(scope, receive, send, self._too_large())
+            return
         ip = scope.get(CLIENT_IP, "")
         held = self.in_flight.get(ip, 0)
         if self.max_in_flight and held >= self.max_in_flight:
-            return TooManyRequests(
+            busy = TooManyRequests(
                 f"more than {self.max_in_flight} requests in flight from your address",
                 headers={"Retry-After": "1"},
             )
+            await self._refuse(scope, receive, send, busy)
+            return
         self.in_flight[ip] = held + 1
-        return None
-
-    def _release(self, ip: str) -> None:
-        """One request from ``ip`` no longer in flight."""
-        left = self.in_flight[ip] - 1
-        if left:
-            self.in_flight[ip] = left
-        else:
-            del self.in_flight[ip]
+        try:
+            await self._dispatch_limited(upstream, upstream_scope, receive, send)
+        finally:
+            left = self.in_flight[ip] - 1
+            if left:
+                self.in_flight[ip] = left
+            else:
+                del self.in_flight[ip]
 
     def identity(self, principal: Principal) -> bytes:
         """The signed identity header, re-signed at most every ``_IDENTITY_REUSE_SECONDS``
@@ -882,53 +763,29 @@ def create_gateway(
     inner = app
     measured = MetricsMiddleware(app, component="gateway")
     app = measured
-    access_log = settings.observability.access_log
-    if access_log:
+    if settings.observability.access_log:
         app = AccessLogMiddleware(app)
-    full = RequestIdMiddleware(TracingMiddleware(app))
-    fast = core if settings.gateway.fast_path else None
-    if access_log and fast is None:
-        return full
-    return _Edge(inner, measured, full, fast=fast, access_log=access_log)
+        return RequestIdMiddleware(TracingMiddleware(app))
+    return _Edge(inner, measured, RequestIdMiddleware(TracingMiddleware(app)))
 
 
 class _Edge:
-    """The gateway's outer layer while tracing is off: request id, metrics and (when on)
-    the access log in one ``send`` wrapper, and the fast path. With tracing on, and for
-    WebSockets, the full middleware chain ``full`` instead.
+    """Request id and metrics in one ``send`` wrapper while tracing is off (the proxied
+    path's common case); the full middleware chain ``full`` while it is on.
 
-    Behaves as ``RequestIdMiddleware(TracingMiddleware([AccessLogMiddleware(]
-    MetricsMiddleware(app)))`` does with tracing off, one coroutine call per message
-    instead of three or four. ``fast``: the gateway, whose :meth:`Gateway.proxy` then
-    serves plain proxied requests (:meth:`Gateway.fast_route`) in one coroutine and this
-    one ``send`` wrapper, instead of through ``app`` (``Gateway.__call__``, the rate
-    limit's and the body limit's wrappers).
+    Behaves as ``RequestIdMiddleware(TracingMiddleware(MetricsMiddleware(app)))`` does
+    with tracing off, one coroutine call per message instead of three.
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        metrics: MetricsMiddleware,
-        full: ASGIApp,
-        *,
-        fast: Gateway | None = None,
-        access_log: bool = False,
-    ) -> None:
+    def __init__(self, app: ASGIApp, metrics: MetricsMiddleware, full: ASGIApp) -> None:
         self.app = app
         self.metrics = metrics
         self.full = full
-        # CORS labels every answer (``Vary: Origin``, with an Origin its own headers):
-        # with it configured every request takes the layers.
-        self.fast = None if isinstance(app, CORSMiddleware) else fast
-        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Serve ``scope`` with an id, counted in the metrics (and the access log)."""
-        if scope["type"] != "http" or tracing.enabled():
-            await self.full(scope, receive, send)
-            return
-        route = self._fast_route(scope)
-        if route is None and self.access_log:
+        """Serve ``scope`` with an id, counted in the metrics."""
+        kind = scope["type"]
+        if kind != "http" or tracing.enabled():
             await self.full(scope, receive, send)
             return
         start = time.perf_counter()
@@ -937,42 +794,19 @@ class _Edge:
         structlog.contextvars.bind_contextvars(request_id=request_id)
         encoded = request_id.encode()
         status = 500
-        started = False
-        labels: list[tuple[bytes, bytes]] = []  # the policies' answer headers (rate limit)
 
         async def edge_send(message: Message) -> None:
-            nonlocal status, started
+            nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
-                started = True
-                if labels:
-                    message["headers"] = [*message.get("headers", ()), *labels]
                 echo_request_id(message, encoded)
             await send(message)
 
         try:
-            if route is None:
-                await self.app(scope, receive, edge_send)
-            else:
-                assert self.fast is not None
-                try:
-                    await self.fast.proxy(scope, receive, edge_send, route, labels)
-                except ServiceFailed:
-                    if not started:
-                        failed = OrchestrionError("the service failed")
-                        await self.fast._refuse(scope, receive, edge_send, failed)
+            await self.app(scope, receive, edge_send)
         finally:
             self.metrics.record(scope, status, start)
-            if self.access_log:
-                access_logger.info(
-                    "%s %s %s %.1fms", scope["method"], scope["path"], status,
-                    (time.perf_counter() - start) * 1000,
-                )  # fmt: skip
             structlog.contextvars.unbind_contextvars("request_id")
-
-    def _fast_route(self, scope: Scope) -> Route | None:
-        """The route when the fast path serves ``scope``, else None."""
-        return None if self.fast is None else self.fast.fast_route(scope)
 
 
 def _saying_upstream(name: str, vary: str | None, send: Send) -> Send:

@@ -166,11 +166,9 @@ class HttpUpstream:
                 return
             await proxy_websocket(instance.url, self.name, scope, receive, send, tls=self.tls)
             return
-        await self.http(scope, receive, send)
+        await self._http(scope, receive, send)
 
-    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Forward one HTTP request: :meth:`dispatch` without the WebSocket check (the
-        gateway's fast path knows it has an HTTP request)."""
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         method: str = scope["method"]
         headers = upstream_headers(scope, trusted_peer=scope.get("orchestrion.trusted_peer", False))
         replayable = True

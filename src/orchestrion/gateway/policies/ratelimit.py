@@ -320,15 +320,6 @@ class RedisBackend:
         """The decision for a hit with ``after`` hits granted after it (-1: refused), from
         a reply ``elapsed`` seconds old: it saw that many more left, as if alone."""
         ahead = max(after, 0)
-        if len(items) == 1:  # the common case: what _tightest makes of one decision
-            item = items[0]
-            remaining, reset_ms, retry_ms = reply[1:4]
-            refill = item.get_expiry() / item.amount if self.refills else 0.0
-            return Decision(
-                after >= 0, item.amount, int(remaining) + ahead,
-                max(0.0, reset_ms / 1000 - ahead * refill - elapsed),
-                0.0 if ahead > 0 or retry_ms == 0 else retry_ms / 1000,
-            )  # fmt: skip
         decisions = []
         for index, item in enumerate(items):
             remaining, reset_ms, retry_ms = reply[1 + 3 * index : 4 + 3 * index]
@@ -454,35 +445,18 @@ class RateLimiter:
         once, when it opens (a refused one is closed with 4429)."""
         if scope["type"] not in ("http", "websocket"):
             return send
-        decision = await self.decide(scope, route, principal)
-        if decision is None or scope["type"] == "websocket":
-            return send
-        extra = decision.raw_headers()
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), *extra]
-            await send(message)
-
-        return send_with_headers
-
-    async def decide(
-        self, scope: Scope, route: Route, principal: Principal | None
-    ) -> Decision | None:
-        """Count the request: raise :class:`RateLimited` past the limit, else the decision
-        whose headers label the answer (None: not limited, or the shared store is down)."""
         key, items = self.bucket(scope, route, principal)
         if not items:
-            return None
+            return send
         if self.guard is not None and not self.guard.available():
-            return None
+            return send
         try:
             decision = await self.backend.acquire(key, items)
         except (RedisError, OSError, TimeoutError) as exc:
             if self.guard is None:
                 raise
             self.guard.failed(exc)
-            return None
+            return send
         if not decision.allowed:
             headers = decision.headers()
             GATEWAY_RATE_LIMITED.labels(route.prefix).inc()
@@ -496,4 +470,14 @@ class RateLimiter:
                 f"rate limit of {decision.limit} exceeded; retry in {retry}s",
                 headers={**headers, "Retry-After": retry},
             )
-        return decision
+
+        if scope["type"] == "websocket":
+            return send
+        extra = decision.raw_headers()
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *extra]
+            await send(message)
+
+        return send_with_headers
