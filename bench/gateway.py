@@ -143,6 +143,34 @@ def start_nginx(processes: Processes, workdir: Path, *, upstream: int, workers: 
     return Row(label, f"http://127.0.0.1:{port}/bench", name)
 
 
+def start_auth(processes: Processes, workdir: Path, rate_limit: str) -> tuple[int, dict[str, str]]:
+    """The auth service on a fresh SQLite data dir; its port, and the environment a
+    gateway shares with it (the secret, Redis, ``rate_limit``, no access log)."""
+    auth = free_port()
+    env = {
+        "ORCHESTRION_DATA_DIR": str(workdir / "data"),
+        "ORCHESTRION_SECRET_KEY": os.urandom(24).hex(),
+        "ORCHESTRION_ADMIN_EMAIL": ADMIN[0],
+        "ORCHESTRION_ADMIN_PASSWORD": ADMIN[1],
+        "ORCHESTRION_AUTH__ACCESS_TOKEN_TTL_SECONDS": "86400",
+        "ORCHESTRION_REDIS__URL": "redis://127.0.0.1:6379/0",
+        "ORCHESTRION_GATEWAY__RATE_LIMIT": rate_limit,
+        # Like the nginx row (access_log off): no line per request; errors still logged.
+        "ORCHESTRION_OBSERVABILITY__ACCESS_LOG": "false",
+        "ORCHESTRION_DATABASE__URL": "",
+    }
+    orchestrion = str(BIN / "orchestrion")
+    subprocess.run(
+        [orchestrion, "db", "upgrade"], cwd=workdir, env={**os.environ, **env},
+        stdout=subprocess.DEVNULL, check=True,
+    )  # fmt: skip
+    processes.start(
+        "auth", [orchestrion, "serve", "auth", "--host", "127.0.0.1", "--port", str(auth)], env
+    )
+    wait_ready(f"http://127.0.0.1:{auth}/health/live", processes, "auth")
+    return auth, env
+
+
 def start_rows(
     processes: Processes,
     workdir: Path,
@@ -185,29 +213,9 @@ def start_rows(
         Row("asgi floor (the same under uvicorn)", f"http://127.0.0.1:{port}/bench", "asgi_floor")
     )
 
-    # The auth service and the gateway share a secret and a fresh SQLite data dir.
-    auth, gateway = free_port(), free_port()
-    env = {
-        "ORCHESTRION_DATA_DIR": str(workdir / "data"),
-        "ORCHESTRION_SECRET_KEY": os.urandom(24).hex(),
-        "ORCHESTRION_ADMIN_EMAIL": ADMIN[0],
-        "ORCHESTRION_ADMIN_PASSWORD": ADMIN[1],
-        "ORCHESTRION_AUTH__ACCESS_TOKEN_TTL_SECONDS": "86400",
-        "ORCHESTRION_REDIS__URL": "redis://127.0.0.1:6379/0",
-        "ORCHESTRION_GATEWAY__RATE_LIMIT": rate_limit,
-        # Like the nginx row (access_log off): no line per request; errors still logged.
-        "ORCHESTRION_OBSERVABILITY__ACCESS_LOG": "false",
-        "ORCHESTRION_DATABASE__URL": "",
-    }
+    auth, env = start_auth(processes, workdir, rate_limit)
+    gateway = free_port()
     orchestrion = str(BIN / "orchestrion")
-    subprocess.run(
-        [orchestrion, "db", "upgrade"], cwd=workdir, env={**os.environ, **env},
-        stdout=subprocess.DEVNULL, check=True,
-    )  # fmt: skip
-    processes.start(
-        "auth", [orchestrion, "serve", "auth", "--host", "127.0.0.1", "--port", str(auth)], env
-    )
-    wait_ready(f"http://127.0.0.1:{auth}/health/live", processes, "auth")
     options = gateway_options()
     if "--config" in options:
         (workdir / "gateway.yaml").write_text(GATEWAY_YAML.format(upstream=upstream))

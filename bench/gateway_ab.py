@@ -14,14 +14,12 @@ this checkout's is steadier than any two separate ``bench.gateway`` runs.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
-import subprocess
 import tempfile
 from pathlib import Path
 
-from bench.gateway import ADMIN, BIN, GATEWAY_YAML, ROOT, Row, login, uvicorn
+from bench.gateway import BIN, GATEWAY_YAML, ROOT, Row, login, start_auth, uvicorn
 from bench.wrk import Processes, ensure_tools, free_port, wait_ready, wrk
 
 
@@ -30,27 +28,9 @@ def start(processes: Processes, workdir: Path, trees: dict[str, Path]) -> dict[s
     upstream = free_port()
     processes.start("upstream", uvicorn("upstream", upstream))
     wait_ready(f"http://127.0.0.1:{upstream}/bench", processes, "upstream")
-    auth = free_port()
-    env = {
-        "ORCHESTRION_DATA_DIR": str(workdir / "data"),
-        "ORCHESTRION_SECRET_KEY": os.urandom(24).hex(),
-        "ORCHESTRION_ADMIN_EMAIL": ADMIN[0],
-        "ORCHESTRION_ADMIN_PASSWORD": ADMIN[1],
-        "ORCHESTRION_AUTH__ACCESS_TOKEN_TTL_SECONDS": "86400",
-        "ORCHESTRION_REDIS__URL": "redis://127.0.0.1:6379/0",
-        "ORCHESTRION_GATEWAY__RATE_LIMIT": "100000000/minute",
-        "ORCHESTRION_OBSERVABILITY__ACCESS_LOG": "false",
-        "ORCHESTRION_DATABASE__URL": "",
-    }
+    # A limit never reached: the Redis rate limit runs, and refuses none of the runs.
+    auth, env = start_auth(processes, workdir, "100000000/minute")
     orchestrion = str(BIN / "orchestrion")
-    subprocess.run(
-        [orchestrion, "db", "upgrade"], cwd=workdir, env={**os.environ, **env},
-        stdout=subprocess.DEVNULL, check=True,
-    )  # fmt: skip
-    processes.start(
-        "auth", [orchestrion, "serve", "auth", "--host", "127.0.0.1", "--port", str(auth)], env
-    )
-    wait_ready(f"http://127.0.0.1:{auth}/health/live", processes, "auth")
     config = workdir / "gateway.yaml"
     config.write_text(GATEWAY_YAML.format(upstream=upstream))
     rows = {}

@@ -12,6 +12,7 @@ from orchestrion.engine import Engine, Execution
 from orchestrion.engine.models import StepState
 from orchestrion.engine.runtime.transition import Transition
 from orchestrion.kernel.db.engine import Database
+from tests.engine.helpers import start
 
 CHAIN = {
     "name": "chain",
@@ -20,20 +21,6 @@ CHAIN = {
         {"id": "b", "type": "transform", "needs": ["a"], "with": {"v": 2}, "timeout": 30},
     ],
 }
-
-
-async def _start(engine: Engine) -> str:
-    async with engine.database.session() as session:
-        execution = await engine.start(
-            session,
-            tenant_id="t",
-            workflow_id="w",
-            version=1,
-            definition=CHAIN,
-            inputs={},
-            created_by=None,
-        )
-        return execution.id
 
 
 async def _version(engine: Engine, execution_id: str) -> int:
@@ -55,7 +42,7 @@ async def test_kept_states_are_reused_until_another_transaction_changes_them(
 ) -> None:
     mine, other = Engine(Database(database_url)), Engine(Database(database_url))
     try:
-        execution_id = await _start(mine)
+        execution_id = await start(mine, CHAIN)
         first = await _open_kept(mine, execution_id)
         kept = mine.parts.tracker.states._entries[execution_id][1]["a"]
 
@@ -89,7 +76,7 @@ async def test_kept_states_are_reused_until_another_transaction_changes_them(
 async def test_a_rolled_back_change_is_not_kept(database_url: str) -> None:
     engine = Engine(Database(database_url))
     try:
-        execution_id = await _start(engine)
+        execution_id = await start(engine, CHAIN)
         await _open_kept(engine, execution_id)
 
         async def failing() -> None:
@@ -110,7 +97,7 @@ async def test_a_rolled_back_change_is_not_kept(database_url: str) -> None:
 async def test_a_committed_change_is_kept_with_its_version(database_url: str) -> None:
     engine = Engine(Database(database_url))
     try:
-        execution_id = await _start(engine)
+        execution_id = await start(engine, CHAIN)
         await _open_kept(engine, execution_id)
         before = await _version(engine, execution_id)
         async with engine.database.session() as session:
@@ -142,7 +129,7 @@ async def test_kept_states_changed_differently_are_written_in_one_statement(
             updates.append(statement)
 
     try:
-        execution_id = await _start(engine)
+        execution_id = await start(engine, CHAIN)
         await _open_kept(engine, execution_id)
         event.listen(engine.database.engine.sync_engine, "before_cursor_execute", count)
         async with engine.database.session() as session:

@@ -15,25 +15,12 @@ from orchestrion.engine.events import StepSkipped
 from orchestrion.engine.runtime.core import steps_by_id
 from orchestrion.engine.runtime.transition import Transition
 from orchestrion.kernel.db.engine import Database
+from tests.engine.helpers import start
 
 PAUSED = {
     "name": "one",
     "steps": [{"id": "a", "type": "transform", "with": {"v": 1}, "timeout": 30}],
 }
-
-
-async def _start(engine: Engine) -> str:
-    async with engine.database.session() as session:
-        execution = await engine.start(
-            session,
-            tenant_id="t",
-            workflow_id="w",
-            version=1,
-            definition=PAUSED,
-            inputs={},
-            created_by=None,
-        )
-        return execution.id
 
 
 async def _log(engine: Engine, execution_id: str) -> list[tuple[int, str, str | None]]:
@@ -57,7 +44,7 @@ async def test_entries_are_written_in_one_statement_and_seen_within_the_transact
             inserts.append(statement)
 
     try:
-        execution_id = await _start(engine)
+        execution_id = await start(engine, PAUSED)
         before = await _log(engine, execution_id)
         event.listen(engine.database.engine.sync_engine, "before_cursor_execute", count)
         async with engine.database.session() as session:
@@ -90,7 +77,7 @@ async def test_entries_are_written_in_one_statement_and_seen_within_the_transact
 async def test_a_rolled_back_transaction_leaves_no_entries(database_url: str) -> None:
     engine = Engine(Database(database_url))
     try:
-        execution_id = await _start(engine)
+        execution_id = await start(engine, PAUSED)
         before = await _log(engine, execution_id)
 
         async def failing() -> None:

@@ -15,6 +15,7 @@ from orchestrion.engine.models import StepState
 from orchestrion.engine.outcomes import Succeeded
 from orchestrion.kernel.db.engine import Database
 from orchestrion.kernel.queue.models import Task
+from tests.engine.helpers import start
 from tests.fixtures.databases import copy_template
 
 BRANCHES = 4
@@ -27,20 +28,6 @@ def _fan_out() -> dict[str, Any]:
     ]
     join = {"id": "join", "type": "transform", "needs": [b["id"] for b in branches], "with": {}}
     return {"name": "fan", "steps": [*branches, join]}
-
-
-async def _start(engine: Engine, definition: dict[str, Any]) -> str:
-    async with engine.database.session() as session:
-        execution = await engine.start(
-            session,
-            tenant_id="t",
-            workflow_id="w",
-            version=1,
-            definition=definition,
-            inputs={},
-            created_by=None,
-        )
-        return execution.id
 
 
 async def _settled(engine: Engine, execution_id: str) -> Execution:
@@ -58,7 +45,7 @@ async def _settled(engine: Engine, execution_id: str) -> Execution:
 async def test_outcomes_ending_together_share_one_transaction(database_url: str) -> None:
     engine = Engine(Database(database_url))
     try:
-        execution_id = await _start(engine, _fan_out())
+        execution_id = await start(engine, _fan_out())
         claimed = await engine.queue.claim(queue=engine.queue_name, owner="w1", limit=10)
         assert len(claimed) == BRANCHES
         started = await engine.start_claimed(claimed, owner="w1")
@@ -147,7 +134,7 @@ async def test_a_chain_needs_no_claim_per_step(database_url: str) -> None:
     worker = Worker(engine, concurrency=4, poll_seconds=60)
     running = asyncio.create_task(worker.run())
     try:
-        execution = await _settled(engine, await _start(engine, definition))
+        execution = await _settled(engine, await start(engine, definition))
         assert execution.status == "succeeded"
         # The worker claims the first step; each next one is handed to it by the
         # transaction that records the one before (before: one claim per step).
@@ -185,7 +172,7 @@ async def test_a_workers_transactions_run_their_statements_on_the_loop_thread(
     worker = Worker(engine, concurrency=4, poll_seconds=60)
     running = asyncio.create_task(worker.run())
     try:
-        execution = await _settled(engine, await _start(engine, definition))
+        execution = await _settled(engine, await start(engine, definition))
         assert execution.status == "succeeded"
     finally:
         worker.stop()
@@ -225,7 +212,7 @@ async def test_steps_listed_before_what_they_need_still_start(database_url: str)
     worker = Worker(engine, concurrency=4, poll_seconds=0.2)
     running = asyncio.create_task(worker.run())
     try:
-        execution_id = await _start(engine, definition)
+        execution_id = await start(engine, definition)
         execution = await _settled(engine, execution_id)
         assert execution.status == "succeeded"
         async with engine.database.session() as session:
