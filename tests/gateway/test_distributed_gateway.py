@@ -17,7 +17,16 @@ import pytest
 import redis.asyncio as redis
 
 from tests.fixtures.databases import PG_HOST, PG_PORT, PG_USER, _admin, in_thread, server_missing
-from tests.fixtures.processes import free_port, kill, run_command, spawn, stop, stop_all, wait_ready
+from tests.fixtures.processes import (
+    free_block,
+    free_port,
+    kill,
+    run_command,
+    spawn,
+    stop,
+    stop_all,
+    wait_ready,
+)
 
 # Real processes start and stop slowly on a loaded machine (tests run in parallel).
 pytestmark = pytest.mark.timeout(300)
@@ -269,10 +278,9 @@ async def test_cluster_up_runs_every_process_and_stops_them(tmp_path: Path) -> N
         await asyncio.to_thread(in_thread, asyncio.run, _admin(f'CREATE DATABASE "{name}"'))
     except OSError as exc:
         server_missing("PostgreSQL", exc)
-    # Room for the gateway and every service on the ports after it.
-    port = free_port()
-    while any(_taken(port + n) for n in range(1, 12)):
-        port = free_port()
+    # The gateway and every service on the ports after it, out of free_port's range: a
+    # port another test picks meanwhile cannot be one of them.
+    port = free_block(12)
     settings = {
         "ORCHESTRION_ADMIN_PASSWORD": PASSWORD,
         "ORCHESTRION_DATABASE__URL": f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}",
