@@ -28,6 +28,7 @@ from tests.fixtures.lifespan import in_process
 from tests.fixtures.mcp_peer import everything, everything_http, everything_sse
 from tests.fixtures.oidc_provider import oidc_provider
 from tests.fixtures.processes import TEST_PASSWORD_HASHING
+from tests.fixtures.servers import serve
 from tests.fixtures.upstream import upstream
 
 __all__ = [
@@ -99,6 +100,18 @@ async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client talking to the gateway in-process."""
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@pytest.fixture
+async def live_client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the same platform over a loopback connection: what ``client``'s
+    in-process transport cannot do, a response read while it is still being sent (an
+    SSE stream's frames as they come)."""
+    async with (
+        serve(app, lifespan=False) as hostport,
+        httpx.AsyncClient(base_url=f"http://{hostport}", timeout=30) as http,
+    ):
         yield http
 
 

@@ -412,7 +412,11 @@ async def test_agent_stops_after_max_iterations(
 
 
 async def test_sse_stream_carries_tokens_before_the_step_ends(
-    client: httpx.AsyncClient, admin_headers: dict[str, str], llm_server: LlmServer, key: str
+    client: httpx.AsyncClient,
+    live_client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    llm_server: LlmServer,
+    key: str,
 ) -> None:
     import threading
 
@@ -421,7 +425,7 @@ async def test_sse_stream_carries_tokens_before_the_step_ends(
     started = await start(client, admin_headers, workflow)
     frames: list[tuple[str, str]] = []
     url = f"/api/v1/executions/{started['id']}/stream"
-    async with client.stream("GET", url, headers=admin_headers) as response:
+    async with live_client.stream("GET", url, headers=admin_headers) as response:
         name = ""
         async for line in response.aiter_lines():
             if line.startswith("event: "):

@@ -59,7 +59,11 @@ def cost(input_tokens: int, output_tokens: int) -> float:
 
 
 async def test_bedrock_step_streams_tokens_then_text_usage_and_cost(
-    client: httpx.AsyncClient, admin_headers: dict[str, str], llm_server: LlmServer, key: str
+    client: httpx.AsyncClient,
+    live_client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    llm_server: LlmServer,
+    key: str,
 ) -> None:
     gate = llm_server.state.gates[key] = threading.Event()
     llm_server.state.script(key, {"input_tokens": 21, "output_tokens": 6})
@@ -71,7 +75,7 @@ async def test_bedrock_step_streams_tokens_then_text_usage_and_cost(
     kinds: list[str] = []
     tokens: list[str] = []
     url = f"/api/v1/executions/{started['id']}/stream"
-    async with client.stream("GET", url, headers=admin_headers) as response:
+    async with live_client.stream("GET", url, headers=admin_headers) as response:
         name = ""
         async for line in response.aiter_lines():
             if line.startswith("event: "):
