@@ -1,8 +1,11 @@
 """A/B of two builds of the gateway, side by side on a shared machine.
 
     .venv/bin/python -m bench.gateway_ab --baseline /tmp/gw_before [--pairs 16] [--duration 4]
+                                         [--baseline-env NAME=VALUE]
 
-``--baseline`` is another checkout (``git worktree add /tmp/gw_before HEAD``). One
+``--baseline`` is another checkout (``git worktree add /tmp/gw_before HEAD``), or this
+one with ``--baseline-env NAME=VALUE`` set for its gateway only (``--baseline .
+--baseline-env ORCHESTRION_GATEWAY__RATE_LIMIT=``: what the rate limit costs). One
 upstream, one auth service and the local Redis serve two gateways, this checkout's and
 the baseline's, set up as ``bench.gateway``'s gateway row (JWT auth, the Redis rate
 limit, metrics, access log off); short ``wrk`` runs then alternate between them, the
@@ -23,8 +26,14 @@ from bench.gateway import BIN, GATEWAY_YAML, ROOT, Row, login, start_auth, uvico
 from bench.wrk import Processes, ensure_tools, free_port, wait_ready, wrk
 
 
-def start(processes: Processes, workdir: Path, trees: dict[str, Path]) -> dict[str, Row]:
-    """The upstream, auth and one gateway per tree; their rows, logged in."""
+def start(
+    processes: Processes,
+    workdir: Path,
+    trees: dict[str, Path],
+    extra: dict[str, dict[str, str]] | None = None,
+) -> dict[str, Row]:
+    """The upstream, auth and one gateway per tree (``extra``: more environment for
+    some); their rows, logged in."""
     upstream = free_port()
     processes.start("upstream", uvicorn("upstream", upstream))
     wait_ready(f"http://127.0.0.1:{upstream}/bench", processes, "upstream")
@@ -40,7 +49,8 @@ def start(processes: Processes, workdir: Path, trees: dict[str, Path]) -> dict[s
             orchestrion, "gateway", "--host", "127.0.0.1", "--port", str(port),
             "--upstream", f"auth=http://127.0.0.1:{auth}", "--config", str(config),
         ]  # fmt: skip
-        processes.start(name, command, {**env, "PYTHONPATH": f"{tree / 'src'}:{tree}"})
+        own = (extra or {}).get(name, {})
+        processes.start(name, command, {**env, "PYTHONPATH": f"{tree / 'src'}:{tree}", **own})
         rows[name] = Row(name, f"http://127.0.0.1:{port}/bench", name)
     for row in rows.values():
         wait_ready(row.url, processes, row.process)
@@ -56,7 +66,14 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=16, help="runs of each build")
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
+    parser.add_argument(
+        "--baseline-env", action="append", default=[], metavar="NAME=VALUE",
+        help="set for the baseline's gateway only; with --baseline . the cost of a "
+        "setting in one build (ORCHESTRION_GATEWAY__RATE_LIMIT= : the rate limit's)",
+    )  # fmt: skip
     args = parser.parse_args()
+    if any("=" not in pair for pair in args.baseline_env):
+        parser.error("--baseline-env takes NAME=VALUE")
     if not (args.baseline / "src" / "orchestrion").is_dir():
         parser.error(f"{args.baseline} is not a checkout (no src/orchestrion)")
     ensure_tools()
@@ -66,7 +83,8 @@ def main() -> None:
     cpu: dict[str, list[float]] = {name: [] for name in trees}
     rps: dict[str, list[float]] = {name: [] for name in trees}
     try:
-        rows = start(processes, workdir, trees)
+        baseline_env = dict(pair.split("=", 1) for pair in args.baseline_env)
+        rows = start(processes, workdir, trees, {"baseline": baseline_env})
         for row in rows.values():  # pools fill, code paths warm up
             wrk(row.url, row.headers, connections=args.connections, duration=2)
         for pair in range(args.pairs):

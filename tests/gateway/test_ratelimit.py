@@ -341,3 +341,160 @@ async def test_a_busy_counter_takes_hits_ahead_and_reports_them_exactly(
     for count in range(1, 6):
         await gateway.acquire("small", small)
         assert await redis.llen(small_hits) == small_counted + count
+
+
+async def test_checks_arriving_while_hits_are_taken_ahead_wait_for_them(
+    redis_keys: tuple[Redis, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A busy counter's checks arriving while its call taking hits ahead is out spend
+    those hits when it answers, instead of each sending a call (that would take more
+    ahead again, leaving the first ones to lapse unused); each sees the exact remaining."""
+    from orchestrion.gateway.policies import ratelimit
+
+    monkeypatch.setattr(ratelimit, "LEASE_SECONDS", 0.5)  # room for a loaded machine
+    redis, prefix = redis_keys
+    busy = [parse("1000/minute")]
+    hits = f"{prefix}sliding:{busy[0].key_for('busy')}"
+    gateway = ratelimit.RedisBackend(redis, strategy="sliding", prefix=prefix)
+    await _busy_second(gateway, [("busy", busy)], 40)
+    counted = await redis.llen(hits)
+    asked: list[int] = []
+    out = asyncio.Event()
+    script = gateway.script
+
+    async def recording(keys: list[str], args: list[int]) -> Any:
+        asked.append(args[0])
+        out.set()
+        return await script(keys=keys, args=args)
+
+    gateway.script = recording  # type: ignore[assignment]
+    first = asyncio.create_task(gateway.acquire("busy", busy))
+    await out.wait()  # the call taking hits ahead is out
+    later = await asyncio.gather(*(gateway.acquire("busy", busy) for _ in range(5)))
+    # min(1000 // 100, 40 checks x 0.5 s) = 10 hits taken ahead with the first check.
+    assert (await first).remaining == 1000 - counted - 1
+    assert [d.remaining for d in later] == list(range(998 - counted, 993 - counted, -1))
+    assert all(d.allowed for d in later)
+    assert asked == [11]  # one call, for the first check and the hits ahead
+    assert await redis.llen(hits) == counted + 11
+
+
+async def test_a_burst_waiting_for_hits_taken_ahead_is_one_call(
+    redis_keys: tuple[Redis, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checks of a busy counter arriving together, more than it takes ahead, wait for
+    the one call taking hits ahead, which asks for theirs too: one round trip, each
+    check answered as if alone."""
+    from orchestrion.gateway.policies import ratelimit
+
+    monkeypatch.setattr(ratelimit, "LEASE_SECONDS", 0.5)  # room for a loaded machine
+    redis, prefix = redis_keys
+    busy = [parse("1000/minute")]
+    gateway = ratelimit.RedisBackend(redis, strategy="sliding", prefix=prefix)
+    await _busy_second(gateway, [("busy", busy)], 40)
+    counted = await redis.llen(f"{prefix}sliding:{busy[0].key_for('busy')}")
+    asked: list[int] = []
+    script = gateway.script
+
+    async def recording(keys: list[str], args: list[int]) -> Any:
+        asked.append(args[0])
+        return await script(keys=keys, args=args)
+
+    gateway.script = recording  # type: ignore[assignment]
+    burst = await asyncio.gather(*(gateway.acquire("busy", busy) for _ in range(20)))
+    # min(1000 // 100, 40 checks x 0.5 s) = 10 hits ahead, and one for each check.
+    assert asked == [30]
+    assert all(d.allowed for d in burst)
+    assert [d.remaining for d in burst] == list(range(999 - counted, 979 - counted, -1))
+
+
+async def test_a_burst_past_the_limit_of_a_busy_counter_is_refused_at_once(
+    redis_keys: tuple[Redis, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checks that waited for hits taken ahead and found none (the limit is reached)
+    ask for their own together, in one more call: not one call each, in turns."""
+    from orchestrion.gateway.policies import ratelimit
+
+    monkeypatch.setattr(ratelimit, "LEASE_SECONDS", 0.5)  # room for a loaded machine
+    redis, prefix = redis_keys
+    busy = [parse("300/minute")]
+    gateway = ratelimit.RedisBackend(redis, strategy="sliding", prefix=prefix)
+    await _busy_second(gateway, [("busy", busy)], 40)
+    while (await gateway.acquire("busy", busy)).allowed:
+        pass
+    asked: list[int] = []
+    script = gateway.script
+
+    async def recording(keys: list[str], args: list[int]) -> Any:
+        asked.append(args[0])
+        return await script(keys=keys, args=args)
+
+    gateway.script = recording  # type: ignore[assignment]
+    burst = await asyncio.gather(*(gateway.acquire("busy", busy) for _ in range(10)))
+    assert not any(d.allowed for d in burst)
+    assert all(d.retry_after > 0 and d.remaining == 0 for d in burst)
+    # min(300 // 100, 40 checks x 0.5 s) = 3 ahead, with the 9 waiting; then the 9.
+    assert asked == [13, 9]
+
+
+async def test_a_counter_busy_since_this_second_began_takes_hits_ahead_at_once(
+    redis_keys: tuple[Redis, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A counter quiet in the last second takes hits ahead as soon as its checks in this
+    one call for them (not from the next second on), each check still exact."""
+    from orchestrion.gateway.policies import ratelimit
+
+    monkeypatch.setattr(ratelimit, "LEASE_SECONDS", 0.5)  # room for a loaded machine
+    redis, prefix = redis_keys
+    busy = [parse("1000/minute")]
+    gateway = ratelimit.RedisBackend(redis, strategy="sliding", prefix=prefix)
+    asked: list[int] = []
+    script = gateway.script
+
+    async def recording(keys: list[str], args: list[int]) -> Any:
+        asked.append(args[0])
+        return await script(keys=keys, args=args)
+
+    gateway.script = recording  # type: ignore[assignment]
+    for attempt in range(5):  # a loaded machine may spill over a second: try again
+        await asyncio.sleep(1.0 - time.monotonic() % 1.0 + 0.01)
+        second, key = int(time.monotonic()), f"busy{attempt}"
+        asked.clear()
+        remaining = [(await gateway.acquire(key, busy)).remaining for _ in range(30)]
+        if int(time.monotonic()) == second:
+            break
+    assert remaining == list(range(999, 969, -1))
+    # Its k-th check takes min(10, k x 0.5) ahead: calls at checks 1, 2, 4, 7, 11, 17, 26.
+    assert asked == [1, 2, 3, 4, 6, 9, 11]
+
+
+async def test_a_caller_key_with_another_limit_is_counted_in_its_own_keys(
+    redis_keys: tuple[Redis, str],
+) -> None:
+    """A caller key's counter is worked out once per limit: the same limits parsed again
+    keep it, other limits for the same key (a reloaded route) count in their own keys."""
+    from orchestrion.gateway.policies.ratelimit import RedisBackend
+
+    redis, prefix = redis_keys
+    backend = RedisBackend(redis, strategy="sliding", prefix=prefix)
+    three, five = [parse("3/minute")], [parse("5/minute")]
+    assert (await backend.acquire("k", three)).remaining == 2
+    assert (await backend.acquire("k", [parse("3/minute")])).remaining == 1
+    counted = await backend.acquire("k", five)
+    assert (counted.limit, counted.remaining) == (5, 4)
+    assert (await backend.acquire("k", three)).remaining == 0
+    assert await redis.llen(f"{prefix}sliding:{three[0].key_for('k')}") == 3
+    assert await redis.llen(f"{prefix}sliding:{five[0].key_for('k')}") == 1
+
+
+async def test_the_least_recently_checked_counter_is_forgotten_first(
+    redis_keys: tuple[Redis, str],
+) -> None:
+    from orchestrion.gateway.policies.ratelimit import RedisBackend
+
+    redis, prefix = redis_keys
+    backend = RedisBackend(redis, strategy="sliding", prefix=prefix, max_counters=2)
+    items = [parse("10/minute")]
+    for key in ["a", "b", "a", "c"]:
+        await backend.acquire(key, items)
+    assert list(backend.counters) == ["a", "c"]

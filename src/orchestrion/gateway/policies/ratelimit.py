@@ -22,8 +22,10 @@ through (fail open).
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -54,7 +56,7 @@ class RateLimited(TooManyRequests):
     title = "Too Many Requests"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built on every request, and frozen costs 4x as much
 class Decision:
     """One counted request: allowed or not, and the numbers the headers report."""
 
@@ -229,14 +231,14 @@ end
 return result
 """
 
-_Check = tuple[tuple[str, ...], tuple[int, ...]]  # the keys, and limit and window per item
 _Granted = tuple[
     list[int], int
 ]  # the script's reply, and hits granted after this one (-1: refused)
 
-# A busy counter takes hits ahead: as many as it used in LEASE_SECONDS of the last second,
-# at most 1/LEASE_SHARE of its tightest limit and LEASE_MAX; unused ones lapse after
-# LEASE_SECONDS. A limit under 2 x LEASE_SHARE is never leased ahead: it stays exact.
+# A busy counter takes hits ahead: as many as it used in LEASE_SECONDS of the last second
+# (or of this one so far, when more), at most 1/LEASE_SHARE of its tightest limit and
+# LEASE_MAX; unused ones lapse after LEASE_SECONDS. A limit under 2 x LEASE_SHARE is
+# never leased ahead: it stays exact.
 LEASE_SECONDS, LEASE_SHARE, LEASE_MAX = 0.05, 100, 256
 
 
@@ -252,19 +254,29 @@ class _Lease:
 
 @dataclass(slots=True)
 class _Counter:
-    """What this process knows of one counter: its checks in the current second and
-    the one before, and the hits it took ahead (if any)."""
+    """What this process knows of one counter: its Redis keys and script arguments
+    (worked out once), its checks in the current second and the one before, the hits
+    it took ahead (if any), and the call taking more, if one is on its way."""
 
+    items: Sequence[RateLimitItem]
+    keys: tuple[str, ...]
+    args: tuple[int, ...]  # limit and window seconds per item
+    refills: tuple[float, ...]  # seconds a token bucket takes to give back one hit, per item
     second: int = 0
     now: int = 0
     last: int = 0
     lease: _Lease | None = None
+    taking: asyncio.Event | None = None  # set when the call taking hits ahead answered
+    waiting: int = 0  # checks waiting for that call
 
     def seen(self, second: int) -> None:
         if second != self.second:
             self.last = self.now if second == self.second + 1 else 0
             self.second, self.now = second, 0
         self.now += 1
+
+
+_Check = tuple[_Counter, int]  # a counter, and the hits to take ahead with this check
 
 
 class RedisBackend:
@@ -276,14 +288,17 @@ class RedisBackend:
 
     A busy counter with a high limit (a service's API key, a bench) also takes a few
     hits ahead, about 50 ms of its traffic and at most 1 % of its limit, and spends them
-    without a round trip until they run out or lapse. Hits are counted in Redis when
+    without a round trip until they run out or lapse; its checks arriving while such a
+    call is out wait for it rather than send one each. Hits are counted in Redis when
     they are taken, so replicas never let more through than the limit; a replica's
     unspent hits lapse unused, so the others may be refused up to 1 % early. Each check
     still gets the headers it would have got alone (remaining, reset), and a limit
     under 200 is never leased: it stays exact.
     """
 
-    def __init__(self, redis: Redis, *, strategy: str, prefix: str) -> None:
+    def __init__(
+        self, redis: Redis, *, strategy: str, prefix: str, max_counters: int = 10_000
+    ) -> None:
         self.redis = redis
         self.prefix = f"{prefix}{strategy}:"
         self.script = redis.register_script(
@@ -291,71 +306,134 @@ class RedisBackend:
         )
         self.refills = strategy == "token_bucket"
         self.checks: Coalescer[_Check, _Granted] = Coalescer(self._flush)
-        # Bounded: a counter forgotten loses its demand and its unspent hits (they lapse).
-        self.counters: LRUCache[tuple[str, ...], _Counter] = LRUCache(maxsize=10_000)
+        # By caller key, least recently used first; bounded: a counter forgotten loses
+        # its demand and its unspent hits (they lapse).
+        self.counters: OrderedDict[str, _Counter] = OrderedDict()
+        self.max_counters = max_counters
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def acquire(self, key: str, items: Sequence[RateLimitItem]) -> Decision:
-        """Run the script over one key per item (or spend a hit taken ahead)."""
+    def _counter(self, key: str, items: Sequence[RateLimitItem]) -> _Counter:
+        """``key``'s counter for ``items``: the one known, else a new one (a key has one
+        set of limits at a time, so other limits replace its counter)."""
+        counter = self.counters.get(key)
+        if counter is not None:
+            self.counters.move_to_end(key)
+            if counter.items is items:
+                return counter
         keys = tuple(self.prefix + item.key_for(key) for item in items)
-        now = time.monotonic()
-        counter = self.counters.get(keys)
-        if counter is None:
-            counter = self.counters[keys] = _Counter()
-        counter.seen(int(now))
-        lease = counter.lease
-        if lease is not None:
-            if lease.left > 0 and now < lease.until:
-                lease.left -= 1
-                return self._decide(items, lease.reply, lease.left, now - lease.at)
-            counter.lease = None
+        if counter is not None and counter.keys == keys:
+            counter.items = items  # the same limits, parsed again
+            return counter
         args: list[int] = []
         for item in items:
             args += [item.amount, item.get_expiry()]
-        reply, after = await self.checks.submit((keys, tuple(args)))
-        return self._decide(items, reply, after, 0.0)
+        refills = tuple(item.get_expiry() / item.amount if self.refills else 0.0 for item in items)
+        counter = self.counters[key] = _Counter(items, keys, tuple(args), refills)
+        if len(self.counters) > self.max_counters:
+            self.counters.popitem(last=False)
+        return counter
 
-    def _decide(
-        self, items: Sequence[RateLimitItem], reply: list[int], after: int, elapsed: float
-    ) -> Decision:
+    async def acquire(self, key: str, items: Sequence[RateLimitItem]) -> Decision:
+        """Run the script over one key per item (or spend a hit taken ahead)."""
+        now = time.monotonic()
+        counter = self._counter(key, items)
+        counter.seen(int(now))
+        decision = self._spend(counter, now)
+        if decision is not None:
+            return decision
+        taking = counter.taking
+        if taking is not None and self._loop is asyncio.get_running_loop():
+            # Hits are being taken ahead for this counter: one of them is this check's.
+            counter.waiting += 1
+            try:
+                await taking.wait()
+            finally:
+                counter.waiting -= 1
+            decision = self._spend(counter, time.monotonic())
+            if decision is not None:
+                return decision
+            # None left (refused, or spent by others): this check asks for its own at
+            # once, with the others of this turn, rather than wait again in turns.
+            reply, after = await self.checks.submit((counter, 0))
+            return self._decide(counter, reply, after, 0.0)
+        ahead = self._ahead(counter)
+        if not ahead:
+            reply, after = await self.checks.submit((counter, 0))
+            return self._decide(counter, reply, after, 0.0)
+        # This check's call takes hits ahead: the counter's next checks wait for them
+        # rather than send calls of their own (each taking more ahead again).
+        counter.taking = taking = asyncio.Event()
+        self._loop = asyncio.get_running_loop()  # an event is bound to its loop
+        try:
+            reply, after = await self.checks.submit((counter, ahead))
+        finally:
+            counter.taking = None
+            taking.set()
+        return self._decide(counter, reply, after, 0.0)
+
+    def _spend(self, counter: _Counter, now: float) -> Decision | None:
+        """The decision of a hit taken ahead, if ``counter`` has one left (None: ask Redis)."""
+        lease = counter.lease
+        if lease is None:
+            return None
+        if lease.left > 0 and now < lease.until:
+            lease.left -= 1
+            return self._decide(counter, lease.reply, lease.left, now - lease.at)
+        counter.lease = None
+        return None
+
+    def _decide(self, counter: _Counter, reply: list[int], after: int, elapsed: float) -> Decision:
         """The decision for a hit with ``after`` hits granted after it (-1: refused), from
         a reply ``elapsed`` seconds old: it saw that many more left, as if alone."""
         ahead = max(after, 0)
+        if len(counter.args) == 2:  # one limit, the common case: no search for the tightest
+            remaining, reset_ms, retry_ms = reply[1:4]
+            return Decision(
+                after >= 0, counter.args[0], int(remaining) + ahead,
+                max(0.0, reset_ms / 1000 - ahead * counter.refills[0] - elapsed),
+                0.0 if ahead > 0 or retry_ms == 0 else retry_ms / 1000,
+            )  # fmt: skip
         decisions = []
-        for index, item in enumerate(items):
+        for index, refill in enumerate(counter.refills):
             remaining, reset_ms, retry_ms = reply[1 + 3 * index : 4 + 3 * index]
-            refill = item.get_expiry() / item.amount if self.refills else 0.0
             decisions.append(
-                Decision(ahead > 0 or retry_ms == 0, item.amount, int(remaining) + ahead,
+                Decision(ahead > 0 or retry_ms == 0, counter.args[2 * index],
+                         int(remaining) + ahead,
                          max(0.0, reset_ms / 1000 - ahead * refill - elapsed),
                          retry_ms / 1000)
             )  # fmt: skip
         return _tightest(decisions, after >= 0)
 
-    def _ahead(self, counter: _Counter | None, limits: Sequence[int]) -> int:
+    def _ahead(self, counter: _Counter) -> int:
         """How many hits to take ahead for ``counter``."""
-        share = min(limits) // LEASE_SHARE
-        if counter is None or share < 2:
+        share = min(counter.args[::2]) // LEASE_SHARE
+        if share < 2:
             return 0  # a small limit stays exact
-        return min(share, LEASE_MAX, int(counter.last * LEASE_SECONDS))
+        # Its checks in the last second, or in this one so far when more: a counter
+        # busy since this second began (after a quiet one) takes hits ahead at once.
+        demand = max(counter.last, counter.now)
+        return min(share, LEASE_MAX, int(demand * LEASE_SECONDS))
 
     async def _flush(self, checks: list[_Check]) -> list[_Granted | BaseException]:
         """One script call per counter in ``checks`` (asking for as many hits as it has
         checks, and those it takes ahead), all in one round trip; each check's reply."""
         places: dict[tuple[str, ...], list[int]] = {}
-        for index, (keys, _) in enumerate(checks):
-            places.setdefault(keys, []).append(index)
+        for index, (counter, _) in enumerate(checks):
+            places.setdefault(counter.keys, []).append(index)
         calls = []
         for keys, indexes in places.items():
-            args = checks[indexes[0]][1]
-            asked = len(indexes) + self._ahead(self.counters.get(keys), args[::2])
-            calls.append((list(keys), [asked, *args]))
+            counter = checks[indexes[0]][0]
+            ahead = max(checks[index][1] for index in indexes)
+            if ahead:  # hits for the checks waiting on this call too (a burst)
+                ahead += counter.waiting
+            calls.append((list(keys), [len(indexes) + ahead, *counter.args]))
         if len(calls) == 1:
             replies: list[Any] = [await self.script(keys=calls[0][0], args=calls[0][1])]
         else:
             replies = await self._pipelined(calls)
         now = time.monotonic()
         outcomes: list[_Granted | BaseException] = [RedisError()] * len(checks)
-        for (keys, indexes), reply in zip(places.items(), replies, strict=True):
+        for (_, indexes), reply in zip(places.items(), replies, strict=True):
             if isinstance(reply, Exception):
                 for index in indexes:
                     outcomes[index] = reply
@@ -363,9 +441,10 @@ class RedisBackend:
             granted = int(reply[0])
             for place, index in enumerate(indexes):
                 outcomes[index] = (reply, granted - 1 - place if place < granted else -1)
-            counter = self.counters.get(keys)
-            if granted > len(indexes) and counter is not None:
-                counter.lease = _Lease(granted - len(indexes), reply, now, now + LEASE_SECONDS)
+            if granted > len(indexes):
+                checks[indexes[0]][0].lease = _Lease(
+                    granted - len(indexes), reply, now, now + LEASE_SECONDS
+                )
         return outcomes
 
     async def _pipelined(self, calls: list[tuple[list[str], list[int]]]) -> list[Any]:
