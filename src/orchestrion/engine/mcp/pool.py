@@ -13,7 +13,6 @@ dead (a restarted server, an expired session id) is replaced once and the call s
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -117,13 +116,14 @@ class _Session:
         task = self._task
         if task is None or task.done():
             return
-        try:
-            async with asyncio.timeout(_CLOSE_SECONDS):
-                await asyncio.shield(task)
-        except TimeoutError:
+        if not self._ready.is_set():
+            # Still connecting (a handshake that timed out): there is no session to end
+            # gracefully, and the attempt would not see ``_closing`` until it connected.
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.wait({task}, timeout=_CLOSE_SECONDS)
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})
 
 
 class McpPool:
