@@ -146,11 +146,45 @@ async def test_a_chain_needs_no_claim_per_step(database_url: str) -> None:
         await engine.database.dispose()
 
 
+async def test_outcomes_ending_in_the_same_turn_share_one_transaction(database_url: str) -> None:
+    """Nothing held: a transaction that never yields (SQLite's whole on the loop) still
+    lets the outcomes that ended with the first join it, one turn of the loop later."""
+    engine = Engine(Database(database_url))
+    try:
+        execution_id = await start(engine, _fan_out())
+        claimed = await engine.queue.claim(queue=engine.queue_name, owner="w1", limit=10)
+        started = await engine.start_claimed(claimed, owner="w1")
+        prepared = [p for p in (started[task.id] for task in claimed) if p is not None]
+        assert len(prepared) == BRANCHES
+        commits = 0
+
+        def on_commit(_connection: Any) -> None:
+            nonlocal commits
+            commits += 1
+
+        event.listen(engine.database.engine.sync_engine, "commit", on_commit)
+        recorder = engine.tasks.recorder
+        records = [
+            asyncio.create_task(recorder.record(p, "w1", Succeeded({"n": p.step.id}), capacity=0))
+            for p in prepared
+        ]
+        await asyncio.wait_for(asyncio.gather(*records), 60)
+        event.remove(engine.database.engine.sync_engine, "commit", on_commit)
+        assert commits == 1
+        async with engine.database.session() as session:
+            execution = await session.get(Execution, execution_id)
+            assert execution is not None
+            assert execution.status == "succeeded"
+    finally:
+        await engine.database.dispose()
+
+
 async def test_a_workers_transactions_run_their_statements_on_the_loop_thread(
     sqlite_template: Path, tmp_path: Path
 ) -> None:
     """SQLite: the worker's transactions (claim, start, record an outcome) run their
-    statements on the event loop's thread; BEGIN and COMMIT stay on the driver's."""
+    statements on the event loop's thread; those that start and record attempts their
+    BEGIN and COMMIT too (the claim's stay on the driver's thread)."""
     url = f"sqlite+aiosqlite:///{copy_template(sqlite_template, tmp_path / 'data')}"
     engine = Engine(Database(url))
     loop_thread = threading.get_ident()
@@ -183,10 +217,37 @@ async def test_a_workers_transactions_run_their_statements_on_the_loop_thread(
     claims = [on_loop for sql, on_loop in ran if sql.startswith("UPDATE kernel_tasks SET attempts")]
     assert claims  # at least the first step's
     assert all(claims)
-    assert not [sql for sql, on_loop in ran if on_loop and sql in ("BEGIN IMMEDIATE", "COMMIT")]
+    # Each transaction: its BEGIN, statements and COMMIT, with where each ran.
+    transactions: list[list[tuple[str, bool]]] = []
+    for sql, on_loop in ran:
+        if sql.startswith("PRAGMA"):
+            continue  # a BEGIN or COMMIT on the loop sets the busy timeout or checkpoints
+        if sql == "BEGIN IMMEDIATE":
+            transactions.append([])
+        if transactions:
+            transactions[-1].append((sql, on_loop))
+    recording = [
+        t for t in transactions if any(s.startswith("INSERT INTO wf_step_results") for s, _ in t)
+    ]
+    assert len(recording) == 2
+    for transaction in recording:
+        assert transaction[0] == ("BEGIN IMMEDIATE", True)
+        assert transaction[-1] == ("COMMIT", True)
+    claiming = [
+        t
+        for t in transactions
+        if any(s.startswith("UPDATE kernel_tasks SET attempts") for s, _ in t)
+    ]
+    assert claiming
+    for transaction in claiming:
+        assert transaction[0] == ("BEGIN IMMEDIATE", False)
+        assert transaction[-1] == ("COMMIT", False)
     # The other sessions (this test's, the engine's start) did not ask: none on the loop.
-    starts = [on_loop for sql, on_loop in ran if sql.startswith("INSERT INTO wf_executions")]
-    assert starts == [False]
+    starts = [
+        t for t in transactions if any(s.startswith("INSERT INTO wf_executions") for s, _ in t)
+    ]
+    assert len(starts) == 1
+    assert not [sql for sql, on_loop in starts[0] if on_loop]
 
 
 async def test_steps_listed_before_what_they_need_still_start(database_url: str) -> None:

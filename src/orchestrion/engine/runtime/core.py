@@ -22,6 +22,9 @@ from typing import TYPE_CHECKING, Any, Self
 from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.base import instance_state
 
 from orchestrion.engine.context import expression_context
 from orchestrion.engine.definition import StepDefinition, WorkflowDefinition
@@ -30,10 +33,11 @@ from orchestrion.engine.flags import definition_reads_flags
 from orchestrion.engine.metrics import Metered
 from orchestrion.engine.models import Execution, StepResult, StepState, Wait
 from orchestrion.engine.outcomes import Outcome, StepCall, Waiting
-from orchestrion.engine.runtime import log
+from orchestrion.engine.runtime import folded, log
 from orchestrion.engine.runtime.flags import recorded_flags
 from orchestrion.engine.runtime.held import held_states, hold
 from orchestrion.engine.runtime.parts import EngineParts
+from orchestrion.engine.runtime.progress import Progress, graph_of
 from orchestrion.engine.statuses import ExecutionStatus, StepStatus, TaskKind
 from orchestrion.kernel.bus.events import CloudEvent
 from orchestrion.kernel.bus.outbox import stage
@@ -44,11 +48,22 @@ if TYPE_CHECKING:
     from orchestrion.engine.runtime.steps import Prepared
 
 NO_ITERATION = -1
+#: Its hook writes a worker's transaction at commit without the unit of work (see
+#: :mod:`.folded`): imported for it.
+_HOOKS = (folded.write_folded,)
 
 # The statements every transition runs, built once with bind parameters (building and
 # hashing them per call cost more CPU than the database spent running them).
 _EXECUTION = select(Execution).where(Execution.id == bindparam("id"))
 _EXECUTION_LOCKED = _EXECUTION.with_for_update()
+# The worker's: without the definition (the largest column, a JSON document decoded at
+# every load), parsed once per workflow version and cached (``definition_of``); read only
+# when the cache does not have it.
+_LEAN = (
+    _EXECUTION.options(defer(Execution.definition)),
+    _EXECUTION_LOCKED.options(defer(Execution.definition)),
+)
+_DEFINITION = select(Execution.definition).where(Execution.id == bindparam("id"))
 _STATES = select(StepState).where(StepState.execution_id == bindparam("id"))
 _INSERT_RESULT = {
     dialect: dialect.insert(StepResult.__table__).on_conflict_do_nothing()
@@ -135,12 +150,22 @@ class TransitionCore(ABC):
 
         ``kept``: reuse the step states this process's last transaction on it committed
         when no one changed them since, and keep them after this one commits (see
-        :mod:`.held`); for the worker's transactions, whose sessions run only the engine.
+        :mod:`.held`), and load the execution without its definition when the parsed one
+        is cached; for the worker's transactions, whose sessions run only the engine.
         """
-        stmt = _EXECUTION_LOCKED if parts.postgres else _EXECUTION
+        if kept:
+            stmt = _LEAN[1] if parts.postgres else _LEAN[0]
+        else:
+            stmt = _EXECUTION_LOCKED if parts.postgres else _EXECUTION
         execution = (await session.execute(stmt, {"id": execution_id})).scalar_one_or_none()
         if execution is None:
             return None
+        definition = parts.cached_definition(execution)
+        if definition is None:
+            if "definition" in instance_state(execution).unloaded:
+                raw = await session.execute(_DEFINITION, {"id": execution_id})
+                set_committed_value(execution, "definition", raw.scalar_one())
+            definition = parts.definition_of(execution)
         held = held_states(session, execution_id)
         if held is not None:
             states = held.states  # opened again in this session: the same objects
@@ -153,7 +178,7 @@ class TransitionCore(ABC):
             else:
                 states = found
             hold(session, execution, states, detached=found is not None)
-        transition = cls(parts, session, execution, parts.definition_of(execution), states)
+        transition = cls(parts, session, execution, definition, states)
         transition.keep_states = kept
         if definition_reads_flags(transition.definition):
             transition.flags = await recorded_flags(session, execution_id)
@@ -195,12 +220,19 @@ class TransitionCore(ABC):
             and self.execution.error is None
         )
 
+    def progress(self) -> Progress | None:
+        """The ready steps and the states by status, kept as statuses change (None for
+        a definition without a graph: see :mod:`.progress`)."""
+        graph = graph_of(self.definition)
+        return None if graph is None else Progress.of(graph, self.states)
+
     def step(self, step_id: str) -> StepDefinition:
         """The definition of ``step_id`` (KeyError when the workflow has none)."""
         return steps_by_id(self.definition)[step_id]
 
     def context(self, *, item: Any = None, index: int | None = None) -> dict[str, Any]:
         """The expression context now (with ``item``/``index`` inside an iteration)."""
+        progress = self.progress()
         return expression_context(
             self.execution,
             self.states,
@@ -209,6 +241,7 @@ class TransitionCore(ABC):
             index=index,
             iterating=index is not None,
             flags=self.flags or None,
+            steps=None if progress is None else progress.entries(),
         )
 
     def call(self, step: StepDefinition, *, index: int | None, attempt: int) -> StepCall:

@@ -112,24 +112,45 @@ class StateCache:
         self._entries.pop(execution_id, None)
 
 
-def _write_changed(session: Session) -> dict[str, Held] | None:
+def held_entries(session: Any) -> dict[str, Held] | None:
+    """Every execution ``session`` holds, by id."""
+    held: dict[str, Held] | None = session.info.get(_HELD)
+    return held
+
+
+def take_changed(entry: Held) -> list[tuple[StepState, list[str]]]:
+    """The kept states of ``entry`` changed since they were taken, with the columns
+    that changed; bumps the execution's ``states_version`` when there are any. The
+    caller writes them, then calls :func:`written`."""
+    changed: list[tuple[StepState, list[str]]] = []
+    if not entry.detached:
+        return changed
+    for state in entry.states.values():
+        keys = instance_state(state).committed_state
+        if keys:
+            changed.append((state, list(keys)))
+    if changed:
+        # Its row is locked by this transaction: no one else moves it.
+        entry.execution.states_version += 1
+    return changed
+
+
+def written(changed: list[tuple[StepState, list[str]]]) -> None:
+    """Mark written states' values committed: unchanged until the next assignment."""
+    for state, keys in changed:
+        for key in keys:
+            set_committed_value(state, key, getattr(state, key))
+
+
+def write_changed(session: Session) -> dict[str, Held] | None:
     """Write the kept states changed since they were taken, in one statement; returns
     what the session holds."""
-    held: dict[str, Held] | None = session.info.get(_HELD)
+    held = held_entries(session)
     if not held:
         return held
     changed: list[tuple[StepState, list[str]]] = []
     for entry in held.values():
-        if not entry.detached:
-            continue
-        found = len(changed)
-        for state in entry.states.values():
-            keys = instance_state(state).committed_state
-            if keys:
-                changed.append((state, list(keys)))
-        if len(changed) > found:
-            # Its row is locked by this transaction: no one else moves it.
-            entry.execution.states_version += 1
+        changed += take_changed(entry)
     if changed:
         _update_states(session, changed)
     return held
@@ -152,22 +173,19 @@ def _update_states(session: Session, changed: list[tuple[StepState, list[str]]])
     if result.rowcount != len(rows) and connection.dialect.supports_sane_multi_rowcount:
         # As the unit of work would: a state's row is gone (its execution erased).
         raise StaleDataError(f"{len(rows)} step states written, {result.rowcount} found")
-    for state, keys in changed:
-        # Now the committed values: unchanged until the next assignment.
-        for key in keys:
-            set_committed_value(state, key, getattr(state, key))
+    written(changed)
 
 
 @event.listens_for(Session, "before_commit")
 def _write_before_commit(session: Session) -> None:
     # A session whose only changes are to kept states looks clean: its flush (and the
     # before_flush hook) would be skipped and the changes lost.
-    _write_changed(session)
+    write_changed(session)
 
 
 @event.listens_for(Session, "before_flush")
 def _bump_states_version(session: Session, _context: Any, _instances: Any) -> None:
-    held = _write_changed(session)
+    held = write_changed(session)
     touched = {
         obj.execution_id
         for obj in itertools.chain(session.new, session.dirty, session.deleted)

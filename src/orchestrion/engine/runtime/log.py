@@ -28,7 +28,15 @@ def append(session: AsyncSession, row: dict[str, Any]) -> None:
     session.info.setdefault(_PENDING, []).append(row)
 
 
-def _write(session: Session) -> None:
+def pending(session: Any) -> list[dict[str, Any]]:
+    """The rows appended to the session's transaction and not written yet (the list
+    itself: a writer empties it)."""
+    rows: list[dict[str, Any]] = session.info.get(_PENDING, [])
+    return rows
+
+
+def write(session: Session) -> None:
+    """Write the rows appended to the session's transaction, in one statement."""
     rows = session.info.pop(_PENDING, None)
     if rows:
         session.connection().execute(_INSERT, rows)
@@ -36,12 +44,12 @@ def _write(session: Session) -> None:
 
 @event.listens_for(Session, "before_flush")
 def _write_before_flush(session: Session, _context: Any, _instances: Any) -> None:
-    _write(session)
+    write(session)
 
 
 @event.listens_for(Session, "before_commit")
 def _write_before_commit(session: Session) -> None:
-    _write(session)
+    write(session)
 
 
 @event.listens_for(Session, "after_rollback")

@@ -142,6 +142,10 @@ class EngineParts:
 
         self.executor = StepExecutor(self)
 
+    def cached_definition(self, execution: Execution) -> WorkflowDefinition | None:
+        """The parsed definition an execution runs, if it is cached."""
+        return self._definitions.get((execution.workflow_id, execution.workflow_version))
+
     def definition_of(self, execution: Execution) -> WorkflowDefinition:
         """The parsed definition an execution runs (versions are immutable: cached)."""
         key = (execution.workflow_id, execution.workflow_version)

@@ -68,6 +68,11 @@ class Recorder:
         try:
             if previous is not None:
                 await previous
+            else:
+                # One turn of the loop for outcomes that ended with this one to join it:
+                # the transaction may not yield again (on SQLite it can run whole on the
+                # loop's thread).
+                await asyncio.sleep(0)
             return await self._write_batch(key, batch, owner)
         finally:
             if self._open.get(key) is batch:
@@ -105,8 +110,9 @@ class Recorder:
         what follows. ``close`` is called once the execution is locked: outcomes that
         arrive later wait for the next transaction."""
         execution_id = batch[0].prepared.call.execution_id
-        # Small and bounded: its statements may run on the event loop's thread.
-        async with self.parts.database.session(on_loop=True) as session:
+        # Small and bounded: its statements, and its BEGIN and COMMIT when neither has to
+        # wait, may run on the event loop's thread (SQLite).
+        async with self.parts.database.session(whole_on_loop=True) as session:
             # Lock the execution before touching the tasks: every transaction takes
             # the execution first, so PostgreSQL never sees a lock-order deadlock.
             transition = await Transition.open(self.parts, session, execution_id, kept=True)

@@ -7,6 +7,8 @@ already leased to it and started here (a chain continues without a claim).
 
 from __future__ import annotations
 
+import heapq
+
 from orchestrion.engine.definition import StepDefinition
 from orchestrion.engine.events import StepSkipped, StepStarted
 from orchestrion.engine.expressions import ExpressionError, parse_expression
@@ -15,6 +17,7 @@ from orchestrion.engine.outcomes import Failed, Succeeded
 from orchestrion.engine.runtime.core import TransitionCore
 from orchestrion.engine.runtime.flags import flags_pending
 from orchestrion.engine.runtime.limits import items_refusal
+from orchestrion.engine.runtime.progress import Progress
 from orchestrion.engine.statuses import STEP_DONE, StepStatus, TaskKind
 from orchestrion.kernel.ids import utcnow
 
@@ -27,23 +30,56 @@ class Scheduling(TransitionCore):
         # Changes are flushed once at commit (or where a query needs them), not
         # before every statement: a chain of instant steps is a handful of round trips.
         with self.session.no_autoflush:
-            progressed = True
-            while progressed and self.active:
-                # Walk again only when a step started here is done already (an instant
-                # step, a skip): only a done step lets another start. A step that was
-                # queued, or failed, changes no one's needs (a failure ends the walk
-                # through ``active``).
-                progressed = False
-                for step in self.definition.steps:
-                    state = self.states[step.id]
-                    if state.status != StepStatus.PENDING:
-                        continue
-                    if not all(self.states[need].status in STEP_DONE for need in step.needs):
-                        continue
-                    await self._start_step(step)
-                    if self.states[step.id].status in STEP_DONE:
-                        progressed = True
+            progress = self.progress()
+            if progress is None:
+                await self._walk_every_step()
+            else:
+                await self._walk_ready(progress)
             await self.settle()
+
+    async def _walk_ready(self, progress: Progress) -> None:
+        # The walk below over every step, visiting only the ready ones (see
+        # :mod:`.progress`): the same steps start, in the same order.
+        steps = progress.graph.steps
+        progressed = True
+        while progressed and self.active:
+            progressed = False
+            # One pass in the definition's order: a step that becomes ready ahead of
+            # the pass is started in it, one behind it waits for the next pass.
+            ahead = sorted(progress.ready)
+            progress.became_ready.clear()
+            visited = -1
+            while ahead:
+                position = heapq.heappop(ahead)
+                if position <= visited or position not in progress.ready:
+                    continue
+                visited = position
+                step = steps[position]
+                await self._start_step(step)
+                if self.states[step.id].status in STEP_DONE:
+                    progressed = True
+                for later in progress.became_ready:
+                    if later > position:
+                        heapq.heappush(ahead, later)
+                progress.became_ready.clear()
+
+    async def _walk_every_step(self) -> None:
+        progressed = True
+        while progressed and self.active:
+            # Walk again only when a step started here is done already (an instant
+            # step, a skip): only a done step lets another start. A step that was
+            # queued, or failed, changes no one's needs (a failure ends the walk
+            # through ``active``).
+            progressed = False
+            for step in self.definition.steps:
+                state = self.states[step.id]
+                if state.status != StepStatus.PENDING:
+                    continue
+                if not all(self.states[need].status in STEP_DONE for need in step.needs):
+                    continue
+                await self._start_step(step)
+                if self.states[step.id].status in STEP_DONE:
+                    progressed = True
 
     async def _start_step(self, step: StepDefinition) -> None:
         state = self.states[step.id]

@@ -77,7 +77,7 @@ class TaskRunner:
             by_execution.setdefault(str(task.payload["execution_id"]), []).append(task)
         started: dict[str, Prepared | None] = {}
         for execution_id, group in by_execution.items():
-            async with self.parts.database.session(on_loop=True) as session:
+            async with self.parts.database.session(whole_on_loop=True) as session:
                 transition = await Transition.open(self.parts, session, execution_id, kept=True)
                 recorded = await _recorded(session, execution_id, group)
                 for task in group:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import delete
@@ -43,8 +45,8 @@ class Transition(Scheduling, Recording, Waits, Children, Compensation, Concurren
         execution = self.execution
         if execution.status in TERMINAL or execution.status == ExecutionStatus.PAUSED:
             return
-        statuses = [state.status for state in self.states.values()]
-        if execution.error is None and StepStatus.FAILED in statuses:
+        counts = self._counts()
+        if execution.error is None and counts[StepStatus.FAILED]:
             failed = next(s for s in self.states.values() if s.status == StepStatus.FAILED)
             execution.error = {"step_id": failed.step_id, **(failed.error or {})}
             await self._stop_open_steps()
@@ -52,17 +54,24 @@ class Transition(Scheduling, Recording, Waits, Children, Compensation, Concurren
             return
         if execution.error is not None:
             return  # compensating; the compensation tasks finish the run
-        if all(status in STEP_DONE for status in statuses):
+        if sum(counts[status] for status in STEP_DONE) == len(self.states):
             await self._succeed()
             return
-        busy = any(s in (StepStatus.QUEUED, StepStatus.RUNNING) for s in statuses)
-        waiting = StepStatus.WAITING in statuses
+        busy = bool(counts[StepStatus.QUEUED] or counts[StepStatus.RUNNING])
+        waiting = bool(counts[StepStatus.WAITING])
         event: ExecutionWaiting | ExecutionRunning = (
             ExecutionWaiting() if waiting and not busy else ExecutionRunning()
         )
         if event.execution_status != execution.status:
             execution.status = event.execution_status
             self.emit(event)
+
+    def _counts(self) -> Mapping[str, int]:
+        """The step states by status (kept up to date, see :mod:`.progress`)."""
+        progress = self.progress()
+        if progress is not None:
+            return progress.counts
+        return Counter(state.status for state in self.states.values())
 
     async def _stop_open_steps(self) -> None:
         await self.drop_tasks()
