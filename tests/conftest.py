@@ -16,7 +16,7 @@ from pydantic import SecretStr
 
 from orchestrion.platform import create_embedded_app
 from orchestrion.settings import Settings
-from tests.fixtures.brokers import kafka_url
+from tests.fixtures.brokers import fresh_kafka_url, kafka_url
 from tests.fixtures.databases import (
     copy_template,
     in_thread,
@@ -35,6 +35,7 @@ __all__ = [
     "everything",
     "everything_http",
     "everything_sse",
+    "fresh_kafka_url",
     "kafka_url",
     "oidc_provider",
     "postgres_url",

@@ -17,7 +17,7 @@ from websockets.asyncio.client import connect
 
 from tests.fixtures.databases import PG_HOST, PG_PORT, PG_USER, _admin, in_thread
 from tests.fixtures.processes import free_port, run_command, spawn, stop_all, wait_ready
-from tests.kernel.bus.conftest import broker_url
+from tests.kernel.bus.conftest import process_broker_url
 
 # Real processes start and stop slowly on a loaded machine (tests run in parallel).
 pytestmark = pytest.mark.timeout(300)
@@ -39,7 +39,7 @@ async def test_separate_processes_stream_an_execution_through_the_broker(
     settings = {
         "ORCHESTRION_ADMIN_PASSWORD": PASSWORD,
         "ORCHESTRION_DATABASE__URL": f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}",
-        "ORCHESTRION_BUS__URL": broker_url(request, broker),
+        "ORCHESTRION_BUS__URL": process_broker_url(request, broker),
         # Concurrent runs on one broker must not share a group (they would split events).
         "ORCHESTRION_REALTIME__BUS_GROUP": f"realtime-{uuid.uuid4().hex[:8]}",
         "ORCHESTRION_ENGINE__EMBEDDED_WORKERS": "false",

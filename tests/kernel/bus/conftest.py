@@ -47,6 +47,15 @@ def broker_url(request: pytest.FixtureRequest, name: str) -> str:
     return URLS[name]
 
 
+def process_broker_url(request: pytest.FixtureRequest, name: str) -> str:
+    """The URL of backend ``name`` for a test whose ``orchestrion`` processes join the
+    services' own groups (Kafka: a broker of the test's own, see ``fresh_kafka_url``)."""
+    if name == "kafka":
+        url: str = request.getfixturevalue("fresh_kafka_url")
+        return url
+    return URLS[name]
+
+
 @pytest.fixture(params=BACKENDS)
 async def bus(request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
     """A started bus of each backend, closed after the test."""

@@ -15,7 +15,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.fixtures.worker_processes import api_and_worker
-from tests.kernel.bus.conftest import broker_url
+from tests.kernel.bus.conftest import process_broker_url
 
 # Real processes start and stop slowly on a loaded machine (tests run in parallel).
 pytestmark = pytest.mark.timeout(300)
@@ -31,7 +31,7 @@ async def test_worker_process_streams_to_a_socket_through_the_broker(
     broker: str, tmp_path: Path, postgres_url: str, request: pytest.FixtureRequest
 ) -> None:
     async with api_and_worker(
-        tmp_path, bus_url=broker_url(request, broker), password=PASSWORD
+        tmp_path, bus_url=process_broker_url(request, broker), password=PASSWORD
     ) as running:
         http = running.http
         definition = {
