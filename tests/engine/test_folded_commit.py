@@ -10,12 +10,13 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
-from orchestrion.engine import Engine, Execution, StepTypeRegistry, Worker
+from orchestrion.engine import Engine, StepTypeRegistry, Worker
 from orchestrion.engine.outcomes import Failed, Outcome, StepCall, Succeeded
 from orchestrion.engine.registry import StepType
 from orchestrion.engine.runtime.folded import write_folded
 from orchestrion.engine.steps import MODULES
 from orchestrion.kernel.db.engine import Database
+from tests.engine.helpers import start, until_finished
 
 
 class Flaky(StepType):
@@ -101,26 +102,8 @@ async def _run(database_url: str) -> tuple[list[Any], int]:
     found: list[Any] = []
     try:
         for definition in WORKFLOWS:
-            async with engine.database.session() as session:
-                execution_id = (
-                    await engine.start(
-                        session,
-                        tenant_id="t",
-                        workflow_id=str(definition["name"]),
-                        version=1,
-                        definition=definition,
-                        inputs={},
-                        created_by=None,
-                    )
-                ).id
-            async with asyncio.timeout(60):
-                while True:
-                    async with engine.database.session() as session:
-                        execution = await session.get(Execution, execution_id)
-                        assert execution is not None
-                        if execution.status not in ("running", "pending"):
-                            break
-                    await engine.wait_for_change(execution_id, 0.2)
+            execution_id = await start(engine, definition, workflow_id=str(definition["name"]))
+            await until_finished(engine, execution_id)
             async with engine.database.session() as session:
                 for query in (_STATES, _EVENTS, _EXECUTION):
                     rows = await session.execute(text(query), {"id": execution_id})

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from orchestrion.engine import Engine, Execution, ExecutionEvent, StepTypeRegistry, Worker
+from orchestrion.engine import Engine, ExecutionEvent, StepTypeRegistry, Worker
 from orchestrion.engine.context import step_entries
 from orchestrion.engine.outcomes import Failed, Outcome, StepCall, Succeeded
 from orchestrion.engine.registry import StepType
@@ -22,6 +22,7 @@ from orchestrion.engine.runtime.progress import Progress, graph_of
 from orchestrion.engine.runtime.scheduling import Scheduling
 from orchestrion.engine.steps import MODULES
 from orchestrion.kernel.db.engine import Database
+from tests.engine.helpers import start, until_finished
 
 
 class Flaky(StepType):
@@ -66,20 +67,9 @@ def _random_workflow(seed: int, *, queued: bool) -> dict[str, Any]:
     return {"name": f"random-{seed}", "steps": steps}
 
 
-async def start(engine: Engine, definition: dict[str, Any]) -> str:
-    """Start ``definition`` as workflow ``<its name>`` (the engine caches a parsed
-    definition by workflow and version: one id per shape)."""
-    async with engine.database.session() as session:
-        execution = await engine.start(
-            session,
-            tenant_id="t",
-            workflow_id=definition["name"],
-            version=1,
-            definition=definition,
-            inputs={},
-            created_by=None,
-        )
-        return execution.id
+async def _start(engine: Engine, definition: dict[str, Any]) -> str:
+    """Start ``definition`` as workflow ``<its name>``: one id per shape."""
+    return await start(engine, definition, workflow_id=definition["name"])
 
 
 async def _log(engine: Engine, execution_id: str) -> list[tuple[str, str | None, Any]]:
@@ -106,7 +96,7 @@ async def test_the_same_steps_start_in_the_same_order_as_the_walk(
                 monkeypatch.setattr(core, "graph_of", lambda _definition: None)
             for seed in range(12):
                 definition = _random_workflow(seed, queued=False)
-                logs[indexed].append(await _log(engine, await start(engine, definition)))
+                logs[indexed].append(await _log(engine, await _start(engine, definition)))
         assert logs[True] == logs[False]
         kinds = Counter(kind for log in logs[True] for kind, _, _ in log)
         # The workflows did what they were made for: skips, failures, iterations.
@@ -151,17 +141,10 @@ async def test_what_is_kept_matches_the_states_after_every_advance(
     definitions = [_random_workflow(seed, queued=True) for seed in range(8)]
     kinds: Counter[str] = Counter()
     try:
-        ids = [await start(engine, definition) for definition in definitions]
-        async with asyncio.timeout(60):
-            for execution_id in ids:
-                while True:
-                    async with engine.database.session() as session:
-                        execution = await session.get(Execution, execution_id)
-                        assert execution is not None
-                        if execution.status not in ("running", "pending"):
-                            break
-                    await engine.wait_for_change(execution_id, 0.2)
-                kinds.update(kind for kind, _, _ in await _log(engine, execution_id))
+        ids = [await _start(engine, definition) for definition in definitions]
+        for execution_id in ids:
+            await until_finished(engine, execution_id)
+            kinds.update(kind for kind, _, _ in await _log(engine, execution_id))
     finally:
         worker.stop()
         await running

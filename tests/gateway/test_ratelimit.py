@@ -288,6 +288,19 @@ async def test_a_burst_in_one_turn_gets_the_headers_of_checks_one_by_one(
         assert await redis.llen(f"{prefix}together:sliding:{items[0].key_for('busy')}") == 3
 
 
+def _record_asks(gateway: Any) -> list[int]:
+    """The hits each of ``gateway``'s script calls asks for, from now on, in order."""
+    asked: list[int] = []
+    script = gateway.script
+
+    async def recording(keys: list[str], args: list[int]) -> Any:
+        asked.append(args[0])
+        return await script(keys=keys, args=args)
+
+    gateway.script = recording
+    return asked
+
+
 async def _busy_second(
     backend: Any, counters: list[tuple[str, list[RateLimitItem]]], checks: int
 ) -> None:
@@ -393,14 +406,7 @@ async def test_a_burst_waiting_for_hits_taken_ahead_is_one_call(
     gateway = ratelimit.RedisBackend(redis, strategy="sliding", prefix=prefix)
     await _busy_second(gateway, [("busy", busy)], 40)
     counted = await redis.llen(f"{prefix}sliding:{busy[0].key_for('busy')}")
-    asked: list[int] = []
-    script = gateway.script
-
-    async def recording(keys: list[str], args: list[int]) -> Any:
-        asked.append(args[0])
-        return await script(keys=keys, args=args)
-
-    gateway.script = recording  # type: ignore[assignment]
+    asked = _record_asks(gateway)
     burst = await asyncio.gather(*(gateway.acquire("busy", busy) for _ in range(20)))
     # min(1000 // 100, 40 checks x 0.5 s) = 10 hits ahead, and one for each check.
     assert asked == [30]
@@ -422,14 +428,7 @@ async def test_a_burst_past_the_limit_of_a_busy_counter_is_refused_at_once(
     await _busy_second(gateway, [("busy", busy)], 40)
     while (await gateway.acquire("busy", busy)).allowed:
         pass
-    asked: list[int] = []
-    script = gateway.script
-
-    async def recording(keys: list[str], args: list[int]) -> Any:
-        asked.append(args[0])
-        return await script(keys=keys, args=args)
-
-    gateway.script = recording  # type: ignore[assignment]
+    asked = _record_asks(gateway)
     burst = await asyncio.gather(*(gateway.acquire("busy", busy) for _ in range(10)))
     assert not any(d.allowed for d in burst)
     assert all(d.retry_after > 0 and d.remaining == 0 for d in burst)
@@ -448,14 +447,7 @@ async def test_a_counter_busy_since_this_second_began_takes_hits_ahead_at_once(
     redis, prefix = redis_keys
     busy = [parse("1000/minute")]
     gateway = ratelimit.RedisBackend(redis, strategy="sliding", prefix=prefix)
-    asked: list[int] = []
-    script = gateway.script
-
-    async def recording(keys: list[str], args: list[int]) -> Any:
-        asked.append(args[0])
-        return await script(keys=keys, args=args)
-
-    gateway.script = recording  # type: ignore[assignment]
+    asked = _record_asks(gateway)
     for attempt in range(5):  # a loaded machine may spill over a second: try again
         await asyncio.sleep(1.0 - time.monotonic() % 1.0 + 0.01)
         second, key = int(time.monotonic()), f"busy{attempt}"
