@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from graphlib import CycleError, TopologicalSorter
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from jsonschema.exceptions import SchemaError, ValidationError, best_match
 from pydantic import BaseModel, ConfigDict, Field
@@ -457,3 +458,29 @@ def validate_definition(
     if errors:
         raise DefinitionError(errors)
     return defn
+
+
+_Built = TypeVar("_Built")
+
+
+def once_per_definition(
+    build: Callable[[WorkflowDefinition], _Built], size: int = 1024
+) -> Callable[[WorkflowDefinition], _Built]:
+    """``build`` made to run once per parsed definition: its result is kept by the
+    definition's identity (a parsed definition is never changed; ``model_copy`` makes a
+    new object, which gets its own), the definition kept with it so that its id is not
+    reused while cached; all are forgotten past ``size``."""
+    built: dict[int, tuple[WorkflowDefinition, _Built]] = {}
+
+    @functools.wraps(build)
+    def once(definition: WorkflowDefinition) -> _Built:
+        found = built.get(id(definition))
+        if found is not None and found[0] is definition:
+            return found[1]
+        result = build(definition)
+        if len(built) >= size:
+            built.clear()
+        built[id(definition)] = (definition, result)
+        return result
+
+    return once

@@ -27,7 +27,11 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.base import instance_state
 
 from orchestrion.engine.context import expression_context
-from orchestrion.engine.definition import StepDefinition, WorkflowDefinition
+from orchestrion.engine.definition import (
+    StepDefinition,
+    WorkflowDefinition,
+    once_per_definition,
+)
 from orchestrion.engine.events import Event
 from orchestrion.engine.flags import definition_reads_flags
 from orchestrion.engine.metrics import Metered
@@ -71,24 +75,14 @@ _INSERT_RESULT = {
 }
 
 
-#: Each parsed definition's steps by id: ``step`` is called for every attempt (to start
-#: it, for its metrics), and walking the list each time made a step's cost grow with the
-#: workflow. Keyed by identity; the definition is kept, so its id is not reused.
-_STEP_INDEX: dict[int, tuple[WorkflowDefinition, dict[str, StepDefinition]]] = {}
-_STEP_INDEX_SIZE = 1024
-
-
+@once_per_definition
 def steps_by_id(definition: WorkflowDefinition) -> Mapping[str, StepDefinition]:
-    """``definition``'s steps by id (the first, should two share one), built once."""
-    found = _STEP_INDEX.get(id(definition))
-    if found is not None and found[0] is definition:
-        return found[1]
+    """``definition``'s steps by id (the first, should two share one), built once:
+    ``step`` is called for every attempt (to start it, for its metrics), and walking the
+    list each time made a step's cost grow with the workflow."""
     index: dict[str, StepDefinition] = {}
     for step in definition.steps:
         index.setdefault(step.id, step)
-    if len(_STEP_INDEX) >= _STEP_INDEX_SIZE:
-        _STEP_INDEX.clear()
-    _STEP_INDEX[id(definition)] = (definition, index)
     return index
 
 

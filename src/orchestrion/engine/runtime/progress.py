@@ -31,7 +31,11 @@ from typing import Any
 from sqlalchemy import event
 
 from orchestrion.engine.context import step_entries
-from orchestrion.engine.definition import StepDefinition, WorkflowDefinition
+from orchestrion.engine.definition import (
+    StepDefinition,
+    WorkflowDefinition,
+    once_per_definition,
+)
 from orchestrion.engine.models import StepState
 from orchestrion.engine.statuses import STEP_DONE, StepStatus, public_step_status
 
@@ -52,26 +56,10 @@ class Graph:
     dependents: Mapping[str, tuple[int, ...]]
 
 
-#: Each parsed definition's graph, as ``steps_by_id`` in :mod:`.core` keeps its index:
-#: keyed by identity, the definition kept so that its id is not reused.
-_GRAPHS: dict[int, tuple[WorkflowDefinition, Graph | None]] = {}
-_GRAPHS_SIZE = 1024
-
-
+@once_per_definition
 def graph_of(definition: WorkflowDefinition) -> Graph | None:
     """``definition``'s graph, built once; None when two steps share an id or a step
     needs one that does not exist (those keep the walk over every step)."""
-    found = _GRAPHS.get(id(definition))
-    if found is not None and found[0] is definition:
-        return found[1]
-    graph = _build(definition)
-    if len(_GRAPHS) >= _GRAPHS_SIZE:
-        _GRAPHS.clear()
-    _GRAPHS[id(definition)] = (definition, graph)
-    return graph
-
-
-def _build(definition: WorkflowDefinition) -> Graph | None:
     steps = tuple(definition.steps)
     positions = {step.id: position for position, step in enumerate(steps)}
     if len(positions) != len(steps):
