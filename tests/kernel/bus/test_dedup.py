@@ -10,7 +10,14 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from orchestrion.kernel.bus import Claim, Deduplicator, MemoryDeduplicator, RedisDeduplicator
+from orchestrion.kernel.bus import (
+    Claim,
+    CloudEvent,
+    Deduplicator,
+    MemoryDeduplicator,
+    RedisDeduplicator,
+    open_bus,
+)
 from tests.fixtures.databases import server_missing
 from tests.kernel.bus.conftest import URLS, eventually
 
@@ -102,3 +109,44 @@ async def test_claims_made_at_once_get_one_winner_each(dedup: Deduplicator) -> N
     await asyncio.gather(*(dedup.complete("g", event_id) for event_id in ids[:10]))
     again = await asyncio.gather(*(dedup.claim("g", i, owner="a", lease=30) for i in ids))
     assert again == [Claim.DONE] * 10 + [Claim.NEW] * 10
+
+
+class _MarkLostOnce(MemoryDeduplicator):
+    """A store that is gone for the first ``complete``: the broker keeping the marks
+    crashed after the handler returned, before the mark reached it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lost = 0
+
+    async def complete(self, group: str, event_id: str) -> None:
+        if not self.lost:
+            self.lost += 1
+            raise ConnectionError("the store went away")
+        await super().complete(group, event_id)
+
+
+async def test_an_event_handled_whose_mark_was_lost_is_not_handled_again() -> None:
+    # Seen under load in the broker-crash test (Redis as broker and store): the event
+    # came back and its member, which had handled it, handled it again.
+    dedup = _MarkLostOnce()
+    handled: list[str] = []
+
+    async def handler(event: CloudEvent) -> None:
+        handled.append(event.id)
+
+    async with open_bus("memory://") as bus:
+        await bus.subscribe("orders", "billing", handler, dedup=dedup)
+        event = CloudEvent(source="/test", type="order.placed", data={"n": 1})
+        await bus.publish("orders", event)
+
+        async def marked() -> bool:
+            claim = await dedup.claim("billing", event.id, owner="another", lease=30)
+            if claim is Claim.NEW:  # not yet: give it back
+                await dedup.release("billing", event.id, owner="another")
+            return claim is Claim.DONE
+
+        await eventually(marked)
+        await asyncio.sleep(0.2)  # a second handling would come now
+    assert dedup.lost == 1
+    assert handled == [event.id]

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("orchestrion.bus")
 Keepalive = Callable[[], Awaitable[None]]
+
+
+#: Handled events whose mark is not yet stored that a member remembers (oldest dropped).
+_UNMARKED_KEPT = 10_000
 
 
 class DeliveriesExhausted(Exception):
@@ -83,6 +88,10 @@ class Processor:
         # their first renewal is due, so none gets a timer or a task of its own.
         self._holds: set[_Hold] = set()
         self._sweeper: asyncio.TimerHandle | None = None
+        # Events this member handled whose ``complete`` mark did not reach the store (a
+        # broker that keeps the marks crashed in between): their redelivery marks them
+        # and is acknowledged, instead of handling them a second time.
+        self._unmarked: OrderedDict[str, None] = OrderedDict()
 
     def _sweep(self) -> None:
         """Start renewing the holds of events handled for a third of the lease.
@@ -124,6 +133,10 @@ class Processor:
                 if target != self.group:
                     return
                 event = event.with_extensions(**{REPLAY_GROUP: None})
+        if event.id in self._unmarked:
+            await self._mark_handled(event.id)
+            self._results["duplicate"].inc()
+            return
         attempts: int
         error: Exception | None
         try:
@@ -157,8 +170,8 @@ class Processor:
             raise
         # Renewal has stopped, so it cannot re-take the claim after these.
         if error is None:
-            await self.dedup.complete(self.group, event.id)
             self._results["handled"].inc()
+            await self._mark_handled(event.id)
             return
         logger.error(
             "event %s on %s failed %d times in group %s; dead-lettered: %r",
@@ -173,6 +186,14 @@ class Processor:
         )
         await self.dedup.release(self.group, event.id, owner=self.owner)
         self._results["dead_lettered"].inc()
+
+    async def _mark_handled(self, event_id: str) -> None:
+        """Mark ``event_id`` handled in the store; remembered here until the mark is in."""
+        self._unmarked[event_id] = None
+        if len(self._unmarked) > _UNMARKED_KEPT:
+            self._unmarked.popitem(last=False)
+        await self.dedup.complete(self.group, event_id)
+        self._unmarked.pop(event_id, None)
 
     async def _claim(self, event: CloudEvent) -> bool:
         """Whether this member should handle ``event`` (waits while another does)."""
