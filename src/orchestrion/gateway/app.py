@@ -32,6 +32,7 @@ from orchestrion.gateway.config import ConfigError, GatewayConfig
 from orchestrion.gateway.console import Console
 from orchestrion.gateway.forwarded import CLIENT_IP, client_ip, in_networks, networks
 from orchestrion.gateway.graphql import GraphQLMount
+from orchestrion.gateway.lane import Lane
 from orchestrion.gateway.policies.auth import Authenticator, is_signed
 from orchestrion.gateway.policies.runtime import open_policies
 from orchestrion.gateway.policies.shared import vary_key
@@ -78,6 +79,7 @@ Lifespan = Callable[[], AbstractAsyncContextManager[None]]
 Handler = Callable[[Request], Awaitable[Response]]
 _INTERNAL_PREFIX_BYTES = INTERNAL_PREFIX.encode()
 _IDENTITY_HEADER_BYTES = IDENTITY_HEADER.encode()
+_CLIENT_IP_HEADER_BYTES = CLIENT_IP_HEADER.encode()
 _IDENTITY_REUSE_SECONDS = 30.0
 EXPOSED_HEADERS = [
     "X-Request-ID", "ETag", "Location", "Retry-After", "Idempotent-Replayed",
@@ -173,7 +175,7 @@ class Gateway:
         if settings.graphql.enabled:
             self.graphql = GraphQLMount(
                 gateway=self, settings=settings, authenticator=self.authenticator,
-                rate_limiter=self.rate_limiter, refuse=self._refuse,
+                rate_limiter=self.rate_limiter, refuse=self.refuse,
             )  # fmt: skip
         self._openapi: dict[str, Any] | None = None
         self.console = Console()
@@ -192,16 +194,8 @@ class Gateway:
             await self._run_lifespan(receive, send)
             return
         path: str = scope["path"]
-        client = scope.get("client")
-        peer = str(client[0]) if client else ""
-        trusted_peer = bool(self.trusted) and in_networks(peer, self.trusted)
-        ip = client_ip(scope, self.trusted) if trusted_peer else peer
-        scope[CLIENT_IP] = ip
-        scope["orchestrion.trusted_peer"] = trusted_peer
-        if (self.allow and not in_networks(ip, self.allow)) or (
-            self.deny and in_networks(ip, self.deny)
-        ):
-            await self._refuse(scope, receive, send, Forbidden("your address is not allowed"))
+        if self.refuses(self.settle_client(scope)):
+            await self.refuse(scope, receive, send, Forbidden("your address is not allowed"))
             return
         if self.graphql is not None and self.graphql.handles(path):
             scope["orchestrion.route"] = "/graphql"
@@ -214,7 +208,7 @@ class Gateway:
             scope["orchestrion.route"] = path if own or path in self.composites else "admin"
             request = Request(scope, receive)
             if own is not None and request.method not in _OWN_METHODS:
-                await self._refuse(scope, receive, send, method_not_allowed(_OWN_METHODS))
+                await self.refuse(scope, receive, send, method_not_allowed(_OWN_METHODS))
                 return
             response = await self._guard(request, own or self._special)
             await response(scope, receive, send)
@@ -226,14 +220,66 @@ class Gateway:
             await response(scope, receive, send)
             return
         if route is None:
-            await self._refuse(scope, receive, send, NotFound(f"no resource at {path}"))
+            await self.refuse(scope, receive, send, NotFound(f"no resource at {path}"))
             return
         scope["orchestrion.route"] = route.prefix
+        await self.routed(scope, receive, send, route)
+
+    def settle_client(self, scope: Scope) -> str:
+        """The client's address (through trusted proxies), noted in ``scope`` with whether
+        the peer is a trusted proxy."""
+        client = scope.get("client")
+        peer = str(client[0]) if client else ""
+        trusted_peer = bool(self.trusted) and in_networks(peer, self.trusted)
+        ip = client_ip(scope, self.trusted) if trusted_peer else peer
+        scope[CLIENT_IP] = ip
+        scope["orchestrion.trusted_peer"] = trusted_peer
+        return ip
+
+    def refuses(self, ip: str) -> bool:
+        """Whether the allow and deny lists refuse ``ip``."""
+        return bool(
+            (self.allow and not in_networks(ip, self.allow))
+            or (self.deny and in_networks(ip, self.deny))
+        )
+
+    def plain_route(self, path: str) -> Route | None:
+        """The route of an HTTP request for ``path`` when :meth:`__call__` would go
+        straight to :meth:`routed` with it and on to an :class:`HttpUpstream` with nothing
+        but the policies every route has (no cache, rewrite or canary); else None.
+
+        The fast lane (gateway/lane.py) serves only these: keep it in step with
+        :meth:`__call__`.
+        """
+        if (
+            (self.graphql is not None and self.graphql.handles(path))
+            or path in self.own
+            or path in self.composites
+            or path.startswith(self.admin_prefix + "/")
+            or path.startswith("/internal/")
+        ):
+            return None
+        route = self.routes.match(path)
+        if (
+            route is None
+            or route.cache_ttl is not None
+            or route.transform is not None
+            or route.canary is not None
+            or not isinstance(self.upstreams.get(route.service), HttpUpstream)
+        ):
+            return None
+        return route
+
+    async def routed(self, scope: Scope, receive: Receive, send: Send, route: Route) -> None:
+        """A request on ``route``: authorize, count it, then the cache or the service.
+
+        Shared by the ASGI path and the fast lane (gateway/lane.py).
+        """
         try:
             principal, receive = await self._authorize(scope, route, receive)
             send = await self.rate_limiter.check(scope, route, principal, send)
         except OrchestrionError as exc:
-            await self._refuse(scope, receive, send, exc)
+            await self.refuse(scope, receive, send, exc)
             return
         forward = partial(self._forward, route=route, principal=principal)
         if route.cache_ttl is None or scope["type"] != "http":
@@ -251,28 +297,47 @@ class Gateway:
         headers = Headers(scope=scope)
         method = scope.get("method", "GET")
         path = scope["path"]
-        public = route.is_public(method, path)
         authorization = headers.get("authorization")
-        principal: Principal | None
         if is_signed(authorization):
             # A caller that signs wants its signature checked: a bad one is never
             # passed on anonymous, even to a public route (its body is read already).
-            principal, receive = await self.authenticator.authenticate_signed(
+            signer, receive = await self.authenticator.authenticate_signed(
                 scope, receive, max_body=self.max_body
             )
-        else:
-            try:
-                principal = await self.authenticator.authenticate(
-                    authorization, headers.get("x-api-key")
-                )
-            except Unauthenticated:
-                # A stale token must not lock anyone out of login; a socket with bad
-                # credentials is refused (4401) rather than passed on anonymous.
-                if public and scope["type"] == "http":
-                    return None, receive
-                raise
-        if public:
-            return principal, receive
+            return self._admit(route, method, path, signer), receive
+        principal = await self.authorize(
+            route, method, path, authorization, headers.get("x-api-key"),
+            http=scope["type"] == "http",
+        )  # fmt: skip
+        return principal, receive
+
+    async def authorize(
+        self,
+        route: Route,
+        method: str,
+        path: str,
+        authorization: str | None,
+        api_key: str | None,
+        *,
+        http: bool = True,
+    ) -> Principal | None:
+        """The caller of an unsigned request allowed on ``route`` (None: anonymous on a
+        public route); :class:`Unauthenticated` or :class:`Forbidden` otherwise."""
+        try:
+            principal = await self.authenticator.authenticate(authorization, api_key)
+        except Unauthenticated:
+            # A stale token must not lock anyone out of login; a socket with bad
+            # credentials is refused (4401) rather than passed on anonymous.
+            if http and route.is_public(method, path):
+                return None
+            raise
+        return self._admit(route, method, path, principal)
+
+    def _admit(
+        self, route: Route, method: str, path: str, principal: Principal | None
+    ) -> Principal | None:
+        if route.is_public(method, path):
+            return principal
         if principal is None:
             raise Unauthenticated(
                 "authentication required: send a bearer token, an API key or a signature"
@@ -280,7 +345,7 @@ class Gateway:
         permission = route.permission_for(method, path)
         if permission is not None and not principal.can(permission):
             raise Forbidden(f"missing permission '{permission}'")
-        return principal, receive
+        return principal
 
     async def call_as(
         self, principal: Principal, scope: Scope, receive: Receive, send: Send
@@ -300,17 +365,7 @@ class Gateway:
     async def _forward(
         self, scope: Scope, receive: Receive, send: Send, route: Route, principal: Principal | None
     ) -> None:
-        headers: list[tuple[bytes, bytes]] = [
-            (k, v) for k, v in scope["headers"] if not k.startswith(_INTERNAL_PREFIX_BYTES)
-        ]
-        if principal is not None:
-            headers.append((_IDENTITY_HEADER_BYTES, self.identity(principal)))
-        if scope.get(CLIENT_IP):
-            headers.append((CLIENT_IP_HEADER.encode(), str(scope[CLIENT_IP]).encode()))
-        request_id = scope.get("state", {}).get("request_id")
-        if request_id:
-            headers = [(k, v) for k, v in headers if k != b"x-request-id"]
-            headers.append((b"x-request-id", request_id.encode()))
+        headers = self.forward_headers(scope, principal)
         upstream_scope: Scope = {**scope, "headers": tracing.inject_raw(headers)}
         if principal is not None:
             upstream_scope["orchestrion.principal_id"] = principal.subject
@@ -324,35 +379,73 @@ class Gateway:
             send = _saying_upstream(service, header[0] if header else None, send)
         upstream = self.upstreams.get(service)
         if upstream is None:
-            await self._refuse(
-                scope, receive, send, NotFound(f"service '{service}' is not running")
-            )
+            await self.refuse(scope, receive, send, NotFound(f"service '{service}' is not running"))
             return
         if scope["type"] != "http":
             await self._dispatch_socket(upstream, upstream_scope, receive, send)
             return
         declared = Headers(scope=scope).get("content-length")
         if declared and declared.isdigit() and int(declared) > self.max_body:
-            await self._refuse(scope, receive, send, self._too_large())
+            await self.refuse(scope, receive, send, self._too_large())
             return
         ip = scope.get(CLIENT_IP, "")
-        held = self.in_flight.get(ip, 0)
-        if self.max_in_flight and held >= self.max_in_flight:
-            busy = TooManyRequests(
-                f"more than {self.max_in_flight} requests in flight from your address",
-                headers={"Retry-After": "1"},
-            )
-            await self._refuse(scope, receive, send, busy)
+        if not self.hold(ip):
+            await self.refuse(scope, receive, send, self.busy())
             return
-        self.in_flight[ip] = held + 1
         try:
             await self._dispatch_limited(upstream, upstream_scope, receive, send)
         finally:
-            left = self.in_flight[ip] - 1
-            if left:
-                self.in_flight[ip] = left
-            else:
-                del self.in_flight[ip]
+            self.release(ip)
+
+    def forward_headers(
+        self, scope: Scope, principal: Principal | None
+    ) -> list[tuple[bytes, bytes]]:
+        """The request's headers as the gateway passes them on: the client's own
+        ``X-Orchestrion-*`` dropped; the signed identity, the client address and the
+        request id set."""
+        headers: list[tuple[bytes, bytes]] = [
+            (k, v) for k, v in scope["headers"] if not k.startswith(_INTERNAL_PREFIX_BYTES)
+        ]
+        if principal is not None:
+            headers.append((_IDENTITY_HEADER_BYTES, self.identity(principal)))
+        if scope.get(CLIENT_IP):
+            headers.append((_CLIENT_IP_HEADER_BYTES, str(scope[CLIENT_IP]).encode()))
+        request_id = scope.get("state", {}).get("request_id")
+        if request_id:
+            headers = [(k, v) for k, v in headers if k != b"x-request-id"]
+            headers.append((b"x-request-id", request_id.encode()))
+        return headers
+
+    def hold(self, ip: str) -> bool:
+        """Count a request in flight from ``ip``; False (not counted) past the cap."""
+        held = self.in_flight.get(ip, 0)
+        if self.max_in_flight and held >= self.max_in_flight:
+            return False
+        self.in_flight[ip] = held + 1
+        return True
+
+    def release(self, ip: str) -> None:
+        """A request :meth:`hold` counted is over."""
+        left = self.in_flight[ip] - 1
+        if left:
+            self.in_flight[ip] = left
+        else:
+            del self.in_flight[ip]
+
+    def busy(self) -> TooManyRequests:
+        """The refusal of a request past ``max_concurrent_per_client``."""
+        return TooManyRequests(
+            f"more than {self.max_in_flight} requests in flight from your address",
+            headers={"Retry-After": "1"},
+        )
+
+    async def failed(
+        self, upstream: Upstream, scope: Scope, receive: Receive, send: Send, *, started: bool
+    ) -> None:
+        """A service's dispatch raised: logged, and a 500 problem unless its answer began."""
+        logger.exception("service %s failed", upstream.name)
+        if not started:
+            await self.refuse(scope, receive, send, OrchestrionError("the service failed"))
 
     def identity(self, principal: Principal) -> bytes:
         """The signed identity header, re-signed at most every ``_IDENTITY_REUSE_SECONDS``
@@ -419,19 +512,18 @@ class Gateway:
         except _BodyTooLarge:
             pass
         except Exception:
-            logger.exception("service %s failed", upstream.name)
-            if not started:
-                await self._refuse(scope, receive, send, OrchestrionError("the service failed"))
+            await self.failed(upstream, scope, receive, send, started=started)
             return
         if exceeded and not started:
-            await self._refuse(scope, receive, send, self._too_large())
+            await self.refuse(scope, receive, send, self._too_large())
 
     def _too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(f"request body exceeds {self.max_body} bytes")
 
-    async def _refuse(
+    async def refuse(
         self, scope: Scope, receive: Receive, send: Send, exc: OrchestrionError
     ) -> None:
+        """Answer ``exc`` as a problem (a WebSocket: accepted, then closed with its code)."""
         if scope["type"] == "websocket":
             # Accept, then close: a close before the handshake reaches a browser as a bare
             # failure, while the code (4401, 4403, 4404...) tells it what went wrong.
@@ -766,7 +858,10 @@ def create_gateway(
     if settings.observability.access_log:
         app = AccessLogMiddleware(app)
         return RequestIdMiddleware(TracingMiddleware(app))
-    return _Edge(inner, measured, RequestIdMiddleware(TracingMiddleware(app)))
+    edge = _Edge(inner, measured, RequestIdMiddleware(TracingMiddleware(app)))
+    if settings.gateway.fast_lane and inner is core:
+        edge.lane = Lane(core, measured)
+    return edge
 
 
 class _Edge:
@@ -781,6 +876,8 @@ class _Edge:
         self.app = app
         self.metrics = metrics
         self.full = full
+        # Set when the gateway's HTTP protocol may serve plain proxied requests itself.
+        self.lane: Lane | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve ``scope`` with an id, counted in the metrics."""

@@ -31,6 +31,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from orchestrion.gateway.forwarded import in_networks, networks
+from orchestrion.gateway.lane import Lane, LaneCycle, lane_of
 from orchestrion.kernel.errors import PROBLEM_JSON
 from orchestrion.settings import GatewaySettings
 
@@ -73,6 +74,10 @@ class GuardedProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         self._counted: str | None = None
         self._refused = False
+        # The gateway's fast lane (gateway/lane.py), when the app served has one.
+        self._lane: tuple[Lane, bool] | None = (
+            lane_of(self.app) if self.limit_concurrency is None else None
+        )
 
     # --- the connection ---------------------------------------------------------------
 
@@ -140,13 +145,30 @@ class GuardedProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        """Headers in: the body (if any) has ``body_timeout`` seconds to arrive."""
+        """Headers in: the body (if any) has ``body_timeout`` seconds to arrive; a plain
+        proxied request goes to the fast lane instead of an ASGI cycle."""
         self._disarm()
+        if self._lane is not None:
+            cycle = self._lane[0].cycle(self, self._lane[1])
+            if cycle is not None:
+                self._take(cycle)
+                return
         super().on_headers_complete()
         if self.cycle is not None:
             self.cycle.transport = _JoinedWrites(self.transport, self.loop)  # type: ignore[assignment]
         if self.cycle is not None and self.cycle.more_body and self._expects_body():
             self._arm(self.body_timeout, self._body_late)
+
+    def _take(self, cycle: LaneCycle) -> None:
+        """Start ``cycle`` now, or after the answers before it (pipelining), as uvicorn
+        starts its own cycles."""
+        existing = self.cycle
+        self.cycle = cycle  # type: ignore[assignment]
+        if existing is None or existing.response_complete:
+            self._start_asgi_task(cycle, self.app)  # type: ignore[arg-type]
+        else:
+            self.flow.pause_reading()
+            self.pipeline.appendleft((cycle, self.app))  # type: ignore[arg-type]
 
     def on_message_complete(self) -> None:
         """The whole request is in: no timer runs while the app answers."""

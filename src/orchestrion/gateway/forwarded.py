@@ -77,15 +77,19 @@ def client_ip(scope: Scope, trusted: tuple[Network, ...]) -> str:
     return chain[0] if chain and chain[0] else str(peer)
 
 
-def upstream_headers(scope: Scope, *, trusted_peer: bool) -> list[tuple[bytes, bytes]]:
+def upstream_headers(
+    scope: Scope, *, trusted_peer: bool, given: list[tuple[bytes, bytes]] | None = None
+) -> list[tuple[bytes, bytes]]:
     """The request headers a service receives: hop-by-hop ones dropped, ``X-Forwarded-*`` set.
 
     ``Host`` and ``Content-Length`` are dropped too: the client library sets the upstream's
-    host and the length of what it actually sends.
+    host and the length of what it actually sends. ``given``: the headers to start from
+    (default: the scope's).
     """
+    raw = scope["headers"] if given is None else given
     drop = {
         token.strip().lower().encode()
-        for name, value in scope["headers"]
+        for name, value in raw
         if name == b"connection"
         for token in value.decode("latin-1").split(",")
     }
@@ -93,7 +97,7 @@ def upstream_headers(scope: Scope, *, trusted_peer: bool) -> list[tuple[bytes, b
     host = b""
     proto = b""
     headers: list[tuple[bytes, bytes]] = []
-    for name, value in scope["headers"]:
+    for name, value in raw:
         if name in HOP_BY_HOP or name in drop or name in _WEBSOCKET:
             continue
         if name == b"host":

@@ -180,7 +180,23 @@ class HttpUpstream:
             else:
                 replayable = False
                 body = _stream_body(receive)
-        request = _Request(method, headers, body, length)
+        request = UpstreamRequest(method, headers, body, length)
+        await self.exchange(scope, receive, send, request, replayable=replayable)
+
+    async def exchange(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        request: UpstreamRequest,
+        *,
+        replayable: bool = True,
+    ) -> None:
+        """Send ``request`` (made from ``scope``) through the breaker to an instance, with
+        retries under the budget; its answer, or a problem, to ``send``. The ASGI path
+        and the fast lane (gateway/lane.py) both come here."""
+        method = request.method
+        headers = request.headers
         idempotent = method in IDEMPOTENT or any(k == b"idempotency-key" for k, _ in headers)
         url = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
         if scope.get("query_string"):
@@ -244,7 +260,7 @@ class HttpUpstream:
     async def _attempt(
         self,
         send: Send,
-        request: _Request,
+        request: UpstreamRequest,
         url: str,
         key: str | None,
         tried: set[str],
@@ -287,7 +303,12 @@ class HttpUpstream:
             self.latency.observe(time.perf_counter() - start)
 
     async def _attempt_h1(
-        self, send: Send, request: _Request, url: str, instance: Instance, retry_statuses: bool
+        self,
+        send: Send,
+        request: UpstreamRequest,
+        url: str,
+        instance: Instance,
+        retry_statuses: bool,
     ) -> int:
         """:meth:`_attempt` over the lean client (not HEAD)."""
         policy = self.policy
@@ -449,7 +470,7 @@ class _BalancedTransport(httpx.AsyncBaseTransport):
 
 
 @dataclass(frozen=True, slots=True)
-class _Request:
+class UpstreamRequest:
     """What is sent to an instance, the same on every attempt."""
 
     method: str
@@ -458,14 +479,14 @@ class _Request:
     length: int | None
 
 
-def _traced(request: _Request) -> _Request:
+def _traced(request: UpstreamRequest) -> UpstreamRequest:
     """``request`` carrying the current span (this attempt's) as its ``traceparent``."""
     if not tracing.enabled():
         return request
     return replace(request, headers=tracing.inject_raw(request.headers))
 
 
-def _head(request: _Request, target: str, host: bytes) -> bytes:
+def _head(request: UpstreamRequest, target: str, host: bytes) -> bytes:
     lines = [
         b"%s %s HTTP/1.1\r\nhost: %s\r\n"
         % (request.method.encode(), target.encode("latin-1"), host)

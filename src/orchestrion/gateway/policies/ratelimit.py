@@ -524,18 +524,35 @@ class RateLimiter:
         once, when it opens (a refused one is closed with 4429)."""
         if scope["type"] not in ("http", "websocket"):
             return send
+        decision = await self.decide(scope, route, principal)
+        if decision is None or scope["type"] == "websocket":
+            return send
+        extra = decision.raw_headers()
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *extra]
+            await send(message)
+
+        return send_with_headers
+
+    async def decide(
+        self, scope: Scope, route: Route, principal: Principal | None
+    ) -> Decision | None:
+        """Count the request: raise :class:`RateLimited` past the limit, else the
+        decision whose headers the answer carries (None: not counted, no headers)."""
         key, items = self.bucket(scope, route, principal)
         if not items:
-            return send
+            return None
         if self.guard is not None and not self.guard.available():
-            return send
+            return None
         try:
             decision = await self.backend.acquire(key, items)
         except (RedisError, OSError, TimeoutError) as exc:
             if self.guard is None:
                 raise
             self.guard.failed(exc)
-            return send
+            return None
         if not decision.allowed:
             headers = decision.headers()
             GATEWAY_RATE_LIMITED.labels(route.prefix).inc()
@@ -549,14 +566,4 @@ class RateLimiter:
                 f"rate limit of {decision.limit} exceeded; retry in {retry}s",
                 headers={**headers, "Retry-After": retry},
             )
-
-        if scope["type"] == "websocket":
-            return send
-        extra = decision.raw_headers()
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), *extra]
-            await send(message)
-
-        return send_with_headers
+        return decision
