@@ -5,6 +5,7 @@ are those the separate statements wrote. SQLite keeps the separate statements.""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from typing import Any
 
 from sqlalchemy import event, text
@@ -82,19 +83,26 @@ SELECT status, outputs, error, usage, last_seq, states_version, outputs IS NULL,
        updated_at = (SELECT max(at) FROM wf_execution_events WHERE execution_id = :id)
 FROM wf_executions WHERE id = :id
 """
+_TASKS = "SELECT count(*) FROM kernel_tasks WHERE group_key = :id"
 
 
-async def _run(database_url: str) -> tuple[list[Any], int]:
-    """Each workflow's rows once it ended, and how many folded statements ran."""
+async def _run(database_url: str) -> tuple[list[Any], Counter[str]]:
+    """Each workflow's rows once it ended (and its tasks left), and how many statements
+    of each kind ran: ``folded``; those that carried completed tasks' ``DELETE``, the
+    folded one (``folded+done``) or a task's ``INSERT`` (``insert+done``)."""
     registry = StepTypeRegistry(MODULES)
     registry.register(Flaky)
     registry.register(Nothing)
     engine = Engine(Database(database_url), registry=registry)
-    folded = 0
+    seen: Counter[str] = Counter()
 
     def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        nonlocal folded
-        folded += statement.startswith("WITH events AS")
+        done = "done AS (DELETE FROM kernel_tasks" in " ".join(statement.split())
+        if statement.startswith("WITH events AS"):
+            seen["folded"] += 1
+            seen["folded+done"] += done
+        elif done:
+            seen["insert+done"] += "INSERT INTO kernel_tasks" in statement
 
     event.listen(engine.database.engine.sync_engine, "before_cursor_execute", count)
     worker = Worker(engine, concurrency=4, poll_seconds=0.2)
@@ -105,7 +113,7 @@ async def _run(database_url: str) -> tuple[list[Any], int]:
             execution_id = await start(engine, definition, workflow_id=str(definition["name"]))
             await until_finished(engine, execution_id)
             async with engine.database.session() as session:
-                for query in (_STATES, _EVENTS, _EXECUTION):
+                for query in (_STATES, _EVENTS, _EXECUTION, _TASKS):
                     rows = await session.execute(text(query), {"id": execution_id})
                     found.append([tuple(row) for row in rows])
     finally:
@@ -113,24 +121,29 @@ async def _run(database_url: str) -> tuple[list[Any], int]:
         await running
         await engine.queue.close()
         await engine.database.dispose()
-    return found, folded
+    return found, seen
 
 
 async def test_the_folded_statement_writes_what_the_separate_ones_did(database_url: str) -> None:
-    folded_rows, folded = await _run(database_url)
+    folded_rows, seen = await _run(database_url)
     event.remove(Session, "before_commit", write_folded)
     try:
-        separate_rows, none = await _run(database_url)
+        separate_rows, separate = await _run(database_url)
     finally:
         event.listen(Session, "before_commit", write_folded, insert=True)
-    assert none == 0
+    assert separate["folded"] == 0
     assert folded_rows == separate_rows
-    succeeded, failed = folded_rows[2], folded_rows[5]
+    succeeded, failed = folded_rows[2], folded_rows[6]
+    assert folded_rows[3] == folded_rows[7] == [(0,)]  # every task completed
     assert succeeded[0][0] == "succeeded"
     assert failed[0][0] == "failed"
     assert all(row[-1] for row in (succeeded[0], failed[0]))  # updated_at is the last entry's
     if database_url.startswith("postgresql"):
         # Every outcome transaction (a step, a retry, an iteration) wrote in one statement.
-        assert folded >= 10
+        assert seen["folded"] >= 10
+        # Its task's DELETE went with the next task's INSERT, or with that statement
+        # when there was no next task (the end of the fails workflow).
+        assert seen["insert+done"] >= 5
+        assert seen["folded+done"] >= 1
     else:
-        assert folded == 0
+        assert seen == {}

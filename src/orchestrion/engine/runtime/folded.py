@@ -10,7 +10,10 @@ here: the entries and the states go as two JSON documents, turned back into rows
 ``UPDATE``; it returns how many states it found, so that a state whose row is gone fails
 the transaction as before. Same transaction, same values, same columns: only the round
 trips change (two fewer of a queued step's 9.5). A JSON column set to ``None`` stores
-JSON ``null``, as SQLAlchemy's JSON type binds it.
+JSON ``null``, as SQLAlchemy's JSON type binds it. The completed tasks' ``DELETE`` the
+queue holds until then, when no other statement took it (a step with no next task, a
+branch of a fan-out: see :mod:`orchestrion.kernel.queue.completions`), is one more
+``WITH`` clause.
 
 On SQLite (no round trips to save) the states and the entries are written by their own
 hooks' statements, and the execution's row by a prebuilt ``UPDATE`` of the columns that
@@ -31,12 +34,12 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import Column, Table, Update, bindparam, event, text, update
+from sqlalchemy import Column, String, Table, Update, bindparam, event, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.base import instance_state
 from sqlalchemy.orm.exc import StaleDataError
-from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.sql.elements import BindParameter, TextClause
 from sqlalchemy.types import JSON
 
 from orchestrion.engine.models import Execution, ExecutionEvent, StepState
@@ -48,10 +51,13 @@ from orchestrion.engine.runtime.held import (
     write_changed,
     written,
 )
+from orchestrion.kernel.queue import completions
+from orchestrion.kernel.queue.models import Task
 
 _EXECUTIONS = cast(Table, Execution.__table__)
 _STATES = cast(Table, StepState.__table__)
 _EVENTS = cast(Table, ExecutionEvent.__table__)
+_TASKS = cast(Table, Task.__table__)
 _EVENT_COLUMNS = ("seq", "type", "step_id", "data", "at")
 _DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 
@@ -74,10 +80,11 @@ def _value(table: Table, name: str) -> str:
 # is a bind parameter.
 @cache
 def _statement(
-    execution_columns: tuple[str, ...], state_columns: tuple[str, ...], events: bool
+    execution_columns: tuple[str, ...], state_columns: tuple[str, ...], events: bool, done: bool
 ) -> TextClause:
     """The statement for a set of changed columns (a handful of shapes: built once)."""
     clauses = []
+    params: list[BindParameter[Any]] = []
     if events:
         names = ", ".join(_EVENT_COLUMNS)
         values = ", ".join(_value(_EVENTS, name) for name in _EVENT_COLUMNS)
@@ -95,6 +102,16 @@ def _statement(
             f" AS r({_record(_STATES, ('step_id', *state_columns))})"
             f" WHERE s.execution_id = :execution_id AND s.step_id = r.step_id RETURNING 1)"
         )
+    if done:
+        # The completed tasks' DELETE the queue held (kernel/queue/completions.py).
+        clauses.append(
+            f"done AS (DELETE FROM {_TASKS.name}"  # noqa: S608
+            " WHERE id = ANY(:done_ids) AND lease_owner = :done_owner)"
+        )
+        params += [
+            bindparam("done_ids", type_=postgresql.ARRAY(String)),
+            bindparam("done_owner", type_=String),
+        ]
     found = "(SELECT count(*) FROM states)" if state_columns else "0"
     if execution_columns:
         sets = ", ".join(f"{name} = :e_{name}" for name in execution_columns)
@@ -105,7 +122,7 @@ def _statement(
     else:
         main = f"SELECT {found}"
     sql = ("WITH " + ", ".join(clauses) + " " if clauses else "") + main
-    params = [bindparam(f"e_{name}", type_=_EXECUTIONS.c[name].type) for name in execution_columns]
+    params += [bindparam(f"e_{name}", type_=_EXECUTIONS.c[name].type) for name in execution_columns]
     return text(sql).bindparams(*params)
 
 
@@ -165,7 +182,10 @@ def write_folded(session: Session) -> None:
         )
     for name in execution_columns:
         params[f"e_{name}"] = getattr(execution, name)
-    statement = _statement(execution_columns, state_columns, bool(rows))
+    done = completions.take(session)
+    if done is not None:
+        params.update(done)
+    statement = _statement(execution_columns, state_columns, bool(rows), done is not None)
     found = session.connection().execute(statement, params).scalar_one_or_none()
     if changed and found != len(changed):
         # As the unit of work would: a state's row is gone (its execution erased).

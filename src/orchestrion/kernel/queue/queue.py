@@ -5,8 +5,10 @@ together or not at all (never "enqueue, then commit"). Workers claim due tasks w
 lease; a worker that dies stops renewing, its lease expires and another worker claims
 the task again. Completing a task deletes it, again in the caller's transaction.
 
-PostgreSQL claims with ``FOR UPDATE SKIP LOCKED`` so workers never block each other,
-and wakes idle workers with ``NOTIFY`` sent at commit. SQLite serialises writers
+PostgreSQL claims with ``FOR UPDATE SKIP LOCKED`` so workers never block each other
+(one statement: :mod:`.statements`), and wakes idle workers with ``NOTIFY`` sent at
+commit; a completion's ``DELETE`` goes with the transaction's next statement on the
+table or at commit (:mod:`.completions`). SQLite serialises writers
 (``BEGIN IMMEDIATE``) and wakes workers of the same process with an in-memory event.
 
 A task handed out ``max_attempts`` times without being completed (one that crashes or
@@ -35,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from orchestrion.kernel.db.engine import Database, is_sqlite
 from orchestrion.kernel.ids import new_id, utcnow
 from orchestrion.kernel.observability import tracing
-from orchestrion.kernel.queue import metrics
+from orchestrion.kernel.queue import completions, metrics, statements
 from orchestrion.kernel.queue.models import Task
 
 logger = logging.getLogger("orchestrion.queue")
@@ -44,6 +46,8 @@ NOTIFY_CHANNEL = "orchestrion_tasks"
 DEAD_SUFFIX = ".dead"
 #: ``run_at`` of parked tasks (a paused execution's): far enough never to come.
 PARKED = datetime(9999, 1, 1, tzinfo=UTC)
+#: What a task's ``INSERT`` binds for the columns a call leaves out.
+_UNSET: dict[str, Any] = dict.fromkeys(statements.COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -162,8 +166,14 @@ class TaskQueue:
             expires = utcnow() + self.lease
             if leased_to is not None:
                 values.update(lease_owner=leased_to, lease_expires_at=expires, attempts=1)
-            stmt = self._insert if key is None else self._insert_keyed
-            result = await session.execute(stmt, values)
+            done = completions.take(session) if self.postgres else None
+            if done is None:
+                stmt = self._insert if key is None else self._insert_keyed
+                result = await session.execute(stmt, values)
+            else:  # with the completed tasks' DELETE that complete_many held
+                keyed = key is not None
+                stmt = statements.INSERT_AFTER_DONE_KEYED if keyed else statements.INSERT_AFTER_DONE
+                result = await session.execute(stmt, {**_UNSET, **values, **done})
             if not getattr(result, "rowcount", 1):
                 return None
             if leased_to is not None:
@@ -204,6 +214,7 @@ class TaskQueue:
         only_unleased: bool = False,
     ) -> None:
         """Delete a group's tasks (of one kind, one subject), in the caller's transaction."""
+        await completions.send(session)
         stmt = delete(Task).where(*self._in_group(group, kind, subject))
         if only_unleased:
             stmt = stmt.where(Task.lease_owner.is_(None))
@@ -211,12 +222,14 @@ class TaskQueue:
 
     async def delete_key(self, session: AsyncSession, key: str) -> None:
         """Delete the task enqueued under ``key``, if it is still there."""
+        await completions.send(session)
         await session.execute(delete(Task).where(Task.key == key))
 
     async def park(
         self, session: AsyncSession, *, group: str, kind: str | None = None, parked: bool
     ) -> None:
         """Park a group's waiting tasks (they never fall due), or release them to run now."""
+        await completions.send(session)
         await session.execute(
             update(Task)
             .where(
@@ -298,6 +311,8 @@ class TaskQueue:
         self, *, queue: str, owner: str, limit: int
     ) -> tuple[list[ClaimedTask], list[DeadLetter]]:
         now = utcnow()
+        if self.postgres:
+            return await self._claim_in_one(queue=queue, owner=owner, limit=limit, now=now)
         expires = now + self.lease
         due = (
             select(Task.id)
@@ -309,9 +324,7 @@ class TaskQueue:
             .order_by(Task.priority.desc(), Task.run_at)
             .limit(limit)
         )
-        if self.postgres:
-            due = due.with_for_update(skip_locked=True)
-        # At most ``limit`` tasks: its statements may run on the event loop's thread.
+        # SQLite: at most ``limit`` tasks, so its statements may run on the loop's thread.
         async with self.database.session(on_loop=True) as session:
             ids = list((await session.execute(due)).scalars())
             if not ids:
@@ -335,25 +348,27 @@ class TaskQueue:
                 .values(lease_owner=owner, lease_expires_at=expires, attempts=Task.attempts + 1)
             )
             rows = list((await session.execute(select(Task).where(Task.id.in_(ids)))).scalars())
-            for row in rows:
-                if row.queue == queue and row.attempts == 1:
-                    waited = (now - _aware(row.run_at)).total_seconds()
-                    metrics.CLAIM_LATENCY.labels(queue).observe(max(0.0, waited))
-            claimed = [
-                ClaimedTask(
-                    id=row.id,
-                    queue=row.queue,
-                    key=row.key,
-                    payload=row.payload,
-                    attempts=row.attempts,
-                    lease_expires_at=expires,
-                    traceparent=row.traceparent,
-                )
-                for row in rows
-                if row.queue == queue
-            ]
-            dead = [_dead_letter(row, queue) for row in rows if row.queue != queue]
-            return claimed, dead
+            return _claimed(rows, queue=queue, now=now, expires=expires)
+
+    async def _claim_in_one(
+        self, *, queue: str, owner: str, limit: int, now: datetime
+    ) -> tuple[list[ClaimedTask], list[DeadLetter]]:
+        """PostgreSQL: the claim above in one statement (:data:`.statements.CLAIM`)."""
+        expires = now + self.lease
+        params = {
+            "queue": queue,
+            "now": now,
+            "limit": limit,
+            "max_attempts": self.max_attempts,
+            "dead_queue": queue + DEAD_SUFFIX,
+            "owner": owner,
+            "expires": expires,
+        }
+        async with self.database.session() as session:
+            rows = list((await session.execute(statements.CLAIM, params)).all())
+        # By id, as SQLite's claim reads them back (the statement's come in no set order).
+        rows.sort(key=lambda row: row.id)
+        return _claimed(rows, queue=queue, now=now, expires=expires)
 
     async def renew(self, *, owner: str, task_ids: Sequence[str]) -> set[str]:
         """Extend the leases ``owner`` still holds; returns the ids it still holds."""
@@ -372,6 +387,7 @@ class TaskQueue:
 
     async def complete(self, session: AsyncSession, *, task_id: str, owner: str) -> bool:
         """Delete a finished task in the caller's transaction; False if the lease was lost."""
+        await completions.send(session)
         result = await session.execute(
             delete(Task).where(Task.id == task_id, Task.lease_owner == owner)
         )
@@ -381,14 +397,22 @@ class TaskQueue:
         self, session: AsyncSession, *, task_ids: Sequence[str], owner: str
     ) -> None:
         """Delete finished tasks in one statement, in the caller's transaction (those
-        whose lease was lost are left to their new owner)."""
-        if task_ids:
-            await session.execute(self._complete_many, {"ids": list(task_ids), "owner": owner})
+        whose lease was lost are left to their new owner).
+
+        On PostgreSQL the ``DELETE`` goes with the transaction's next statement on the
+        task table, or at its commit (see :mod:`.completions`)."""
+        if not task_ids:
+            return
+        if self.postgres and completions.hold(session, list(task_ids), owner):
+            return
+        await completions.send(session)
+        await session.execute(self._complete_many, {"ids": list(task_ids), "owner": owner})
 
     async def release(
         self, session: AsyncSession, *, task_id: str, owner: str, run_at: datetime
     ) -> None:
         """Give a task back, to be claimed again from ``run_at`` (in the caller's transaction)."""
+        await completions.send(session)
         await session.execute(
             update(Task)
             .where(Task.id == task_id, Task.lease_owner == owner)
@@ -531,7 +555,32 @@ def _enqueue_attributes(queue: str, task_id: str, kind: str | None) -> dict[str,
     }
 
 
-def _dead_letter(row: Task, queue: str) -> DeadLetter:
+def _claimed(
+    rows: Sequence[Any], *, queue: str, now: datetime, expires: datetime
+) -> tuple[list[ClaimedTask], list[DeadLetter]]:
+    """A claim's rows (tasks or returned rows), as it leased or dead-lettered them."""
+    for row in rows:
+        if row.queue == queue and row.attempts == 1:
+            waited = (now - _aware(row.run_at)).total_seconds()
+            metrics.CLAIM_LATENCY.labels(queue).observe(max(0.0, waited))
+    claimed = [
+        ClaimedTask(
+            id=row.id,
+            queue=row.queue,
+            key=row.key,
+            payload=row.payload,
+            attempts=row.attempts,
+            lease_expires_at=expires,
+            traceparent=row.traceparent,
+        )
+        for row in rows
+        if row.queue == queue
+    ]
+    dead = [_dead_letter(row, queue) for row in rows if row.queue != queue]
+    return claimed, dead
+
+
+def _dead_letter(row: Any, queue: str) -> DeadLetter:
     return DeadLetter(
         id=row.id,
         queue=queue,
