@@ -3,22 +3,10 @@ times, then dead-lettered: listed by ``dead_letters``, never claimed again."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
-
-import pytest
 
 from orchestrion.kernel.db.engine import Database
 from orchestrion.kernel.queue import DeadLetter, TaskQueue
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    found = Database(database_url)
-    try:
-        yield found
-    finally:
-        await found.dispose()
 
 
 async def test_a_task_that_always_crashes_is_dead_lettered(database: Database) -> None:

@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
-import pytest
 from prometheus_client import REGISTRY
 
 from orchestrion.kernel.db.engine import Database
 from orchestrion.kernel.ids import utcnow
 from orchestrion.kernel.queue import TaskQueue
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    found = Database(database_url)
-    try:
-        yield found
-    finally:
-        await found.dispose()
 
 
 def value(name: str, **labels: str) -> float | None:

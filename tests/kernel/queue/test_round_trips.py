@@ -8,26 +8,16 @@ of who edited what when it was written.)
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy import event, select, text, update
 
 from orchestrion.kernel.db.engine import Database
 from orchestrion.kernel.ids import utcnow
 from orchestrion.kernel.queue import DeadLetter, Task, TaskQueue
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    found = Database(database_url)
-    try:
-        yield found
-    finally:
-        await found.dispose()
 
 
 @contextmanager
