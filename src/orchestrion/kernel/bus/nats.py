@@ -22,7 +22,6 @@ import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
@@ -226,7 +225,9 @@ class _NatsSubscription(Subscription):
                 messages = await self._pull.fetch(
                     batch=await self._free_slots(), timeout=self._block
                 )
-            except NatsTimeout:
+            except TimeoutError:
+                # Nothing came: nats' own TimeoutError, or the plain one its fetch raises
+                # on some paths (a batch's wait for the next message).
                 continue
             for msg in messages:
                 await self._dispatch(functools.partial(self._handle, msg))
