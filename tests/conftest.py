@@ -14,6 +14,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from orchestrion.kernel.db.engine import Database
 from orchestrion.platform import create_embedded_app
 from orchestrion.settings import Settings
 from tests.fixtures.brokers import fresh_kafka_url, kafka_url
@@ -56,6 +57,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return url
     template: Path = request.getfixturevalue("sqlite_template")
     return f"sqlite+aiosqlite:///{copy_template(template, tmp_path / 'data')}"
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:
+    """A :class:`Database` on ``database_url``, disposed of after the test."""
+    found = Database(database_url)
+    try:
+        yield found
+    finally:
+        await found.dispose()
 
 
 def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settings:

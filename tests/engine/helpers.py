@@ -27,13 +27,13 @@ async def start(engine: Engine, definition: dict[str, Any], *, workflow_id: str 
         return execution.id
 
 
-async def until_finished(engine: Engine, execution_id: str, within: float = 60) -> None:
-    """Wait until the execution is no longer pending or running (``within`` seconds)."""
+async def until_finished(engine: Engine, execution_id: str, within: float = 60) -> Execution:
+    """The execution once it is no longer pending or running (within ``within`` seconds)."""
     async with asyncio.timeout(within):
         while True:
             async with engine.database.session() as session:
                 execution = await session.get(Execution, execution_id)
                 assert execution is not None
                 if execution.status not in ("running", "pending"):
-                    return
+                    return execution
             await engine.wait_for_change(execution_id, 0.2)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any, ClassVar
 
@@ -88,15 +87,6 @@ def _registry() -> StepTypeRegistry:
     for cls in (Big, Unstorable, Overflowing):
         registry.register(cls)
     return registry
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    found = Database(database_url)
-    try:
-        yield found
-    finally:
-        await found.dispose()
 
 
 class Runner:

@@ -15,7 +15,7 @@ from orchestrion.engine.models import StepState
 from orchestrion.engine.outcomes import Succeeded
 from orchestrion.kernel.db.engine import Database
 from orchestrion.kernel.queue.models import Task
-from tests.engine.helpers import start
+from tests.engine.helpers import start, until_finished
 from tests.fixtures.databases import copy_template
 
 BRANCHES = 4
@@ -30,16 +30,25 @@ def _fan_out() -> dict[str, Any]:
     return {"name": "fan", "steps": [*branches, join]}
 
 
-async def _settled(engine: Engine, execution_id: str) -> Execution:
-    """The execution once it no longer runs (within 60 s)."""
-    async with asyncio.timeout(60):
-        while True:
-            async with engine.database.session() as session:
-                execution = await session.get(Execution, execution_id)
-                assert execution is not None
-                if execution.status != "running":
-                    return execution
-            await engine.wait_for_change(execution_id, 0.5)
+class _Commits:
+    """The commits on ``engine``'s database while the block runs, but those of the
+    connection ``ignored``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.target = engine.database.engine.sync_engine
+        self.count = 0
+        self.ignored: Any = None
+
+    def _seen(self, connection: Any) -> None:
+        if connection is not self.ignored:
+            self.count += 1
+
+    def __enter__(self) -> _Commits:
+        event.listen(self.target, "commit", self._seen)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        event.remove(self.target, "commit", self._seen)
 
 
 async def test_outcomes_ending_together_share_one_transaction(database_url: str) -> None:
@@ -52,35 +61,26 @@ async def test_outcomes_ending_together_share_one_transaction(database_url: str)
         prepared = [started[task.id] for task in claimed]
         assert all(p is not None for p in prepared)
 
-        commits = 0
-        held: Any = None
-
-        def on_commit(connection: Any) -> None:
-            nonlocal commits
-            if connection is not held:
-                commits += 1
-
-        event.listen(engine.database.engine.sync_engine, "commit", on_commit)
         recorder = engine.tasks.recorder
         # While the execution is held (SQLite: the writer lock; PostgreSQL: its row), the
         # first outcome waits for it and the others join its transaction. The first
         # branch's outcome also arrives twice: it must be recorded once.
-        async with engine.database.session() as session:
-            held = (await session.connection()).sync_connection
-            await session.execute(
-                select(Execution.id).where(Execution.id == execution_id).with_for_update()
-            )
-            outcomes = [(p, Succeeded({"n": p.step.id})) for p in prepared if p is not None]
-            outcomes.append((outcomes[0][0], Succeeded({"n": "again"})))
-            records = [
-                asyncio.create_task(recorder.record(p, "w1", outcome, capacity=0))
-                for p, outcome in outcomes
-            ]
-            for _ in range(10):
-                await asyncio.sleep(0)
-        await asyncio.wait_for(asyncio.gather(*records), 60)
-        event.remove(engine.database.engine.sync_engine, "commit", on_commit)
-        assert commits == 1
+        with _Commits(engine) as commits:
+            async with engine.database.session() as session:
+                commits.ignored = (await session.connection()).sync_connection
+                await session.execute(
+                    select(Execution.id).where(Execution.id == execution_id).with_for_update()
+                )
+                outcomes = [(p, Succeeded({"n": p.step.id})) for p in prepared if p is not None]
+                outcomes.append((outcomes[0][0], Succeeded({"n": "again"})))
+                records = [
+                    asyncio.create_task(recorder.record(p, "w1", outcome, capacity=0))
+                    for p, outcome in outcomes
+                ]
+                for _ in range(10):
+                    await asyncio.sleep(0)
+            await asyncio.wait_for(asyncio.gather(*records), 60)
+        assert commits.count == 1
 
         async with engine.database.session() as session:
             execution = await session.get(Execution, execution_id)
@@ -134,7 +134,7 @@ async def test_a_chain_needs_no_claim_per_step(database_url: str) -> None:
     worker = Worker(engine, concurrency=4, poll_seconds=60)
     running = asyncio.create_task(worker.run())
     try:
-        execution = await _settled(engine, await start(engine, definition))
+        execution = await until_finished(engine, await start(engine, definition))
         assert execution.status == "succeeded"
         # The worker claims the first step; each next one is handed to it by the
         # transaction that records the one before (before: one claim per step).
@@ -156,21 +156,16 @@ async def test_outcomes_ending_in_the_same_turn_share_one_transaction(database_u
         started = await engine.start_claimed(claimed, owner="w1")
         prepared = [p for p in (started[task.id] for task in claimed) if p is not None]
         assert len(prepared) == BRANCHES
-        commits = 0
-
-        def on_commit(_connection: Any) -> None:
-            nonlocal commits
-            commits += 1
-
-        event.listen(engine.database.engine.sync_engine, "commit", on_commit)
         recorder = engine.tasks.recorder
-        records = [
-            asyncio.create_task(recorder.record(p, "w1", Succeeded({"n": p.step.id}), capacity=0))
-            for p in prepared
-        ]
-        await asyncio.wait_for(asyncio.gather(*records), 60)
-        event.remove(engine.database.engine.sync_engine, "commit", on_commit)
-        assert commits == 1
+        with _Commits(engine) as commits:
+            records = [
+                asyncio.create_task(
+                    recorder.record(p, "w1", Succeeded({"n": p.step.id}), capacity=0)
+                )
+                for p in prepared
+            ]
+            await asyncio.wait_for(asyncio.gather(*records), 60)
+        assert commits.count == 1
         async with engine.database.session() as session:
             execution = await session.get(Execution, execution_id)
             assert execution is not None
@@ -206,7 +201,7 @@ async def test_a_workers_transactions_run_their_statements_on_the_loop_thread(
     worker = Worker(engine, concurrency=4, poll_seconds=60)
     running = asyncio.create_task(worker.run())
     try:
-        execution = await _settled(engine, await start(engine, definition))
+        execution = await until_finished(engine, await start(engine, definition))
         assert execution.status == "succeeded"
     finally:
         worker.stop()
@@ -274,7 +269,7 @@ async def test_steps_listed_before_what_they_need_still_start(database_url: str)
     running = asyncio.create_task(worker.run())
     try:
         execution_id = await start(engine, definition)
-        execution = await _settled(engine, execution_id)
+        execution = await until_finished(engine, execution_id)
         assert execution.status == "succeeded"
         async with engine.database.session() as session:
             rows = await session.execute(

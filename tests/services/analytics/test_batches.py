@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from orchestrion.kernel.bus import Backoff, CloudEvent
@@ -25,15 +23,6 @@ from orchestrion.services.analytics.models import (
 from orchestrion.services.analytics.projection import ExecutionEvent
 from tests.services.analytics.conftest import eventually
 from tests.services.analytics.test_projection import entry, figures, llm_output, run_of
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    db = Database(database_url)
-    try:
-        yield db
-    finally:
-        await db.dispose()
 
 
 def many_runs(n: int) -> list[ExecutionEvent]:

@@ -4,7 +4,6 @@ exact limit, percentiles come from the sketch."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,15 +22,6 @@ from orchestrion.services.analytics.repository import Scope
 TENANT = "00000000-0000-7000-8000-0000000000aa"
 WORKFLOW = "00000000-0000-7000-8000-0000000000wf"
 T0 = datetime(2026, 12, 1, 10, 15, tzinfo=UTC)
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    db = Database(database_url)
-    try:
-        yield db
-    finally:
-        await db.dispose()
 
 
 def entry(execution: str, seq: int, kind: str, ms: float, **data: Any) -> ExecutionEvent:

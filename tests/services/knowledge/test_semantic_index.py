@@ -3,9 +3,6 @@ or down) get one when the tenant's matrix is next loaded; the cache follows revi
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
 from sqlalchemy import func, select
 
 from orchestrion.kernel.auth.principal import Principal
@@ -17,15 +14,6 @@ from orchestrion.services.knowledge.schemas import NodeCreate, SearchRequest
 from orchestrion.services.knowledge.semantic import VectorCache
 
 PRINCIPAL = Principal(subject="tester", tenant_id="00000000-0000-7000-8000-0000000000cc")
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    db = Database(database_url)
-    try:
-        yield db
-    finally:
-        await db.dispose()
 
 
 async def _vectors(database: Database) -> int:
